@@ -1,0 +1,63 @@
+"""The ``arc2avatar`` command: argument parsing only, every command calls the Python API.
+
+Each subcommand lives in its own module of this package exposing
+``register(subparsers) -> None``; the parser it adds sets ``func=<callable(args) -> int>``.
+A user-caused failure (``Arc2AvatarError``) prints one line and exits with its code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from arc2avatar.errors import Arc2AvatarError
+
+# Modules in arc2avatar.cli that each register one or more subcommands, in help order.
+COMMAND_MODULES: tuple[str, ...] = (
+    "template",
+    "embed",
+    "weights",
+    "doctor",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from arc2avatar import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="arc2avatar",
+        description="One photo in, an expressive 3D Gaussian-splat head avatar out.",
+    )
+    parser.add_argument("--version", action="version", version=f"arc2avatar {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"arc2avatar.cli.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except Arc2AvatarError as error:
+        print(f"arc2avatar: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("arc2avatar: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
