@@ -1,0 +1,204 @@
+"""Tiny ONNX stand-ins for SCRFD and ArcFace, in the real I/O layout, for tests (CPU, < 1 s).
+
+No machine of this project can fetch the real detector/recogniser, so the identity path is
+proven on these. Written by hand with ``onnx.helper`` (the ``onnx`` package is a test extra,
+imported here only).
+
+**Tiny SCRFD** (same input and 9 outputs as ``scrfd_10g_bnkps.onnx``: input (1, 3, H, W) RGB
+``(x − 127.5)/128``; per stride s ∈ {8, 16, 32}: scores (N, 1), boxes (N, 4), keypoints (N, 10),
+N = (H/s)(W/s)·2, row-major over (y, x, anchor); outputs ordered scores×3, boxes×3, kps×3).
+Its "face" is a saturated red square (``plant_face``): per pixel, redness r = R − (G+B)/2; for
+the anchor at (x·s, y·s), inner = mean r over the 4s×4s window centred there, ring = mean r over
+the surrounding 8s×8s window minus the inner one, score = sigmoid(gain·(inner − ring −
+threshold)). So a red square of side 4s centred on an anchor lights that anchor (and, weaker,
+its direct neighbours, which NMS removes) at stride s only. Box distances are the constant 2
+(a 4s×4s box around the anchor) and keypoints the ArcFace template scaled into that box; so a
+planted square of side L (in letterboxed pixels L = 32, 64 or 128) is detected as a box equal
+to the square, with template keypoints.
+
+**Tiny ArcFace**: (N, 3, 112, 112) -> conv 8×8/8 -> ReLU -> avg-pool 2 -> linear -> (N, 512),
+weights from a fixed seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from arc2avatar.identity.align import ARCFACE_CROP_SIZE, ARCFACE_TEMPLATE_112
+
+# Pixel colour of a planted synthetic face (saturated red, RGB).
+FACE_RGB = (255, 0, 0)
+# ONNX versions written (understood by onnxruntime >= 1.14).
+OPSET = 17
+IR_VERSION = 8
+
+
+@dataclass(frozen=True)
+class TinyScrfdConfig:
+    """Tiny SCRFD construction constants.
+
+    Attributes:
+        strides: FPN strides (as the real model).
+        box_half_extent: box distance in stride units (face side = 2·this·stride).
+        gain, threshold: score = sigmoid(gain·(contrast − threshold)); contrast is in
+            normalised redness units, 1.99 for a pure-red square on a non-red background.
+        batched: outputs with a leading batch axis (1, N, k) instead of (N, k).
+    """
+
+    strides: tuple[int, ...] = (8, 16, 32)
+    box_half_extent: float = 2.0
+    gain: float = 10.0
+    threshold: float = 1.5
+    batched: bool = False
+
+
+def _onnx():
+    try:
+        import onnx
+        from onnx import helper
+    except ImportError as error:  # pragma: no cover
+        raise ImportError("writing tiny ONNX models needs the onnx package: "
+                          "pip install onnx (it is in arc2avatar's [test] extra)") from error
+    return onnx, helper
+
+
+def _const(helper, name: str, array: np.ndarray):
+    from onnx import numpy_helper
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(array, name))
+
+
+def template_keypoint_offsets(box_half_extent: float) -> np.ndarray:
+    """(10,) keypoint distances in stride units: the ArcFace template inside the 2·h box."""
+    half = ARCFACE_CROP_SIZE / 2
+    return ((ARCFACE_TEMPLATE_112 - half) / half * box_half_extent).astype(np.float32).ravel()
+
+
+def write_tiny_scrfd(path: str | Path, config: TinyScrfdConfig | None = None) -> Path:
+    """Write the tiny SCRFD (see module docstring) to ``path``; returns the path."""
+    cfg = config or TinyScrfdConfig()
+    onnx, helper = _onnx()
+    f32 = onnx.TensorProto.FLOAT
+    nodes = [
+        _const(helper, "redness_w", np.array([1.0, -0.5, -0.5], np.float32).reshape(1, 3, 1, 1)),
+        helper.make_node("Conv", ["input.1", "redness_w"], ["redness"]),
+        _const(helper, "zero", np.zeros((), np.float32)),
+        _const(helper, "four", np.array(4.0, np.float32)),
+        _const(helper, "third", np.array(1.0 / 3.0, np.float32)),
+        _const(helper, "gain", np.array(cfg.gain, np.float32)),
+        _const(helper, "threshold", np.array(cfg.threshold, np.float32)),
+        _const(helper, "flat_shape", np.array([-1, 1], np.int64)),
+        _const(helper, "out_shape", np.array([1, -1, 1] if cfg.batched else [-1, 1], np.int64)),
+        _const(helper, "box_row", np.full((1, 4), cfg.box_half_extent, np.float32)),
+        _const(helper, "kps_row", template_keypoint_offsets(cfg.box_half_extent)[None]),
+    ]
+    scores, boxes, kpss, outputs = [], [], [], []
+    for s in cfg.strides:
+        inner_k, outer_k = int(4 * s), int(8 * s)
+        nodes += [
+            helper.make_node("AveragePool", ["redness"], [f"inner_{s}"],
+                             kernel_shape=[inner_k] * 2, strides=[s, s],
+                             pads=[2 * s, 2 * s, s, s], count_include_pad=1),
+            helper.make_node("AveragePool", ["redness"], [f"outer_{s}"],
+                             kernel_shape=[outer_k] * 2, strides=[s, s],
+                             pads=[4 * s, 4 * s, 3 * s, 3 * s], count_include_pad=1),
+            # ring mean = (64·outer − 16·inner) / 48 = (4·outer − inner) / 3
+            helper.make_node("Mul", [f"outer_{s}", "four"], [f"outer4_{s}"]),
+            helper.make_node("Sub", [f"outer4_{s}", f"inner_{s}"], [f"ring3_{s}"]),
+            helper.make_node("Mul", [f"ring3_{s}", "third"], [f"ring_{s}"]),
+            helper.make_node("Sub", [f"inner_{s}", f"ring_{s}"], [f"contrast_{s}"]),
+            helper.make_node("Sub", [f"contrast_{s}", "threshold"], [f"shifted_{s}"]),
+            helper.make_node("Mul", [f"shifted_{s}", "gain"], [f"logit_{s}"]),
+            helper.make_node("Sigmoid", [f"logit_{s}"], [f"cell_score_{s}"]),
+            # (1, 1, h, w) -> (h·w, 1) -> two anchors per cell -> (2·h·w, 1), order (y, x, a)
+            helper.make_node("Reshape", [f"cell_score_{s}", "flat_shape"], [f"cells_{s}"]),
+            helper.make_node("Concat", [f"cells_{s}", f"cells_{s}"], [f"anchors2_{s}"], axis=1),
+            helper.make_node("Reshape", [f"anchors2_{s}", "flat_shape"], [f"anchor_score_{s}"]),
+            helper.make_node("Mul", [f"anchor_score_{s}", "zero"], [f"zeros_{s}"]),
+            helper.make_node("Add", [f"zeros_{s}", "box_row"], [f"box_flat_{s}"]),
+            helper.make_node("Add", [f"zeros_{s}", "kps_row"], [f"kps_flat_{s}"]),
+            helper.make_node("Reshape", [f"anchor_score_{s}", "out_shape"], [f"score_{s}"]),
+        ]
+        box_shape = np.array([1, -1, 4] if cfg.batched else [-1, 4], np.int64)
+        kps_shape = np.array([1, -1, 10] if cfg.batched else [-1, 10], np.int64)
+        nodes += [
+            _const(helper, f"box_shape_{s}", box_shape),
+            _const(helper, f"kps_shape_{s}", kps_shape),
+            helper.make_node("Reshape", [f"box_flat_{s}", f"box_shape_{s}"], [f"bbox_{s}"]),
+            helper.make_node("Reshape", [f"kps_flat_{s}", f"kps_shape_{s}"], [f"kps_{s}"]),
+        ]
+        lead = [1] if cfg.batched else []
+        scores.append(helper.make_tensor_value_info(f"score_{s}", f32, lead + [None, 1]))
+        boxes.append(helper.make_tensor_value_info(f"bbox_{s}", f32, lead + [None, 4]))
+        kpss.append(helper.make_tensor_value_info(f"kps_{s}", f32, lead + [None, 10]))
+    outputs = scores + boxes + kpss  # the real model's order: scores, boxes, keypoints
+    graph = helper.make_graph(
+        nodes, "tiny_scrfd",
+        [helper.make_tensor_value_info("input.1", f32, [1, 3, "height", "width"])], outputs)
+    return _save(onnx, helper, graph, path)
+
+
+def write_tiny_arcface(path: str | Path, seed: int = 0, embedding_dim: int = 512) -> Path:
+    """Write the tiny ArcFace ((N, 3, 112, 112) -> (N, 512), fixed-seed weights) to ``path``."""
+    onnx, helper = _onnx()
+    from onnx import numpy_helper
+    rng = np.random.default_rng(seed)
+    channels, patch = 8, 8
+    grid = ARCFACE_CROP_SIZE // patch // 2                       # 7 after the 2×2 pool
+    conv_w = rng.normal(0, 0.05, (channels, 3, patch, patch)).astype(np.float32)
+    fc_w = rng.normal(0, 0.1, (channels * grid * grid, embedding_dim)).astype(np.float32)
+    fc_b = rng.normal(0, 0.01, (embedding_dim,)).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in
+             ((conv_w, "conv_w"), (fc_w, "fc_w"), (fc_b, "fc_b"))]
+    nodes = [
+        helper.make_node("Conv", ["input.1", "conv_w"], ["conv"], strides=[patch, patch]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("AveragePool", ["relu"], ["pool"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["pool"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["embedding"]),
+    ]
+    f32 = onnx.TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes, "tiny_arcface",
+        [helper.make_tensor_value_info("input.1", f32, ["batch", 3, ARCFACE_CROP_SIZE,
+                                                        ARCFACE_CROP_SIZE])],
+        [helper.make_tensor_value_info("embedding", f32, ["batch", embedding_dim])],
+        initializer=inits)
+    return _save(onnx, helper, graph, path)
+
+
+def _save(onnx, helper, graph, path: str | Path) -> Path:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="arc2avatar-tiny")
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def write_tiny_identity_weights(root: str | Path, scrfd: TinyScrfdConfig | None = None,
+                                antelope_dir: str = "antelopev2") -> dict[str, Path]:
+    """Lay out tiny identity weights like the real folder: ``root/arcface.onnx`` and
+    ``root/<antelope_dir>/scrfd_10g_bnkps.onnx``. Returns ``{"arcface_onnx", "scrfd_onnx"}``."""
+    root = Path(root)
+    return {
+        "arcface_onnx": write_tiny_arcface(root / "arcface.onnx"),
+        "scrfd_onnx": write_tiny_scrfd(root / antelope_dir / "scrfd_10g_bnkps.onnx", scrfd),
+    }
+
+
+def plant_face(image_rgb: np.ndarray, centre_xy: tuple[float, float], side: float) -> np.ndarray:
+    """Paint a synthetic face (red square of ``side`` px centred at ``centre_xy``) in place.
+
+    Returns the square's (4,) float32 box x1, y1, x2, y2 in pixel-index coordinates (what the
+    tiny SCRFD reports for it, given the box convention x2 = x1 + side).
+    """
+    cx, cy = centre_xy
+    x1, y1 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    x2, y2 = x1 + int(round(side)), y1 + int(round(side))
+    image_rgb[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)] = FACE_RGB
+    return np.array([x1, y1, x2, y2], dtype=np.float32)
