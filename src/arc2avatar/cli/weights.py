@@ -1,9 +1,49 @@
-"""`arc2avatar weights` (not yet implemented)."""
+"""`arc2avatar weights download|path`: fetch the weights, or show where they are looked for.
+
+Thin layer over ``arc2avatar.weights.resolver``.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+GROUP_CHOICES = ("prior", "identity", "detector")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Placeholder: the command is added by its implementing module."""
+    parser = subparsers.add_parser("weights", help="download the weights or show their folder")
+    actions = parser.add_subparsers(dest="weights_action", metavar="ACTION")
+    download = actions.add_parser(
+        "download", help="fetch every missing weight file from the Hugging Face Hub",
+        description="Download Arc2Face, SD-1.5 parts and the antelopev2 detector at pinned "
+                    "revisions into the local layout arc2avatar reads. Files present and whole "
+                    "are kept.")
+    download.add_argument("--to", type=Path, default=None, metavar="DIR",
+                          help="destination folder (default: $ARC2AVATAR_WEIGHTS or "
+                               "~/.cache/arc2avatar/weights)")
+    download.add_argument("--only", nargs="+", choices=GROUP_CHOICES, default=None,
+                          help="fetch only these groups (default: all)")
+    download.set_defaults(func=run_download)
+    path = actions.add_parser("path", help="print the weights folder arc2avatar uses")
+    path.add_argument("--weights", type=Path, default=None, metavar="DIR")
+    path.set_defaults(func=run_path)
+    parser.set_defaults(func=lambda args: parser.print_help() or 1)
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from arc2avatar.weights.resolver import WeightsConfig, download_weights
+    from arc2avatar.weights.resolver import ALL_GROUPS
+
+    config = WeightsConfig(root=args.to)
+    root = config.local_root()
+    download_weights(config, root, set(args.only) if args.only else ALL_GROUPS)
+    print(f"weights ready in {root}")
+    return 0
+
+
+def run_path(args: argparse.Namespace) -> int:
+    from arc2avatar.weights.resolver import WeightsConfig
+
+    print(WeightsConfig(root=args.weights).local_root())
+    return 0
