@@ -1,6 +1,5 @@
 """Claims about the splat container and its optimiser (spec §4, §7; official-release §3.1–3.2)."""
 
-
 import pytest
 import torch
 
