@@ -1,0 +1,216 @@
+"""The prior's interface to the pipeline: renders + cameras → a loss whose gradient is the guidance.
+
+Written by hand (architecture.md, "The prior talks to the pipeline through one small interface"):
+``GuidancePrior`` is the protocol; ``IsmGuidance`` runs ISM/SDS with any ``Denoiser`` and
+``LatentEncoder`` (UNet + VAE for Arc2Face, the oracle + RGB latents for CPU proofs);
+``Arc2FaceGuidance`` precomputes the Arc2Face prompt embeddings once and plugs the UNet in.
+
+Per call (spec §2; official-release §2.5): one coin flip (p = 0.5) flips the whole batch
+horizontally; latents = encode(2·render − 1), clamped to [−1, 1] first (ours: the official did
+not clamp, and the rasteriser can exceed 1); the view prompts come from ``cameras.azimuth_deg``;
+``loss = Σ g.detach()·latents`` so that ∂loss/∂latents = g exactly (the official's
+SpecifyGradient), and its value is meaningless (the official logged a constant 1).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from ..weights.layout import WeightsPaths
+from .arc2face import encode_id_prompt, encode_text
+from .configs import PriorConfig
+from .ism import Denoiser, IsmResult, ism_step
+from .loading import PriorModels, load_lora, load_prior_models
+from .views import ViewEmbeddings, blend_view_embeddings, view_conditioning
+
+
+@dataclass
+class GuidanceOutput:
+    """Result of one guidance call.
+
+    Attributes:
+        loss: scalar whose gradient on the renders IS the guidance (its value means nothing).
+        grad_norm: ‖g‖ on the latents.
+        timestep: t of this step.
+        extra: diagnostics (interval timestep s, UNet calls, flipped, mode).
+    """
+
+    loss: Tensor
+    grad_norm: float
+    timestep: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class GuidancePrior(Protocol):
+    """Anything that turns renders (B, 3, H, W) in [0, 1] and their cameras into a guidance loss."""
+
+    def __call__(self, renders: Tensor, cameras: Any, generator: torch.Generator | None = None) -> GuidanceOutput:
+        ...
+
+
+class LatentEncoder(Protocol):
+    """Maps images (B, 3, H, W) in [−1, 1] to latents (B, C, h, w), differentiably."""
+
+    def encode(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
+        ...
+
+
+class VaeLatentEncoder:
+    """SD-1.5 VAE encoder: posterior SAMPLE × scaling factor (0.18215), as the official (§2.5)."""
+
+    def __init__(self, vae: Any) -> None:
+        self.vae = vae
+
+    def encode(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
+        """(B, 3, H, W) in [−1, 1] → (B, 4, H/8, W/8) latents in the VAE's dtype."""
+        posterior = self.vae.encode(images.to(self.vae.dtype)).latent_dist
+        if generator is not None and generator.device != posterior.mean.device:
+            eps = torch.randn(posterior.mean.shape, generator=generator, device=generator.device)
+            sample = posterior.mean + posterior.std * eps.to(posterior.mean)
+        else:
+            sample = posterior.sample(generator=generator)
+        return sample * self.vae.config.scaling_factor
+
+
+class RgbLatentEncoder:
+    """RGB-space identity "latents" for CPU oracle runs: 2x−1 itself, optionally area-resized.
+
+    Args:
+        size: (h, w) of the latents; None keeps the render's resolution.
+    """
+
+    def __init__(self, size: tuple[int, int] | None = None) -> None:
+        self.size = size
+
+    def encode(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
+        if self.size is None or tuple(images.shape[-2:]) == tuple(self.size):
+            return images
+        return torch.nn.functional.interpolate(images, size=self.size, mode="area")
+
+
+class UNetDenoiser:
+    """The Arc2Face UNet as a ``Denoiser`` (any loaded LoRA acts on every call at its set scale)."""
+
+    def __init__(self, unet: Any) -> None:
+        self.unet = unet
+
+    def prepare(self, clean_latents: Tensor, cameras: Any, flipped: bool) -> None:
+        """Nothing to prepare for a real UNet."""
+
+    def predict_eps(self, latents: Tensor, timesteps: Tensor, context: Tensor, branch: Tensor) -> Tensor:
+        dtype = self.unet.dtype
+        return self.unet(latents.to(dtype), timesteps, encoder_hidden_states=context.to(dtype)).sample
+
+
+class IsmGuidance:
+    """ISM / SDS guidance with a pluggable denoiser and latent encoder (a ``GuidancePrior``).
+
+    Args:
+        denoiser: ε model (``UNetDenoiser``, ``OracleDenoiser``...).
+        latent_encoder: ``VaeLatentEncoder`` or ``RgbLatentEncoder``.
+        embeddings: prompt embeddings (each (77, D)).
+        alphas_cumprod: (T,) ᾱ indexed by timestep value.
+        config: ``PriorConfig``.
+    """
+
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        latent_encoder: LatentEncoder,
+        embeddings: ViewEmbeddings,
+        alphas_cumprod: Tensor,
+        config: PriorConfig = PriorConfig(),
+    ) -> None:
+        self.denoiser = denoiser
+        self.latent_encoder = latent_encoder
+        self.embeddings = embeddings
+        self.alphas_cumprod = alphas_cumprod
+        self.config = config
+
+    def __call__(self, renders: Tensor, cameras: Any, generator: torch.Generator | None = None) -> GuidanceOutput:
+        """renders (B, 3, H, W) in [0, 1] with their ``Cameras`` → ``GuidanceOutput``."""
+        device = generator.device if generator is not None else "cpu"
+        flipped = bool(torch.rand((), generator=generator, device=device).item() < self.config.flip_prob)
+        images = renders.flip(-1) if flipped else renders
+        images = 2.0 * images - 1.0
+        if self.config.clamp_renders:
+            images = images.clamp(-1.0, 1.0)
+        latents = self.latent_encoder.encode(images, generator)  # (B, C, h, w), differentiable
+        conditioning = view_conditioning(cameras.azimuth_deg, self.embeddings, self.config)
+        result: IsmResult = ism_step(
+            self.denoiser, latents, conditioning, self.alphas_cumprod, self.config, generator, cameras, flipped
+        )
+        loss = (result.grad.detach().float() * latents.float()).sum()
+        return GuidanceOutput(
+            loss=loss,
+            grad_norm=result.grad_norm,
+            timestep=result.timestep,
+            extra={
+                "interval_timestep": result.interval_timestep,
+                "unet_calls": result.unet_calls,
+                "flipped": flipped,
+                "mode": self.config.mode,
+            },
+        )
+
+
+def arc2face_embeddings(models: PriorModels, id_embedding: Tensor, config: PriorConfig = PriorConfig()) -> ViewEmbeddings:
+    """All prompt embeddings of spec §2 for one identity: (512,) or (1, 512) unit ArcFace vector."""
+    id_vec = id_embedding.reshape(1, -1).float().to(models.device)
+    e_id = encode_id_prompt(models.id_encoder, models.tokenizer, id_vec, config.id_prompt, config.id_placeholder)[0]
+    prompts = [*config.view_prompts, config.negative_prompt, config.inversion_prompt]
+    sd = encode_text(models.text_encoder, models.tokenizer, prompts)  # (5, 77, 768)
+    front, side, back = blend_view_embeddings(e_id, sd[:3], config.view_alpha).unbind(0)
+    return ViewEmbeddings(front=front, side=side, back=back, uncond=sd[3], inversion=sd[4])
+
+
+class Arc2FaceGuidance(IsmGuidance):
+    """Arc2Face ISM/SDS guidance for one identity (spec §2): UNet (+LoRA) denoiser, VAE latents.
+
+    Args:
+        models: loaded ``PriorModels`` (LoRA, if any, already attached to ``models.unet``).
+        config: ``PriorConfig``.
+        id_embedding: (512,) unit ArcFace embedding of the subject.
+        latent_encoder: defaults to the VAE; ``RgbLatentEncoder`` for cheap CPU runs.
+    """
+
+    def __init__(
+        self,
+        models: PriorModels,
+        config: PriorConfig,
+        id_embedding: Tensor,
+        latent_encoder: LatentEncoder | None = None,
+    ) -> None:
+        super().__init__(
+            denoiser=UNetDenoiser(models.unet),
+            latent_encoder=latent_encoder if latent_encoder is not None else VaeLatentEncoder(models.vae),
+            embeddings=arc2face_embeddings(models, id_embedding, config),
+            alphas_cumprod=models.alphas_cumprod,
+            config=config,
+        )
+        self.models = models
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        paths: WeightsPaths,
+        id_embedding: Tensor,
+        device: torch.device | str = "cpu",
+        dtype: Any = None,
+        lora: str | os.PathLike | None = None,
+        config: PriorConfig = PriorConfig(),
+    ) -> "Arc2FaceGuidance":
+        """Load the models from ``paths`` (LoRA from ``lora`` or else ``paths.lora``) and build the guidance.
+
+        ``dtype``: None = ``config.dtype`` ("auto": fp16 on CUDA, fp32 on CPU).
+        """
+        models = load_prior_models(paths, device, dtype if dtype is not None else config.dtype)
+        lora_path = lora if lora is not None else paths.lora
+        if lora_path is not None:
+            load_lora(models.unet, lora_path, scale=config.lora_scale)
+        return cls(models, config, id_embedding)
