@@ -1,0 +1,98 @@
+"""The built-in head template ``builtin-v1`` (spec §3 "Built-in template"; paper §3.4, E.2).
+
+A licence-free stand-in for FLAME, generated deterministically by our own code, no data file:
+a smooth, closed, manifold, outward-oriented triangle mesh of a bald mannequin head with neck,
+brow ridge, eye sockets with eyeballs, nose, lips, chin, cheeks and ears; a face mask; named
+regions; ten expression blendshapes; per-vertex mean colours. Same :class:`HeadModel`
+interface as FLAME.
+
+World frame (``arc2avatar.cameras.model``): z up, the face looks toward +y, symmetric in x,
+bounding-box centre at the origin, crown to the bottom of the neck = ``config.height``.
+Left/right names are the subject's: the subject's left is world −x.
+
+What is hand-written and why: the sculpt (``_builtin_shape``) and the regions, colours and
+expressions (``_builtin_fields``) are the template's design, which no library provides. The
+sphere triangulation is scipy's convex hull; meshes are checked with trimesh in the tests.
+
+>>> head = builtin_head()
+>>> head.deform({"jaw_open": 1.0, "smile": 0.5}).shape
+torch.Size([5000, 3])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from arc2avatar.head._builtin_fields import (
+    EXPRESSION_NAMES,
+    ExpressionConfig,
+    PaletteConfig,
+    RegionConfig,
+    expression_basis,
+    regions,
+    vertex_colours,
+)
+from arc2avatar.head._builtin_shape import ShapeConfig, field_gradient, mesh_head
+from arc2avatar.head.model import HeadModel
+
+BUILTIN_NAME = "builtin-v1"
+
+
+@dataclass(frozen=True)
+class BuiltinHeadConfig:
+    """How the built-in head is generated.
+
+    Attributes:
+        height: crown to the bottom of the neck, world units (2.0: the orbit cameras of
+            spec §5, r ≈ 5.6 and fovy ≈ 0.5 rad, frame it).
+        shape: sculpt and meshing (``shape.num_vertices`` is the exact vertex count).
+        regions: face-mask and region geometry.
+        palette: mean colours.
+        expressions: blendshape design.
+    """
+
+    height: float = 2.0
+    shape: ShapeConfig = field(default_factory=ShapeConfig)
+    regions: RegionConfig = field(default_factory=RegionConfig)
+    palette: PaletteConfig = field(default_factory=PaletteConfig)
+    expressions: ExpressionConfig = field(default_factory=ExpressionConfig)
+
+
+def builtin_head(config: BuiltinHeadConfig = BuiltinHeadConfig()) -> HeadModel:
+    """Generate the built-in head template (deterministic: equal configs give equal tensors).
+
+    Returns a :class:`HeadModel` named ``"builtin-v1"`` with ``vertices`` (V, 3) float32,
+    ``faces`` (F, 3) int64 counter-clockwise seen from outside, ``face_mask`` (V,) bool,
+    ``regions`` (``face``, ``eyes``, ``left_eye``, ``right_eye``, ``lips``, ``upper_lip``,
+    ``lower_lip``, ``nose``, ``brows``, ``left_brow``, ``right_brow``, ``ears``, ``left_ear``,
+    ``right_ear``, ``neck``, ``scalp``), ``expression_basis`` (V, 3, 10) float32 in world
+    units per unit weight for :data:`EXPRESSION_NAMES` (non-zero only on the face mask) and
+    ``vertex_colors`` (V, 3) float32 in [0, 1]. No joints (``pose_fn`` is None).
+    """
+    sculpt = config.shape.sculpt
+    points, faces = mesh_head(config.shape)  # (V, 3) sculpt frame, (F, 3)
+    normals = field_gradient(points, sculpt)
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    masks = regions(points, sculpt, config.regions)
+    colours = vertex_colours(points, sculpt, config.regions, config.palette)
+    basis = expression_basis(points, normals, sculpt, config.regions, config.expressions)  # (V, 3, E)
+
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    scale = config.height / (hi[2] - lo[2])
+    world = (points - 0.5 * (lo + hi)) * scale
+    return HeadModel(
+        name=BUILTIN_NAME,
+        vertices=torch.from_numpy(world.astype(np.float32)),
+        faces=torch.from_numpy(faces.astype(np.int64)),
+        face_mask=torch.from_numpy(masks["face"].copy()),
+        regions={name: torch.from_numpy(mask.copy()) for name, mask in masks.items()},
+        expression_names=list(EXPRESSION_NAMES),
+        expression_basis=torch.from_numpy((basis * scale).astype(np.float32)),
+        vertex_colors=torch.from_numpy(colours.astype(np.float32)),
+    )
+
+
+__all__ = ["BUILTIN_NAME", "BuiltinHeadConfig", "builtin_head"]
