@@ -76,8 +76,9 @@ def test_from_dict_rejects_unknown_keys_in_nested_groups_with_file_name():
         from_dict(CreateConfig, {"meanface": {"iteration": 3}}, source="my.yaml")
 
 
-def test_yaml_round_trip_equals_the_config(tmp_path):
-    cfg = apply_overrides(resolve_config("cpu-smoke"), ["losses.face_laplacian=1e-15", "seed=7"])
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_yaml_round_trip_equals_the_config(tmp_path, preset):
+    cfg = apply_overrides(resolve_config(preset), ["losses.face_laplacian=1e-15", "seed=7"])
     path = save_yaml(cfg, tmp_path / "config.yaml", header="resolved")
     assert from_dict(CreateConfig, load_yaml(path)) == cfg
     assert resolve_config(yaml_path=path) == cfg  # a resolved config reproduces its run exactly

@@ -565,6 +565,8 @@ PriorSlot = _optional_config("arc2avatar.prior.configs", "PriorConfig")
 OptimSlot = _optional_config("arc2avatar.splats.optim", "SplatOptimConfig")
 DensifySlot = _optional_config("arc2avatar.splats.densify", "MaskedDensifyConfig")
 CamerasSlot = _optional_config("arc2avatar.cameras.samplers", "CameraRanges")
+FaceCamerasSlot = _optional_config("arc2avatar.cameras.samplers", "FacePhaseRanges")
+ViewRingsSlot = _optional_config("arc2avatar.cameras.samplers", "ViewRings")
 
 
 @dataclass(frozen=True)
@@ -662,17 +664,14 @@ class AugmentConfig:
 class OutputConfig:
     """What ``create`` writes besides the avatar (architecture.md "Outputs of create").
 
+    The turntable's cameras (frames, θ) are in ``view_rings``.
+
     Attributes:
-        turntable_frames_per_ring: frames of ``turntable.mp4`` per camera ring (spec §5: 120).
-        turntable_polar_deg: polar angle θ of each turntable ring, degrees (official-release
-            §4.4: 90 and 60).
         video_fps: frame rate of ``turntable.mp4`` (official: 40).
         video_quality: imageio-ffmpeg quality, 0–10 (10 = best; 8 is visually lossless for renders).
         sheet_columns: images per row of the test-view PNG sheet (8 = one ring of test views).
     """
 
-    turntable_frames_per_ring: int = 120
-    turntable_polar_deg: tuple[float, ...] = (90.0, 60.0)
     video_fps: int = 30
     video_quality: int = 8
     sheet_columns: int = 8
@@ -711,6 +710,10 @@ class CreateConfig:
             pruning (``arc2avatar.splats.densify.MaskedDensifyConfig``, spec §4).
         cameras: training camera ranges and their relaxation
             (``arc2avatar.cameras.samplers.CameraRanges``, spec §5).
+        face_cameras: zoomed cameras of the face phase
+            (``arc2avatar.cameras.samplers.FacePhaseRanges``, spec §5).
+        view_rings: fixed test, held-out and turntable views
+            (``arc2avatar.cameras.samplers.ViewRings``, spec §5).
     """
 
     preset: str = "paper"
@@ -736,6 +739,8 @@ class CreateConfig:
     optim: OptimSlot = field(default_factory=OptimSlot)
     densify: DensifySlot = field(default_factory=DensifySlot)
     cameras: CamerasSlot = field(default_factory=CamerasSlot)
+    face_cameras: FaceCamerasSlot = field(default_factory=FaceCamerasSlot)
+    view_rings: ViewRingsSlot = field(default_factory=ViewRingsSlot)
 
 
 def validate(cfg: CreateConfig) -> CreateConfig:
@@ -776,7 +781,6 @@ def validate(cfg: CreateConfig) -> CreateConfig:
     need(all(0.0 <= c <= 1.0 for c in cfg.augment.background), "augment.background must be RGB in [0, 1]")
     for name in ("background_replace_prob", "random_color_fraction"):
         need(0.0 <= getattr(cfg.augment, name) <= 1.0, f"augment.{name} must be in [0, 1]")
-    need(cfg.outputs.turntable_frames_per_ring >= 1, "outputs.turntable_frames_per_ring must be ≥ 1")
     need(cfg.outputs.video_fps >= 1, "outputs.video_fps must be ≥ 1")
     need(0 <= cfg.outputs.video_quality <= 10, "outputs.video_quality must be in 0..10")
     need(cfg.outputs.sheet_columns >= 1, "outputs.sheet_columns must be ≥ 1")

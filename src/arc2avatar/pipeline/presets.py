@@ -107,8 +107,8 @@ FAST = Preset(
         "iterations": 2000,
         # The mean face is cached per template; this only shortens a first run on a new template.
         "meanface.iterations": 500,
-        # Half the turntable frames: the video is a preview (8 s → 4 s at 30 fps per ring pair).
-        "outputs.turntable_frames_per_ring": 60,
+        # Half the turntable frames: the video is a preview (4 s → 2 s at 30 fps).
+        "view_rings.turntable_frames": 60,
         # Kept on purpose: resolution 512 (the prior runs at 512 regardless; rendering smaller
         # saves nothing measurable and blurs the guidance) and 4 views per step (the paper
         # sampler needs one per quadrant).
@@ -132,8 +132,7 @@ CPU_SMOKE = Preset(
         "meanface.iterations": 100,
         "meanface.resolution": 128,
         "log_every": 10,
-        "outputs.turntable_frames_per_ring": 24,
-        "outputs.turntable_polar_deg": [90.0],
+        "view_rings.turntable_frames": 24,
         "outputs.video_fps": 12,
     }),
 )
