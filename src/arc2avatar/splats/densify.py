@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from typing import Callable
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ def _swap_parameter(
     optimizer: torch.optim.Optimizer | None,
     old: nn.Parameter,
     new: nn.Parameter,
-    rows_fn,
+    rows_fn: Callable[[Tensor], Tensor],
 ) -> None:
     """Point the optimiser's group and state at ``new``; per-row state goes through ``rows_fn``."""
     if optimizer is None:
@@ -80,14 +81,16 @@ def _replace_rows(
 ) -> None:
     """Rows ← [rows[keep_n]; new rows]; moments, grads and stats of new rows are zero."""
     num_new = int(new_params["means"].shape[0])
+    keep_idx = torch.nonzero(keep_n).squeeze(1)  # once; index_select beats repeated bool masks
 
     def rows_fn(tensor: Tensor) -> Tensor:
         pad = tensor.new_zeros((num_new, *tensor.shape[1:]))
-        return torch.cat([tensor[keep_n], pad])
+        return torch.cat([tensor.index_select(0, keep_idx.to(tensor.device)), pad])
 
     for name in PARAM_NAMES:
         old = splats.params[name]
-        data = torch.cat([old.detach()[keep_n], new_params[name].detach().to(old.dtype)])
+        kept = old.detach().index_select(0, keep_idx)
+        data = torch.cat([kept, new_params[name].detach().to(old.dtype)])
         new = nn.Parameter(data, requires_grad=old.requires_grad)
         if old.grad is not None:
             new.grad = rows_fn(old.grad)
@@ -95,9 +98,14 @@ def _replace_rows(
         splats.params[name] = new
 
     device = splats.face_mask.device
-    splats.face_mask = torch.cat([splats.face_mask[keep_n], torch.zeros(num_new, dtype=torch.bool, device=device)])
+    splats.face_mask = torch.cat(
+        [splats.face_mask.index_select(0, keep_idx), torch.zeros(num_new, dtype=torch.bool, device=device)]
+    )
     splats.vertex_index = torch.cat(
-        [splats.vertex_index[keep_n], torch.full((num_new,), FREE_VERTEX_INDEX, dtype=torch.int64, device=device)]
+        [
+            splats.vertex_index.index_select(0, keep_idx),
+            torch.full((num_new,), FREE_VERTEX_INDEX, dtype=torch.int64, device=device),
+        ]
     )
     splats.anchors = rows_fn(splats.anchors)
     if extras is not None:
