@@ -284,12 +284,11 @@ def _coerce(value: Any, tp: Any, current: Any, *, prefix: str, source: str) -> A
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
-        errors: list[str] = []
         for option in options:
             try:
                 return _coerce(value, option, current, prefix=prefix, source=source)
-            except InputError as error:
-                errors.append(str(error))
+            except InputError:
+                continue
         allowed = " or ".join(_type_name(o) for o in options) + (" or null" if type(None) in args else "")
         raise fail(allowed)
     if origin is Literal:
