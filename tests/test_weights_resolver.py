@@ -159,6 +159,8 @@ def test_download_offline_explains_offline_mode_and_lists_files(tmp_path: Path, 
     with pytest.raises(MissingWeightsError, match="HF_HUB_OFFLINE") as info:
         download_weights(WeightsConfig(), tmp_path, {"detector"})
     assert "scrfd_10g_bnkps.onnx" in str(info.value)
+    with pytest.raises(MissingWeightsError, match="HF_HUB_OFFLINE"):
+        resolve_weights(WeightsConfig(root=tmp_path), {"identity"}, download=True)
     assert not any(tmp_path.iterdir())
 
 

@@ -1,6 +1,7 @@
 """`arc2avatar embed PHOTO... -o id.npy`: the identity embedding of the person in the photos.
 
-Thin layer over ``arc2avatar.identity.embed_photos`` and ``arc2avatar.weights.resolver.resolve_weights``.
+Thin layer over ``arc2avatar.identity.embed_photos`` and
+``arc2avatar.weights.resolver.resolve_weights``.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ drags in OpenCV and a model zoo to run 60 lines of numpy; the behaviour below ma
   cell: scores (N, 1), boxes (N, 4), keypoints (N, 10), N = H/s · W/s · 2, row-major over
   (y, x, anchor). Some exports add a leading batch axis, (1, N, k): accepted too.
 * **Decoding.** Anchor centre of cell (x, y) = (x·s, y·s) in letterboxed pixels (no +s/2).
-  Distances are in stride units: box = (cx − d0·s, cy − d1·s, cx + d2·s, cy + d3·s); keypoint
-  k = (cx + d_{2k}·s, cy + d_{2k+1}·s).
+  Distances are in stride units: box = (cx − d0·s, cy − d1·s, cx + d2·s, cy + d3·s);
+  keypoint k = (cx + d_{2k}·s, cy + d_{2k+1}·s).
 * **NMS.** Greedy, IoU with insightface's inclusive-pixel areas ((x2 − x1 + 1)·(y2 − y1 + 1)),
   suppress IoU > ``nms_threshold``.
 
@@ -160,8 +160,10 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     while order.size:
         best, rest = order[0], order[1:]
         keep.append(int(best))
-        inter_w = np.maximum(0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + 1)
-        inter_h = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + 1)
+        inter_w = np.maximum(0.0, np.minimum(x2[best], x2[rest])
+                             - np.maximum(x1[best], x1[rest]) + 1)
+        inter_h = np.maximum(0.0, np.minimum(y2[best], y2[rest])
+                             - np.maximum(y1[best], y1[rest]) + 1)
         inter = inter_w * inter_h
         iou = inter / (areas[best] + areas[rest] - inter)
         order = rest[iou <= iou_threshold]

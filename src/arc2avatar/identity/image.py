@@ -36,11 +36,12 @@ class ImageLimits:
         max_side: longest side in pixels after loading; larger photos are downscaled (a face
             detector at 640 px gains nothing from more).
         max_pixels: hard cap on width*height declared by the file header (a decompression-bomb
-            guard); beyond it the photo is refused with a message. 200 MP is above any camera.
+            guard); beyond it the photo is refused with a message. 150 MP is above common
+            cameras and below Pillow's own hard limit (~179 MP), so this message is the one seen.
     """
 
     max_side: int = 4096
-    max_pixels: int = 200_000_000
+    max_pixels: int = 150_000_000
 
 
 def _fail(path: Path, problem: str) -> InputError:

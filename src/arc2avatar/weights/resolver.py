@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Iterable, Literal
 
 from arc2avatar.errors import MissingWeightsError
-from arc2avatar.weights._integrity import check_file, human_size
+from arc2avatar.weights._integrity import check_file
 from arc2avatar.weights.layout import WeightsPaths
 
 log = logging.getLogger(__name__)
@@ -363,9 +363,10 @@ def download_weights(config: WeightsConfig, to: str | os.PathLike | None = None,
     Files already present and whole are kept. Each file comes from ``hf_hub_download(repo_id,
     filename, revision=..., local_dir=...)`` at the pinned revisions of ``config``, into the
     layout ``resolve_weights`` reads (SD-1.5 under ``stable-diffusion-v1-5/``, the detector
-    under ``models/antelopev2/`` whatever its path in the detector repo). ``huggingface_hub`` writes each file to a temporary name and
-    renames it when complete (in ``<to>/.download/``); we then move it into place, so an
-    interrupted download leaves no half file where the resolver looks.
+    under ``models/antelopev2/`` whatever its path in the detector repo). ``huggingface_hub``
+    writes each file to a temporary name in ``<to>/.download/`` and renames it when complete;
+    we then move it into place, so an interrupted download leaves no half file where the
+    resolver looks. A broken file is replaced in place.
 
     Args:
         config: Hub repos/revisions; ``to`` defaults to ``config.local_root()``.
@@ -408,18 +409,19 @@ def download_weights(config: WeightsConfig, to: str | os.PathLike | None = None,
         log.info("downloading %s@%s:%s -> %s (%s)", repo, revision[:12], filename, final,
                  "replacing a broken copy" if status.state == "truncated" else "missing")
         try:
-            fetched = hf_hub_download(repo, filename, revision=revision, local_dir=staging,
-                                      force_download=True)
+            fetched = hf_hub_download(repo, filename, revision=revision, local_dir=staging)
         except Exception as error:  # network / Hub errors of many kinds
-            first_line = str(error).splitlines()[0] if str(error) else ""
             raise MissingWeightsError(
                 f"could not download {filename} from {repo}@{revision}: "
-                f"{error.__class__.__name__}: {first_line}\n{_fetch_hint(root)}") from error
+                f"{_root_cause(error)}\n{_fetch_hint(root)}") from error
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(fetched, final)
     return resolve_weights(target, need)
 
 
-def describe_size(status: FileStatus) -> str:
-    """Size column of the doctor table."""
-    return human_size(status.size) if status.size else "-"
+def _root_cause(error: BaseException) -> str:
+    """``"ClassName: first line"`` of the innermost cause (Hub errors wrap the useful one)."""
+    while (error.__cause__ or error.__context__) is not None:
+        error = error.__cause__ or error.__context__
+    text = str(error).strip().splitlines()
+    return f"{error.__class__.__name__}: {text[0] if text else ''}"
