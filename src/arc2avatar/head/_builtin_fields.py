@@ -51,9 +51,9 @@ class RegionConfig:
     """
 
     face_centre: tuple[float, float, float] = (0.0, -0.05, -0.15)
-    face_half_width_deg: float = 78.0
+    face_half_width_deg: float = 68.0
     face_bottom_deg: float = -64.0
-    face_top_deg: float = 43.0
+    face_top_deg: float = 40.0
     face_power: float = 2.5
     support_fade: float = 0.25
     neck_top_z: float = -0.86
@@ -241,8 +241,8 @@ class ExpressionConfig:
     """
 
     jaw_hinge_yz: tuple[float, float] = (-0.05, -0.10)
-    jaw_angle: float = 0.24
-    jaw_shift_yz: tuple[float, float] = (0.05, -0.01)
+    jaw_angle: float = 0.21
+    jaw_shift_yz: tuple[float, float] = (0.10, -0.02)
     jaw_lip_softness: float = 0.012
     jaw_cheek_softness: float = 0.08
     jaw_rise_y: tuple[float, float] = (0.45, 0.0)
@@ -265,6 +265,7 @@ class ExpressionConfig:
     pucker_contract: float = 0.3
     pucker_sigma: tuple[float, float, float] = (0.13, 0.2, 0.08)
     cheek_puff: float = 0.06
+    cheek_puff_direction: tuple[float, float, float] = (0.75, 0.55, -0.10)
     cheek_puff_centre: tuple[float, float, float] = (0.30, 0.35, -0.38)
     cheek_puff_sigma: tuple[float, float, float] = (0.1, 0.25, 0.1)
     mouth_shift: float = 0.05
@@ -390,9 +391,11 @@ def pucker(points: FloatArray, s: HeadSculpt, e: ExpressionConfig) -> FloatArray
     return disp
 
 
-def cheek_puff(points: FloatArray, normals: FloatArray, e: ExpressionConfig) -> FloatArray:
-    """(V, 3) both cheeks inflate along their normals."""
-    return e.cheek_puff * gaussian(points, e.cheek_puff_centre, e.cheek_puff_sigma)[:, None] * normals
+def cheek_puff(points: FloatArray, e: ExpressionConfig) -> FloatArray:
+    """(V, 3) both cheeks inflate outward (a fixed direction per side: smooth, no folds)."""
+    direction = np.asarray(e.cheek_puff_direction) / np.linalg.norm(e.cheek_puff_direction)
+    bump = gaussian(points, e.cheek_puff_centre, e.cheek_puff_sigma)
+    return e.cheek_puff * bump[:, None] * _mirrored(tuple(direction), points[:, 0])
 
 
 def mouth_shift(points: FloatArray, s: HeadSculpt, e: ExpressionConfig, direction_x: float) -> FloatArray:
@@ -403,9 +406,7 @@ def mouth_shift(points: FloatArray, s: HeadSculpt, e: ExpressionConfig, directio
     return disp
 
 
-def expression_basis(
-    points: FloatArray, normals: FloatArray, s: HeadSculpt, rcfg: RegionConfig, e: ExpressionConfig
-) -> FloatArray:
+def expression_basis(points: FloatArray, s: HeadSculpt, rcfg: RegionConfig, e: ExpressionConfig) -> FloatArray:
     """(V, 3, E) displacements per unit weight for :data:`EXPRESSION_NAMES`, zero off the face."""
     fields = {
         "jaw_open": jaw_open(points, s, e),
@@ -415,7 +416,7 @@ def expression_basis(
         "brow_raise": brow_raise(points, e, rcfg),
         "frown": frown(points, s, e),
         "pucker": pucker(points, s, e),
-        "cheek_puff": cheek_puff(points, normals, e),
+        "cheek_puff": cheek_puff(points, e),
         "mouth_left": mouth_shift(points, s, e, -1.0),
         "mouth_right": mouth_shift(points, s, e, +1.0),
     }

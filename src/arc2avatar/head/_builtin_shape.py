@@ -81,24 +81,25 @@ class HeadSculpt:
     cheekbones: Ellipsoid = Ellipsoid((0.30, 0.34, -0.10), (0.16, 0.18, 0.10), mirror=True)
     jaw: Ellipsoid = Ellipsoid((0.0, 0.04, -0.52), (0.40, 0.50, 0.30))
     jaw_angles: Ellipsoid = Ellipsoid((0.34, -0.08, -0.50), (0.12, 0.18, 0.20), mirror=True)
-    chin: Ellipsoid = Ellipsoid((0.0, 0.43, -0.70), (0.15, 0.13, 0.12))
+    chin: Ellipsoid = Ellipsoid((0.0, 0.41, -0.70), (0.17, 0.12, 0.11))
     muzzle: Ellipsoid = Ellipsoid((0.0, 0.40, -0.45), (0.26, 0.24, 0.20))
     neck: Neck = Neck(centre_y=-0.10, radii_xy=(0.34, 0.36), bottom_z=-1.18, top_z=-0.30, rim=0.05)
-    nose_bridge: RoundCone = RoundCone((0.0, 0.60, 0.05), (0.0, 0.78, -0.21), 0.045, 0.055)
-    nose_tip: Ellipsoid = Ellipsoid((0.0, 0.78, -0.24), (0.065, 0.065, 0.06))
-    nose_wings: Ellipsoid = Ellipsoid((0.085, 0.69, -0.27), (0.06, 0.06, 0.05), mirror=True)
+    nose_bridge: RoundCone = RoundCone((0.0, 0.60, 0.04), (0.0, 0.77, -0.21), 0.05, 0.065)
+    nose_tip: Ellipsoid = Ellipsoid((0.0, 0.775, -0.24), (0.07, 0.065, 0.06))
+    nose_wings: Ellipsoid = Ellipsoid((0.08, 0.69, -0.265), (0.065, 0.06, 0.05), mirror=True)
     brow_ridge: Ellipsoid = Ellipsoid((0.20, 0.55, 0.14), (0.20, 0.08, 0.06), mirror=True)
-    eye_sockets: Ellipsoid = Ellipsoid((0.22, 0.70, 0.0), (0.15, 0.14, 0.10), mirror=True)
+    eye_sockets: Ellipsoid = Ellipsoid((0.22, 0.70, 0.0), (0.16, 0.14, 0.11), mirror=True)
     eyeballs: Ellipsoid = Ellipsoid((0.22, 0.50, -0.005), (0.12, 0.12, 0.12), mirror=True)
     upper_lip: Ellipsoid = Ellipsoid((0.0, 0.62, -0.43), (0.19, 0.07, 0.045))
     lower_lip: Ellipsoid = Ellipsoid((0.0, 0.60, -0.52), (0.17, 0.07, 0.05))
     mouth_slit: Ellipsoid = Ellipsoid((0.0, 0.68, -0.475), (0.17, 0.06, 0.012))
-    ears: Ellipsoid = Ellipsoid((0.55, -0.12, -0.06), (0.06, 0.15, 0.22), mirror=True, tilt_deg=15.0, flare_deg=20.0)
-    conchae: Ellipsoid = Ellipsoid((0.62, -0.09, -0.08), (0.05, 0.06, 0.09), mirror=True, tilt_deg=15.0)
+    ears: Ellipsoid = Ellipsoid((0.55, -0.12, -0.06), (0.07, 0.17, 0.24), mirror=True, tilt_deg=15.0, flare_deg=20.0)
+    conchae: Ellipsoid = Ellipsoid((0.635, -0.10, -0.09), (0.05, 0.07, 0.10), mirror=True, tilt_deg=15.0)
     k_face: float = 0.10
     k_neck: float = 0.12
     k_feature: float = 0.04
-    k_socket: float = 0.05
+    k_socket: float = 0.08
+    k_nose: float = 0.07
     k_eyeball: float = 0.02
     k_lips: float = 0.02
     k_slit: float = 0.01
@@ -212,15 +213,15 @@ def head_field(points: FloatArray, s: HeadSculpt) -> FloatArray:
     head = _smooth_min(head, ellipsoid_field(points, s.jaw), s.k_face)
     head = _smooth_min(head, ellipsoid_field(points, s.jaw_angles), s.k_face)
     head = _smooth_min(head, ellipsoid_field(points, s.muzzle), s.k_face)
-    head = _smooth_min(head, ellipsoid_field(points, s.chin), s.k_feature)
+    head = _smooth_min(head, ellipsoid_field(points, s.chin), s.k_face)
     head = _smooth_min(head, ellipsoid_field(points, s.cheekbones), s.k_face)
     head = _smooth_min(head, neck_field(points, s.neck), s.k_neck)
-    head = _smooth_min(head, ellipsoid_field(points, s.brow_ridge), s.k_feature)
+    head = _smooth_min(head, ellipsoid_field(points, s.brow_ridge), s.k_face)
     head = _smooth_subtract(head, ellipsoid_field(points, s.eye_sockets), s.k_socket)
     head = _smooth_min(head, ellipsoid_field(points, s.eyeballs), s.k_eyeball)
     nose = _smooth_min(round_cone_field(points, s.nose_bridge), ellipsoid_field(points, s.nose_tip), s.k_feature)
     nose = _smooth_min(nose, ellipsoid_field(points, s.nose_wings), s.k_feature)
-    head = _smooth_min(head, nose, s.k_feature)
+    head = _smooth_min(head, nose, s.k_nose)
     lips = _smooth_min(ellipsoid_field(points, s.upper_lip), ellipsoid_field(points, s.lower_lip), s.k_lips)
     head = _smooth_min(head, lips, s.k_lips)
     head = _smooth_subtract(head, ellipsoid_field(points, s.mouth_slit), s.k_slit)

@@ -35,7 +35,7 @@ from arc2avatar.head._builtin_fields import (
     regions,
     vertex_colours,
 )
-from arc2avatar.head._builtin_shape import ShapeConfig, field_gradient, mesh_head
+from arc2avatar.head._builtin_shape import ShapeConfig, mesh_head
 from arc2avatar.head.model import HeadModel
 
 BUILTIN_NAME = "builtin-v1"
@@ -74,11 +74,9 @@ def builtin_head(config: BuiltinHeadConfig = BuiltinHeadConfig()) -> HeadModel:
     """
     sculpt = config.shape.sculpt
     points, faces = mesh_head(config.shape)  # (V, 3) sculpt frame, (F, 3)
-    normals = field_gradient(points, sculpt)
-    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
     masks = regions(points, sculpt, config.regions)
     colours = vertex_colours(points, sculpt, config.regions, config.palette)
-    basis = expression_basis(points, normals, sculpt, config.regions, config.expressions)  # (V, 3, E)
+    basis = expression_basis(points, sculpt, config.regions, config.expressions)  # (V, 3, E)
 
     lo, hi = points.min(axis=0), points.max(axis=0)
     scale = config.height / (hi[2] - lo[2])

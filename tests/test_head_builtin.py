@@ -1,0 +1,201 @@
+"""Claims about the built-in head template ``builtin-v1`` (spec §3, built-in template)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from arc2avatar.head.builtin import BuiltinHeadConfig, builtin_head
+from arc2avatar.head.model import HeadModel
+
+REQUIRED_EXPRESSIONS = ["jaw_open", "smile", "blink_left", "blink_right", "brow_raise", "frown", "pucker", "cheek_puff"]
+REQUIRED_REGIONS = ["face", "eyes", "left_eye", "right_eye", "lips", "nose", "brows", "neck", "scalp", "ears"]
+
+
+@pytest.fixture(scope="module")
+def head() -> HeadModel:
+    return builtin_head()
+
+
+def _mesh(head: HeadModel, vertices: torch.Tensor | None = None) -> trimesh.Trimesh:
+    verts = head.vertices if vertices is None else vertices
+    return trimesh.Trimesh(verts.double().numpy(), head.faces.numpy(), process=False)
+
+
+def _face_normals(head: HeadModel, vertices: torch.Tensor) -> torch.Tensor:
+    tri = vertices.double()[head.faces]  # (F, 3, 3)
+    n = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=1)
+    return n / n.norm(dim=1, keepdim=True)
+
+
+def _displacement(head: HeadModel, name: str) -> torch.Tensor:
+    return head.expression_basis[:, :, head.expression_names.index(name)]  # (V, 3)
+
+
+def test_mesh_is_closed_manifold_with_consistent_outward_winding(head):
+    mesh = _mesh(head)
+    assert mesh.is_watertight
+    assert mesh.is_winding_consistent
+    assert mesh.volume > 0.5  # positive: triangles are counter-clockwise seen from outside
+    assert mesh.euler_number == 2  # one closed genus-0 surface
+    assert float(mesh.face_angles.min()) > np.radians(3.0)  # no slivers
+
+
+def test_vertex_count_is_between_3k_and_6k_and_dtypes_match_interface(head):
+    assert 3000 <= head.num_vertices <= 6000
+    assert head.vertices.dtype == torch.float32 and head.faces.dtype == torch.int64
+    assert head.expression_basis.shape == (head.num_vertices, 3, len(head.expression_names))
+    assert head.name == "builtin-v1" and head.pose_fn is None
+
+
+def test_height_is_config_height_and_bounding_box_is_centred(head):
+    lo, hi = head.vertices.min(dim=0).values, head.vertices.max(dim=0).values
+    assert abs(head.height - 2.0) < 1e-5
+    assert torch.allclose(0.5 * (lo + hi), torch.zeros(3), atol=1e-5)
+    assert abs(float(hi[0] + lo[0])) < 1e-5  # symmetric extent in x
+    assert float(hi[1] - lo[1]) < head.height and float(hi[0] - lo[0]) < float(hi[1] - lo[1])  # taller than deep than wide
+
+
+def test_custom_height_scales_mesh_and_blendshapes_together(head):
+    small = builtin_head(BuiltinHeadConfig(height=1.0))
+    default = head
+    assert abs(small.height - 1.0) < 1e-5
+    assert torch.allclose(small.vertices * 2.0, default.vertices, atol=1e-5)
+    assert torch.allclose(small.expression_basis * 2.0, default.expression_basis, atol=1e-5)
+
+
+def test_face_looks_toward_plus_y_and_crown_is_up(head):
+    mesh = _mesh(head)
+    face_tris = head.face_mask[head.faces].all(dim=1).numpy()
+    mean_normal = (mesh.face_normals[face_tris] * mesh.area_faces[face_tris, None]).sum(axis=0)
+    mean_normal /= np.linalg.norm(mean_normal)
+    assert mean_normal[1] > 0.8
+    nose_tip = head.vertices[head.regions["nose"]][:, 1].max()
+    assert float(nose_tip) == float(head.vertices[:, 1].max())  # the nose is the front-most point
+    crown = int(head.vertices[:, 2].argmax())
+    assert head.regions["scalp"][crown]
+    assert float(head.vertices[head.regions["neck"], 2].mean()) < -0.7 * head.height / 2
+
+
+def test_face_mask_is_one_connected_region_of_25_to_40_percent(head):
+    share = float(head.face_mask.float().mean())
+    assert 0.25 <= share <= 0.40
+    idx = torch.nonzero(head.face_mask).squeeze(1).numpy()
+    local = -np.ones(head.num_vertices, dtype=np.int64)
+    local[idx] = np.arange(idx.size)
+    faces = head.faces.numpy()
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    edges = edges[(local[edges] >= 0).all(axis=1)]
+    graph = coo_matrix((np.ones(len(edges)), (local[edges[:, 0]], local[edges[:, 1]])), shape=(idx.size, idx.size))
+    count, _ = connected_components(graph, directed=False)
+    assert count == 1
+
+
+def test_regions_are_named_placed_and_sided_by_the_subject(head):
+    for name in REQUIRED_REGIONS:
+        assert int(head.regions[name].sum()) > 10, name
+    x = head.vertices[:, 0]
+    assert bool((x[head.regions["left_eye"]] < 0).all()) and bool((x[head.regions["right_eye"]] > 0).all())
+    for inner in ["eyes", "lips", "nose", "brows"]:
+        assert bool(head.face_mask[head.regions[inner]].all()), inner
+    z = head.vertices[:, 2]
+    assert z[head.regions["brows"]].mean() > z[head.regions["eyes"]].mean() > z[head.regions["nose"]].mean()
+    assert z[head.regions["nose"]].mean() > z[head.regions["lips"]].mean() > z[head.regions["neck"]].mean()
+    assert not bool((head.regions["scalp"] & head.face_mask).any())
+    assert not bool((head.regions["neck"] & head.face_mask).any())
+
+
+def test_colours_are_skin_with_redder_lips_and_darker_brows(head):
+    colours = head.vertex_colors
+    assert float(colours.min()) >= 0.0 and float(colours.max()) <= 1.0
+    skin = colours[head.face_mask].median(dim=0).values
+    lips = colours[head.regions["lips"]].mean(dim=0)
+    brows = colours[head.regions["brows"]].mean(dim=0)
+    assert skin[0] > skin[1] > skin[2]  # warm skin tone
+    assert lips[0] / lips[1] > 1.2 * skin[0] / skin[1]  # redder
+    assert brows.sum() < 0.6 * skin.sum()  # darker
+
+
+def test_expression_names_are_exact_and_blendshapes_move_only_the_face(head):
+    assert head.expression_names[: len(REQUIRED_EXPRESSIONS)] == REQUIRED_EXPRESSIONS
+    assert head.num_expressions >= 8
+    off_face = head.expression_basis[~head.face_mask]
+    assert float(off_face.abs().max()) == 0.0
+    for name in head.expression_names:
+        moved = _displacement(head, name).norm(dim=1)
+        assert float(moved.max()) > 0.01 * head.height, name  # each one does something
+
+
+def test_every_blendshape_at_full_weight_is_smooth_and_flips_no_triangle(head):
+    neutral_normals = _face_normals(head, head.vertices)
+    faces = head.faces
+    edges = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    for name in head.expression_names:
+        posed = head.deform({name: 1.0})
+        cos = (_face_normals(head, posed) * neutral_normals).sum(dim=1)
+        assert float(cos.min()) > 0.3, name
+        disp = _displacement(head, name).double()
+        lengths = (head.vertices[edges[:, 0]] - head.vertices[edges[:, 1]]).double().norm(dim=1)
+        jump = (disp[edges[:, 0]] - disp[edges[:, 1]]).norm(dim=1) / lengths
+        assert float(jump.max()) < 6.0, name  # displacement gradient bounded: no tearing
+
+
+def _mean_norm(head: HeadModel, name: str, region: str) -> float:
+    return float(_displacement(head, name)[head.regions[region]].norm(dim=1).mean())
+
+
+def test_jaw_open_drops_lower_lip_and_chin_5_to_8_percent_with_upper_lip_fixed(head):
+    jaw = _displacement(head, "jaw_open")
+    lower_dz = float(jaw[head.regions["lower_lip"], 2].mean())
+    assert -0.08 * head.height <= lower_dz <= -0.05 * head.height
+    lips_z = head.vertices[head.regions["lips"], 2]
+    chin = head.face_mask & (head.vertices[:, 2] < lips_z.min()) & (head.vertices[:, 1] > 0.3)
+    chin_dz = float(jaw[chin, 2].min())
+    assert -0.09 * head.height <= chin_dz <= -0.05 * head.height
+    assert _mean_norm(head, "jaw_open", "upper_lip") < 0.005 * head.height
+    for region in ["eyes", "brows", "nose"]:
+        assert _mean_norm(head, "jaw_open", region) < 1e-3 * head.height, region
+
+
+def test_blinks_close_one_eye_each(head):
+    for name, closing, other in [("blink_left", "left_eye", "right_eye"), ("blink_right", "right_eye", "left_eye")]:
+        assert _mean_norm(head, name, closing) > 0.005 * head.height
+        assert _mean_norm(head, name, other) == 0.0
+        posed = head.deform({name: 1.0})
+        eye = head.regions[closing]
+        spread_before = float(head.vertices[eye, 2].std())
+        spread_after = float(posed[eye, 2].std())
+        assert spread_after < 0.75 * spread_before, name  # the eye region closes vertically
+
+
+def test_other_expressions_move_their_regions_the_right_way(head):
+    lips, brows = head.regions["lips"], head.regions["brows"]
+    x = head.vertices[:, 0]
+    smile = _displacement(head, "smile")
+    corners = lips & (x.abs() > 0.6 * x[lips].abs().max())
+    assert float(smile[corners, 2].mean()) > 0.01 * head.height  # corners up
+    assert float((smile[corners, 0] * x[corners].sign()).mean()) > 0  # and outward
+    assert float(_displacement(head, "brow_raise")[brows, 2].mean()) > 0.015 * head.height
+    assert float(_displacement(head, "frown")[brows, 2].mean()) < 0
+    assert float(_displacement(head, "pucker")[lips, 1].mean()) > 0.01 * head.height
+    assert _mean_norm(head, "pucker", "lips") > 5 * _mean_norm(head, "pucker", "eyes")
+    puff = _displacement(head, "cheek_puff")
+    mesh_normals = torch.from_numpy(_mesh(head).vertex_normals.copy())
+    moved = puff.norm(dim=1) > 0.5 * float(puff.norm(dim=1).max())
+    assert float((puff[moved].double() * mesh_normals[moved]).sum(dim=1).min()) > 0  # outward
+    assert _mean_norm(head, "cheek_puff", "lips") < 0.5 * float(puff[moved].norm(dim=1).mean())
+    if "mouth_left" in head.expression_names:
+        assert float(_displacement(head, "mouth_left")[lips, 0].mean()) < 0  # subject's left = −x
+
+
+def test_two_builds_are_bit_identical(head):
+    again = builtin_head()
+    for field_name in ["vertices", "faces", "face_mask", "expression_basis", "vertex_colors"]:
+        assert torch.equal(getattr(head, field_name), getattr(again, field_name)), field_name
+    assert head.regions.keys() == again.regions.keys()
+    assert all(torch.equal(head.regions[k], again.regions[k]) for k in head.regions)
+    assert head.expression_names == again.expression_names
