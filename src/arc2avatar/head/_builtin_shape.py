@@ -32,9 +32,8 @@ FloatArray = NDArray[np.float64]
 class Ellipsoid:
     """An ellipsoid, sculpt units. ``mirror``: also placed at −x (evaluated at ``|x|``).
 
-    ``tilt_deg`` rotates it about the x axis (positive tips its +z end toward −y, backwards),
-    ``flare_deg`` about the z axis (positive turns its +y end toward −x... i.e. the front edge
-    of an ear inward).
+    ``tilt_deg`` rotates it about the x axis, ``flare_deg`` then about the z axis (degrees,
+    right-handed; evaluated at ``|x|`` when mirrored, so the mirror image turns the other way).
     """
 
     centre: Vec3
@@ -83,7 +82,7 @@ class HeadSculpt:
     jaw_angles: Ellipsoid = Ellipsoid((0.34, -0.08, -0.50), (0.12, 0.18, 0.20), mirror=True)
     chin: Ellipsoid = Ellipsoid((0.0, 0.41, -0.70), (0.17, 0.12, 0.11))
     muzzle: Ellipsoid = Ellipsoid((0.0, 0.40, -0.45), (0.26, 0.24, 0.20))
-    neck: Neck = Neck(centre_y=-0.10, radii_xy=(0.34, 0.36), bottom_z=-1.18, top_z=-0.30, rim=0.05)
+    neck: Neck = Neck(centre_y=-0.10, radii_xy=(0.34, 0.36), bottom_z=-1.18, top_z=-0.30, rim=0.08)
     nose_bridge: RoundCone = RoundCone((0.0, 0.60, 0.04), (0.0, 0.77, -0.21), 0.05, 0.065)
     nose_tip: Ellipsoid = Ellipsoid((0.0, 0.775, -0.24), (0.07, 0.065, 0.06))
     nose_wings: Ellipsoid = Ellipsoid((0.08, 0.69, -0.265), (0.065, 0.06, 0.05), mirror=True)
@@ -227,16 +226,6 @@ def head_field(points: FloatArray, s: HeadSculpt) -> FloatArray:
     head = _smooth_subtract(head, ellipsoid_field(points, s.mouth_slit), s.k_slit)
     ears = _smooth_subtract(ellipsoid_field(points, s.ears), ellipsoid_field(points, s.conchae), s.k_slit)
     return _smooth_min(head, ears, s.k_ear)
-
-
-def field_gradient(points: FloatArray, s: HeadSculpt, eps: float = 1e-4) -> FloatArray:
-    """(N, 3) central-difference gradient of :func:`head_field` (outward normal direction)."""
-    grads = []
-    for axis in range(3):
-        offset = np.zeros(3)
-        offset[axis] = eps
-        grads.append((head_field(points + offset, s) - head_field(points - offset, s)) / (2.0 * eps))
-    return np.stack(grads, axis=1)
 
 
 # ---------------------------------------------------------------------------------------------
