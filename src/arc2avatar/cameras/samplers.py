@@ -178,7 +178,9 @@ def _jittered_cameras(
     centre_offset = (2.0 * torch.rand(count, 3, generator=generator) - 1.0) * jitter.centre_half_width
     target = torch.randn(count, 3, generator=generator) * jitter.target_sigma
     up = torch.tensor(WORLD_UP) + torch.randn(count, 3, generator=generator) * jitter.up_sigma
-    return orbit_cameras(radius, polar_deg, azimuth_deg, fovy, width, height, centre_offset=centre_offset, target=target, up=up)
+    return orbit_cameras(
+        radius, polar_deg, azimuth_deg, fovy, width, height, centre_offset=centre_offset, target=target, up=up
+    )
 
 
 def sample_paper(
@@ -244,7 +246,9 @@ def sample_face_phase(
     return _jittered_cameras(radius, polar, azimuth, fovy, ranges.jitter, generator, width, height)
 
 
-def _rings(polars_deg: tuple[float, ...], per_ring: int, offset_deg: float, rings: ViewRings, width: int, height: int) -> Cameras:
+def _rings(
+    polars_deg: tuple[float, ...], per_ring: int, offset_deg: float, rings: ViewRings, width: int, height: int
+) -> Cameras:
     """``per_ring`` evenly spaced azimuths (from ``offset_deg``) at each θ in ``polars_deg``."""
     step = 360.0 / per_ring
     azimuth = (offset_deg + step * torch.arange(per_ring, dtype=torch.float32)).repeat(len(polars_deg))

@@ -25,7 +25,7 @@ import importlib
 import io
 import pickle
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -142,7 +142,9 @@ _NUMPY_ALLOWED = {
     ("numpy.core.numeric", "_frombuffer"): ("numpy.{core}.numeric", "_frombuffer"),
     ("numpy._core.numeric", "_frombuffer"): ("numpy.{core}.numeric", "_frombuffer"),
 }
-_SPARSE_MODULES = frozenset({"scipy.sparse", "scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse.csr", "scipy.sparse._csr"})
+_SPARSE_MODULES = frozenset(
+    {"scipy.sparse", "scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse.csr", "scipy.sparse._csr"}
+)
 _SPARSE_CLASSES = {"csc_matrix": "csc", "csr_matrix": "csr", "csc_array": "csc", "csr_array": "csr"}
 
 
@@ -239,7 +241,11 @@ def safe_unpickle(path: Path, what: str = "FLAME file") -> Any:
 def _to_array(value: Any, key: str, path: Path) -> np.ndarray:
     """A loaded value as a dense ndarray (chumpy ``Ch`` → its ``x``; sparse → dense)."""
     if isinstance(value, _SparseStub):
-        return value.to_dense()
+        try:
+            return value.to_dense()
+        except Exception as error:
+            broken = f"a broken {value.source_class} ({type(error).__name__}: {error})"
+            raise InputError(f"FLAME file {path}: '{key}' is {broken}") from None
     if isinstance(value, _ChumpyStub):
         state = value.state if isinstance(getattr(value, "state", None), dict) else {}
         if value.source_class == "chumpy.ch.Ch" and "x" in state:
@@ -337,7 +343,9 @@ def _parents_table(table: np.ndarray, path: Path) -> np.ndarray:
         table[0, 0] = -1
     parents = table[0]
     if parents[0] != -1 or any(not 0 <= parents[k] < k for k in range(1, parents.shape[0])):
-        raise InputError(f"FLAME file {path}: 'kintree_table' is not a kinematic tree in joint order: {table[0].tolist()}")
+        raise InputError(
+            f"FLAME file {path}: 'kintree_table' is not a kinematic tree in joint order: {table[0].tolist()}"
+        )
     return table
 
 
@@ -350,7 +358,8 @@ def read_flame_masks(path: str | Path, num_vertices: int) -> dict[str, np.ndarra
     masks: dict[str, np.ndarray] = {}
     for name, value in raw.items():
         indices = np.asarray(_to_array(value, str(name), path)).reshape(-1)
-        if not np.issubdtype(indices.dtype, np.integer) or (indices.size and (indices.min() < 0 or indices.max() >= num_vertices)):
+        in_range = indices.size == 0 or (indices.min() >= 0 and indices.max() < num_vertices)
+        if not np.issubdtype(indices.dtype, np.integer) or not in_range:
             raise InputError(f"FLAME masks file {path}: '{name}' must hold vertex indices in [0, {num_vertices})")
         mask = np.zeros(num_vertices, dtype=bool)
         mask[indices] = True
@@ -461,6 +470,15 @@ class FlameSkinning:
         rows = [torch.cat([rot, (t - rot @ joints[k]).unsqueeze(-1)], dim=-1) for k, (rot, t) in enumerate(globals_rt)]
         return torch.stack(rows)
 
+    def to(self, device: torch.device | str) -> "FlameSkinning":
+        """The same skinning with its tensors on ``device`` (avoids a copy per call)."""
+        return replace(
+            self,
+            j_regressor=self.j_regressor.to(device),
+            weights=self.weights.to(device),
+            posedirs=self.posedirs.to(device),
+        )
+
     def upsampled(self, parent_index: Tensor, parent_weight: Tensor) -> "FlameSkinning":
         """The same skinning for an upsampled mesh whose first V vertices are the originals.
 
@@ -470,9 +488,10 @@ class FlameSkinning:
         """
         num_original = int(self.weights.shape[0])
         head_rows = torch.arange(num_original, device=parent_index.device)
-        if not (torch.equal(parent_index[:num_original, 0], head_rows) and bool((parent_weight[:num_original, 0] == 1).all())):
+        originals_first = torch.equal(parent_index[:num_original, 0], head_rows)
+        if not (originals_first and bool((parent_weight[:num_original, 0] == 1).all())):
             raise ValueError("upsampled skinning needs the original vertices first, in order, each its own parent")
-        j_regressor = torch.zeros(self.j_regressor.shape[0], parent_index.shape[0], dtype=self.j_regressor.dtype)
+        j_regressor = self.j_regressor.new_zeros(self.j_regressor.shape[0], parent_index.shape[0])  # (J, V')
         j_regressor[:, :num_original] = self.j_regressor
         return FlameSkinning(
             transform=self.transform,
@@ -489,7 +508,9 @@ class FlameSkinning:
 # --------------------------------------------------------------------------------------------
 
 
-def derive_flame_masks(vertices: np.ndarray, faces: np.ndarray, config: DerivedMaskConfig = DerivedMaskConfig()) -> dict[str, np.ndarray]:
+def derive_flame_masks(
+    vertices: np.ndarray, faces: np.ndarray, config: DerivedMaskConfig = DerivedMaskConfig()
+) -> dict[str, np.ndarray]:
     """Region masks of a world-frame FLAME-like mesh by the rule of ``DerivedMaskConfig``."""
     import scipy.sparse as sp
     import trimesh
@@ -532,8 +553,10 @@ def flame_head(
     start, stop = config.num_shape, config.num_shape + config.num_expressions
     expressions = transform.apply_vectors(torch.from_numpy(arrays["shapedirs"][:, :, start:stop]), dim=1)
     posedirs = transform.apply_vectors(torch.from_numpy(arrays["posedirs"]), dim=1)
-    region_masks = dict(masks) if masks is not None else derive_flame_masks(vertices.numpy(), arrays["f"], config.derived_masks)
-    regions = {key: torch.from_numpy(np.asarray(value, dtype=bool)) for key, value in region_masks.items() if key != "face"}
+    if masks is None:
+        masks = derive_flame_masks(vertices.numpy(), arrays["f"], config.derived_masks)
+    region_masks = {key: torch.from_numpy(np.asarray(value, dtype=bool)) for key, value in masks.items()}
+    regions = {key: value for key, value in region_masks.items() if key != "face"}
     skinning = FlameSkinning(
         transform=transform,
         j_regressor=torch.from_numpy(arrays["J_regressor"]).float(),
@@ -547,7 +570,7 @@ def flame_head(
         name=name,
         vertices=vertices.float(),
         faces=faces,
-        face_mask=torch.from_numpy(np.asarray(region_masks["face"], dtype=bool)),
+        face_mask=region_masks["face"],
         regions=regions,
         expression_names=[f"exp_{i:03d}" for i in range(config.num_expressions)],
         expression_basis=expressions.float().contiguous(),
@@ -557,7 +580,9 @@ def flame_head(
     )
 
 
-def load_flame(path: str | Path, masks_path: str | Path | None = None, config: FlameConfig = FlameConfig()) -> HeadModel:
+def load_flame(
+    path: str | Path, masks_path: str | Path | None = None, config: FlameConfig = FlameConfig()
+) -> HeadModel:
     """Load a FLAME model (``.pkl`` or converted ``.npz``) as a world-frame ``HeadModel``.
 
     Args:
@@ -592,10 +617,9 @@ def _uv_sphere(n_lon: int, n_lat: int, polar_max: float, closed: bool) -> tuple[
     Triangles are counter-clockwise seen from outside."""
     polar = np.linspace(0.0, polar_max, n_lat + 1)[1:] if not closed else np.linspace(0.0, np.pi, n_lat + 2)[1:-1]
     lon = np.linspace(0.0, 2 * np.pi, n_lon, endpoint=False)
-    ring = np.stack(
-        [np.sin(polar)[:, None] * np.sin(lon)[None], np.repeat(np.cos(polar)[:, None], n_lon, 1), np.sin(polar)[:, None] * np.cos(lon)[None]],
-        axis=-1,
-    ).reshape(-1, 3)
+    sin_p, cos_p = np.sin(polar)[:, None], np.cos(polar)[:, None]
+    ring = np.stack([sin_p * np.sin(lon)[None], np.repeat(cos_p, n_lon, 1), sin_p * np.cos(lon)[None]], axis=-1)
+    ring = ring.reshape(-1, 3)
     vertices = [np.array([[0.0, 1.0, 0.0]]), ring]
     grid = 1 + np.arange(n_lat * n_lon).reshape(n_lat, n_lon)
     nxt = np.roll(grid, -1, axis=1)

@@ -46,15 +46,16 @@ class UpsampleConfig:
     """Subdivision levels and the vertex counts they aim at (spec §3, paper E.2).
 
     Attributes:
-        face_levels: midpoint-subdivision rounds of the face submesh.
-        rest_levels: rounds of the rest of the head.
+        face_levels: midpoint-subdivision rounds of the face submesh (2: ×~16 vertices; what
+            ``choose_levels`` picks for the ~5K-vertex FLAME and built-in templates).
+        rest_levels: rounds of the rest of the head (1: ×~4).
         face_target_vertices: (low, high) face vertex count for real runs (spec §3: 40–60K).
         rest_target_vertices: (low, high) non-face vertex count (spec §3: 20–30K).
         max_levels: the largest level ``choose_levels`` considers.
     """
 
     face_levels: int = 2
-    rest_levels: int = 2
+    rest_levels: int = 1
     face_target_vertices: tuple[int, int] = (40_000, 60_000)
     rest_target_vertices: tuple[int, int] = (20_000, 30_000)
     max_levels: int = 5
