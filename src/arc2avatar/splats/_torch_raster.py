@@ -1,0 +1,432 @@
+"""Pure-PyTorch Gaussian rasteriser that follows gsplat 1.5.3's rules (CPU path, GPU fallback).
+
+Written by hand because no maintained library rasterises 3D Gaussians on a CPU: gsplat has no
+CPU path (its ``_torch_impl`` still calls CUDA kernels for tile intersection), and the other
+rasterisers are CUDA-only (shared/docs/rendering-notes.md). The rules are gsplat's, read from
+its 1.5.3 sources and re-expressed in vectorised PyTorch:
+
+* projection (``ProjectionEWA3DGSFused.cu``, ``Utils.cuh::persp_proj``): EWA with the
+  perspective Jacobian, x/z and y/z clamped to the image edge plus 0.3·tan(fov/2) (±1.3·tan(fov/2)
+  for a centred principal point); Σ2D + eps2d·I; culled when depth < near or > far, det ≤ 0,
+  opacity < 1/255 or the box is off-image; per-axis radius ceil(e·sqrt(Σ2D_ii)) with the
+  opacity-aware extent e = min(3.33, sqrt(2·ln(255·o)));
+* tiles (``IntersectTile.cu``): square tiles (8 px here, 16 in gsplat; the image is the same), a Gaussian is listed in every tile its radius box
+  touches, depth-sorted within a tile;
+* compositing (``RasterizeToPixels3DGSFwd.cu``): pixel centres at +0.5,
+  σ = ½ dᵀΣ⁻¹d, α = min(0.999, o·exp(−σ)); skip when σ < 0 or α < 1/255; front to back; a pixel
+  stops *before* the Gaussian that would bring T to ≤ 1e-4 (that Gaussian is not added);
+  colour = Σ c α T + T_final·background.
+
+The compositing is one ``torch.autograd.Function`` with a hand-written backward (the same maths as
+gsplat's ``RasterizeToPixels3DGSBwd.cu``, vectorised): the forward keeps no per-(pixel, Gaussian)
+tensor, the backward recomputes them chunk by chunk, so memory is bounded by one chunk of tiles.
+Projection keeps plain autograd.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class RasterRules:
+    """gsplat 1.5.3's rasterisation constants (file names refer to gsplat/cuda/csrc)."""
+
+    alpha_threshold: float = 1.0 / 255.0
+    """Splats with α below this are skipped per pixel and culled by opacity (Common.h ALPHA_THRESHOLD)."""
+    max_alpha: float = 0.999
+    """Per-splat α is clamped to this (RasterizeToPixels3DGSFwd.cu)."""
+    transmittance_stop: float = 1e-4
+    """A pixel stops before the splat that would bring T to ≤ this (exclusive, as gsplat)."""
+    max_extent_sigma: float = 3.33
+    """Upper bound of the radius extent in standard deviations (ProjectionEWA3DGSFused.cu)."""
+    fov_clamp_margin: float = 0.3
+    """x/z, y/z are clamped to the image edge + this·tan(fov/2) in the Jacobian (Utils.cuh persp_proj)."""
+    tile_size: int = 8
+    """Tile edge in pixels. gsplat uses 16; the image does not depend on it (the opacity-aware box
+    bounds every pixel with α ≥ 1/255), and 8 halves the padded work on a CPU."""
+    pairs_per_chunk: int = 1 << 21
+    """Memory bound: (pixel, splat) pairs handled at once; 2M pairs ≈ 8 MB per float32 temporary."""
+    max_saved_pairs: int = 1 << 25
+    """Up to this many (pixel, splat) pairs, α and T are kept for the backward (8 bytes per pair in
+    float32: 32M pairs = 256 MB); beyond it the backward recomputes them chunk by chunk."""
+
+
+@dataclass
+class Projection:
+    """Per-camera screen-space Gaussians, (C, N) batched like gsplat's non-packed projection.
+
+    means2d: (C, N, 2) pixel coordinates (0 where culled); conics: (C, N, 3) upper triangle
+    (a, b, c) of Σ2D⁻¹; depths: (C, N) camera-space z; radii: (C, N, 2) int32 per-axis pixel radii,
+    0 = culled.
+    """
+
+    means2d: Tensor
+    conics: Tensor
+    depths: Tensor
+    radii: Tensor
+
+
+def quats_to_rotmats(quats: Tensor) -> Tensor:
+    """(N, 4) quaternions (w, x, y, z), normalised here as gsplat does → (N, 3, 3) rotations."""
+    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
+    rows = [
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ]  # fmt: skip
+    return torch.stack(rows, dim=-1).reshape(quats.shape[:-1] + (3, 3))
+
+
+def project_gaussians(
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    opacities: Tensor,
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    near: float,
+    far: float,
+    eps2d: float,
+    rules: RasterRules = RasterRules(),
+) -> Projection:
+    """EWA-project N Gaussians into C pinhole cameras (gsplat ``fully_fused_projection``, classic).
+
+    Args:
+        means: (N, 3) world centres. quats: (N, 4) w,x,y,z. scales: (N, 3) standard deviations.
+        opacities: (N,) in [0, 1] (only used for culling and the opacity-aware radius).
+        viewmats: (C, 4, 4) world→camera, OpenCV. Ks: (C, 3, 3) intrinsics in pixels.
+        width, height: image size. near, far: depth culling planes. eps2d: px² added to Σ2D.
+    """
+    R = viewmats[:, :3, :3]  # (C, 3, 3)
+    t = viewmats[:, :3, 3]  # (C, 3)
+    means_cam = torch.einsum("cij,nj->cni", R, means) + t[:, None, :]  # (C, N, 3)
+    M = quats_to_rotmats(quats) * scales[:, None, :]  # (N, 3, 3) = R·S
+    cov_world = M @ M.transpose(-1, -2)  # (N, 3, 3)
+    cov_cam = torch.einsum("cij,njk,clk->cnil", R, cov_world, R)  # (C, N, 3, 3)
+
+    x, y, z = means_cam.unbind(-1)  # (C, N) each
+    in_depth = (z >= near) & (z <= far)
+    z = torch.where(in_depth, z, torch.ones_like(z))  # keep culled entries finite
+    fx, fy = Ks[:, 0, 0, None], Ks[:, 1, 1, None]  # (C, 1)
+    cx, cy = Ks[:, 0, 2, None], Ks[:, 1, 2, None]
+    margin = rules.fov_clamp_margin
+    lim_x_pos = (width - cx) / fx + margin * 0.5 * width / fx
+    lim_x_neg = cx / fx + margin * 0.5 * width / fx
+    lim_y_pos = (height - cy) / fy + margin * 0.5 * height / fy
+    lim_y_neg = cy / fy + margin * 0.5 * height / fy
+    tx = z * torch.clamp(x / z, -lim_x_neg, lim_x_pos)
+    ty = z * torch.clamp(y / z, -lim_y_neg, lim_y_pos)
+    zeros = torch.zeros_like(z)
+    J = torch.stack(
+        [fx / z, zeros, -fx * tx / (z * z), zeros, fy / z, -fy * ty / (z * z)], dim=-1
+    ).reshape(z.shape + (2, 3))  # (C, N, 2, 3)
+    cov2d = J @ cov_cam @ J.transpose(-1, -2)  # (C, N, 2, 2)
+    a = cov2d[..., 0, 0] + eps2d
+    b = 0.5 * (cov2d[..., 0, 1] + cov2d[..., 1, 0])
+    c = cov2d[..., 1, 1] + eps2d
+    det = a * c - b * b
+    valid = in_depth & (det > 0)
+    det = torch.where(valid, det, torch.ones_like(det))
+    conics = torch.stack([c / det, -b / det, a / det], dim=-1)  # (C, N, 3)
+    means2d = torch.stack([fx * x / z + cx, fy * y / z + cy], dim=-1)  # (C, N, 2)
+
+    with torch.no_grad():
+        opac = opacities.detach().expand_as(z)
+        valid = valid & (opac >= rules.alpha_threshold)
+        extent = torch.sqrt(2.0 * torch.log(opac.clamp_min(rules.alpha_threshold) / rules.alpha_threshold))
+        extent = extent.clamp(max=rules.max_extent_sigma)
+        radius_x = torch.ceil(extent * torch.sqrt(a.detach().clamp_min(0)))
+        radius_y = torch.ceil(extent * torch.sqrt(c.detach().clamp_min(0)))
+        valid = valid & ((radius_x > 0) | (radius_y > 0))
+        mx, my = means2d.detach().unbind(-1)
+        valid = valid & ~((mx + radius_x <= 0) | (mx - radius_x >= width) | (my + radius_y <= 0) | (my - radius_y >= height))
+        radii = torch.stack([radius_x, radius_y], dim=-1).to(torch.int32) * valid[..., None]
+    keep = valid[..., None]
+    return Projection(
+        means2d=torch.where(keep, means2d, torch.zeros_like(means2d)),
+        conics=torch.where(keep, conics, torch.zeros_like(conics)),
+        depths=torch.where(valid, means_cam[..., 2], torch.zeros_like(z)),
+        radii=radii,
+    )
+
+
+@dataclass
+class TilePlan:
+    """Which depth-sorted splats touch which tile, grouped into memory-bounded chunks.
+
+    Tiles are numbered globally, camera-major: ``tile = c·tiles_y·tiles_x + ty·tiles_x + tx``.
+    Each chunk is (tile ids (T,), splat index (T, K) into the flattened (C·N + 1) splats, padded
+    with the last, empty index C·N).
+    """
+
+    num_cameras: int
+    num_splats: int
+    width: int
+    height: int
+    tiles_x: int
+    tiles_y: int
+    tile_size: int
+    chunks: list[tuple[Tensor, Tensor]]
+
+    @property
+    def num_pairs(self) -> int:
+        """(pixel, splat) pairs evaluated, padding included."""
+        return sum(splats.numel() for _, splats in self.chunks) * self.tile_size**2
+
+    @property
+    def tiles_per_camera(self) -> int:
+        return self.tiles_x * self.tiles_y
+
+
+@torch.no_grad()
+def plan_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, width: int, height: int, rules: RasterRules) -> TilePlan:
+    """List every (tile, splat) overlap like gsplat's ``isect_tiles`` and chunk tiles by workload.
+
+    means2d: (C, N, 2) pixels; radii: (C, N, 2) int, 0 = culled; depths: (C, N).
+    """
+    C, N = depths.shape
+    ts = rules.tile_size
+    tiles_x, tiles_y = math.ceil(width / ts), math.ceil(height / ts)
+    device = means2d.device
+    cam, gid = torch.nonzero((radii > 0).all(-1), as_tuple=True)  # (M,) each, camera-major
+    centre = means2d[cam, gid].float() / ts  # (M, 2) in tiles
+    extent = radii[cam, gid].float() / ts
+    lo = torch.floor(centre - extent).clamp_min(0).long()
+    hi = torch.ceil(centre + extent).long()
+    lo[:, 0].clamp_(max=tiles_x), lo[:, 1].clamp_(max=tiles_y)
+    hi[:, 0].clamp_(0, tiles_x), hi[:, 1].clamp_(0, tiles_y)
+    span = hi - lo  # (M, 2) tiles along x, y
+    count = span[:, 0] * span[:, 1]  # (M,)
+    owner = torch.repeat_interleave(torch.arange(cam.numel(), device=device), count)  # (I,)
+    first = torch.cumsum(count, 0) - count
+    local = torch.arange(owner.numel(), device=device) - first[owner]
+    tile_x = lo[owner, 0] + local % span[owner, 0]
+    tile_y = lo[owner, 1] + local // span[owner, 0]
+    tile = cam[owner] * (tiles_x * tiles_y) + tile_y * tiles_x + tile_x  # (I,)
+    depth_rank = torch.empty_like(cam)
+    depth_rank[torch.sort(depths[cam, gid], stable=True).indices] = torch.arange(cam.numel(), device=device)
+    order = torch.argsort(tile * max(cam.numel(), 1) + depth_rank[owner])  # keys are unique
+    splat_sorted = (cam * N + gid)[owner][order]  # (I,) flat splat index, tile-major, near→far
+    tile_counts = torch.bincount(tile, minlength=C * tiles_x * tiles_y)
+    tile_start = torch.cumsum(tile_counts, 0) - tile_counts
+
+    busy = torch.nonzero(tile_counts, as_tuple=True)[0]
+    busy = busy[torch.argsort(tile_counts[busy], descending=True, stable=True)]
+    counts_list = tile_counts[busy].tolist()
+    chunks: list[tuple[Tensor, Tensor]] = []
+    begin = 0
+    pixels = ts * ts
+    while begin < len(counts_list):
+        K = counts_list[begin]
+        size = max(1, rules.pairs_per_chunk // (pixels * K))
+        tiles = busy[begin : begin + size]
+        slot = torch.arange(K, device=device)
+        index = tile_start[tiles, None] + slot  # (T, K)
+        filled = slot < tile_counts[tiles, None]
+        splats = torch.where(filled, splat_sorted[index.clamp_max(max(splat_sorted.numel() - 1, 0))], C * N)
+        chunks.append((tiles, splats))
+        begin += size
+    return TilePlan(C, N, width, height, tiles_x, tiles_y, ts, chunks)
+
+
+def _pixel_basis(tile_size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(P, 6) monomials [1, p_x, p_y, p_x², p_y², p_x·p_y] of the pixel centres of a tile.
+
+    Coordinates are relative to the tile's centre (pixel centres at +0.5, P = tile_size², row
+    major), which keeps the quadratic expansion of the Gaussian exponent well conditioned.
+    """
+    centres = torch.arange(tile_size, dtype=dtype, device=device) + 0.5 - 0.5 * tile_size
+    py, px = (grid.reshape(-1) for grid in torch.meshgrid(centres, centres, indexing="ij"))
+    return torch.stack([torch.ones_like(px), px, py, px * px, py * py, px * py], dim=-1)
+
+
+def _tile_centres(tiles: Tensor, plan: TilePlan, dtype: torch.dtype) -> Tensor:
+    """(T, 2) pixel coordinates of the centres of global tile ids (T,)."""
+    local = tiles % plan.tiles_per_camera
+    ts = plan.tile_size
+    return torch.stack([local % plan.tiles_x, local // plan.tiles_x], dim=-1).to(dtype) * ts + 0.5 * ts
+
+
+def _splat_table(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor) -> Tensor:
+    """(C·N + 1, 7 + D) rows [m_x, m_y, a, b, c, o, colour (D), 1] per projected splat.
+
+    One table so that a chunk gathers everything with one index; the trailing zero row (opacity 0)
+    is the empty splat used as padding; the last column (1) accumulates Σ α·T = 1 − T_final.
+    """
+    C, N = opacities.shape
+    table = torch.cat([means2d, conics, opacities[..., None], colors, colors.new_ones(C, N, 1)], dim=-1)
+    table = table.reshape(C * N, table.shape[-1])
+    return torch.cat([table, table.new_zeros(1, table.shape[1])])
+
+
+@dataclass
+class _ChunkSplats:
+    """The splats of one chunk in tile-local coordinates: (T, K) each, colours (T, K, D + 1)."""
+
+    mx: Tensor
+    my: Tensor
+    a: Tensor  # conic (a, b, c): σ = ½(a·dx² + c·dy²) + b·dx·dy, d = mean − pixel
+    b: Tensor
+    c: Tensor
+    opacity: Tensor
+    colors: Tensor  # last channel 1
+
+    @staticmethod
+    def gather(table: Tensor, tiles: Tensor, splats: Tensor, plan: TilePlan) -> "_ChunkSplats":
+        rows = table[splats]  # (T, K, 7 + D)
+        centre = _tile_centres(tiles, plan, table.dtype)  # (T, 2)
+        return _ChunkSplats(
+            mx=rows[..., 0] - centre[:, None, 0],
+            my=rows[..., 1] - centre[:, None, 1],
+            a=rows[..., 2],
+            b=rows[..., 3],
+            c=rows[..., 4],
+            opacity=rows[..., 5],
+            colors=rows[..., 6:],
+        )
+
+    def log_alpha_coefficients(self) -> Tensor:
+        """(T, 6, K) coefficients of log(o) − σ on ``_pixel_basis``: log α_raw = basis @ coef."""
+        mx, my, a, b, c = self.mx, self.my, self.a, self.b, self.c
+        log_opacity = torch.log(self.opacity).clamp_min(-1e4)  # padding (o = 0) → α = 0
+        const = log_opacity - 0.5 * (a * mx * mx + c * my * my) - b * mx * my
+        return torch.stack([const, a * mx + b * my, c * my + b * mx, -0.5 * a, -0.5 * c, -b], dim=1)
+
+
+def _alpha_and_transmittance(basis: Tensor, chunk: _ChunkSplats, rules: RasterRules) -> tuple[Tensor, Tensor]:
+    """(T, P, K) effective α (0 where skipped or after the pixel stopped) and T before each splat."""
+    alpha = torch.matmul(basis, chunk.log_alpha_coefficients()).exp_()  # o·exp(−σ)
+    alpha.clamp_(max=rules.max_alpha)
+    alpha.masked_fill_(alpha < rules.alpha_threshold, 0.0)
+    one_minus = 1.0 - alpha
+    trans = torch.cumprod(one_minus, dim=-1)  # T after each splat
+    alpha.masked_fill_(trans <= rules.transmittance_stop, 0.0)  # exclusive stop, as gsplat
+    return alpha, trans.div_(one_minus)
+
+
+def _to_tiles(image: Tensor, plan: TilePlan) -> Tensor:
+    """(C, H, W, D) image → (C·tiles, P, D), zero-padded to whole tiles."""
+    C, H, W, D = image.shape
+    ts = plan.tile_size
+    padded = torch.nn.functional.pad(image, (0, 0, 0, plan.tiles_x * ts - W, 0, plan.tiles_y * ts - H))
+    tiles = padded.reshape(C, plan.tiles_y, ts, plan.tiles_x, ts, D).permute(0, 1, 3, 2, 4, 5)
+    return tiles.reshape(C * plan.tiles_per_camera, ts * ts, D)
+
+
+def _from_tiles(tiles: Tensor, plan: TilePlan) -> Tensor:
+    """(C·tiles, P, D) → (C, H, W, D), cropping the padding."""
+    ts, D = plan.tile_size, tiles.shape[-1]
+    image = tiles.reshape(plan.num_cameras, plan.tiles_y, plan.tiles_x, ts, ts, D).permute(0, 1, 3, 2, 4, 5)
+    image = image.reshape(plan.num_cameras, plan.tiles_y * ts, plan.tiles_x * ts, D)
+    return image[:, : plan.height, : plan.width]
+
+
+class _CompositeTiles(torch.autograd.Function):
+    """Tile compositing with gsplat's rules; inputs (C, N, ·), outputs (C, H, W, D) and (C, H, W, 1)."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, opacities, colors, backgrounds, plan: TilePlan, rules: RasterRules):
+        table = _splat_table(means2d, conics, opacities, colors)
+        D = colors.shape[-1]
+        n_tiles = plan.num_cameras * plan.tiles_per_camera
+        basis = _pixel_basis(plan.tile_size, means2d.dtype, means2d.device)
+        out = means2d.new_zeros(n_tiles, plan.tile_size**2, D + 1)
+        keep = plan.num_pairs <= rules.max_saved_pairs  # else the backward recomputes
+        saved: list[tuple[Tensor, Tensor]] = []
+        for tiles, splats in plan.chunks:
+            chunk = _ChunkSplats.gather(table, tiles, splats, plan)
+            alpha, trans = _alpha_and_transmittance(basis, chunk, rules)
+            out[tiles] = torch.bmm(alpha * trans, chunk.colors)
+            if keep:
+                saved.append((alpha, trans))
+        trans_final = 1.0 - out[..., D:]  # (tiles, P, 1), from the ones channel: Σ α·T = 1 − T_final
+        camera_of_tile = torch.arange(n_tiles, device=out.device) // plan.tiles_per_camera
+        image = out[..., :D] + trans_final * backgrounds[camera_of_tile][:, None, :]
+        ctx.save_for_backward(means2d, conics, opacities, colors, backgrounds, trans_final)
+        ctx.plan, ctx.rules, ctx.chunk_state = plan, rules, saved
+        return _from_tiles(image, plan).contiguous(), _from_tiles(out[..., D:], plan).contiguous()
+
+    @staticmethod
+    def backward(ctx, v_image, v_alphas):
+        means2d, conics, opacities, colors, backgrounds, trans_final = ctx.saved_tensors
+        plan, rules, saved = ctx.plan, ctx.rules, ctx.chunk_state
+        ctx.chunk_state = []
+        C, N = opacities.shape
+        D = colors.shape[-1]
+        table = _splat_table(means2d, conics, opacities, colors)
+        v_out = _to_tiles(v_image, plan)  # (C·tiles, P, D)
+        camera_of_tile = torch.arange(v_out.shape[0], device=v_out.device) // plan.tiles_per_camera
+        # ∂L/∂T_final per pixel, through the background term and alpha = 1 − T_final.
+        v_trans = (v_out * backgrounds[camera_of_tile][:, None, :]).sum(-1, keepdim=True)
+        v_trans_final = trans_final * (v_trans - _to_tiles(v_alphas, plan))  # (tiles, P, 1)
+
+        v_table = table.new_zeros(table.shape[0], 6 + D)  # ∂L/∂[m_x, m_y, a, b, c, o, colour]
+        basis = _pixel_basis(plan.tile_size, means2d.dtype, means2d.device)  # (P, 6)
+        for index, (tiles, splats) in enumerate(plan.chunks):
+            chunk = _ChunkSplats.gather(table, tiles, splats, plan)
+            alpha, trans = saved[index] if saved else _alpha_and_transmittance(basis, chunk, rules)
+            v_pix = v_out[tiles]  # (T, P, D)
+            weight = alpha * trans
+            v_color = torch.bmm(weight.transpose(1, 2), v_pix)  # (T, K, D)
+            g = torch.bmm(v_pix, chunk.colors[..., :D].transpose(1, 2))  # (T, P, K): ∂L/∂out · c_k
+            later = weight.mul_(g)  # w_j·g_j
+            later = torch.cumsum(later, dim=-1).neg_().add_(later.sum(-1, keepdim=True))  # Σ_{j>k} w_j·g_j
+            later.add_(v_trans_final[tiles])  # + T_final·∂L/∂T_final
+            # ∂L/∂α_k = g_k·T_k − later_k / (1 − α_k); ∂α/∂(log α_raw) = α where α was used and not
+            # clamped (gsplat: no gradient through the 0.999 clamp), else 0.
+            v_alpha = later.div_(1.0 - alpha).neg_().add_(g.mul_(trans))
+            v_log_alpha = v_alpha.mul_(alpha.masked_fill(alpha >= rules.max_alpha, 0.0))
+            # Σ_p over the pixel basis gives every per-splat gradient (moments S0, Sx, Sy, Sxx, Syy, Sxy).
+            s0, sx, sy, sxx, syy, sxy = torch.matmul(basis.T, v_log_alpha).unbind(1)  # (T, K) each
+            mx, my, a, b, c = chunk.mx, chunk.my, chunk.a, chunk.b, chunk.c
+            sum_dx, sum_dy = mx * s0 - sx, my * s0 - sy  # Σ v·dx, Σ v·dy with d = mean − pixel
+            opacity = chunk.opacity
+            v_rows = torch.cat(
+                [
+                    torch.stack(
+                        [
+                            -(a * sum_dx + b * sum_dy),
+                            -(b * sum_dx + c * sum_dy),
+                            -0.5 * (mx * mx * s0 - 2 * mx * sx + sxx),
+                            -(mx * my * s0 - mx * sy - my * sx + sxy),
+                            -0.5 * (my * my * s0 - 2 * my * sy + syy),
+                            torch.where(opacity > 0, s0 / torch.where(opacity > 0, opacity, 1.0), 0.0),
+                        ],
+                        dim=-1,
+                    ),
+                    v_color,
+                ],
+                dim=-1,
+            )  # (T, K, 6 + D)
+            v_table.index_add_(0, splats.reshape(-1), v_rows.reshape(-1, 6 + D))
+        v_backgrounds = (trans_final * v_out).reshape(C, -1, D).sum(1)
+        v_table = v_table[:-1].reshape(C, N, 6 + D)
+        return v_table[..., :2], v_table[..., 2:5], v_table[..., 5], v_table[..., 6:], v_backgrounds, None, None
+
+
+def composite(
+    means2d: Tensor,
+    conics: Tensor,
+    opacities: Tensor,
+    colors: Tensor,
+    backgrounds: Tensor,
+    plan: TilePlan,
+    rules: RasterRules = RasterRules(),
+) -> tuple[Tensor, Tensor]:
+    """Differentiable tile compositing.
+
+    Args:
+        means2d: (C, N, 2) pixel centres. conics: (C, N, 3) Σ2D⁻¹ upper triangle.
+        opacities: (C, N). colors: (C, N, D) features. backgrounds: (C, D).
+        plan: from ``plan_tiles`` on the same projection.
+    Returns:
+        (C, H, W, D) Σ c α T + T_final·background, and (C, H, W, 1) alpha = 1 − T_final.
+    """
+    return _CompositeTiles.apply(means2d, conics, opacities, colors, backgrounds, plan, rules)
