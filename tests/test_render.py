@@ -239,3 +239,17 @@ def test_cpu_rendering_never_probes_gsplat(monkeypatch):
     means, quats, scales, opacities, colors = _scene(torch.float32)
     out = rasterize(means, quats, scales, opacities, colors, _cameras(dtype=torch.float32))
     assert out.backend == "torch" and math.isfinite(out.rgb.sum().item())
+
+
+def test_reduced_precision_matmul_setting_changes_nothing_and_is_restored():
+    means, quats, scales, opacities, colors = _scene(torch.float32)
+    cams = _cameras(dtype=torch.float32)
+    exact = rasterize(means, quats, scales, opacities, colors, cams).rgb
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")
+    try:
+        fast = rasterize(means, quats, scales, opacities, colors, cams).rgb
+        assert torch.get_float32_matmul_precision() == "medium"
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    assert torch.equal(fast, exact)

@@ -13,9 +13,14 @@ its 1.5.3 sources and re-expressed in vectorised PyTorch:
 * tiles (``IntersectTile.cu``): square tiles (8 px here, 16 in gsplat; the image is the same), a Gaussian is listed in every tile its radius box
   touches, depth-sorted within a tile;
 * compositing (``RasterizeToPixels3DGSFwd.cu``): pixel centres at +0.5,
-  σ = ½ dᵀΣ⁻¹d, α = min(0.999, o·exp(−σ)); skip when σ < 0 or α < 1/255; front to back; a pixel
+  σ = ½ dᵀΣ⁻¹d, α = min(0.999, o·exp(−σ)); skip when α < 1/255; front to back; a pixel
   stops *before* the Gaussian that would bring T to ≤ 1e-4 (that Gaussian is not added);
   colour = Σ c α T + T_final·background.
+
+The exponent log α = log o − σ is evaluated for a whole tile at once as one matmul of the pixels'
+monomials [1, x, y, x², y², xy] (tile-local coordinates) with per-splat coefficients; gsplat's
+guard "skip when σ < 0" is not reproduced: the conic is positive definite, so σ < 0 only arises
+from round-off at σ ≈ 0, where that guard would wrongly drop a splat at its own centre.
 
 The compositing is one ``torch.autograd.Function`` with a hand-written backward (the same maths as
 gsplat's ``RasterizeToPixels3DGSBwd.cu``, vectorised): the forward keeps no per-(pixel, Gaussian)
@@ -25,8 +30,10 @@ Projection keeps plain autograd.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -255,20 +262,20 @@ def _tile_centres(tiles: Tensor, plan: TilePlan, dtype: torch.dtype) -> Tensor:
 
 
 def _splat_table(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor) -> Tensor:
-    """(C·N + 1, 7 + D) rows [m_x, m_y, a, b, c, o, colour (D), 1] per projected splat.
+    """(C·N + 1, 6 + D) rows [m_x, m_y, a, b, c, o, colour (D)] per projected splat.
 
     One table so that a chunk gathers everything with one index; the trailing zero row (opacity 0)
-    is the empty splat used as padding; the last column (1) accumulates Σ α·T = 1 − T_final.
+    is the empty splat used as padding.
     """
     C, N = opacities.shape
-    table = torch.cat([means2d, conics, opacities[..., None], colors, colors.new_ones(C, N, 1)], dim=-1)
+    table = torch.cat([means2d, conics, opacities[..., None], colors], dim=-1)
     table = table.reshape(C * N, table.shape[-1])
     return torch.cat([table, table.new_zeros(1, table.shape[1])])
 
 
 @dataclass
 class _ChunkSplats:
-    """The splats of one chunk in tile-local coordinates: (T, K) each, colours (T, K, D + 1)."""
+    """The splats of one chunk in tile-local coordinates: (T, K) each, colours (T, K, D)."""
 
     mx: Tensor
     my: Tensor
@@ -276,11 +283,11 @@ class _ChunkSplats:
     b: Tensor
     c: Tensor
     opacity: Tensor
-    colors: Tensor  # last channel 1
+    colors: Tensor
 
     @staticmethod
     def gather(table: Tensor, tiles: Tensor, splats: Tensor, plan: TilePlan) -> "_ChunkSplats":
-        rows = table[splats]  # (T, K, 7 + D)
+        rows = table[splats]  # (T, K, 6 + D)
         centre = _tile_centres(tiles, plan, table.dtype)  # (T, 2)
         return _ChunkSplats(
             mx=rows[..., 0] - centre[:, None, 0],
@@ -300,15 +307,38 @@ class _ChunkSplats:
         return torch.stack([const, a * mx + b * my, c * my + b * mx, -0.5 * a, -0.5 * c, -b], dim=1)
 
 
-def _alpha_and_transmittance(basis: Tensor, chunk: _ChunkSplats, rules: RasterRules) -> tuple[Tensor, Tensor]:
-    """(T, P, K) effective α (0 where skipped or after the pixel stopped) and T before each splat."""
+def _alpha_and_transmittance(basis: Tensor, chunk: _ChunkSplats, rules: RasterRules) -> tuple[Tensor, Tensor, Tensor]:
+    """Effective α (T, P, K) (0 where skipped or after the pixel stopped), T before each splat
+    (T, P, K) and the final transmittance (T, P, 1) of one chunk."""
     alpha = torch.matmul(basis, chunk.log_alpha_coefficients()).exp_()  # o·exp(−σ)
     alpha.clamp_(max=rules.max_alpha)
     alpha.masked_fill_(alpha < rules.alpha_threshold, 0.0)
     one_minus = 1.0 - alpha
-    trans = torch.cumprod(one_minus, dim=-1)  # T after each splat
-    alpha.masked_fill_(trans <= rules.transmittance_stop, 0.0)  # exclusive stop, as gsplat
-    return alpha, trans.div_(one_minus)
+    trans = torch.cumprod(one_minus, dim=-1)  # T after each splat, non-increasing
+    stopped = trans <= rules.transmittance_stop  # exclusive stop, as gsplat: that splat is not added
+    alpha.masked_fill_(stopped, 0.0)
+    alive = stopped.logical_not_().sum(-1, keepdim=True)  # (T, P, 1) splats composited
+    trans_final = torch.where(alive > 0, trans.gather(-1, (alive - 1).clamp_min(0)), 1.0)
+    return alpha, trans.div_(one_minus), trans_final
+
+
+@contextlib.contextmanager
+def _ieee_float32_matmul() -> Iterator[None]:
+    """Run the block with full-precision float32 matmuls, then restore the caller's setting.
+
+    The exponent comes out of a matmul with terms up to ~10²; TF32 / bf16 matmuls (what
+    ``torch.set_float32_matmul_precision("high")`` allows, e.g. for the UNet) would put errors of
+    ~10⁻¹ into it, i.e. visibly wrong α.
+    """
+    previous = torch.get_float32_matmul_precision()
+    if previous == "highest":
+        yield
+        return
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 def _to_tiles(image: Tensor, plan: TilePlan) -> Tensor:
@@ -337,21 +367,22 @@ class _CompositeTiles(torch.autograd.Function):
         D = colors.shape[-1]
         n_tiles = plan.num_cameras * plan.tiles_per_camera
         basis = _pixel_basis(plan.tile_size, means2d.dtype, means2d.device)
-        out = means2d.new_zeros(n_tiles, plan.tile_size**2, D + 1)
+        out = means2d.new_zeros(n_tiles, plan.tile_size**2, D)
+        trans_final = means2d.new_ones(n_tiles, plan.tile_size**2, 1)
         keep = plan.num_pairs <= rules.max_saved_pairs  # else the backward recomputes
         saved: list[tuple[Tensor, Tensor]] = []
-        for tiles, splats in plan.chunks:
-            chunk = _ChunkSplats.gather(table, tiles, splats, plan)
-            alpha, trans = _alpha_and_transmittance(basis, chunk, rules)
-            out[tiles] = torch.bmm(alpha * trans, chunk.colors)
-            if keep:
-                saved.append((alpha, trans))
-        trans_final = 1.0 - out[..., D:]  # (tiles, P, 1), from the ones channel: Σ α·T = 1 − T_final
+        with _ieee_float32_matmul():
+            for tiles, splats in plan.chunks:
+                chunk = _ChunkSplats.gather(table, tiles, splats, plan)
+                alpha, trans, trans_final[tiles] = _alpha_and_transmittance(basis, chunk, rules)
+                out[tiles] = torch.bmm(alpha * trans, chunk.colors)
+                if keep:
+                    saved.append((alpha, trans))
         camera_of_tile = torch.arange(n_tiles, device=out.device) // plan.tiles_per_camera
-        image = out[..., :D] + trans_final * backgrounds[camera_of_tile][:, None, :]
+        image = out + trans_final * backgrounds[camera_of_tile][:, None, :]
         ctx.save_for_backward(means2d, conics, opacities, colors, backgrounds, trans_final)
         ctx.plan, ctx.rules, ctx.chunk_state = plan, rules, saved
-        return _from_tiles(image, plan).contiguous(), _from_tiles(out[..., D:], plan).contiguous()
+        return _from_tiles(image, plan).contiguous(), _from_tiles(1.0 - trans_final, plan).contiguous()
 
     @staticmethod
     def backward(ctx, v_image, v_alphas):
@@ -369,43 +400,46 @@ class _CompositeTiles(torch.autograd.Function):
 
         v_table = table.new_zeros(table.shape[0], 6 + D)  # ∂L/∂[m_x, m_y, a, b, c, o, colour]
         basis = _pixel_basis(plan.tile_size, means2d.dtype, means2d.device)  # (P, 6)
-        for index, (tiles, splats) in enumerate(plan.chunks):
-            chunk = _ChunkSplats.gather(table, tiles, splats, plan)
-            alpha, trans = saved[index] if saved else _alpha_and_transmittance(basis, chunk, rules)
-            v_pix = v_out[tiles]  # (T, P, D)
-            weight = alpha * trans
-            v_color = torch.bmm(weight.transpose(1, 2), v_pix)  # (T, K, D)
-            g = torch.bmm(v_pix, chunk.colors[..., :D].transpose(1, 2))  # (T, P, K): ∂L/∂out · c_k
-            later = weight.mul_(g)  # w_j·g_j
-            later = torch.cumsum(later, dim=-1).neg_().add_(later.sum(-1, keepdim=True))  # Σ_{j>k} w_j·g_j
-            later.add_(v_trans_final[tiles])  # + T_final·∂L/∂T_final
-            # ∂L/∂α_k = g_k·T_k − later_k / (1 − α_k); ∂α/∂(log α_raw) = α where α was used and not
-            # clamped (gsplat: no gradient through the 0.999 clamp), else 0.
-            v_alpha = later.div_(1.0 - alpha).neg_().add_(g.mul_(trans))
-            v_log_alpha = v_alpha.mul_(alpha.masked_fill(alpha >= rules.max_alpha, 0.0))
-            # Σ_p over the pixel basis gives every per-splat gradient (moments S0, Sx, Sy, Sxx, Syy, Sxy).
-            s0, sx, sy, sxx, syy, sxy = torch.matmul(basis.T, v_log_alpha).unbind(1)  # (T, K) each
-            mx, my, a, b, c = chunk.mx, chunk.my, chunk.a, chunk.b, chunk.c
-            sum_dx, sum_dy = mx * s0 - sx, my * s0 - sy  # Σ v·dx, Σ v·dy with d = mean − pixel
-            opacity = chunk.opacity
-            v_rows = torch.cat(
-                [
-                    torch.stack(
-                        [
-                            -(a * sum_dx + b * sum_dy),
-                            -(b * sum_dx + c * sum_dy),
-                            -0.5 * (mx * mx * s0 - 2 * mx * sx + sxx),
-                            -(mx * my * s0 - mx * sy - my * sx + sxy),
-                            -0.5 * (my * my * s0 - 2 * my * sy + syy),
-                            torch.where(opacity > 0, s0 / torch.where(opacity > 0, opacity, 1.0), 0.0),
-                        ],
-                        dim=-1,
-                    ),
-                    v_color,
-                ],
-                dim=-1,
-            )  # (T, K, 6 + D)
-            v_table.index_add_(0, splats.reshape(-1), v_rows.reshape(-1, 6 + D))
+        with _ieee_float32_matmul():
+            for index, (tiles, splats) in enumerate(plan.chunks):
+                chunk = _ChunkSplats.gather(table, tiles, splats, plan)
+                alpha, trans = saved[index] if saved else _alpha_and_transmittance(basis, chunk, rules)[:2]
+                v_pix = v_out[tiles]  # (T, P, D)
+                weight = alpha * trans
+                v_color = torch.bmm(weight.transpose(1, 2), v_pix)  # (T, K, D)
+                g = torch.bmm(v_pix, chunk.colors.transpose(1, 2))  # (T, P, K): ∂L/∂out · c_k
+                # Σ_{j>k} w_j·g_j summed from the back (as gsplat's backward sweep): a forward
+                # cumsum subtracted from the total loses the small tails behind opaque splats.
+                suffix = torch.cumsum(weight.mul_(g).flip(-1), dim=-1).flip(-1)  # Σ_{j≥k}
+                later = torch.nn.functional.pad(suffix[..., 1:], (0, 1))
+                later.add_(v_trans_final[tiles])  # + T_final·∂L/∂T_final
+                # ∂L/∂α_k = g_k·T_k − later_k / (1 − α_k); ∂α/∂(log α_raw) = α where α was used and not
+                # clamped (gsplat: no gradient through the 0.999 clamp), else 0.
+                v_alpha = later.div_(1.0 - alpha).neg_().add_(g.mul_(trans))
+                v_log_alpha = v_alpha.mul_(alpha.masked_fill(alpha >= rules.max_alpha, 0.0))
+                # Σ_p over the pixel basis gives every per-splat gradient (moments S0, Sx, Sy, Sxx, Syy, Sxy).
+                s0, sx, sy, sxx, syy, sxy = torch.matmul(basis.T, v_log_alpha).unbind(1)  # (T, K) each
+                mx, my, a, b, c = chunk.mx, chunk.my, chunk.a, chunk.b, chunk.c
+                sum_dx, sum_dy = mx * s0 - sx, my * s0 - sy  # Σ v·dx, Σ v·dy with d = mean − pixel
+                opacity = chunk.opacity
+                v_rows = torch.cat(
+                    [
+                        torch.stack(
+                            [
+                                -(a * sum_dx + b * sum_dy),
+                                -(b * sum_dx + c * sum_dy),
+                                -0.5 * (mx * mx * s0 - 2 * mx * sx + sxx),
+                                -(mx * my * s0 - mx * sy - my * sx + sxy),
+                                -0.5 * (my * my * s0 - 2 * my * sy + syy),
+                                torch.where(opacity > 0, s0 / torch.where(opacity > 0, opacity, 1.0), 0.0),
+                            ],
+                            dim=-1,
+                        ),
+                        v_color,
+                    ],
+                    dim=-1,
+                )  # (T, K, 6 + D)
+                v_table.index_add_(0, splats.reshape(-1), v_rows.reshape(-1, 6 + D))
         v_backgrounds = (trans_final * v_out).reshape(C, -1, D).sum(1)
         v_table = v_table[:-1].reshape(C, N, 6 + D)
         return v_table[..., :2], v_table[..., 2:5], v_table[..., 5], v_table[..., 6:], v_backgrounds, None, None

@@ -3,8 +3,8 @@
 ``rasterize()`` is the one entry point (modelled on ``gsplat.rasterization``). On CUDA with gsplat
 importable it calls gsplat; on CPU tensors it runs ``arc2avatar.splats._torch_raster`` (written by
 hand: gsplat has no CPU path); on CUDA without a working gsplat it runs the same PyTorch code on the
-GPU and warns once how to install gsplat. Both paths give the same images to ≥ 40 dB
-(``benchmarks/render_parity.py``), so callers never care which ran.
+GPU and warns once how to install gsplat. Both follow the same rules and are meant to agree to
+≥ 40 dB PSNR (``benchmarks/render_parity.py`` measures it), so callers need not care which ran.
 """
 
 from __future__ import annotations
