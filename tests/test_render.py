@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from arc2avatar.cameras import orbit_cameras
-from arc2avatar.errors import InputError
+from arc2avatar.errors import InputError, MissingDependencyError
 from arc2avatar.splats import render as render_module
 from arc2avatar.splats._torch_raster import RasterRules
 from arc2avatar.splats.render import GsplatUnavailableWarning, rasterize, render_splats
@@ -228,6 +228,16 @@ def test_cuda_without_gsplat_falls_back_to_torch_with_one_helpful_warning(monkey
     finally:
         render_module._probe_gsplat.cache_clear()
         render_module._probe_gsplat_warn_once.cache_clear()
+
+
+def test_explicit_gsplat_backend_without_gsplat_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gsplat", None)
+    render_module._probe_gsplat.cache_clear()
+    try:
+        with pytest.raises(MissingDependencyError, match=r'pip install "arc2avatar\[cuda\]"'):
+            render_module._choose_backend("gsplat", torch.device("cuda"), torch.float32)
+    finally:
+        render_module._probe_gsplat.cache_clear()
 
 
 def test_cpu_rendering_never_probes_gsplat(monkeypatch):
