@@ -10,8 +10,8 @@ its 1.5.3 sources and re-expressed in vectorised PyTorch:
   for a centred principal point); Σ2D + eps2d·I; culled when depth < near or > far, det ≤ 0,
   opacity < 1/255 or the box is off-image; per-axis radius ceil(e·sqrt(Σ2D_ii)) with the
   opacity-aware extent e = min(3.33, sqrt(2·ln(255·o)));
-* tiles (``IntersectTile.cu``): square tiles (8 px here, 16 in gsplat; the image is the same), a Gaussian is listed in every tile its radius box
-  touches, depth-sorted within a tile;
+* tiles (``IntersectTile.cu``): square tiles (8 px here, 16 in gsplat; the image is the same);
+  a Gaussian is listed in every tile its radius box touches, depth-sorted within a tile;
 * compositing (``RasterizeToPixels3DGSFwd.cu``): pixel centres at +0.5,
   σ = ½ dᵀΣ⁻¹d, α = min(0.999, o·exp(−σ)); skip when α < 1/255; front to back; a pixel
   stops *before* the Gaussian that would bring T to ≤ 1e-4 (that Gaussian is not added);
@@ -23,9 +23,11 @@ guard "skip when σ < 0" is not reproduced: the conic is positive definite, so �
 from round-off at σ ≈ 0, where that guard would wrongly drop a splat at its own centre.
 
 The compositing is one ``torch.autograd.Function`` with a hand-written backward (the same maths as
-gsplat's ``RasterizeToPixels3DGSBwd.cu``, vectorised): the forward keeps no per-(pixel, Gaussian)
-tensor, the backward recomputes them chunk by chunk, so memory is bounded by one chunk of tiles.
-Projection keeps plain autograd.
+gsplat's ``RasterizeToPixels3DGSBwd.cu``, vectorised; tails summed back to front as gsplat does):
+it keeps α and T per (pixel, splat) for the backward up to ``max_saved_pairs`` and otherwise
+recomputes them chunk by chunk, so memory stays bounded by one chunk of tiles. The per-splat
+gradients come out of one matmul of the per-pixel gradient with the same monomials. Projection
+keeps plain autograd.
 """
 
 from __future__ import annotations
