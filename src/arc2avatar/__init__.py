@@ -3,7 +3,35 @@
 Implements Arc2Avatar (Gerogiannis et al., CVPR 2025). The packages, in the direction data flows:
 ``identity`` (photo -> ArcFace embedding), ``prior`` (Arc2Face guidance), ``head`` (templates),
 ``splats`` (bound Gaussians and their renderer), ``cameras`` and ``pipeline`` (the optimisation
-and its outputs). Heavy pieces are imported lazily so ``import arc2avatar`` is cheap.
+and its outputs). Heavy pieces are imported lazily so ``import arc2avatar`` is cheap:
+
+>>> import arc2avatar
+>>> arc2avatar.create(["me.jpg"], "out/")           # real Arc2Face prior (weights needed)
+>>> arc2avatar.demo("demo/")                        # offline oracle run
+>>> arc2avatar.Avatar.load("out/").render([0, 90])
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "create": "arc2avatar.pipeline.api",
+    "demo": "arc2avatar.pipeline.api",
+    "make_template": "arc2avatar.pipeline.api",
+    "render_avatar": "arc2avatar.pipeline.api",
+    "Avatar": "arc2avatar.pipeline.outputs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'arc2avatar' has no attribute {name!r}")
+
+
+__all__ = ["Avatar", "__version__", "create", "demo", "make_template", "render_avatar"]
