@@ -16,6 +16,8 @@ from arc2avatar.errors import Arc2AvatarError
 
 # Modules in arc2avatar.cli that each register one or more subcommands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
+    "create",
+    "render",
     "template",
     "embed",
     "weights",

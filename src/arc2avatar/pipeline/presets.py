@@ -129,6 +129,14 @@ CPU_SMOKE = Preset(
         # No subdivision: a few thousand splats instead of ~80K.
         "template.face_levels": 0,
         "template.rest_levels": 0,
+        # No opacity resets: rescaled to 400 iterations a reset would be followed by a prune
+        # only ~10 iterations later (200 in the paper's schedule), too soon for free splats to
+        # regain opacity 0.2, and the whole non-face head would be pruned.
+        "densify.reset_until": 0,
+        # The RGB-space prior's screen-space gradients are far larger than through SD-1.5's VAE
+        # (measured on the oracle demo: median free-splat NDC gradient 0.12 against the 0.005
+        # threshold calibrated for VAE latents), so at 0.005 every free splat would clone.
+        "densify.grad_threshold": 0.2,
         "meanface.iterations": 100,
         "meanface.resolution": 128,
         "log_every": 10,

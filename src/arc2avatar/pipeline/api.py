@@ -1,0 +1,401 @@
+"""The Python API behind ``arc2avatar create``, ``demo``, ``template`` and ``render``.
+
+>>> import arc2avatar
+>>> result = arc2avatar.create(["me.jpg"], "out/", preset="paper")      # real Arc2Face prior
+>>> result = arc2avatar.demo("demo/")                                  # offline, oracle prior
+>>> arc2avatar.Avatar.load("out/").render([0, 45, 90])
+
+Every input (photos, FLAME file, LoRA file, output folder) is checked before any weight is
+loaded, so a bad path fails in a second with a message naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from arc2avatar.errors import InputError
+from arc2avatar.pipeline.config import CreateConfig, load_yaml, from_dict, save_yaml
+from arc2avatar.pipeline.outputs import (
+    BUNDLE_NAME,
+    CONFIG_NAME,
+    METRICS_NAME,
+    Avatar,
+    write_avatar_outputs,
+)
+from arc2avatar.pipeline.presets import resolve_config
+from arc2avatar.pipeline.template import HeadSetup, build_head, fit_mean_face, initial_splats
+from arc2avatar.pipeline.trainer import CHECKPOINT_NAME, Trainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CreateResult:
+    """What a run produced.
+
+    Attributes:
+        out_dir: the output folder.
+        avatar: the finished avatar.
+        files: name → path of every output written.
+        metrics: figures of the run (timings; oracle runs: held-out PSNR/SSIM, correspondence).
+    """
+
+    out_dir: Path
+    avatar: Avatar
+    files: dict[str, Path] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- input checks
+def pick_device(name: str) -> torch.device:
+    """"auto" → CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name!r} asked for, but CUDA is not available here (use --set device=cpu)")
+    return device
+
+
+def check_out_dir(out_dir: Path, resume: bool) -> bool:
+    """Check the output folder without touching it; returns True when a checkpoint will be resumed.
+
+    A folder with an unfinished run needs ``resume``; a folder with a finished avatar is never
+    overwritten.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output path {out_dir} exists and is not a folder")
+    has_checkpoint = (out_dir / CHECKPOINT_NAME).is_file()
+    finished = (out_dir / BUNDLE_NAME / "avatar.json").is_file() and not has_checkpoint
+    if finished:
+        raise InputError(f"{out_dir} already holds a finished avatar; choose another output folder")
+    if has_checkpoint and not resume:
+        raise InputError(f"{out_dir} holds an unfinished run: pass --resume to continue it, or choose another folder")
+    if resume and not has_checkpoint:
+        raise InputError(f"--resume given but {out_dir} has no {CHECKPOINT_NAME} to continue from")
+    return has_checkpoint
+
+
+def make_out_dir(out_dir: Path) -> None:
+    """Create the output folder (after every input was checked) and make sure it is writable."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise InputError(f"cannot write into {out_dir}: {error.strerror}") from error
+
+
+def load_run_config(
+    out_dir: Path, resume: bool, preset: str | None, config_path: str | Path | None, overrides: Sequence[str]
+) -> CreateConfig:
+    """The resolved config: the saved one when resuming, else preset → YAML → --set."""
+    if resume:
+        saved = Path(out_dir) / CONFIG_NAME
+        if not saved.is_file():
+            raise InputError(f"cannot resume: {saved} is missing")
+        config = from_dict(CreateConfig, load_yaml(saved), source=str(saved))
+        if overrides or config_path:
+            log.warning("resuming with the saved %s; new options are ignored", saved)
+        return config
+    return resolve_config(preset, config_path, list(overrides))
+
+
+def check_photos(photos: Sequence[str | Path]) -> list[Path]:
+    """Every photo exists and decodes (before any model loads)."""
+    from arc2avatar.identity.image import load_image
+
+    if not photos:
+        raise InputError("no photo given")
+    paths = [Path(p) for p in photos]
+    for path in paths:
+        load_image(path)
+    return paths
+
+
+def check_lora(path: str | Path | None) -> Path | None:
+    if path is None:
+        return None
+    from arc2avatar.weights._integrity import check_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"LoRA file {path} does not exist")
+    problem = check_file(path)
+    if problem:
+        raise InputError(f"LoRA file {path} is unusable: {problem}")
+    return path
+
+
+# --------------------------------------------------------------------------- shared core
+def _optimise(
+    config: CreateConfig,
+    prior: Any,
+    setup: HeadSetup,
+    out_dir: Path,
+    device: torch.device,
+    resume: bool,
+    progress: bool,
+) -> tuple[Avatar, dict[str, Any]]:
+    started = time.perf_counter()
+    metrics: dict[str, Any] = {}
+    splats = initial_splats(setup)
+    if resume:
+        trainer = Trainer(config, prior, setup, splats.to(device), out_dir, device, progress=progress)
+        trainer.load_checkpoint()
+    else:
+        splats, meanface = fit_mean_face(
+            setup, splats, config.meanface, config.face_cameras, device=device, seed=config.seed, progress=progress
+        )
+        metrics["meanface"] = meanface
+        trainer = Trainer(config, prior, setup, splats.to(device), out_dir, device, progress=progress)
+    final = trainer.run()
+    metrics["iterations"] = config.iterations
+    metrics["skipped_steps"] = trainer.state.skipped_steps
+    metrics["optimisation_s"] = round(trainer.state.elapsed_s, 2)
+    metrics["seconds_per_iteration"] = round(trainer.state.elapsed_s / max(config.iterations, 1), 4)
+    metrics["num_splats"] = final.num_splats
+    metrics["correspondence"] = face_correspondence(final, setup)
+    metrics["wall_s"] = round(time.perf_counter() - started, 2)
+    avatar = Avatar(final.detach_copy(), template=dict(setup.info), extra={"preset": config.preset})
+    return avatar, metrics
+
+
+def face_correspondence(splats: Any, setup: HeadSetup) -> dict[str, float]:
+    """Mean / max distance of face splats to their template vertices, as a fraction of head height."""
+    rows = splats.face_mask.nonzero().squeeze(-1)
+    vertices = setup.upsampled.head.vertices.to(splats.means.device)[splats.vertex_index[rows]]
+    distance = (splats.means.detach()[rows] - vertices).norm(dim=-1)
+    height = setup.upsampled.head.height
+    return {"mean_fraction_of_height": float(distance.mean() / height), "max_fraction_of_height": float(distance.max() / height)}
+
+
+def _finish(out_dir: Path, avatar: Avatar, config: CreateConfig, metrics: dict[str, Any]) -> dict[str, Path]:
+    from arc2avatar.pipeline.media import write_json
+
+    files = write_avatar_outputs(
+        out_dir,
+        avatar,
+        size=min(config.resolution, 512),
+        rings=config.view_rings,
+        fps=config.outputs.video_fps,
+        quality=config.outputs.video_quality,
+        columns=config.outputs.sheet_columns,
+    )
+    files["metrics"] = write_json(metrics, out_dir / METRICS_NAME)
+    checkpoint = out_dir / CHECKPOINT_NAME
+    if checkpoint.is_file():
+        checkpoint.unlink()  # the run is complete: the avatar files replace it
+    return files
+
+
+# --------------------------------------------------------------------------- public API
+def create(
+    photos: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    preset: str | None = None,
+    config_path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    flame: str | Path | None = None,
+    flame_masks: str | Path | None = None,
+    lora: str | Path | None = None,
+    weights: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> CreateResult:
+    """Photo(s) of one person → an avatar in ``out_dir`` with the real Arc2Face prior.
+
+    Args:
+        photos: one or more photos of the same person (JPEG/PNG/WebP...).
+        out_dir: output folder (created; never overwritten).
+        preset: "paper" (default), "release", "fast" or "cpu-smoke".
+        config_path: a YAML config (applied over the preset); ``overrides``: "key=value" strings.
+        flame, flame_masks: a FLAME model file (and its masks) instead of the built-in template.
+        lora: the multi-view LoRA file (diffusers format).
+        weights: the weights folder (default: ``$ARC2AVATAR_WEIGHTS`` or ``~/.cache/arc2avatar``).
+        resume: continue the unfinished run in ``out_dir``.
+    """
+    from arc2avatar.identity.embed import embed_photos
+    from arc2avatar.prior.guidance import Arc2FaceGuidance
+    from arc2avatar.weights.resolver import WeightsConfig, resolve_weights
+
+    out_dir = Path(out_dir)
+    photo_paths = check_photos(photos)
+    lora_path = check_lora(lora)
+    flame_overrides = _flame_overrides(flame, flame_masks)
+    resume = check_out_dir(out_dir, resume)
+    config = load_run_config(out_dir, resume, preset, config_path, [*flame_overrides, *overrides])
+    if config.template.kind == "flame":
+        _check_flame(config)
+    paths = resolve_weights(WeightsConfig(root=weights, lora=lora_path), need={"prior", "identity", "detector"})
+    device = pick_device(config.device)
+    make_out_dir(out_dir)
+    if not resume:
+        save_yaml(config, out_dir / CONFIG_NAME, header=f"arc2avatar create — resolved config (preset {config.preset})")
+    identity = embed_photos(photo_paths, paths)
+    np.save(out_dir / "identity.npy", identity.vector)
+    prior = Arc2FaceGuidance.from_pretrained(
+        paths, torch.from_numpy(identity.vector), device=device, lora=lora_path, config=config.prior
+    )
+    setup = build_head(config.template)
+    avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress)
+    metrics["photos"] = [str(p) for p in identity.photos_used]
+    files = _finish(out_dir, avatar, config, metrics)
+    return CreateResult(out_dir, avatar, files, metrics)
+
+
+def demo(
+    out_dir: str | Path,
+    *,
+    photo: str | Path | None = None,
+    preset: str | None = "cpu-smoke",
+    config_path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    resume: bool = False,
+    progress: bool = True,
+) -> CreateResult:
+    """Fully offline: rebuild a known target head through the whole pipeline (oracle prior).
+
+    The target is the built-in head with a painted hair cap (and ``photo`` projected onto its
+    face). ``metrics.json`` gets the PSNR / SSIM of the avatar against the target on 16 held-out
+    views (angles never used in training) and the face correspondence.
+    """
+    from arc2avatar.pipeline.oracle import OraclePrior, default_target
+
+    out_dir = Path(out_dir)
+    image = None
+    if photo is not None:
+        image = _face_crop(check_photos([photo])[0])
+    resume = check_out_dir(out_dir, resume)
+    config = load_run_config(out_dir, resume, preset, config_path, overrides)
+    device = pick_device(config.device)
+    make_out_dir(out_dir)
+    if not resume:
+        save_yaml(config, out_dir / CONFIG_NAME, header=f"arc2avatar demo — resolved config (preset {config.preset})")
+    setup = build_head(config.template)
+    target = default_target(setup.upsampled.head, photo=image).to(device)
+    prior = OraclePrior(target, config.prior, _latent_encoder(config))
+    avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress)
+    metrics["heldout"] = heldout_metrics(avatar, target, config)
+    files = _finish(out_dir, avatar, config, metrics)
+    return CreateResult(out_dir, avatar, files, metrics)
+
+
+def heldout_metrics(avatar: Avatar, target: Any, config: CreateConfig) -> dict[str, Any]:
+    """PSNR / SSIM of the avatar against the oracle target on the held-out ring (white background)."""
+    from arc2avatar.cameras.samplers import heldout_cameras
+    from arc2avatar.pipeline.metrics import image_metrics
+
+    size = config.resolution
+    cameras = heldout_cameras(size, size, config.view_rings).to(avatar.splats.device)
+    rendered = avatar.render_cameras(cameras)
+    reference = target.render(cameras).cpu()
+    return {"views": len(cameras), "resolution": size, **image_metrics(rendered, reference, channels_last=True)}
+
+
+def _latent_encoder(config: CreateConfig) -> Any:
+    from arc2avatar.prior.guidance import RgbLatentEncoder
+
+    if config.latent_encoder == "rgb":
+        size = config.rgb_latent_resolution
+        return RgbLatentEncoder((size, size) if size else None)
+    raise InputError("the offline demo needs latent_encoder=rgb (no VAE weights are loaded for the oracle)")
+
+
+def _face_crop(path: Path) -> np.ndarray:
+    """The centre square of a photo (the demo expects a roughly frontal, face-centred picture)."""
+    from arc2avatar.identity.image import load_image
+
+    image = load_image(path)
+    height, width = image.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    return image[top:top + side, left:left + side]
+
+
+def _flame_overrides(flame: str | Path | None, masks: str | Path | None) -> list[str]:
+    if flame is None:
+        if masks is not None:
+            raise InputError("--flame-masks needs --flame")
+        return []
+    if not Path(flame).is_file():
+        raise InputError(f"FLAME file {flame} does not exist")
+    if masks is not None and not Path(masks).is_file():
+        raise InputError(f"FLAME masks file {masks} does not exist")
+    out = ["template.kind=flame", f"template.flame_path={Path(flame)}"]
+    if masks is not None:
+        out.append(f"template.masks_path={Path(masks)}")
+    return out
+
+
+def _check_flame(config: CreateConfig) -> None:
+    from arc2avatar.head.flame import load_flame
+
+    load_flame(config.template.flame_path, masks_path=config.template.masks_path)
+
+
+def make_template(
+    out_dir: str | Path,
+    *,
+    flame: str | Path | None = None,
+    flame_masks: str | Path | None = None,
+    preset: str | None = "cpu-smoke",
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+) -> CreateResult:
+    """The mean-face-initialised avatar of a template (no prior): PLY, bundle, 8-view sheet."""
+    from arc2avatar.cameras.model import orbit_cameras
+    from arc2avatar.pipeline.media import write_json, write_sheet
+
+    out_dir = Path(out_dir)
+    flame_overrides = _flame_overrides(flame, flame_masks)
+    config = resolve_config(preset, None, [*flame_overrides, *overrides])
+    if config.template.kind == "flame":
+        _check_flame(config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(config.device)
+    setup = build_head(config.template)
+    splats, stats = fit_mean_face(
+        setup, initial_splats(setup), config.meanface, config.face_cameras, device=device, seed=config.seed, progress=progress
+    )
+    avatar = Avatar(splats.detach_copy(), template=dict(setup.info), extra={"stage": "mean-face"})
+    avatar.save(out_dir)
+    size = config.meanface.resolution
+    cameras = orbit_cameras(4.5, 90.0, torch.arange(8, dtype=torch.float32) * 45.0, 0.7, size, size)
+    sheet = write_sheet(avatar.render_cameras(cameras), out_dir / "views.png", columns=8)
+    metrics = {"meanface": stats, "num_splats": splats.num_splats, "num_face_splats": splats.num_face}
+    return CreateResult(out_dir, avatar, {"sheet": sheet, "metrics": write_json(metrics, out_dir / METRICS_NAME)}, metrics)
+
+
+def render_avatar(
+    avatar_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    turntable: bool = True,
+    size: int = 512,
+    frames: int = 120,
+    polar_deg: float = 90.0,
+    fps: int = 30,
+) -> Path:
+    """Re-render a saved avatar: a turntable video (or, with ``turntable=False``, the 16-view sheet)."""
+    from arc2avatar.cameras.samplers import ViewRings, test_ring_cameras
+    from arc2avatar.pipeline.media import write_sheet, write_video
+
+    avatar = Avatar.load(avatar_dir, device=pick_device("auto"))
+    base = Path(avatar_dir) if Path(avatar_dir).is_dir() else Path(avatar_dir).parent
+    if turntable:
+        path = Path(out) if out is not None else base / "turntable.mp4"
+        write_video(avatar.turntable_frames(size, ViewRings(), frames, polar_deg), path, fps=fps)
+        return path
+    path = Path(out) if out is not None else base / "views.png"
+    return write_sheet(avatar.render_cameras(test_ring_cameras(size, size)), path)

@@ -1,0 +1,368 @@
+"""The avatar optimisation loop: face phase, then full head (paper §3.3–3.4, A.2, E.3–E.6; spec §4–§5).
+
+One iteration: learning rates → cameras (zoomed frontal in the face phase, the paper's or the
+release's sampler after) → augmented backgrounds and scale jitter → render → guidance loss
+(any ``GuidancePrior``) + TV / scale / face-position / face-Laplacian terms → backward →
+densification statistics and the masked densify/prune/reset schedule (full-head phase only) →
+Adam step. Everything random comes from two seeded generators whose states are checkpointed,
+so ``resume`` ends with the same avatar as an uninterrupted run.
+
+Written by hand: the loop is the method's own. Run hygiene: a NaN/Inf step is skipped and
+counted (the run aborts after ``max_bad_steps`` in a row), checkpoints are atomic and written on
+SIGINT/SIGTERM too, a JSON-lines log records losses, guidance gradient norm, splat counts and
+timings.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import Tensor
+
+from arc2avatar._io import atomic_path
+from arc2avatar.cameras.model import Cameras
+from arc2avatar.cameras.samplers import ranges_at, sample_face_phase, sample_paper, sample_release
+from arc2avatar.errors import Arc2AvatarError
+from arc2avatar.head.laplacian import laplacian_loss, uniform_laplacian
+from arc2avatar.pipeline.config import CreateConfig
+from arc2avatar.pipeline.losses import disparity, regularisation_losses
+from arc2avatar.pipeline.media import JsonlLogger
+from arc2avatar.pipeline.template import HeadSetup
+from arc2avatar.splats.densify import MaskedDensifier
+from arc2avatar.splats.model import GaussianSplats
+from arc2avatar.splats.optim import make_optimizer, update_learning_rates, zero_rows
+from arc2avatar.splats.render import rasterize
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_VERSION = 1
+
+
+class TrainingAborted(Arc2AvatarError):
+    """The optimisation diverged (non-finite steps kept coming)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM arrived; a checkpoint was written first."""
+
+
+@dataclass
+class TrainerState:
+    """Everything a checkpoint restores."""
+
+    iteration: int
+    splats: GaussianSplats
+    optimizer: torch.optim.Adam
+    densifier: MaskedDensifier
+    camera_generator: torch.Generator  # CPU: cameras, backgrounds, jitter
+    device_generator: torch.Generator  # splats' device: guidance noise and timesteps, splits
+    skipped_steps: int = 0
+    bad_in_a_row: int = 0
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainerHooks:
+    """Optional callbacks (e.g. progress reporting for notebooks).
+
+    Attributes:
+        on_log: called with each JSON-lines record.
+    """
+
+    on_log: Callable[[dict[str, Any]], None] | None = None
+
+
+@dataclass
+class FaceIndex:
+    """Rows of the face splats ordered like the upsampled head's face vertices (for the Laplacian)."""
+
+    rows: Tensor  # (F,) int64 rows of ``splats`` in face-vertex order
+    num_splats: int
+
+
+class Trainer:
+    """Runs the optimisation for one avatar.
+
+    Args:
+        config: the resolved ``CreateConfig``.
+        prior: a ``GuidancePrior`` (Arc2Face ISM, or the oracle); called as
+            ``prior(renders (B,3,H,W), cameras, generator[, backgrounds=...])``.
+        setup: the template (for the face-Laplacian connectivity).
+        splats: the initial (mean-face fitted) splats, on ``device``.
+        out_dir: where checkpoints and the log go.
+        device: torch device of the run.
+    """
+
+    def __init__(
+        self,
+        config: CreateConfig,
+        prior: Any,
+        setup: HeadSetup,
+        splats: GaussianSplats,
+        out_dir: Path,
+        device: torch.device,
+        *,
+        progress: bool = True,
+        hooks: TrainerHooks = TrainerHooks(),
+        max_bad_steps: int = 20,
+    ) -> None:
+        self.config = config
+        self.prior = prior
+        self.setup = setup
+        self.out_dir = Path(out_dir)
+        self.device = device
+        self.progress = progress
+        self.hooks = hooks
+        self.max_bad_steps = max_bad_steps
+        self.prior_wants_backgrounds = _accepts_backgrounds(prior)
+        self.face_phase_iterations = int(round(config.face_phase_fraction * config.iterations))
+        self.laplacian = uniform_laplacian(setup.upsampled.face_triangles(), int(setup.upsampled.head.face_mask.sum())).to(device)
+        self.state = self._fresh_state(splats)
+        self._face_index: FaceIndex | None = None
+
+    # ------------------------------------------------------------------ state and checkpoints
+    def _fresh_state(self, splats: GaussianSplats) -> TrainerState:
+        optimizer = make_optimizer(splats, self.config.optim)
+        densifier = MaskedDensifier(self.config.densify, max_steps=self.config.iterations)
+        return TrainerState(
+            iteration=0,
+            splats=splats,
+            optimizer=optimizer,
+            densifier=densifier,
+            camera_generator=torch.Generator().manual_seed(self.config.seed),
+            device_generator=torch.Generator(device=self.device).manual_seed(self.config.seed + 1),
+        )
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT_NAME
+
+    def save_checkpoint(self) -> Path:
+        s = self.state
+        payload = {
+            "version": CHECKPOINT_VERSION,
+            "iteration": s.iteration,
+            "splats": {k: v.detach().cpu() for k, v in s.splats.to_tensors().items()},
+            "optimizer": s.optimizer.state_dict(),
+            "densifier": None if s.densifier.stats is None else {k: v.cpu() for k, v in s.densifier.stats.items()},
+            "camera_generator": s.camera_generator.get_state(),
+            "device_generator": s.device_generator.get_state().cpu(),
+            "skipped_steps": s.skipped_steps,
+            "bad_in_a_row": s.bad_in_a_row,
+            "elapsed_s": s.elapsed_s,
+        }
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(payload, tmp)
+        return self.checkpoint_path
+
+    def load_checkpoint(self, path: Path | None = None) -> int:
+        """Restore the state saved by ``save_checkpoint``; returns the iteration reached."""
+        path = self.checkpoint_path if path is None else Path(path)
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is the user's file problem
+            raise Arc2AvatarError(f"cannot read checkpoint {path}: {error}; delete it to start over") from error
+        if payload.get("version") != CHECKPOINT_VERSION:
+            raise Arc2AvatarError(f"checkpoint {path} has format {payload.get('version')}, expected {CHECKPOINT_VERSION}")
+        splats = GaussianSplats.from_tensors(payload["splats"]).to(self.device)
+        state = self._fresh_state(splats)
+        state.optimizer.load_state_dict(payload["optimizer"])
+        if payload["densifier"] is not None:
+            state.densifier.stats = {k: v.to(self.device) for k, v in payload["densifier"].items()}
+        state.camera_generator.set_state(payload["camera_generator"])
+        state.device_generator.set_state(payload["device_generator"].to(state.device_generator.device) if self.device.type == "cuda" else payload["device_generator"])
+        state.iteration = int(payload["iteration"])
+        state.skipped_steps = int(payload["skipped_steps"])
+        state.bad_in_a_row = int(payload["bad_in_a_row"])
+        state.elapsed_s = float(payload["elapsed_s"])
+        self.state = state
+        self._face_index = None
+        return state.iteration
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, stop_after: int | None = None) -> GaussianSplats:
+        """Optimise until ``config.iterations`` (or until ``stop_after``, for tests of resume)."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        last = cfg.iterations if stop_after is None else min(stop_after, cfg.iterations)
+        logger = JsonlLogger(self.out_dir / "log.jsonl")
+        bar = tqdm(total=cfg.iterations, initial=self.state.iteration, desc="avatar", unit="it",
+                   disable=not self.progress, dynamic_ncols=True)
+        try:
+            with _stop_signals() as stop:
+                while self.state.iteration < last:
+                    started = time.perf_counter()
+                    record = self.step(self.state.iteration + 1)
+                    self.state.elapsed_s += time.perf_counter() - started
+                    bar.update(1)
+                    bar.set_postfix(splats=self.state.splats.num_splats, phase=record["phase"], refresh=False)
+                    it = self.state.iteration
+                    if it % cfg.log_every == 0 or it == last:
+                        record["elapsed_s"] = round(self.state.elapsed_s, 3)
+                        logger.log(record)
+                        if self.hooks.on_log is not None:
+                            self.hooks.on_log(record)
+                    if cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < cfg.iterations:
+                        self.save_checkpoint()
+                    if stop.is_set():
+                        self.save_checkpoint()
+                        raise TrainingInterrupted(f"interrupted at iteration {it}; checkpoint written")
+        finally:
+            bar.close()
+            logger.close()
+        if self.state.iteration < cfg.iterations:
+            self.save_checkpoint()
+        return self.state.splats
+
+    def phase(self, iteration: int) -> str:
+        return "face" if iteration <= self.face_phase_iterations else "head"
+
+    def sample_cameras(self, iteration: int) -> Cameras:
+        cfg, gen = self.config, self.state.camera_generator
+        size = cfg.resolution
+        if self.phase(iteration) == "face":
+            cams = sample_face_phase(cfg.face_cameras, gen, size, size, cfg.views_per_step)
+        elif cfg.sampler == "paper":
+            cams = sample_paper(cfg.cameras, iteration, gen, size, size, cfg.views_per_step)
+        else:
+            cams = sample_release(cfg.cameras, iteration, gen, size, size, cfg.views_per_step)
+        return cams.to(self.device)
+
+    def sample_backgrounds(self, count: int) -> Tensor:
+        """(count, 3) training backgrounds: white, or with p = 0.66 a random colour (½) or black (½)."""
+        aug, gen = self.config.augment, self.state.camera_generator
+        base = torch.tensor(aug.background, dtype=torch.float32).expand(count, 3).clone()
+        replace = torch.rand(count, generator=gen) < aug.background_replace_prob
+        random_color = torch.rand(count, generator=gen) < aug.random_color_fraction
+        colors = torch.rand(count, 3, generator=gen)
+        replaced = torch.where(random_color[:, None], colors, torch.zeros_like(colors))
+        return torch.where(replace[:, None], replaced, base).to(self.device)
+
+    def face_index(self) -> FaceIndex:
+        splats = self.state.splats
+        if self._face_index is None or self._face_index.num_splats != splats.num_splats:
+            rows = splats.face_mask.nonzero().squeeze(-1)
+            order = torch.argsort(splats.vertex_index[rows])
+            self._face_index = FaceIndex(rows=rows[order], num_splats=splats.num_splats)
+        return self._face_index
+
+    def step(self, iteration: int) -> dict[str, Any]:
+        """One iteration; returns its log record."""
+        cfg, state = self.config, self.state
+        splats, optimizer = state.splats, state.optimizer
+        phase = self.phase(iteration)
+        update_learning_rates(optimizer, iteration, cfg.optim)
+        cameras = self.sample_cameras(iteration)
+        backgrounds = self.sample_backgrounds(len(cameras))
+
+        jitter = torch.randn(splats.num_splats, 3, generator=state.camera_generator).to(self.device)
+        scales = (splats.scales * (1.0 + cfg.augment.scale_jitter_std_ratio * jitter)).clamp_min(0.0)
+        face = self.face_index()
+        rows = face.rows if phase == "face" else None
+        pick = (lambda t: t[rows]) if rows is not None else (lambda t: t)
+        out = rasterize(
+            pick(splats.means), pick(splats.rotations), pick(scales), pick(splats.opacities), pick(splats.colors),
+            cameras, backgrounds,
+        )
+        renders = out.rgb.permute(0, 3, 1, 2)  # (B, 3, H, W)
+        kwargs = {"backgrounds": backgrounds} if self.prior_wants_backgrounds else {}
+        guidance = self.prior(renders, cameras, state.device_generator, **kwargs)
+        fovx = cameras.fovy  # square images
+        disp = disparity(out.depth.permute(0, 3, 1, 2), out.alpha.permute(0, 3, 1, 2), fovx)
+        means_face = splats.means[face.rows]
+        anchors_face = splats.anchors[face.rows]
+        reg = regularisation_losses(
+            cfg.losses,
+            rgb_bchw=renders,
+            disparity_b1hw=disp,
+            scales=pick(scales),
+            means_face=means_face,
+            anchors_face=anchors_face,
+            laplacian_fn=lambda x, x0: laplacian_loss(x, x0, self.laplacian),
+        )
+        loss = guidance.loss + reg.total
+        loss.backward()
+
+        finite = bool(torch.isfinite(loss.detach())) and all(
+            p.grad is None or bool(torch.isfinite(p.grad).all()) for group in optimizer.param_groups for p in group["params"]
+        )
+        report = None
+        if finite:
+            state.bad_in_a_row = 0
+            if phase == "head":
+                state.densifier.accumulate(out.means2d.grad, out.radii, cameras.width, cameras.height)
+                report = state.densifier.step(iteration, splats, optimizer, state.device_generator)
+                if report.topology_changed:
+                    self._face_index = None
+            if cfg.losses.freeze_face_xyz:
+                zero_rows(splats, optimizer, self.face_index().rows, names=("means",))
+            optimizer.step()
+        else:
+            state.skipped_steps += 1
+            state.bad_in_a_row += 1
+            if state.bad_in_a_row >= self.max_bad_steps:
+                raise TrainingAborted(
+                    f"{state.bad_in_a_row} non-finite steps in a row at iteration {iteration}: the optimisation "
+                    "diverged (try a lower learning rate or guidance scale, or report a bug with log.jsonl)"
+                )
+        optimizer.zero_grad(set_to_none=True)
+        state.iteration = iteration
+        record = {
+            "iteration": iteration,
+            "phase": phase,
+            "loss_total": float(loss.detach()) if finite else None,
+            "guidance_grad_norm": guidance.grad_norm,
+            "timestep": guidance.timestep,
+            **{f"loss_{k}": v for k, v in reg.as_floats().items()},
+            "splats": splats.num_splats,
+            "skipped_steps": state.skipped_steps,
+            "backend": out.backend,
+        }
+        if report is not None and report.events:
+            record["densify"] = report.as_dict()
+        return record
+
+
+def _accepts_backgrounds(prior: Any) -> bool:
+    import inspect
+
+    try:
+        return "backgrounds" in inspect.signature(prior.__call__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+@contextmanager
+def _stop_signals() -> Iterator[threading.Event]:
+    """Turn SIGINT/SIGTERM into a flag checked after each iteration (main thread only)."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
+        if stop.is_set():  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        stop.set()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+__all__ = ["CHECKPOINT_NAME", "Trainer", "TrainerHooks", "TrainingAborted", "TrainingInterrupted"]
