@@ -304,12 +304,14 @@ def heldout_metrics(avatar: Avatar, target: Any, config: CreateConfig) -> dict[s
 
 
 def _latent_encoder(config: CreateConfig) -> Any:
+    """The oracle works in RGB space (no VAE weights are loaded for it): 2x−1, area-resized to
+    ``rgb_latent_resolution`` (0 = the render resolution)."""
     from arc2avatar.prior.guidance import RgbLatentEncoder
 
-    if config.latent_encoder == "rgb":
-        size = config.rgb_latent_resolution
-        return RgbLatentEncoder((size, size) if size else None)
-    raise InputError("the offline demo needs latent_encoder=rgb (no VAE weights are loaded for the oracle)")
+    if config.latent_encoder != "rgb":
+        log.info("the oracle prior uses RGB latents (latent_encoder=%s ignored)", config.latent_encoder)
+    size = config.rgb_latent_resolution
+    return RgbLatentEncoder((size, size) if size else None)
 
 
 def _face_crop(path: Path) -> np.ndarray:

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One device call: set up, then each benchmark in turn; every step's output goes to $OUT/suite.log
+# and its JSON to $OUT. Usage (on the GPU machine, repo root): bash benchmarks/gpu_suite.sh STEP...
+# Steps: smoke parity prior create200 oracle
+set -u
+source benchmarks/device_setup.sh || exit 1
+export ARC2AVATAR_CACHE=/tmp/a2a_cache PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+LOG="$OUT/suite.log"
+step() {
+  local name=$1; shift
+  echo "=== $name: $*" | tee -a "$LOG"
+  local start=$(date +%s)
+  "$@" >> "$LOG" 2>&1
+  echo "=== $name rc=$? in $(( $(date +%s) - start )) s" | tee -a "$LOG"
+}
+for s in "$@"; do
+  case "$s" in
+    smoke) step smoke python3 -m arc2avatar.cli.main demo -o /tmp/smoke --set device=cuda --set iterations=60 --no-progress --json ;;
+    parity) step parity python3 benchmarks/render_parity.py --out "$OUT/parity.json" ;;
+    prior) step prior python3 benchmarks/bench_prior.py --out "$OUT/prior.json" --device cuda --dtype fp16 --iters 10
+           step prior500 python3 benchmarks/bench_prior.py --out "$OUT/prior_t500.json" --device cuda --dtype fp16 --iters 5 --fixed-t 500 ;;
+    create200) step create200 python3 benchmarks/bench_create.py --out "$OUT/create200.json" --iterations 200 --preset paper ;;
+    oracle) step oracle python3 -m arc2avatar.cli.main demo -o /tmp/oracle --preset paper --set device=cuda \
+              --set resolution=256 --set latent_encoder=rgb --set rgb_latent_resolution=256 \
+              --set densify.grad_threshold=0.2 --set meanface.resolution=256 --no-progress --json
+            cp /tmp/oracle/metrics.json "$OUT/oracle_metrics.json"; cp /tmp/oracle/views.png "$OUT/oracle_views.png" ;;
+  esac
+done
+tail -c 3000 "$LOG"
