@@ -245,7 +245,7 @@ def test_far_disconnected_cluster_of_free_splats_is_removed_while_the_body_stays
     face_mask[:50] = True
     face_mask[220] = True  # a stray face splat is never pruned
     splats = _splats(means, face_mask, opacity=0.9, log_scale=-3.0)
-    late = LatePruneConfig(knn_std_factor=None)  # the radius-graph test alone
+    late = LatePruneConfig(connectivity_radius=0.15, knn_std_factor=None)  # the radius-graph test alone
     densifier = MaskedDensifier(MaskedDensifyConfig(late=late), max_steps=4000)
     report = densifier.step(4000, splats, make_optimizer(splats))
     assert report.events == ["disconnected", "late"]
@@ -269,7 +269,7 @@ def test_late_targeted_prune_removes_faint_and_large_free_splats():
     with torch.no_grad():
         splats.params["opacity_logits"][[3, 20]] = torch.logit(torch.tensor(0.04))
         splats.params["log_scales"][[5, 30], 0] = torch.log(torch.tensor(0.3))
-    densifier = MaskedDensifier(MaskedDensifyConfig(), max_steps=4000)
+    densifier = MaskedDensifier(MaskedDensifyConfig(late=LatePruneConfig(connectivity_radius=0.15)), max_steps=4000)
     report = densifier.step(4000, splats, make_optimizer(splats))
     assert report.pruned_late == 2 and splats.num_splats == 62 and splats.num_face == 8
 

@@ -66,7 +66,7 @@ def test_initial_scale_is_rms_distance_to_three_nearest_neighbours():
 def test_splats_outside_longer_mask_start_at_quarter_opacity():
     vertices, colors, face_mask = _grid_template()
     longer = vertices[:, 1] > 0.05
-    config = SplatInitConfig(opacity=0.9, outside_longer_mask_opacity=0.25)
+    config = SplatInitConfig(opacity=0.9, outside_longer_mask_opacity=0.25)  # the release value
     splats = GaussianSplats.from_template(vertices, colors, face_mask, config=config, longer_mask=longer)
     assert torch.allclose(splats.opacities[longer], torch.tensor(0.9))
     assert torch.allclose(splats.opacities[~longer], torch.tensor(0.25))

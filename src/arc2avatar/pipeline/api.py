@@ -148,13 +148,14 @@ def _optimise(
 ) -> tuple[Avatar, dict[str, Any]]:
     started = time.perf_counter()
     metrics: dict[str, Any] = {}
-    splats = initial_splats(setup)
+    splats = initial_splats(setup, config.splat_init)
     if resume:
         trainer = Trainer(config, prior, setup, splats.to(device), out_dir, device, progress=progress)
         trainer.load_checkpoint()
     else:
         splats, meanface = fit_mean_face(
-            setup, splats, config.meanface, config.face_cameras, device=device, seed=config.seed, progress=progress
+            setup, splats, config.meanface, config.face_cameras, head_cameras=config.cameras, init=config.splat_init,
+            position_weight=config.losses.face_position, device=device, seed=config.seed, progress=progress,
         )
         metrics["meanface"] = meanface
         trainer = Trainer(config, prior, setup, splats.to(device), out_dir, device, progress=progress)
@@ -283,7 +284,7 @@ def demo(
     if not resume:
         save_yaml(config, out_dir / CONFIG_NAME, header=f"arc2avatar demo — resolved config (preset {config.preset})")
     setup = build_head(config.template)
-    target = default_target(setup.upsampled.head, photo=image).to(device)
+    target = default_target(setup.upsampled.head, photo=image, face_triangles=setup.upsampled.num_face_triangles).to(device)
     prior = OraclePrior(target, config.prior, _latent_encoder(config))
     avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress)
     metrics["heldout"] = heldout_metrics(avatar, target, config)
@@ -368,7 +369,9 @@ def make_template(
     device = pick_device(config.device)
     setup = build_head(config.template)
     splats, stats = fit_mean_face(
-        setup, initial_splats(setup), config.meanface, config.face_cameras, device=device, seed=config.seed, progress=progress
+        setup, initial_splats(setup, config.splat_init), config.meanface, config.face_cameras,
+        head_cameras=config.cameras, init=config.splat_init, position_weight=config.losses.face_position,
+        device=device, seed=config.seed, progress=progress,
     )
     avatar = Avatar(splats.detach_copy(), template=dict(setup.info), extra={"stage": "mean-face"})
     avatar.save(out_dir)

@@ -39,6 +39,7 @@ import yaml
 
 from arc2avatar._io import atomic_write_text
 from arc2avatar.errors import InputError
+from arc2avatar.splats.model import SplatInitConfig
 
 T = TypeVar("T")
 
@@ -603,11 +604,16 @@ class MeanFaceConfig:
         dssim_weight: λ of L = (1 − λ)·L1 + λ·(1 − SSIM) (spec §6: 0.2, as 3DGS).
         resolution: render size of the fit, pixels (square; spec §5: 512).
         views_per_step: face-phase cameras per step (spec §5 face-phase ranges).
+        head_iterations: steps of a second fit of ALL template splats to renders of the whole
+            template mesh from the training orbit (ours: the official release started from a
+            precomputed full-head splat set, ``mean_face_2.pth``, official-release §3.1; without
+            it the free splats start unfitted and the guidance first makes them translucent).
         cache: reuse the fitted mean face from the per-template cache when present (spec §6: it
             is subject-independent).
     """
 
     iterations: int = 1500
+    head_iterations: int = 1000
     lr_scale: float = 1.0
     dssim_weight: float = 0.2
     resolution: int = 512
@@ -703,6 +709,7 @@ class CreateConfig:
         losses: weights of the non-guidance losses.
         augment: render-time augmentation.
         outputs: videos and sheets written at the end.
+        splat_init: initial splat opacities and scales (``arc2avatar.splats.model.SplatInitConfig``).
         prior: the guidance prior (``arc2avatar.prior.configs.PriorConfig``, spec §2).
         optim: learning rates and Adam (``arc2avatar.splats.optim.SplatOptimConfig``, spec §4).
         densify: masked densification, pruning, resets and (``densify.late``) the paper's late
@@ -734,6 +741,7 @@ class CreateConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     outputs: OutputConfig = field(default_factory=OutputConfig)
     # Other packages' configs (a plain dict while a package's config class does not exist yet).
+    splat_init: SplatInitConfig = field(default_factory=SplatInitConfig)
     prior: PriorSlot = field(default_factory=PriorSlot)
     optim: OptimSlot = field(default_factory=OptimSlot)
     densify: DensifySlot = field(default_factory=DensifySlot)

@@ -60,26 +60,37 @@ class OracleTarget:
 
     Attributes:
         vertices: (V, 3) float32; faces: (F, 3) int64; colors: (V, 3) float32 in [0, 1].
+        face_triangles: the first ``face_triangles`` rows of ``faces`` are the face region (what
+            the face phase renders); 0 = unknown (the whole mesh is used then).
     """
 
     vertices: Tensor
     faces: Tensor
     colors: Tensor
+    face_triangles: int = 0
 
     def to(self, device: torch.device | str) -> "OracleTarget":
-        return OracleTarget(self.vertices.to(device), self.faces.to(device), self.colors.to(device))
+        return OracleTarget(self.vertices.to(device), self.faces.to(device), self.colors.to(device), self.face_triangles)
 
     @torch.no_grad()
-    def render(self, cameras: Cameras, backgrounds: Tensor | None = None, supersample: int = 1) -> Tensor:
-        """(C, H, W, 3) renders in [0, 1] on ``backgrounds`` ((C,3) or (3,); default white)."""
+    def render(self, cameras: Cameras, backgrounds: Tensor | None = None, face_only: bool = False) -> Tensor:
+        """(C, H, W, 3) renders in [0, 1] on ``backgrounds`` ((C,3) or (3,); default white);
+        ``face_only`` renders just the face region (the face phase's counterpart)."""
         if backgrounds is None:
             backgrounds = torch.ones(3, device=self.vertices.device)
-        return render_mesh(self.vertices, self.faces, self.colors, cameras, backgrounds, supersample=supersample).rgb
+        faces = self.faces[: self.face_triangles] if face_only and self.face_triangles else self.faces
+        return render_mesh(self.vertices, faces, self.colors, cameras, backgrounds).rgb
 
 
-def default_target(head: HeadModel, config: OracleTargetConfig = OracleTargetConfig(), photo: np.ndarray | None = None) -> OracleTarget:
+def default_target(
+    head: HeadModel,
+    config: OracleTargetConfig = OracleTargetConfig(),
+    photo: np.ndarray | None = None,
+    face_triangles: int = 0,
+) -> OracleTarget:
     """The template repainted with a hair cap (and pushed out there), optionally with ``photo``
-    (H, W, 3 uint8, a roughly frontal, face-centred crop) projected onto the face region."""
+    (H, W, 3 uint8, a roughly frontal, face-centred crop) projected onto the face region.
+    ``face_triangles``: how many leading rows of ``head.faces`` form the face region."""
     vertices = head.vertices.clone()
     colors = head.vertex_colors.clone()
     direction = torch.nn.functional.normalize(vertices, dim=-1)
@@ -94,7 +105,7 @@ def default_target(head: HeadModel, config: OracleTargetConfig = OracleTargetCon
     vertices[hair] += config.hair_volume * normals[hair]
     if photo is not None:
         colors = _project_photo(vertices, colors, head.face_mask, photo, config)
-    return OracleTarget(vertices=vertices, faces=head.faces.clone(), colors=colors.clamp(0, 1))
+    return OracleTarget(vertices=vertices, faces=head.faces.clone(), colors=colors.clamp(0, 1), face_triangles=face_triangles)
 
 
 def _vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
@@ -147,6 +158,7 @@ class OraclePrior:
             alphas_cumprod = _scaled_linear_alphas_cumprod(scheduler_config())
         encoder = latent_encoder if latent_encoder is not None else RgbLatentEncoder()
         self._backgrounds: Tensor | None = None
+        self._face_only = False
         denoiser = OracleDenoiser(self._target_latents, alphas_cumprod.to(target.vertices.device))
         self._encoder = encoder
         dummy = torch.zeros(77, 8, device=target.vertices.device)
@@ -159,17 +171,21 @@ class OraclePrior:
         cameras: Any,
         generator: torch.Generator | None = None,
         backgrounds: Tensor | None = None,
+        phase: str = "head",
     ) -> GuidanceOutput:
-        """renders (B, 3, H, W) in [0, 1]; ``backgrounds`` (B, 3) they were composited on."""
+        """renders (B, 3, H, W) in [0, 1]; ``backgrounds`` (B, 3) they were composited on;
+        ``phase`` "face" when only the face splats were rendered (the target's face region then)."""
         self._backgrounds = backgrounds
+        self._face_only = phase == "face"
         try:
             return self.guidance(renders, cameras, generator)
         finally:
             self._backgrounds = None
+            self._face_only = False
 
     @torch.no_grad()
     def _target_latents(self, cameras: Cameras, flipped: bool) -> Tensor:
-        rgb = self.target.render(cameras, self._backgrounds).permute(0, 3, 1, 2)  # (B, 3, H, W)
+        rgb = self.target.render(cameras, self._backgrounds, self._face_only).permute(0, 3, 1, 2)  # (B, 3, H, W)
         if flipped:
             rgb = rgb.flip(-1)
         return self._encoder.encode(2.0 * rgb - 1.0, None)

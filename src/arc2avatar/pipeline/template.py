@@ -23,13 +23,13 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from arc2avatar._io import atomic_path
-from arc2avatar.cameras.samplers import FacePhaseRanges, sample_face_phase
+from arc2avatar.cameras.samplers import CameraRanges, FacePhaseRanges, sample_face_phase, sample_paper
 from arc2avatar.errors import InputError
 from arc2avatar.head.model import HeadModel
 from arc2avatar.head.raster import render_mesh
 from arc2avatar.head.upsample import UpsampledHead, upsample_head
 from arc2avatar.pipeline.config import MeanFaceConfig, TemplateConfig
-from arc2avatar.pipeline.losses import l1_dssim
+from arc2avatar.pipeline.losses import face_position_loss, l1_dssim
 from arc2avatar.splats.model import GaussianSplats, SplatInitConfig
 from arc2avatar.splats.optim import SplatOptimConfig, make_optimizer, update_learning_rates
 from arc2avatar.splats.render import rasterize
@@ -112,13 +112,15 @@ def face_mesh(setup: HeadSetup) -> tuple[Tensor, Tensor, Tensor]:
     return up.head.vertices, up.head.faces[: up.num_face_triangles], up.head.vertex_colors
 
 
-def _cache_key(setup: HeadSetup, config: MeanFaceConfig, cameras: FacePhaseRanges, init: SplatInitConfig) -> str:
+def _cache_key(
+    setup: HeadSetup, config: MeanFaceConfig, cameras: FacePhaseRanges, init: SplatInitConfig, head_cameras: CameraRanges
+) -> str:
     head = setup.upsampled.head
     digest = hashlib.sha256()
     for tensor in (head.vertices, head.faces, head.vertex_colors, head.face_mask):
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     fit = {k: v for k, v in asdict(config).items() if k != "cache"}
-    digest.update(json.dumps([fit, asdict(cameras), asdict(init)], sort_keys=True, default=str).encode())
+    digest.update(json.dumps([fit, asdict(cameras), asdict(init), asdict(head_cameras)], sort_keys=True, default=str).encode())
     return digest.hexdigest()[:24]
 
 
@@ -128,42 +130,64 @@ def fit_mean_face(
     config: MeanFaceConfig,
     cameras: FacePhaseRanges = FacePhaseRanges(),
     *,
+    head_cameras: CameraRanges = CameraRanges(),
     init: SplatInitConfig = SplatInitConfig(),
+    position_weight: float = 1e8,
     device: torch.device | str = "cpu",
     seed: int = 0,
     progress: bool = False,
 ) -> tuple[GaussianSplats, dict[str, float]]:
-    """Fit the face splats to the mean-coloured face mesh (paper §3.4 eq. 7; spec §6).
+    """Fit the template splats to mesh renders of the template's mean colours (paper §3.4 eq. 7; spec §6).
 
-    All face-splat parameters are optimised with L1 + 0.2·D-SSIM against mesh renders from the
-    zoomed face-phase cameras on white; positions keep the template correspondence (their rate is
-    that of the main run, and they start on their vertices). Free splats are untouched. The fitted
-    face rows are cached per (template, config) under ``cache_dir()/meanface``; anchors are rebased
-    to the fitted positions (the official x0 = the checkpoint's positions, official-release §3.1).
+    Stage 1 (spec §6): the face splats alone against the face submesh, from the zoomed
+    face-phase cameras. Stage 2 (ours, ``head_iterations``): every splat against the whole mesh
+    from the training orbit, so free splats start as a fitted surface too (the official release
+    loaded such a full-head set, official-release §3.1). Both use L1 + 0.2·D-SSIM on white and
+    the face-position regulariser toward the template vertices (``position_weight``, spec §4),
+    so the correspondence survives. The result is cached per (template, config) under
+    ``cache_dir()/meanface``; anchors are the fitted face positions.
 
     Returns:
-        the splats (a new object) and ``{"psnr": ..., "iterations": ..., "cached": 0/1}``.
+        the splats (a new object) and ``{"psnr": face PSNR, "head_psnr": ..., "cached": 0/1}``.
     """
-    key = _cache_key(setup, config, cameras, init)
+    key = _cache_key(setup, config, cameras, init, head_cameras)
     cache_file = cache_dir() / "meanface" / f"{setup.info['name']}-{key}.safetensors"
-    face_rows = splats.face_mask.nonzero().squeeze(-1)
-    face = splats.select(face_rows).to(device)
-    stats: dict[str, float] = {"iterations": float(config.iterations), "cached": 0.0}
+    stats: dict[str, float] = {"iterations": float(config.iterations), "head_iterations": float(config.head_iterations)}
     if config.cache and cache_file.is_file():
         cached = load_file(str(cache_file))
         stats = {k[len("stat."):]: float(v) for k, v in cached.items() if k.startswith("stat.")}
+        fitted = GaussianSplats.from_tensors({k: v for k, v in cached.items() if not k.startswith("stat.")})
         stats["cached"] = 1.0
-        face = GaussianSplats.from_tensors({k: v for k, v in cached.items() if not k.startswith("stat.")}).to(device)
-    elif config.iterations > 0:
-        face, psnr = _optimise_face(setup, face, config, cameras, device, seed, progress)
-        stats["psnr"] = psnr
-        if config.cache:
-            tensors = {k: v.detach().cpu().contiguous() for k, v in face.to_tensors().items()}
-            tensors.update({f"stat.{k}": torch.tensor(v) for k, v in stats.items() if k != "cached"})
-            with atomic_path(cache_file) as tmp:
-                save_file(tensors, str(tmp))
-    face.rebase_anchors()
-    return _replace_rows(splats, face_rows, face.to(splats.device)), stats
+        return fitted.to(splats.device), stats
+    vertices, faces, colors = (t.to(device) for t in (setup.upsampled.head.vertices, setup.upsampled.head.faces,
+                                                      setup.upsampled.head.vertex_colors))
+    num_face_triangles = setup.upsampled.num_face_triangles
+    work = splats.detach_copy().to(device)
+    face_rows = work.face_mask.nonzero().squeeze(-1)
+    generator = torch.Generator().manual_seed(seed)
+    size = config.resolution
+    if config.iterations > 0:
+        face = work.select(face_rows)
+        sample_face = lambda: sample_face_phase(cameras, generator, size, size, config.views_per_step)  # noqa: E731
+        _fit(face, vertices, faces[:num_face_triangles], colors, sample_face, config, config.iterations,
+             position_weight, "mean face", progress)
+        work = _replace_rows(work, face_rows, face)
+        stats["psnr"] = _psnr(face, vertices, faces[:num_face_triangles], colors,
+                              sample_face_phase(cameras, torch.Generator().manual_seed(12345), size, size, 8).to(device))
+    if config.head_iterations > 0:
+        sample_head = lambda: sample_paper(head_cameras, 0, generator, size, size, 4)  # noqa: E731
+        _fit(work, vertices, faces, colors, sample_head, config, config.head_iterations, position_weight,
+             "mean head", progress)
+        stats["head_psnr"] = _psnr(work, vertices, faces, colors,
+                                   sample_paper(head_cameras, 0, torch.Generator().manual_seed(12345), size, size, 8).to(device))
+    work.rebase_anchors()
+    if config.cache:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in work.to_tensors().items()}
+        tensors.update({f"stat.{k}": torch.tensor(v) for k, v in stats.items()})
+        with atomic_path(cache_file) as tmp:
+            save_file(tensors, str(tmp))
+    stats["cached"] = 0.0
+    return work.to(splats.device), stats
 
 
 def _replace_rows(splats: GaussianSplats, rows: Tensor, part: GaussianSplats) -> GaussianSplats:
@@ -174,49 +198,47 @@ def _replace_rows(splats: GaussianSplats, rows: Tensor, part: GaussianSplats) ->
     return GaussianSplats.from_tensors(tensors)
 
 
-def _optimise_face(
-    setup: HeadSetup,
-    face: GaussianSplats,
+def _fit(
+    splats: GaussianSplats,
+    vertices: Tensor,
+    faces: Tensor,
+    colors: Tensor,
+    sample: Any,
     config: MeanFaceConfig,
-    cameras: FacePhaseRanges,
-    device: torch.device | str,
-    seed: int,
+    iterations: int,
+    position_weight: float,
+    desc: str,
     progress: bool,
-) -> tuple[GaussianSplats, float]:
+) -> None:
+    """Optimise ``splats`` in place against mesh renders (L1 + D-SSIM, face positions held)."""
     from tqdm.auto import tqdm
 
-    vertices, triangles, colors = (t.to(device) for t in face_mesh(setup))
-    optim_config = SplatOptimConfig(max_steps=config.iterations)
-    optimizer = make_optimizer(face, optim_config)
-    for group in optimizer.param_groups:
-        group["lr"] *= config.lr_scale
-    generator = torch.Generator().manual_seed(seed)
+    device = splats.means.device
+    optim_config = SplatOptimConfig(max_steps=iterations)
+    optimizer = make_optimizer(splats, optim_config)
     white = torch.ones(3, device=device)
-    size = config.resolution
-    bar = tqdm(range(1, config.iterations + 1), desc="mean face", disable=not progress, leave=False)
-    for iteration in bar:
+    face = splats.face_mask
+    for iteration in tqdm(range(1, iterations + 1), desc=desc, disable=not progress, leave=False):
         update_learning_rates(optimizer, iteration, optim_config)
         if config.lr_scale != 1.0:
             for group in optimizer.param_groups:
                 group["lr"] *= config.lr_scale
-        cams = sample_face_phase(cameras, generator, size, size, config.views_per_step).to(device)
-        with torch.no_grad():
-            target = render_mesh(vertices, triangles, colors, cams, white).rgb
-        render = rasterize(face.means, face.rotations, face.scales, face.opacities, face.colors, cams, white)
+        cams = sample().to(device)
+        target = render_mesh(vertices, faces, colors, cams, white).rgb
+        render = rasterize(splats.means, splats.rotations, splats.scales, splats.opacities, splats.colors, cams, white)
         loss = l1_dssim(render.rgb, target, config.dssim_weight, channels_last=True)
+        if position_weight and bool(face.any()):
+            loss = loss + position_weight * face_position_loss(splats.means[face], splats.anchors[face])
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    return face, _face_psnr(face, vertices, triangles, colors, cameras, size, device)
 
 
 @torch.no_grad()
-def _face_psnr(face, vertices, triangles, colors, cameras: FacePhaseRanges, size: int, device) -> float:
+def _psnr(splats: GaussianSplats, vertices: Tensor, faces: Tensor, colors: Tensor, cams: Any) -> float:
     from arc2avatar.pipeline.metrics import psnr
 
-    generator = torch.Generator().manual_seed(12345)
-    cams = sample_face_phase(cameras, generator, size, size, 8).to(device)
-    white = torch.ones(3, device=device)
-    target = render_mesh(vertices, triangles, colors, cams, white).rgb
-    render = rasterize(face.means, face.rotations, face.scales, face.opacities, face.colors, cams, white).rgb
+    white = torch.ones(3, device=vertices.device)
+    target = render_mesh(vertices, faces, colors, cams, white).rgb
+    render = rasterize(splats.means, splats.rotations, splats.scales, splats.opacities, splats.colors, cams, white).rgb
     return float(psnr(render.clamp(0, 1), target, channels_last=True))

@@ -123,7 +123,7 @@ class Trainer:
         self.progress = progress
         self.hooks = hooks
         self.max_bad_steps = max_bad_steps
-        self.prior_wants_backgrounds = _accepts_backgrounds(prior)
+        self.prior_context = _accepted_context(prior)
         self.face_phase_iterations = int(round(config.face_phase_fraction * config.iterations))
         self.laplacian = uniform_laplacian(setup.upsampled.face_triangles(), int(setup.upsampled.head.face_mask.sum())).to(device)
         self.state = self._fresh_state(splats)
@@ -275,7 +275,8 @@ class Trainer:
             cameras, backgrounds,
         )
         renders = out.rgb.permute(0, 3, 1, 2)  # (B, 3, H, W)
-        kwargs = {"backgrounds": backgrounds} if self.prior_wants_backgrounds else {}
+        context = {"backgrounds": backgrounds, "phase": phase}
+        kwargs = {k: v for k, v in context.items() if k in self.prior_context}
         guidance = self.prior(renders, cameras, state.device_generator, **kwargs)
         fovx = cameras.fovy  # square images
         disp = disparity(out.depth.permute(0, 3, 1, 2), out.alpha.permute(0, 3, 1, 2), fovx)
@@ -310,6 +311,7 @@ class Trainer:
         else:
             state.skipped_steps += 1
             state.bad_in_a_row += 1
+            state.iteration = iteration
             if state.bad_in_a_row >= self.max_bad_steps:
                 raise TrainingAborted(
                     f"{state.bad_in_a_row} non-finite steps in a row at iteration {iteration}: the optimisation "
@@ -333,13 +335,16 @@ class Trainer:
         return record
 
 
-def _accepts_backgrounds(prior: Any) -> bool:
+def _accepted_context(prior: Any) -> frozenset[str]:
+    """Which optional render-context keywords (``backgrounds``, ``phase``) the prior accepts; a
+    diffusion prior needs none, the oracle needs both to render its target like the avatar."""
     import inspect
 
     try:
-        return "backgrounds" in inspect.signature(prior.__call__).parameters
+        parameters = inspect.signature(prior.__call__).parameters
     except (TypeError, ValueError):
-        return False
+        return frozenset()
+    return frozenset(name for name in ("backgrounds", "phase") if name in parameters)
 
 
 @contextmanager

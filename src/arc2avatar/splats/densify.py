@@ -283,11 +283,13 @@ class LatePruneConfig:
     Attributes:
         start_fraction: first eligible iteration as a fraction of the run: 0.85.
         disconnected_every: iterations between disconnected-splat prunes: 200.
-        connectivity_radius_factor: the radius graph joins splats closer than this × the mean
-            nearest-neighbour distance over all splats (ours: 3); ``None`` disables the test.
+        connectivity_radius: the radius graph joins splats closer than this, world units (ours:
+            0.1, 5% of the 2-unit template height; a relative radius computed from splat
+            spacing collapsed when clones sit exactly on their parents); ``None`` disables it.
         knn_neighbours: k of the k-NN outlier test (ours: 10).
-        knn_std_factor: outlier if mean k-NN distance > mean + this × std (ours: 3);
-            ``None`` disables the test.
+        knn_std_factor: outlier if mean k-NN distance > mean + this × std over free splats
+            (``None``, the default, disables the test: stacks of clones at one position skew the
+            statistics so that ordinary hair splats were flagged).
         targeted_every: iterations between opacity/size prunes: 500.
         min_opacity: remove free splats with opacity below this: 0.05.
         max_scale: remove free splats whose largest std exceeds this, world units: 0.2.
@@ -295,9 +297,9 @@ class LatePruneConfig:
 
     start_fraction: float = 0.85
     disconnected_every: int = 200
-    connectivity_radius_factor: float | None = 3.0
+    connectivity_radius: float | None = 0.1
     knn_neighbours: int = 10
-    knn_std_factor: float | None = 3.0
+    knn_std_factor: float | None = None
     targeted_every: int = 500
     min_opacity: float = 0.05
     max_scale: float = 0.2
@@ -549,14 +551,28 @@ class MaskedDensifier:
 
 
 def disconnected_rows(splats: GaussianSplats, late: LatePruneConfig) -> np.ndarray:
-    """(N,) bool: splats outside the largest radius-graph component, or k-NN distance outliers
-    (spec §4 late pruning). Face splats may be flagged; callers mask them out."""
+    """(N,) bool: free splats outside the largest radius-graph component, or k-NN distance
+    outliers (spec §4 late pruning). Face splats are never flagged.
+
+    The k-NN statistics are those of the FREE splats (their distances to their nearest splats of
+    any kind): the face is subdivided more densely than the rest of the head, and statistics over
+    all splats flagged most of the sparser hair and neck as outliers (seen in our oracle runs).
+    """
+    from scipy.spatial import cKDTree
+
     points_n3 = splats.means.detach().cpu().double().numpy()
+    free_n = (~splats.face_mask).cpu().numpy()
     flagged = np.zeros(points_n3.shape[0], dtype=bool)
-    if late.connectivity_radius_factor is not None and points_n3.shape[0] > 1:
-        radius = late.connectivity_radius_factor * mean_nearest_neighbour_distance(points_n3)
-        if radius > 0:
-            flagged |= ~largest_component_mask(points_n3, radius)
-    if late.knn_std_factor is not None:
-        flagged |= knn_outlier_mask(points_n3, late.knn_neighbours, late.knn_std_factor)
-    return flagged
+    num_free = int(free_n.sum())
+    if num_free == 0 or points_n3.shape[0] < 2:
+        return flagged
+    k = min(late.knn_neighbours, points_n3.shape[0] - 1)
+    distances_fk, _ = cKDTree(points_n3).query(points_n3[free_n], k=k + 1)
+    distances_fk = distances_fk[:, 1:]  # drop the splat itself
+    mean_knn_f = distances_fk.mean(axis=1)
+    if late.connectivity_radius is not None and late.connectivity_radius > 0:
+        flagged |= ~largest_component_mask(points_n3, late.connectivity_radius)
+    if late.knn_std_factor is not None and num_free > k:
+        outliers_f = mean_knn_f > mean_knn_f.mean() + late.knn_std_factor * mean_knn_f.std()
+        flagged[np.flatnonzero(free_n)[outliers_f]] = True
+    return flagged & free_n

@@ -1,0 +1,169 @@
+"""Claims about the whole optimisation (issue 4): it rebuilds an oracle target, resumes exactly,
+survives non-finite steps, stops cleanly on SIGINT, and refuses bad input before doing anything."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from arc2avatar.cli.main import main
+from arc2avatar.pipeline.api import demo
+from arc2avatar.pipeline.oracle import OraclePrior, default_target
+from arc2avatar.pipeline.presets import resolve_config
+from arc2avatar.pipeline.template import build_head, fit_mean_face, initial_splats
+from arc2avatar.pipeline.trainer import Trainer, TrainerHooks, TrainingAborted, TrainingInterrupted
+from arc2avatar.prior.guidance import GuidanceOutput, RgbLatentEncoder
+
+# A small but complete run: 64² renders, the unsubdivided built-in head, all schedules rescaled.
+SMALL = [
+    "resolution=64", "meanface.resolution=64", "meanface.iterations=60", "rgb_latent_resolution=32",
+    "view_rings.turntable_frames=6", "log_every=10", "checkpoint_every=50",
+]
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARC2AVATAR_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def small_setup():
+    config = resolve_config("cpu-smoke", None, [*SMALL, "iterations=40"])
+    setup = build_head(config.template)
+    return config, setup
+
+
+def _trainer(config, setup, out_dir: Path, prior=None) -> Trainer:
+    target = default_target(setup.upsampled.head)
+    prior = prior if prior is not None else OraclePrior(target, config.prior, RgbLatentEncoder((32, 32)))
+    splats = initial_splats(setup, config.splat_init)
+    return Trainer(config, prior, setup, splats, out_dir, torch.device("cpu"), progress=False)
+
+
+def test_oracle_demo_rebuilds_the_held_out_views_of_the_target(tmp_path):
+    result = demo(tmp_path / "out", overrides=[*SMALL, "iterations=160"], progress=False)
+    heldout = result.metrics["heldout"]
+    start = demo(tmp_path / "start", overrides=[*SMALL, "iterations=1"], progress=False).metrics["heldout"]
+    assert heldout["num_views"] == 16
+    assert heldout["psnr"] >= 17.0, heldout
+    assert heldout["psnr"] >= start["psnr"] + 2.0  # the guidance, not the initialisation, did it
+    assert result.metrics["correspondence"]["mean_fraction_of_height"] < 0.005
+    for name in ("avatar.ply", "avatar/avatar.json", "views.png", "turntable.mp4", "config.yaml", "log.jsonl", "metrics.json"):
+        assert (tmp_path / "out" / name).is_file(), name
+    assert not (tmp_path / "out" / "checkpoint.pt").exists()
+
+
+def test_resumed_run_ends_with_the_same_splats_as_an_uninterrupted_one(small_setup, tmp_path):
+    config, setup = small_setup
+    config = resolve_config("cpu-smoke", None, [*SMALL, "iterations=40", "face_phase_fraction=0.1",
+                                                 "densify.densify_every=8", "densify.densify_from=8"])
+    straight = _trainer(config, setup, tmp_path / "a").run()
+
+    first = _trainer(config, setup, tmp_path / "b")
+    first.run(stop_after=20)
+    assert (tmp_path / "b" / "checkpoint.pt").is_file()
+    second = _trainer(config, setup, tmp_path / "b")
+    assert second.load_checkpoint() == 20
+    resumed = second.run()
+
+    assert resumed.num_splats == straight.num_splats
+    for name, value in straight.to_tensors().items():
+        other = resumed.to_tensors()[name]
+        if value.is_floating_point():
+            assert torch.allclose(value, other, atol=1e-5, rtol=0), name
+        else:
+            assert torch.equal(value, other), name
+
+
+class _NaNPrior:
+    """A prior whose loss turns non-finite from a given call on."""
+
+    def __init__(self, good_calls: int) -> None:
+        self.calls = 0
+        self.good_calls = good_calls
+
+    def __call__(self, renders, cameras, generator=None):
+        self.calls += 1
+        scale = 1.0 if self.calls <= self.good_calls else float("nan")
+        return GuidanceOutput(loss=renders.mean() * scale, grad_norm=0.0, timestep=0)
+
+
+def test_non_finite_steps_are_skipped_and_a_persistent_divergence_aborts(small_setup, tmp_path):
+    config, setup = small_setup
+    trainer = _trainer(config, setup, tmp_path, prior=_NaNPrior(good_calls=3))
+    before = trainer.state.splats.detach_copy()
+    trainer.max_bad_steps = 5
+    with pytest.raises(TrainingAborted, match="non-finite"):
+        trainer.run()
+    assert trainer.state.skipped_steps == 5
+    assert trainer.state.iteration == 3 + 5
+    after = trainer.state.splats
+    assert torch.isfinite(after.means).all() and torch.isfinite(after.opacity_logits if hasattr(after, "opacity_logits") else after.opacities).all()
+    assert not torch.equal(before.colors, after.colors.detach())  # the 3 good steps did update
+
+
+def test_sigint_writes_a_checkpoint_and_stops(small_setup, tmp_path):
+    config, setup = small_setup
+    trainer = _trainer(config, setup, tmp_path)
+    trainer.hooks = TrainerHooks(on_log=lambda record: os.kill(os.getpid(), signal.SIGINT))
+    with pytest.raises(TrainingInterrupted):
+        trainer.run()
+    assert trainer.state.iteration == config.log_every
+    assert Trainer(config, trainer.prior, setup, initial_splats(setup), tmp_path, torch.device("cpu")).load_checkpoint() == config.log_every
+
+
+def test_mean_face_fit_matches_the_mesh_render(small_setup, tmp_path):
+    config, setup = small_setup
+    meanface = type(config.meanface)(iterations=150, resolution=64, views_per_step=4, cache=True)
+    splats, stats = fit_mean_face(setup, initial_splats(setup), meanface, config.face_cameras)
+    assert stats["psnr"] >= 20.0, stats
+    again, cached = fit_mean_face(setup, initial_splats(setup), meanface, config.face_cameras)
+    assert cached["cached"] == 1.0
+    assert torch.equal(again.means, splats.means)
+    face = splats.face_mask
+    vertices = setup.upsampled.head.vertices[splats.vertex_index[face]]
+    assert (splats.means[face] - vertices).norm(dim=-1).mean() < 0.005 * setup.upsampled.head.height
+
+
+def test_demo_with_a_missing_photo_fails_fast_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["demo", "-o", str(out), "--photo", str(tmp_path / "nope.jpg"), "--no-progress"])
+    assert code == 1
+    assert "nope.jpg" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_unknown_config_key_fails_with_a_suggestion_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["demo", "-o", str(out), "--set", "iteratoins=5", "--no-progress"])
+    assert code == 1
+    assert "iterations" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_create_without_weights_names_the_missing_files_and_writes_nothing(tmp_path, capsys):
+    from PIL import Image
+
+    photo = tmp_path / "me.png"
+    Image.new("RGB", (64, 64), (200, 150, 120)).save(photo)
+    out = tmp_path / "out"
+    code = main(["create", str(photo), "-o", str(out), "--weights", str(tmp_path / "empty"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "arcface.onnx" in err and "arc2face" in err
+    assert not out.exists()
+
+
+def test_a_finished_avatar_is_never_overwritten(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["demo", "-o", str(out), "--no-progress", *sum((["--set", s] for s in [*SMALL, "iterations=2"]), [])]) == 0
+    stamp = (out / "avatar.ply").stat().st_mtime_ns
+    assert main(["demo", "-o", str(out), "--no-progress"]) == 1
+    assert "already holds" in capsys.readouterr().err
+    assert (out / "avatar.ply").stat().st_mtime_ns == stamp
+    assert main(["render", str(out), "--sheet", "--size", "48", "-o", str(tmp_path / "sheet.png")]) == 0
+    assert (tmp_path / "sheet.png").stat().st_size > 0
