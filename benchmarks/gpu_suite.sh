@@ -20,10 +20,10 @@ for s in "$@"; do
     prior) step prior python3 benchmarks/bench_prior.py --out "$OUT/prior.json" --device cuda --dtype fp16 --iters 10
            step prior500 python3 benchmarks/bench_prior.py --out "$OUT/prior_t500.json" --device cuda --dtype fp16 --iters 5 --fixed-t 500 ;;
     create200) step create200 python3 benchmarks/bench_create.py --out "$OUT/create200.json" --iterations 200 --preset paper ;;
-    oracle) step oracle python3 -m arc2avatar.cli.main demo -o /tmp/oracle --preset paper --set device=cuda \
-              --set resolution=256 --set latent_encoder=rgb --set rgb_latent_resolution=256 \
-              --set densify.grad_threshold=0.2 --set meanface.resolution=256 --no-progress --json
-            cp /tmp/oracle/metrics.json "$OUT/oracle_metrics.json"; cp /tmp/oracle/views.png "$OUT/oracle_views.png" ;;
+    oracle) step oracle timeout "${ORACLE_TIMEOUT:-420}" python3 -m arc2avatar.cli.main demo -o /tmp/oracle --preset paper \
+              --set device=cuda --set resolution=256 --set rgb_latent_resolution=256 --set meanface.resolution=256 \
+              --set densify.grad_threshold=0.2 ${ORACLE_SET:-} --no-progress --json
+            for f in metrics.json views.png log.jsonl; do cp /tmp/oracle/$f "$OUT/oracle_$f" 2>/dev/null; done ;;
   esac
 done
 tail -c 3000 "$LOG"

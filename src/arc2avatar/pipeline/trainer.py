@@ -179,7 +179,7 @@ class Trainer:
         if payload["densifier"] is not None:
             state.densifier.stats = {k: v.to(self.device) for k, v in payload["densifier"].items()}
         state.camera_generator.set_state(payload["camera_generator"])
-        state.device_generator.set_state(payload["device_generator"].to(state.device_generator.device) if self.device.type == "cuda" else payload["device_generator"])
+        state.device_generator.set_state(payload["device_generator"].cpu())  # a CPU ByteTensor for any device
         state.iteration = int(payload["iteration"])
         state.skipped_steps = int(payload["skipped_steps"])
         state.bad_in_a_row = int(payload["bad_in_a_row"])
