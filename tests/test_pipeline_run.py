@@ -20,7 +20,8 @@ from arc2avatar.prior.guidance import GuidanceOutput, RgbLatentEncoder
 
 # A small but complete run: 64² renders, the unsubdivided built-in head, all schedules rescaled.
 SMALL = [
-    "resolution=64", "meanface.resolution=64", "meanface.iterations=60", "rgb_latent_resolution=32",
+    "resolution=64", "meanface.resolution=64", "meanface.iterations=60", "meanface.head_iterations=60",
+    "rgb_latent_resolution=32",
     "view_rings.turntable_frames=6", "log_every=10", "checkpoint_every=50",
 ]
 
@@ -118,7 +119,7 @@ def test_sigint_writes_a_checkpoint_and_stops(small_setup, tmp_path):
 
 def test_mean_face_fit_matches_the_mesh_render(small_setup, tmp_path):
     config, setup = small_setup
-    meanface = type(config.meanface)(iterations=150, resolution=64, views_per_step=4, cache=True)
+    meanface = type(config.meanface)(iterations=150, head_iterations=40, resolution=64, views_per_step=4, cache=True)
     splats, stats = fit_mean_face(setup, initial_splats(setup), meanface, config.face_cameras)
     assert stats["psnr"] >= 20.0, stats
     again, cached = fit_mean_face(setup, initial_splats(setup), meanface, config.face_cameras)
@@ -167,3 +168,14 @@ def test_a_finished_avatar_is_never_overwritten(tmp_path, capsys):
     assert (out / "avatar.ply").stat().st_mtime_ns == stamp
     assert main(["render", str(out), "--sheet", "--size", "48", "-o", str(tmp_path / "sheet.png")]) == 0
     assert (tmp_path / "sheet.png").stat().st_size > 0
+
+
+def test_template_with_a_corrupt_flame_file_fails_with_one_message(tmp_path, capsys):
+    bad = tmp_path / "generic_model.pkl"
+    bad.write_bytes(b"not a pickle at all")
+    out = tmp_path / "tpl"
+    code = main(["template", "-o", str(out), "--flame", str(bad), "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "generic_model.pkl" in err and "Traceback" not in err
+    assert not out.exists()

@@ -40,6 +40,8 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
+from arc2avatar.splats.model import quat_to_rotmat
+
 
 @dataclass(frozen=True)
 class RasterRules:
@@ -80,17 +82,6 @@ class Projection:
     radii: Tensor
 
 
-def quats_to_rotmats(quats: Tensor) -> Tensor:
-    """(N, 4) quaternions (w, x, y, z), normalised here as gsplat does → (N, 3, 3) rotations."""
-    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
-    rows = [
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ]  # fmt: skip
-    return torch.stack(rows, dim=-1).reshape(quats.shape[:-1] + (3, 3))
-
-
 def project_gaussians(
     means: Tensor,
     quats: Tensor,
@@ -116,7 +107,7 @@ def project_gaussians(
     R = viewmats[:, :3, :3]  # (C, 3, 3)
     t = viewmats[:, :3, 3]  # (C, 3)
     means_cam = torch.einsum("cij,nj->cni", R, means) + t[:, None, :]  # (C, N, 3)
-    M = quats_to_rotmats(quats) * scales[:, None, :]  # (N, 3, 3) = R·S
+    M = quat_to_rotmat(quats) * scales[:, None, :]  # (N, 3, 3) = R·S
     cov_world = M @ M.transpose(-1, -2)  # (N, 3, 3)
     cov_cam = torch.einsum("cij,njk,clk->cnil", R, cov_world, R)  # (C, N, 3, 3)
 
