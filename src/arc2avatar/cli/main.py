@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "embed",
     "weights",
     "doctor",
+    "express",
     "finetune",
 )
 
