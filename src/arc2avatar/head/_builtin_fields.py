@@ -11,7 +11,7 @@ Subject's left = world −x (the frontal camera at +y sees it on the image's rig
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray

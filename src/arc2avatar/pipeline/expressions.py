@@ -32,7 +32,6 @@ frames), the sequence formats and presets (ours). Rotation matrix → quaternion
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -48,6 +47,7 @@ import torch
 from torch import Tensor
 
 from arc2avatar.cameras.model import Cameras, orbit_cameras
+from arc2avatar._io import file_sha256
 from arc2avatar.errors import InputError
 from arc2avatar.head.model import HeadModel
 from arc2avatar.pipeline.config import CreateConfig, TemplateConfig
@@ -61,14 +61,6 @@ NO_NEIGHBOUR = -1  # tangent neighbour of a vertex in no triangle (its frame is 
 
 
 # =============================================================================== template
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def setup_for_avatar(
     avatar: Avatar, flame: str | os.PathLike | None = None, flame_masks: str | os.PathLike | None = None
 ) -> HeadSetup:
@@ -97,7 +89,7 @@ def setup_for_avatar(
         path = Path(flame)
         if not path.is_file():
             raise InputError(f"FLAME file {path} does not exist")
-        if info.get("sha256") and _file_sha256(path) != info["sha256"]:
+        if info.get("sha256") and file_sha256(path) != info["sha256"]:
             raise InputError(
                 f"FLAME file {path} is not the one this avatar was made on ({info.get('file', '?')}, "
                 f"sha256 {str(info['sha256'])[:12]}…): pass the same FLAME file as at creation"

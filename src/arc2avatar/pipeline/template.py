@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from arc2avatar._io import atomic_path
+from arc2avatar._io import atomic_path, file_sha256
 from arc2avatar.cameras.samplers import CameraRanges, FacePhaseRanges, sample_face_phase, sample_paper
 from arc2avatar.errors import InputError
 from arc2avatar.head.model import HeadModel
@@ -59,14 +59,6 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "arc2avatar"))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_base_head(config: TemplateConfig) -> tuple[HeadModel, dict[str, Any]]:
     """The template named by ``config`` and its bundle description."""
     if config.kind == "flame":
@@ -78,7 +70,7 @@ def load_base_head(config: TemplateConfig) -> tuple[HeadModel, dict[str, Any]]:
         if not path.is_file():
             raise InputError(f"FLAME file {path} does not exist")
         head = load_flame(path, masks_path=config.masks_path)
-        info = {"kind": "flame", "name": head.name, "file": path.name, "sha256": _sha256(path)}
+        info = {"kind": "flame", "name": head.name, "file": path.name, "sha256": file_sha256(path)}
         if config.masks_path:
             info["masks_file"] = Path(config.masks_path).name
         return head, info

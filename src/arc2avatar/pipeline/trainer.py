@@ -29,7 +29,7 @@ from torch import Tensor
 
 from arc2avatar._io import atomic_path
 from arc2avatar.cameras.model import Cameras
-from arc2avatar.cameras.samplers import ranges_at, sample_face_phase, sample_paper, sample_release
+from arc2avatar.cameras.samplers import sample_face_phase, sample_paper, sample_release
 from arc2avatar.errors import Arc2AvatarError
 from arc2avatar.head.laplacian import laplacian_loss, uniform_laplacian
 from arc2avatar.pipeline.config import CreateConfig
