@@ -114,3 +114,11 @@ def test_used_run_folder_needs_resume_and_resume_needs_a_checkpoint(weights, dat
         train_lora(dataset, weights, out, TINY, limits=LIMITS, progress=False)
     with pytest.raises(InputError, match="no checkpoint"):
         train_lora(dataset, weights, tmp_path / "empty", TINY, resume=True, limits=LIMITS, progress=False)
+
+
+def test_gradient_checkpointing_gives_the_same_training_steps(run, weights, dataset, tmp_path) -> None:
+    """Recomputing activations in backward changes memory, not maths: the first steps' losses match."""
+    _, straight = run
+    config = FinetuneConfig(**{**TINY.__dict__, "steps": 3, "checkpoint_every": 0, "gradient_checkpointing": True})
+    result = train_lora(dataset, weights, tmp_path / "gc", config, limits=LIMITS, progress=False)
+    np.testing.assert_allclose(result.losses, straight.losses[:3], rtol=0, atol=1e-5)

@@ -74,7 +74,7 @@ class FinetuneConfig:
         holdout_views: views per identity kept out of training for validation images (ours).
         validate_every: steps between validation images; 0 = never (ours).
         validation_inference_steps: DDIM steps of a validation image (ours; cheap).
-        checkpoint_every: steps between checkpoints (the last step is always saved).
+        checkpoint_every: steps between checkpoints (0 = only the last step, which is always saved).
         keep_checkpoints: how many checkpoints to keep (oldest deleted).
         seed: seeds the LoRA initialisation and the training generator.
         device: "auto" = CUDA if available else CPU.
@@ -485,7 +485,7 @@ def train_lora(
             write_validation(out_dir, step, validation_images(unet, models.vae, Path(weights.sd_scheduler),  # type: ignore[arg-type]
                                                               data, config, amp_dtype))
             unet.train()
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps:
             _log_lines(out_dir / LOG_FILE, pending)
             pending = []
             save_checkpoint(out_dir, step, unet, optimizer, scaler, generator, config)
