@@ -39,7 +39,11 @@ import yaml
 
 from arc2avatar._io import atomic_write_text
 from arc2avatar.errors import InputError
+from arc2avatar.cameras.samplers import CameraRanges, FacePhaseRanges, ViewRings
+from arc2avatar.prior.configs import PriorConfig
+from arc2avatar.splats.densify import MaskedDensifyConfig
 from arc2avatar.splats.model import SplatInitConfig
+from arc2avatar.splats.optim import SplatOptimConfig
 
 T = TypeVar("T")
 
@@ -550,23 +554,13 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
 # ─────────────────────────────── the pipeline's configuration ───────────────────────────────
 
 
-def _optional_config(module: str, name: str) -> type:
-    """Another package's config dataclass, or ``dict`` while that package is not written yet
-    (then the slot accepts any mapping and the lead swaps in the real type)."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return dict
-
-
-PriorSlot = _optional_config("arc2avatar.prior.configs", "PriorConfig")
-OptimSlot = _optional_config("arc2avatar.splats.optim", "SplatOptimConfig")
-DensifySlot = _optional_config("arc2avatar.splats.densify", "MaskedDensifyConfig")
-CamerasSlot = _optional_config("arc2avatar.cameras.samplers", "CameraRanges")
-FaceCamerasSlot = _optional_config("arc2avatar.cameras.samplers", "FacePhaseRanges")
-ViewRingsSlot = _optional_config("arc2avatar.cameras.samplers", "ViewRings")
+# The other packages' configs, nested here so one YAML file holds the whole run.
+PriorSlot = PriorConfig
+OptimSlot = SplatOptimConfig
+DensifySlot = MaskedDensifyConfig
+CamerasSlot = CameraRanges
+FaceCamerasSlot = FacePhaseRanges
+ViewRingsSlot = ViewRings
 
 
 @dataclass(frozen=True)
@@ -740,7 +734,7 @@ class CreateConfig:
     losses: LossWeights = field(default_factory=LossWeights)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     outputs: OutputConfig = field(default_factory=OutputConfig)
-    # Other packages' configs (a plain dict while a package's config class does not exist yet).
+    # Other packages' configs, nested so that one YAML file describes the whole run.
     splat_init: SplatInitConfig = field(default_factory=SplatInitConfig)
     prior: PriorSlot = field(default_factory=PriorSlot)
     optim: OptimSlot = field(default_factory=OptimSlot)
