@@ -18,26 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 
 def write_dataset(root: Path, views: int, size: int, seed: int) -> Path:
     """One identity folder with ``views`` random square PNGs over 360° and a random unit id.npy."""
-    from PIL import Image
+    from arc2avatar.finetune.dataset import write_synthetic_identity
 
-    from arc2avatar.finetune.dataset import wrap_azimuth, write_views_json
-
-    rng = np.random.default_rng(seed)
-    folder = root / "id0"
-    (folder / "views").mkdir(parents=True)
-    vec = rng.normal(size=512)
-    np.save(folder / "id.npy", (vec / np.linalg.norm(vec)).astype(np.float32))
-    entries = []
-    for k in range(views):
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / f"views/{k:03d}.png")
-        entries.append((f"views/{k:03d}.png", wrap_azimuth(k * 360.0 / views), 0.0))
-    write_views_json(folder, entries)
+    write_synthetic_identity(root / "id0", views=views, side=size, seed=seed)
     return root
 
 

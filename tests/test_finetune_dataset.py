@@ -11,26 +11,14 @@ from PIL import Image
 
 from arc2avatar.cli.main import main
 from arc2avatar.errors import InputError
-from arc2avatar.finetune.dataset import DatasetLimits, check_dataset, wrap_azimuth, write_views_json
+from arc2avatar.finetune.dataset import DatasetLimits, check_dataset, wrap_azimuth, write_synthetic_identity
 
 LIMITS = DatasetLimits(min_views=4, min_side=16)
 
 
 def make_identity(folder: Path, views: int = 6, side: int = 16, seed: int = 0, id_npy: bool = True) -> Path:
     """A valid identity folder: id.npy (or frontal.png), ``views`` square PNGs over 360°, views.json."""
-    rng = np.random.default_rng(seed)
-    (folder / "views").mkdir(parents=True, exist_ok=True)
-    if id_npy:
-        vec = rng.normal(size=512)
-        np.save(folder / "id.npy", (vec / np.linalg.norm(vec)).astype(np.float32))
-    else:
-        Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(folder / "frontal.png")
-    entries = []
-    for k in range(views):
-        Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(folder / f"views/{k:03d}.png")
-        entries.append((f"views/{k:03d}.png", wrap_azimuth(k * 360.0 / views), 0.0))
-    write_views_json(folder, entries)
-    return folder
+    return write_synthetic_identity(folder, views=views, side=side, seed=seed, id_npy=id_npy)
 
 
 def _edit_views(folder: Path, index: int, **changes) -> None:
