@@ -53,9 +53,26 @@ def _run_train(args: argparse.Namespace) -> int:
     if root.is_dir() and any(not (f / ID_NPY).exists() and (f / FRONTAL_PNG).exists() for f in identity_folders(root)):
         need |= {"identity", "detector"}
     weights = resolve_weights(WeightsConfig(root=args.weights), need)
-    result = train_lora(args.data, weights, args.out, config, resume=args.resume, limits=_limits(args))
-    print(f"wrote {result.lora_path} (step {result.step})")
+    if args.gpus is not None:
+        result = _launch(args, weights, config)
+    else:
+        result = train_lora(args.data, weights, args.out, config, resume=args.resume, limits=_limits(args))
+    if result.rank == 0:
+        print(f"wrote {result.lora_path} (step {result.step}, {result.world_size} process(es))")
     return 0
+
+
+def _launch(args: argparse.Namespace, weights, config):
+    """``--gpus N``: N processes through PyTorch's elastic launcher; rank 0's result."""
+    from arc2avatar.errors import InputError
+    from arc2avatar.finetune.distributed import WORLD_SIZE_ENV, LaunchSettings, launch_training
+
+    import os
+
+    if WORLD_SIZE_ENV in os.environ:
+        raise InputError("--gpus starts its own processes; under torchrun leave it out (torchrun's --nproc-per-node sets the count)")
+    settings = LaunchSettings(nproc=args.gpus, threads_per_process=args.threads)
+    return launch_training(settings, args.data, weights, args.out, config, resume=args.resume, limits=_limits(args))[0]
 
 
 def _add_limits(parser: argparse.ArgumentParser) -> None:
@@ -94,5 +111,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a FinetuneConfig field, e.g. --set steps=3000 (repeatable)")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in -o")
+    train.add_argument("--gpus", type=int, metavar="N",
+                       help="data-parallel over N processes, one per GPU (PyTorch elastic launch; on a CPU "
+                            "machine N gloo processes); --set batch_size is per process")
+    train.add_argument("--threads", type=int, metavar="T",
+                       help="with --gpus: CPU threads per process (default: cores // N)")
     _add_limits(train)
     train.set_defaults(func=_run_train)

@@ -13,6 +13,11 @@ frozen, so each image is encoded once and a latent is SAMPLED from its cached me
 step), checkpoints that hold LoRA + optimizer + scaler + step + generator state so that a resumed
 run continues bit-for-bit on CPU, and the JSON-lines log.
 
+Several processes (one per GPU, launched by torchrun or ``--gpus N``): ``finetune.distributed``
+joins the process group from the launcher's environment and wraps the UNet in PyTorch's
+``DistributedDataParallel``; ``batch_size`` is then per process. One process is the path above,
+unchanged.
+
 Saved LoRA: keys as diffusers' ``save_lora_weights`` writes them (``unet.…to_q.lora.down.weight``),
 with the peft scale α/r folded into the up factor, so a loader that assumes α = r (diffusers
 without adapter metadata, ``prior.loading.load_lora``) reproduces the trained UNet at scale 1.
@@ -28,7 +33,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
@@ -41,6 +46,8 @@ from ..errors import InputError
 from ..prior.configs import PriorConfig
 from ..weights.layout import WeightsPaths
 from .dataset import DatasetLimits, IdentityRecord, check_dataset, load_image_tensor
+from .distributed import (RankInfo, barrier, mean_over_ranks, process_group, rank_device, rank_from_env, step_seed,
+                          wrap_data_parallel)
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +71,8 @@ class FinetuneConfig:
         adam_betas, adam_eps, weight_decay: AdamW settings (torch/diffusers script defaults).
         max_grad_norm: gradient clipping of the LoRA parameters (ours; diffusers script default 1).
         steps: optimisation steps in total (a resumed run continues to this count).
-        batch_size: views per step (spec §8 benchmark: 4).
+        batch_size: views per step of ONE process (spec §8 benchmark: 4); with N processes
+            (``--gpus N`` / torchrun) a step sees batch_size × N views.
         resolution: training image side, pixels (spec §8: 512).
         mixed_precision: "auto" = bf16 on CUDA if supported else fp16, "no" on CPU (spec §8).
         gradient_checkpointing: recompute UNet activations in backward to save memory (ours).
@@ -116,11 +124,22 @@ class FinetuneConfig:
 
 @dataclass
 class TrainResult:
-    """What ``train_lora`` produced: the LoRA file, the last step and the per-step losses of this call."""
+    """What ``train_lora`` produced.
+
+    Attributes:
+        lora_path: the LoRA file (written by rank 0).
+        step: the last step.
+        losses: per-step losses of this call (with several processes: the mean over ranks).
+        rank, world_size: this process's rank and the number of processes.
+        lora_state: this process's final LoRA parameters (peft names, CPU, α/r not folded).
+    """
 
     lora_path: Path
     step: int
     losses: list[float]
+    rank: int = 0
+    world_size: int = 1
+    lora_state: dict[str, Tensor] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,12 +308,16 @@ def save_lora(unet: Any, out_dir: Path, config: FinetuneConfig) -> Path:
 # Checkpoints
 # --------------------------------------------------------------------------------------------
 def save_checkpoint(out_dir: Path, step: int, unet: Any, optimizer: Any, scaler: Any, generator: torch.Generator,
-                    config: FinetuneConfig) -> Path:
-    """``checkpoints/step-NNNNNN.pt``: LoRA, optimizer, scaler, step and generator state (atomic)."""
+                    config: FinetuneConfig, world_size: int = 1) -> Path:
+    """``checkpoints/step-NNNNNN.pt``: LoRA, optimizer, scaler, step and generator state (atomic).
+
+    Nothing in it depends on the number of processes (``world_size`` is recorded for information;
+    the generator is rank 0's), so it resumes on any number of them.
+    """
     path = out_dir / CHECKPOINT_DIR / f"step-{step:06d}.pt"
     state = {"step": step, "lora": lora_state(unet), "optimizer": optimizer.state_dict(),
              "scaler": scaler.state_dict(), "generator": generator.get_state().cpu(),
-             "config": dataclasses.asdict(config)}
+             "config": dataclasses.asdict(config), "world_size": world_size}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     old = sorted((out_dir / CHECKPOINT_DIR).glob("step-*.pt"))[: -config.keep_checkpoints or None]
@@ -388,7 +411,8 @@ def write_validation(out_dir: Path, step: int, sheet: Tensor) -> Path:
 # --------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------
-def _check_out_dir(out_dir: Path, resume: bool) -> Path | None:
+def check_run_folder(out_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from (None for a new run); refuses a used folder without ``resume``."""
     checkpoint = latest_checkpoint(out_dir) if out_dir.is_dir() else None
     if resume and checkpoint is None:
         raise InputError(f"--resume: {out_dir} has no checkpoint ({CHECKPOINT_DIR}/step-*.pt) to continue from")
@@ -419,26 +443,37 @@ def train_lora(
         weights: the prior weights (``resolve_weights(cfg, {"prior"})``; add "identity" and
             "detector" when an identity has ``frontal.png`` but no ``id.npy``).
         out_dir: receives the LoRA, ``finetune_config.json``, ``train_log.jsonl`` (one JSON object
-            per step: step, loss, lr, seconds; appended at each checkpoint and at the end),
-            ``checkpoints/`` and ``validation/``.
+            per step: step, loss, lr, seconds, world_size; appended at each checkpoint and at the
+            end), ``checkpoints/`` and ``validation/``.
         config: the settings; on resume the CURRENT config is used (e.g. a larger ``steps``).
-        resume: continue from the newest checkpoint in ``out_dir``.
+        resume: continue from the newest checkpoint in ``out_dir`` (written by any number of processes).
     Returns:
-        ``TrainResult`` (LoRA path, final step, losses of the steps run in this call).
+        ``TrainResult`` (LoRA path, final step, losses of the steps run in this call, final LoRA).
+
+    Started by torchrun (or ``finetune.distributed.launch_training``) in N processes, each one
+    trains data-parallel on its shard of the batch and rank 0 alone writes (see ``finetune.distributed``).
     Raises:
         InputError: broken dataset (every problem listed), out_dir already used without resume.
         MissingWeightsError: prior (or identity) weights missing.
     """
+    out_dir = Path(out_dir)
+    report = check_dataset(data_root, limits)
+    report.raise_if_invalid()
+    checkpoint = check_run_folder(out_dir, resume)
+    ranks = rank_from_env()
+    device = rank_device(ranks, config.device) if ranks.distributed else pick_device(config.device)
+    with process_group(ranks, device):
+        return _train(report.identities, weights, out_dir, config, checkpoint, ranks, device, progress)
+
+
+def _train(identities: list[IdentityRecord], weights: WeightsPaths, out_dir: Path, config: FinetuneConfig,
+           checkpoint: Path | None, ranks: RankInfo, device: torch.device, progress: bool) -> TrainResult:
+    """The loop of ``train_lora`` on this process (rank 0 writes every file)."""
     from diffusers import DDPMScheduler
     from tqdm.auto import tqdm
 
     from ..prior.loading import load_prior_models
 
-    out_dir = Path(out_dir)
-    report = check_dataset(data_root, limits)
-    report.raise_if_invalid()
-    checkpoint = _check_out_dir(out_dir, resume)
-    device = pick_device(config.device)
     amp_dtype = autocast_dtype(device, config.mixed_precision)
     models = load_prior_models(weights, device, amp_dtype or torch.float32)
     scheduler = DDPMScheduler.from_pretrained(Path(weights.sd_scheduler))  # type: ignore[arg-type]
@@ -446,7 +481,7 @@ def train_lora(
         raise InputError(f"{weights.sd_scheduler}: prediction_type is {scheduler.config.prediction_type!r}; "
                          "the multi-view LoRA is trained with ε-prediction (spec §8)")
     scheduler.alphas_cumprod = scheduler.alphas_cumprod.to(device)
-    data = prepare_data(report.identities, models, weights, config)
+    data = prepare_data(identities, models, weights, config)
     unet = models.unet
     params = add_lora(unet, config)
     if config.gradient_checkpointing:
@@ -457,17 +492,23 @@ def train_lora(
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     generator = torch.Generator().manual_seed(config.seed)
     step = load_checkpoint(checkpoint, unet, optimizer, scaler, generator) if checkpoint else 0
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / CONFIG_FILE, json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    barrier(ranks)  # every rank has read the checkpoint before rank 0 may prune old ones
+    model = wrap_data_parallel(unet, ranks, device)  # DDP averages the LoRA gradients over ranks
+    if ranks.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / CONFIG_FILE, json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     losses: list[float] = []
-    bar = tqdm(total=config.steps, initial=step, desc="finetune", disable=not progress)
+    bar = tqdm(total=config.steps, initial=step, desc="finetune", disable=not (progress and ranks.is_main))
     scaling = float(models.vae.config.scaling_factor)
     pending: list[dict] = []
     start = time.perf_counter()
     while step < config.steps:
+        if ranks.distributed:
+            generator.manual_seed(step_seed(config.seed, ranks.rank, step + 1))
         optimizer.zero_grad(set_to_none=True)
-        loss = training_step(unet, data, scheduler, generator, config, amp_dtype, scaling)
-        if not torch.isfinite(loss):
+        loss = training_step(model, data, scheduler, generator, config, amp_dtype, scaling)
+        reported = mean_over_ranks(loss.detach(), ranks)  # the same value on every rank
+        if not torch.isfinite(reported):
             raise FloatingPointError(f"non-finite loss at step {step + 1}; lower the learning rate or use bf16")
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
@@ -475,11 +516,13 @@ def train_lora(
         scaler.step(optimizer)
         scaler.update()
         step += 1
-        losses.append(loss.item())
-        pending.append({"step": step, "loss": losses[-1], "lr": config.learning_rate,
-                        "seconds": round(time.perf_counter() - start, 4)})
+        losses.append(reported.item())
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if not ranks.is_main:
+            continue
+        pending.append({"step": step, "loss": losses[-1], "lr": config.learning_rate,
+                        "seconds": round(time.perf_counter() - start, 4), "world_size": ranks.world_size})
         if config.validate_every and step % config.validate_every == 0 and len(data.holdout_names):
             unet.eval()
             write_validation(out_dir, step, validation_images(unet, models.vae, Path(weights.sd_scheduler),  # type: ignore[arg-type]
@@ -488,13 +531,16 @@ def train_lora(
         if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps:
             _log_lines(out_dir / LOG_FILE, pending)
             pending = []
-            save_checkpoint(out_dir, step, unet, optimizer, scaler, generator, config)
+            save_checkpoint(out_dir, step, unet, optimizer, scaler, generator, config, ranks.world_size)
     bar.close()
-    _log_lines(out_dir / LOG_FILE, pending)
     unet.eval()
-    lora_path = save_lora(unet, out_dir, config)
-    logger.info("wrote %s after %d steps", lora_path, step)
-    return TrainResult(lora_path, step, losses)
+    lora_path = out_dir / LORA_FILE
+    if ranks.is_main:
+        _log_lines(out_dir / LOG_FILE, pending)
+        save_lora(unet, out_dir, config)
+        logger.info("wrote %s after %d steps", lora_path, step)
+    barrier(ranks)  # the LoRA file exists when any rank returns
+    return TrainResult(lora_path, step, losses, ranks.rank, ranks.world_size, lora_state(unet))
 
 
 def iter_log(out_dir: str | os.PathLike) -> Iterator[dict]:
