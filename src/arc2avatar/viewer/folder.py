@@ -1,0 +1,59 @@
+"""``viewer.html`` for avatars and avatar folders (what ``create``, ``express`` and
+``arc2avatar viewer`` call)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from arc2avatar.errors import InputError
+from arc2avatar.viewer.page import VIEWER_NAME, write_viewer
+from arc2avatar.viewer.scene import ViewerConfig, avatar_scene
+
+log = logging.getLogger(__name__)
+
+
+def write_avatar_viewer(path: str | os.PathLike, avatar: Any, setup: Any | None,
+                        config: ViewerConfig = ViewerConfig()) -> Path:
+    """Write the page of ``avatar`` to ``path`` (atomically); ``setup`` None = no expression sliders."""
+    scene = avatar_scene(avatar, setup, config)
+    written = write_viewer(path, scene, config)
+    log.info("viewer %s: %d splats, %d expression sliders, %.1f MB", written, scene.num_splats,
+             len(scene.expression_names), written.stat().st_size / 1e6)
+    return written
+
+
+def viewer_for_folder(
+    avatar_dir: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    flame: str | os.PathLike | None = None,
+    flame_masks: str | os.PathLike | None = None,
+    expressions: bool = True,
+    config: ViewerConfig = ViewerConfig(),
+) -> Path:
+    """``arc2avatar viewer``: the page of an existing avatar folder (default ``<folder>/viewer.html``).
+
+    A folder with a bundle gets its template rebuilt (``setup_for_avatar``: FLAME avatars need
+    ``flame``) and expression sliders; a bare ``.ply`` or ``expressions=False`` gives a page
+    without sliders. An existing page at ``out`` is replaced (it is derived from the avatar).
+    """
+    from arc2avatar.pipeline.expressions import setup_for_avatar
+    from arc2avatar.pipeline.outputs import Avatar
+
+    source = Path(avatar_dir)
+    if not source.exists():
+        raise InputError(f"{source} does not exist; give an avatar folder written by `arc2avatar create`")
+    avatar = Avatar.load(source)
+    has_binding = avatar.template.get("kind") in ("builtin", "flame")
+    setup = setup_for_avatar(avatar, flame, flame_masks) if expressions and has_binding else None
+    if expressions and not has_binding:
+        log.warning("%s has no face binding (a bare PLY?): the viewer gets no expression sliders", source)
+    if out is None:
+        out = (source.parent if source.is_file() else source) / VIEWER_NAME
+    return write_avatar_viewer(out, avatar, setup, config)
+
+
+__all__ = ["viewer_for_folder", "write_avatar_viewer"]
