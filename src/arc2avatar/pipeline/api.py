@@ -180,8 +180,9 @@ def face_correspondence(splats: Any, setup: HeadSetup) -> dict[str, float]:
     return {"mean_fraction_of_height": float(distance.mean() / height), "max_fraction_of_height": float(distance.max() / height)}
 
 
-def _finish(out_dir: Path, avatar: Avatar, config: CreateConfig, metrics: dict[str, Any]) -> dict[str, Path]:
+def _finish(out_dir: Path, avatar: Avatar, config: CreateConfig, metrics: dict[str, Any], setup: HeadSetup) -> dict[str, Path]:
     from arc2avatar.pipeline.media import write_json
+    from arc2avatar.viewer import VIEWER_NAME, write_avatar_viewer
 
     files = write_avatar_outputs(
         out_dir,
@@ -192,6 +193,7 @@ def _finish(out_dir: Path, avatar: Avatar, config: CreateConfig, metrics: dict[s
         quality=config.outputs.video_quality,
         columns=config.outputs.sheet_columns,
     )
+    files["viewer"] = write_avatar_viewer(out_dir / VIEWER_NAME, avatar, setup)
     files["metrics"] = write_json(metrics, out_dir / METRICS_NAME)
     checkpoint = out_dir / CHECKPOINT_NAME
     if checkpoint.is_file():
@@ -251,7 +253,7 @@ def create(
     setup = build_head(config.template)
     avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress)
     metrics["photos"] = [str(p) for p in identity.photos_used]
-    files = _finish(out_dir, avatar, config, metrics)
+    files = _finish(out_dir, avatar, config, metrics, setup)
     return CreateResult(out_dir, avatar, files, metrics)
 
 
@@ -288,7 +290,7 @@ def demo(
     prior = OraclePrior(target, config.prior, _latent_encoder(config))
     avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress)
     metrics["heldout"] = heldout_metrics(avatar, target, config)
-    files = _finish(out_dir, avatar, config, metrics)
+    files = _finish(out_dir, avatar, config, metrics, setup)
     return CreateResult(out_dir, avatar, files, metrics)
 
 

@@ -310,14 +310,19 @@ def _check_new_out_dir(out_dir: Path) -> None:
         raise InputError(f"output {out_dir} already exists and is not an empty folder; choose a new folder")
 
 
-def save_avatar_folder(out_dir: str | os.PathLike, avatar: Avatar, size: int = 256) -> Path:
-    """Write PLY + bundle + 16-view sheet into a NEW folder, atomically (built beside it, then renamed)."""
+def save_avatar_folder(out_dir: str | os.PathLike, avatar: Avatar, size: int = 256, setup: HeadSetup | None = None) -> Path:
+    """Write PLY + bundle + 16-view sheet + ``viewer.html`` into a NEW folder, atomically (built
+    beside it, then renamed). ``setup`` (the avatar's template) gives the viewer its expression
+    sliders; None writes a viewer without them."""
+    from arc2avatar.viewer import VIEWER_NAME, write_avatar_viewer
+
     out_dir = Path(out_dir)
     _check_new_out_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         write_avatar_outputs(work, avatar, size=size, video=False)
+        write_avatar_viewer(work / VIEWER_NAME, avatar, setup)
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above)
         os.rename(work, out_dir)
@@ -342,7 +347,7 @@ def express(
     avatar = Avatar.load(avatar_dir)
     setup = setup_for_avatar(avatar, flame, flame_masks)
     expressive = apply_expression(avatar, setup, expression, pose)
-    save_avatar_folder(out_dir, expressive, size)
+    save_avatar_folder(out_dir, expressive, size, setup)
     return expressive
 
 
@@ -664,7 +669,7 @@ def refine_expression_folder(
     prior = _oracle_prior(setup, expression, pose, config, device) if oracle else _real_prior(
         avatar_dir, config, device, weights, lora)
     refined = refine_expression(expressive, setup, prior, config, device=device, progress=progress)
-    save_avatar_folder(out_dir, refined, size)
+    save_avatar_folder(out_dir, refined, size, setup)
     return refined
 
 

@@ -20,7 +20,7 @@ bytes. ``arrays`` lists, in order, each array's ``name``, ``dtype``, ``shape`` a
 ==========  =======  ===============  ==========================================
 
 Sizes (measured, ``ViewerConfig()``, built-in template at the paper's levels, 29 K face splats,
-10 expressions): 42 K splats make a 3.3 MB page (2.1 MB with ``bake_rotations=False``), 100 K
+10 expressions): 42 K splats make a 2.7–3.3 MB page (2.1 MB with ``bake_rotations=False``), 100 K
 splats 5.0 MB; headless Chromium on a 2-core CPU (SwiftShader) shows 100 K in ~5 s. float32 means keep
 positions exact to ~1e-7 of the head; float16 keeps scales, rotations and displacements to
 ~5e-4 relative; gzip mostly shrinks the expression data (each blendshape moves only part of the

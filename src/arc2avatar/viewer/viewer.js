@@ -13,7 +13,7 @@
 // eps2d, α = min(alpha_max, o·exp(−½ dᵀΣ⁻¹d)), α < alpha_min skipped, the opacity-aware extent
 // min(extent_max, sqrt(2 ln(o / alpha_min))) standard deviations.
 //
-// For tests and scripts: window.arc2avatarViewer (ready, frame, error, setWeights, setCamera,
+// For tests and scripts: window.arc2avatarViewer (ready, frame, error, idle, setWeights, setCamera,
 // reset, project, state), window.viewerReady, and <body data-ready data-frame data-error>.
 "use strict";
 
@@ -353,7 +353,8 @@ void main() {
     const cam = payload.camera;
     const home = { radius: cam.radius, polarDeg: cam.polar_deg, azimuthDeg: cam.azimuth_deg };
     const camera = { ...home };
-    let pending = false;
+    let pending = false;     // a draw is requested and has not run yet
+    let presenting = false;  // a draw ran and has not been counted as shown yet
 
     function intrinsics() {
       const dpr = window.devicePixelRatio || 1;
@@ -383,7 +384,9 @@ void main() {
       gl.bindVertexArray(vao);
       gl.drawArraysInstanced(gl.TRIANGLE_STRIP, 0, 4, count);
       // Counted as shown one animation frame later, once the browser has presented it.
+      presenting = true;
       requestAnimationFrame(() => {
+        presenting = false;
         api.frame += 1;
         document.body.dataset.frame = String(api.frame);
         if (!api.ready) {
@@ -485,6 +488,7 @@ void main() {
 
     Object.assign(api, {
       setWeights, setCamera, reset, project,
+      idle: () => !pending && !presenting,  // every change so far is on screen
       state: () => ({ camera: { ...camera }, weights: Object.fromEntries(names.map((n, k) => [n, weights[k]])),
                       width: canvas.width, height: canvas.height, fovy: cam.fovy }),
     });
