@@ -17,6 +17,7 @@ from arc2avatar.errors import Arc2AvatarError
 # Modules in arc2avatar.cli that each register one or more subcommands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
     "create",
+    "create_batch",
     "render",
     "template",
     "embed",

@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -64,6 +64,14 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+def run_state(out_dir: Path) -> Literal["new", "unfinished", "finished"]:
+    """What an output folder holds: a finished avatar, an unfinished run (a checkpoint to resume) or neither."""
+    out_dir = Path(out_dir)
+    if (out_dir / CHECKPOINT_NAME).is_file():
+        return "unfinished"
+    return "finished" if (out_dir / BUNDLE_NAME / "avatar.json").is_file() else "new"
+
+
 def check_out_dir(out_dir: Path, resume: bool) -> bool:
     """Check the output folder without touching it; returns True when a checkpoint will be resumed.
 
@@ -73,9 +81,9 @@ def check_out_dir(out_dir: Path, resume: bool) -> bool:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"output path {out_dir} exists and is not a folder")
-    has_checkpoint = (out_dir / CHECKPOINT_NAME).is_file()
-    finished = (out_dir / BUNDLE_NAME / "avatar.json").is_file() and not has_checkpoint
-    if finished:
+    state = run_state(out_dir)
+    has_checkpoint = state == "unfinished"
+    if state == "finished":
         raise InputError(f"{out_dir} already holds a finished avatar; choose another output folder")
     if has_checkpoint and not resume:
         raise InputError(f"{out_dir} holds an unfinished run: pass --resume to continue it, or choose another folder")
