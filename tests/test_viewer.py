@@ -128,6 +128,9 @@ def test_express_and_the_viewer_command_write_pages_and_a_folder_without_avatar_
     assert read_payload(tmp_path / "smile" / VIEWER_NAME)["info"]["expression"] == {"smile": 0.5}
     assert main(["viewer", str(tmp_path / "neutral")]) == 0
     assert len(read_payload(tmp_path / "neutral" / VIEWER_NAME)["expressions"]) == 10
+    (tmp_path / "neutral" / VIEWER_NAME).unlink()
+    assert main(["viewer", str(tmp_path / "neutral" / "avatar"), "--no-expressions"]) == 0  # the bundle folder
+    assert read_payload(tmp_path / "neutral" / VIEWER_NAME)["expressions"] == []  # beside it, not inside
     assert main(["viewer", str(tmp_path / "neutral"), "-o", str(tmp_path / "two.html"), "--max-expressions", "2"]) == 0
     assert read_payload(tmp_path / "two.html")["expressions"] == ["jaw_open", "smile"]
     (tmp_path / "empty").mkdir()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from arc2avatar.errors import InputError
+from arc2avatar.splats.bundle import MANIFEST_FILE as BUNDLE_MANIFEST
 from arc2avatar.viewer.page import VIEWER_NAME, write_viewer
 from arc2avatar.viewer.scene import ViewerConfig, avatar_scene
 
@@ -34,7 +35,7 @@ def viewer_for_folder(
     expressions: bool = True,
     config: ViewerConfig = ViewerConfig(),
 ) -> Path:
-    """``arc2avatar viewer``: the page of an existing avatar folder (default ``<folder>/viewer.html``).
+    """``arc2avatar viewer``: the page of an existing avatar folder (default ``<output folder>/viewer.html``).
 
     A folder with a bundle gets its template rebuilt (``setup_for_avatar``: FLAME avatars need
     ``flame``) and expression sliders; a bare ``.ply`` or ``expressions=False`` gives a page
@@ -51,8 +52,9 @@ def viewer_for_folder(
     setup = setup_for_avatar(avatar, flame, flame_masks) if expressions and has_binding else None
     if expressions and not has_binding:
         log.warning("%s has no face binding (a bare PLY?): the viewer gets no expression sliders", source)
-    if out is None:
-        out = (source.parent if source.is_file() else source) / VIEWER_NAME
+    if out is None:  # beside the avatar: in its output folder, not inside a bundle folder or next to a .ply
+        inside = source.is_file() or (source / BUNDLE_MANIFEST).is_file()
+        out = (source.parent if inside else source) / VIEWER_NAME
     return write_avatar_viewer(out, avatar, setup, config)
 
 

@@ -26,7 +26,7 @@ Colours above 1 (the activation has no upper clamp) are clamped to 1 on the page
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -245,14 +245,6 @@ def avatar_scene(avatar: Any, setup: Any | None, config: ViewerConfig = ViewerCo
     )
 
 
-def scene_weights(mapping: Mapping[str, float], scene: ViewerScene) -> np.ndarray:
-    """(K,) slider weights of ``scene`` from a name → weight mapping (names not in the scene raise)."""
-    unknown = sorted(set(mapping) - set(scene.expression_names))
-    if unknown:
-        raise InputError(f"the viewer has no slider for {', '.join(unknown)}; sliders: {', '.join(scene.expression_names)}")
-    return np.array([float(mapping.get(name, 0.0)) for name in scene.expression_names], dtype=np.float32)
-
-
 def posed_means(scene: ViewerScene, weights_k: np.ndarray) -> np.ndarray:
     """(N, 3) centres the page draws at slider weights ``weights_k`` (K,): mean + Σ_k w_k·deltas[k]."""
     means = scene.means.astype(np.float32).copy()
@@ -262,4 +254,4 @@ def posed_means(scene: ViewerScene, weights_k: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["ViewerCameraConfig", "ViewerConfig", "ViewerScene", "avatar_scene", "pick_expressions",
-           "posed_means", "scene_weights", "splats_arrays"]
+           "posed_means", "splats_arrays"]
