@@ -22,6 +22,24 @@ import numpy as np
 import torch
 
 
+def write_inputs(work: Path, size: str) -> tuple[Path, Path]:
+    """``work/weights`` (random networks in the real layouts, stand-in ONNX face models) and
+    ``work/photo.png`` (a synthetic "face" the stand-in detector finds); returns both paths."""
+    from PIL import Image
+
+    from arc2avatar.identity.synthetic import plant_face, write_tiny_identity_weights
+    from arc2avatar.prior.synthetic import write_random_weights
+
+    weights = work / "weights"
+    write_random_weights(weights, size=size, seed=0)
+    write_tiny_identity_weights(weights)
+    photo = np.full((640, 640, 3), 200, dtype=np.uint8)  # letterbox scale 1 for the stand-in detector
+    plant_face(photo, (320.0, 288.0), 128.0)  # a square of 4·stride on the stride-32 anchors
+    work.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(photo).save(work / "photo.png")
+    return weights, work / "photo.png"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="JSON result path")
@@ -32,28 +50,19 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
 
-    from PIL import Image
-
-    from arc2avatar.identity.synthetic import plant_face, write_tiny_identity_weights
     from arc2avatar.pipeline.api import create
     from arc2avatar.pipeline.presets import resolve_config
-    from arc2avatar.prior.synthetic import write_random_weights
 
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_create_"))
-    weights = work / "weights"
     started = time.perf_counter()
-    write_random_weights(weights, size=args.size, seed=0)
-    write_tiny_identity_weights(weights)
-    photo = np.full((640, 640, 3), 200, dtype=np.uint8)  # letterbox scale 1 for the stand-in detector
-    plant_face(photo, (320.0, 288.0), 128.0)  # a square of 4·stride on the stride-32 anchors
-    Image.fromarray(photo).save(work / "photo.png")
+    weights, photo = write_inputs(work, args.size)
     setup_s = time.perf_counter() - started
 
     overrides = [f"iterations={args.iterations}", *args.overrides]
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    result = create([work / "photo.png"], work / "run", preset=args.preset, overrides=overrides, weights=weights, progress=False)
+    result = create([photo], work / "run", preset=args.preset, overrides=overrides, weights=weights, progress=False)
     total_s = time.perf_counter() - started
     preset_iterations = resolve_config(args.preset).iterations
     per_it = result.metrics["seconds_per_iteration"]

@@ -29,6 +29,12 @@ def write_dataset(root: Path, views: int, size: int, seed: int) -> Path:
     return root
 
 
+def timed_steps(log: list[dict], warmup: int) -> tuple[int, float]:
+    """(steps, seconds) of a ``train_log.jsonl`` after its first ``warmup`` steps."""
+    timed = log[warmup - 1:] if warmup >= 1 else [{"seconds": 0.0}, *log]
+    return len(timed) - 1, timed[-1]["seconds"] - timed[0]["seconds"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="JSON result path")
@@ -65,9 +71,7 @@ def main() -> None:
     t1 = time.perf_counter()
     result = train_lora(data, weights, run_dir, config, limits=DatasetLimits(min_views=1, min_side=8), progress=False)
     total_s = time.perf_counter() - t1
-    log = list(iter_log(run_dir))
-    timed = log[args.warmup - 1:] if args.warmup >= 1 else [{"seconds": 0.0}, *log]
-    seconds = timed[-1]["seconds"] - timed[0]["seconds"]
+    _, seconds = timed_steps(list(iter_log(run_dir)), args.warmup)
     amp = autocast_dtype(device, args.mixed_precision)
     out = {
         "size": args.size, "resolution": args.resolution, "batch": args.batch, "rank": args.rank,
