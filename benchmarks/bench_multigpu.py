@@ -18,7 +18,8 @@ and shared by every run; each measurement runs the code a user runs:
   × 3600 (model loading, embedding and outputs included), speed-up against N = 1, and the
   projected avatars/hour at the preset's full iteration count.
 
-The JSON is rewritten after every run, so a run cut short keeps what it measured. ``--dry-run``:
+The JSON is rewritten after every run, so a run cut short keeps what it measured; with ``--work``
+a later call reuses the weights written by an earlier one (split the GPU counts over calls). ``--dry-run``:
 the same steps on the CPU with tiny weights (gloo processes, CPU workers), about 4 minutes on 2
 cores; it checks the plumbing, not the speed.
 """
@@ -54,6 +55,16 @@ def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+def inputs(work: Path, size: str) -> tuple[Path, Path]:
+    """bench_create.py's weights folder and photo in ``work``, reused when a previous call wrote them."""
+    done = work / f".inputs-{size}"
+    if done.is_file():
+        return work / "weights", work / "photo.png"
+    paths = bench_create.write_inputs(work, size)
+    done.write_text("written\n")
+    return paths
 
 
 def lora_run(n: int, per_gpu_batch: int, args: argparse.Namespace, weights: Path, data: Path, work: Path) -> dict:
@@ -160,7 +171,7 @@ def main() -> None:
         "command": " ".join(sys.argv), "gpu_counts": counts, "lora": {"weak": [], "strong": []}, "create": [],
     }
     started = time.perf_counter()
-    weights, photo = bench_create.write_inputs(work, "tiny" if args.dry_run else "full")
+    weights, photo = inputs(work, "tiny" if args.dry_run else "full")
     report["weights_setup_s"] = round(time.perf_counter() - started, 1)
     _write_json(out_path, report)
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One device call: set up, then each benchmark in turn; every step's output goes to $OUT/suite.log
 # and its JSON to $OUT. Usage (on the GPU machine, repo root): bash benchmarks/gpu_suite.sh STEP...
-# Steps: smoke parity prior create200 oracle
+# Steps: smoke parity prior create200 oracle multigpu_lora multigpu_create (GPU counts: $MULTIGPU_COUNTS, default 1,2)
 set -u
+MULTIGPU_COUNTS=${MULTIGPU_COUNTS:-1,2}
 source benchmarks/device_setup.sh || exit 1
 export ARC2AVATAR_CACHE=/tmp/a2a_cache PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 LOG="$OUT/suite.log"
@@ -19,6 +20,10 @@ for s in "$@"; do
     parity) step parity python3 benchmarks/render_parity.py --out "$OUT/parity.json" ;;
     prior) step prior python3 benchmarks/bench_prior.py --out "$OUT/prior.json" --device cuda --dtype fp16 --iters 10
            step prior500 python3 benchmarks/bench_prior.py --out "$OUT/prior_t500.json" --device cuda --dtype fp16 --iters 5 --fixed-t 500 ;;
+    multigpu_lora) step multigpu_lora python3 benchmarks/bench_multigpu.py --out "$OUT/multigpu_lora_${MULTIGPU_COUNTS//,/-}.json" --what lora \
+                     --gpus "$MULTIGPU_COUNTS" --work /tmp/multigpu ;;
+    multigpu_create) step multigpu_create python3 benchmarks/bench_multigpu.py --out "$OUT/multigpu_create_${MULTIGPU_COUNTS//,/-}.json" --what create \
+                       --gpus "$MULTIGPU_COUNTS" --jobs 4 --iterations 100 --work /tmp/multigpu ;;
     create200) step create200 python3 benchmarks/bench_create.py --out "$OUT/create200.json" --iterations 200 --preset paper ;;
     oracle) step oracle timeout "${ORACLE_TIMEOUT:-420}" python3 -m arc2avatar.cli.main demo -o /tmp/oracle --preset paper \
               --set device=cuda --set resolution=256 --set rgb_latent_resolution=256 --set meanface.resolution=256 \
