@@ -158,9 +158,11 @@ def test_checkpoints_resume_with_another_process_count_both_ways(weights, datase
 
 
 @pytest.mark.skipif(torch.cuda.device_count() >= 2, reason="this machine has the GPUs")
-def test_more_processes_than_gpus_is_one_message(weights, dataset, tmp_path, capsys) -> None:
+def test_launch_mistakes_are_one_message_each_and_write_nothing(weights, dataset, tmp_path, capsys) -> None:
     config = FinetuneConfig(**{**TINY.__dict__, "device": "cuda"})
     code = main(_train_argv(dataset, tmp_path / "run", weights, config, "--gpus", "2"))
     err = capsys.readouterr().err
     assert code == 1 and "--gpus 2" in err and "GPU(s) are visible" in err and "Traceback" not in err
+    assert main(_train_argv(dataset, tmp_path / "run", weights, TINY, "--threads", "2")) == 1
+    assert "give --gpus N too" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

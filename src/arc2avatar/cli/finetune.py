@@ -52,6 +52,10 @@ def _run_train(args: argparse.Namespace) -> int:
     need = {"prior"}
     if root.is_dir() and any(not (f / ID_NPY).exists() and (f / FRONTAL_PNG).exists() for f in identity_folders(root)):
         need |= {"identity", "detector"}
+    if args.threads is not None and args.gpus is None:
+        from arc2avatar.errors import InputError
+
+        raise InputError("--threads sets the CPU threads of the processes --gpus starts; give --gpus N too")
     weights = resolve_weights(WeightsConfig(root=args.weights), need)
     if args.gpus is not None:
         result = _launch(args, weights, config)

@@ -176,10 +176,13 @@ def worker_gpus(plan: WorkerPlan, available: Sequence[str]) -> list[str | None]:
 
 # --------------------------------------------------------------------------- inside a worker
 def _init_worker(gpu: str | None, threads: int) -> None:
-    """Pin this worker to its GPU (an empty list for a CPU worker) before torch initialises CUDA."""
+    """Pin this worker to its GPU (an empty list for a CPU worker) before torch initialises CUDA;
+    its warnings go to stderr marked with the worker's GPU."""
     if "torch" in sys.modules and sys.modules["torch"].cuda.is_initialized():
         raise RuntimeError("CUDA was initialised before the worker could pin its GPU")
     os.environ[CUDA_VISIBLE_DEVICES] = gpu if gpu is not None else ""
+    label = f"gpu {gpu}" if gpu is not None else "cpu"
+    logging.basicConfig(level=logging.WARNING, format=f"%(levelname)s [worker {label}] %(name)s: %(message)s")
     import torch
 
     torch.set_num_threads(threads)
