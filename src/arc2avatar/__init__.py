@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "create": "arc2avatar.pipeline.api",
     "demo": "arc2avatar.pipeline.api",
+    "create_batch": "arc2avatar.pipeline.batch",
     "make_template": "arc2avatar.pipeline.api",
     "render_avatar": "arc2avatar.pipeline.api",
     "Avatar": "arc2avatar.pipeline.outputs",
@@ -34,4 +35,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'arc2avatar' has no attribute {name!r}")
 
 
-__all__ = ["Avatar", "__version__", "create", "demo", "make_template", "render_avatar"]
+__all__ = ["Avatar", "__version__", "create", "create_batch", "demo", "make_template", "render_avatar"]

@@ -6,6 +6,7 @@
 """
 
 from .dataset import DatasetLimits, DatasetReport, IdentityRecord, ViewRecord, check_dataset
+from .distributed import LaunchSettings, launch_training
 from .train import FinetuneConfig, TrainResult, train_lora
 
 __all__ = [
@@ -13,8 +14,10 @@ __all__ = [
     "DatasetReport",
     "FinetuneConfig",
     "IdentityRecord",
+    "LaunchSettings",
     "TrainResult",
     "ViewRecord",
     "check_dataset",
+    "launch_training",
     "train_lora",
 ]
