@@ -194,6 +194,7 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = found[0]
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console, for failures
     profile = tempfile.mkdtemp(prefix="arc2avatar-chromium-")
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
@@ -209,11 +210,16 @@ class Page:
     """One loaded viewer page: screenshots of its canvas, its camera, the frame counter."""
 
     def __init__(self, driver, path: Path) -> None:
+        from selenium.common.exceptions import TimeoutException
         from selenium.webdriver.support.ui import WebDriverWait
 
         self.driver, self.wait = driver, WebDriverWait(driver, WAIT_S)
         driver.get(path.resolve().as_uri())
-        self.wait.until(lambda d: d.execute_script("return window.viewerReady === true || !!window.viewerError"))
+        try:
+            self.wait.until(lambda d: d.execute_script("return window.viewerReady === true || !!window.viewerError"))
+        except TimeoutException:
+            console = [entry["message"] for entry in driver.get_log("browser")]
+            pytest.fail(f"the viewer did not get ready within {WAIT_S:.0f} s; browser console: {console}")
         error = driver.execute_script("return window.viewerError || null")
         assert error is None, error
         self.canvas = driver.find_element("id", "canvas")
