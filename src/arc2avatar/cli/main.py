@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "doctor",
     "express",
     "finetune",
+    "evaluate",
     "viewer",
 )
 

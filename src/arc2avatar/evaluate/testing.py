@@ -1,0 +1,101 @@
+"""Test machinery of the evaluation: real face photos from registry packages, a stand-in of the
+Inception file in its real format, and an untrained photo-textured avatar (CPU, seconds).
+
+* **Photos.** scikit-image's ``data.astronaut()`` (Eileen Collins, NASA portrait, public domain)
+  and matplotlib's sample ``grace_hopper.jpg`` (U.S. Navy portrait, public domain): two real,
+  different people that ship inside packages of the ``test`` / ``eval`` extras, so no download.
+* **Inception stand-in.** The real ``inception-2015-12-05.pt`` cannot be fetched here. The
+  stand-in is a TorchScript module with the same interface (a ``layers`` submodule taking
+  (B, 3, 299, 299) normalised images to (B, 2048, 1, 1)): a fixed random 1×1 convolution after
+  4×4 average pooling. It exercises the loading and feature path, not Inception's numbers.
+* **Photo avatar.** One splat per template vertex coloured like the photo-textured oracle
+  target (``pipeline.oracle.default_target``): what the demo's avatar converges toward, without
+  the optimisation — enough for fast tests of the judge on splat renders.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from arc2avatar.errors import MissingDependencyError
+
+STAND_IN_POOL = 4  # side of the average pooling before the stand-in's 1×1 convolution
+
+
+def astronaut_photo() -> np.ndarray:
+    """(512, 512, 3) uint8: scikit-image's astronaut (Eileen Collins)."""
+    try:
+        from skimage import data
+    except ImportError as error:
+        raise MissingDependencyError("the sample photo needs scikit-image: pip install scikit-image") from error
+    return np.ascontiguousarray(data.astronaut())
+
+
+def grace_hopper_photo() -> np.ndarray:
+    """(600, 512, 3) uint8: matplotlib's sample portrait of Grace Hopper."""
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise MissingDependencyError('the sample photo needs matplotlib: pip install "arc2avatar[eval]"') from error
+    from PIL import Image
+
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB")).copy()
+
+
+class _StandInLayers(nn.Module):
+    def __init__(self, features: int, seed: int) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.pool = nn.AvgPool2d(STAND_IN_POOL)
+        self.mix = nn.Conv2d(3, features, kernel_size=1)
+        with torch.no_grad():
+            self.mix.weight.copy_(torch.randn(self.mix.weight.shape, generator=generator))
+            self.mix.bias.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.mix(self.pool(x))).mean(dim=(2, 3), keepdim=True)
+
+
+class _StandInInception(nn.Module):
+    def __init__(self, features: int, seed: int) -> None:
+        super().__init__()
+        self.layers = _StandInLayers(features, seed)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers((x - 128.0) / 128.0).flatten(1)
+
+
+def write_stand_in_inception(path: str | Path, features: int = 2048, seed: int = 0) -> Path:
+    """Write the TorchScript stand-in of ``inception-2015-12-05.pt`` to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*torch.jit.*")
+        torch.jit.script(_StandInInception(features, seed).eval()).save(str(path))
+    return path
+
+
+def photo_avatar(photo: np.ndarray, keypoints: np.ndarray | None, face_levels: int = 0):
+    """An ``Avatar`` (with its built-in template binding) whose splats carry the colours of the
+    photo-textured oracle target; no optimisation. ``keypoints``: the photo's five ArcFace points."""
+    from arc2avatar.pipeline.config import TemplateConfig
+    from arc2avatar.pipeline.oracle import default_target
+    from arc2avatar.pipeline.outputs import Avatar
+    from arc2avatar.pipeline.template import build_head
+    from arc2avatar.splats.model import GaussianSplats
+
+    setup = build_head(TemplateConfig(face_levels=face_levels, rest_levels=0))
+    head = setup.upsampled.head
+    target = default_target(head, photo=photo, photo_keypoints=keypoints, face_triangles=setup.upsampled.num_face_triangles)
+    splats = GaussianSplats.from_template(target.vertices, target.colors, head.face_mask)
+    return Avatar(splats, template=dict(setup.info), extra={"stage": "photo-textured template (untrained)"})
+
+
+__all__ = ["astronaut_photo", "grace_hopper_photo", "photo_avatar", "write_stand_in_inception"]
