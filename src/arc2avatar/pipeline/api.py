@@ -256,7 +256,8 @@ def create(
     identity = embed_photos(photo_paths, paths)
     np.save(out_dir / "identity.npy", identity.vector)
     prior = Arc2FaceGuidance.from_pretrained(
-        paths, torch.from_numpy(identity.vector), device=device, lora=lora_path, config=config.prior
+        paths, torch.from_numpy(identity.vector), device=device, lora=lora_path, config=config.prior,
+        accel=config.accel,
     )
     setup = build_head(config.template)
     avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress)

@@ -172,13 +172,17 @@ class OraclePrior:
         generator: torch.Generator | None = None,
         backgrounds: Tensor | None = None,
         phase: str = "head",
+        host_generator: torch.Generator | None = None,
+        timer: Any = None,
     ) -> GuidanceOutput:
         """renders (B, 3, H, W) in [0, 1]; ``backgrounds`` (B, 3) they were composited on;
-        ``phase`` "face" when only the face splats were rendered (the target's face region then)."""
+        ``phase`` "face" when only the face splats were rendered (the target's face region then);
+        ``host_generator`` and ``timer`` as ``IsmGuidance``."""
         self._backgrounds = backgrounds
         self._face_only = phase == "face"
+        extra = {"timer": timer} if timer is not None else {}
         try:
-            return self.guidance(renders, cameras, generator)
+            return self.guidance(renders, cameras, generator, host_generator=host_generator, **extra)
         finally:
             self._backgrounds = None
             self._face_only = False

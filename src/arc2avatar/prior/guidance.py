@@ -10,6 +10,10 @@ horizontally; latents = encode(2·render − 1), clamped to [−1, 1] first (our
 not clamp, and the rasteriser can exceed 1); the view prompts come from ``cameras.azimuth_deg``;
 ``loss = Σ g.detach()·latents`` so that ∂loss/∂latents = g exactly (the official's
 SpecifyGradient), and its value is meaningless (the official logged a constant 1).
+
+Host–device syncs (issue 9): the coin flip and t decide Python control flow, so they are drawn
+on ``host_generator`` (a CPU generator) when the caller gives one; only the noise is drawn on the
+device generator. ᾱ is copied to the host once. The gradient norm stays a device tensor.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from .._timing import NULL_TIMER
 from ..weights.layout import WeightsPaths
 from .arc2face import encode_id_prompt, encode_text
 from .configs import PriorConfig
-from .ism import Denoiser, IsmResult, ism_step
+from .ism import Denoiser, IsmResult, ism_step, sample_timesteps
 from .loading import PriorModels, load_lora, load_prior_models
 from .views import ViewEmbeddings, blend_view_embeddings, view_conditioning
 
@@ -35,13 +40,14 @@ class GuidanceOutput:
 
     Attributes:
         loss: scalar whose gradient on the renders IS the guidance (its value means nothing).
-        grad_norm: ‖g‖ on the latents.
+        grad_norm: ‖g‖ on the latents: a float, or a 0-dim tensor (``float()`` reads it, and
+            waits for the GPU; the optimisation loop does so only when it logs).
         timestep: t of this step.
         extra: diagnostics (interval timestep s, UNet calls, flipped, mode).
     """
 
     loss: Tensor
-    grad_norm: float
+    grad_norm: float | Tensor
     timestep: int
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -50,7 +56,8 @@ class GuidancePrior(Protocol):
     """Anything that turns renders (B, 3, H, W) in [0, 1] and their cameras into a guidance loss."""
 
     def __call__(self, renders: Tensor, cameras: Any, generator: torch.Generator | None = None) -> GuidanceOutput:
-        ...
+        """Optional keywords a prior may accept: ``host_generator`` (CPU generator for draws the
+        host must know), ``timer`` (a ``StageTimer``), ``backgrounds``, ``phase``."""
 
 
 class LatentEncoder(Protocol):
@@ -66,9 +73,17 @@ class VaeLatentEncoder:
     def __init__(self, vae: Any) -> None:
         self.vae = vae
 
+    def moments(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) in [−1, 1] → (B, 8, H/8, W/8) posterior mean and log-variance, differentiably."""
+        moments = self.vae.encoder(images.to(self.vae.dtype))
+        quant_conv = getattr(self.vae, "quant_conv", None)  # absent when the config sets use_quant_conv=False
+        return quant_conv(moments) if quant_conv is not None else moments
+
     def encode(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
         """(B, 3, H, W) in [−1, 1] → (B, 4, H/8, W/8) latents in the VAE's dtype."""
-        posterior = self.vae.encode(images.to(self.vae.dtype)).latent_dist
+        from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+        posterior = DiagonalGaussianDistribution(self.moments(images))
         if generator is not None and generator.device != posterior.mean.device:
             eps = torch.randn(posterior.mean.shape, generator=generator, device=generator.device)
             sample = posterior.mean + posterior.std * eps.to(posterior.mean)
@@ -131,19 +146,36 @@ class IsmGuidance:
         self.embeddings = embeddings
         self.alphas_cumprod = alphas_cumprod
         self.config = config
+        self._alphas_cumprod_host = alphas_cumprod.detach().double().cpu()  # read by the host every step
 
-    def __call__(self, renders: Tensor, cameras: Any, generator: torch.Generator | None = None) -> GuidanceOutput:
-        """renders (B, 3, H, W) in [0, 1] with their ``Cameras`` → ``GuidanceOutput``."""
-        device = generator.device if generator is not None else "cpu"
-        flipped = bool(torch.rand((), generator=generator, device=device).item() < self.config.flip_prob)
+    def __call__(
+        self,
+        renders: Tensor,
+        cameras: Any,
+        generator: torch.Generator | None = None,
+        *,
+        host_generator: torch.Generator | None = None,
+        timer: Any = NULL_TIMER,
+    ) -> GuidanceOutput:
+        """renders (B, 3, H, W) in [0, 1] with their ``Cameras`` → ``GuidanceOutput``.
+
+        ``generator`` draws the noise (and, without ``host_generator``, the flip and t too);
+        ``host_generator``, a CPU generator, draws the flip and t without a device sync.
+        """
+        chooser = host_generator if host_generator is not None else generator
+        device = chooser.device if chooser is not None else "cpu"
+        flipped = bool(torch.rand((), generator=chooser, device=device).item() < self.config.flip_prob)
         images = renders.flip(-1) if flipped else renders
         images = 2.0 * images - 1.0
         if self.config.clamp_renders:
             images = images.clamp(-1.0, 1.0)
-        latents = self.latent_encoder.encode(images, generator)  # (B, C, h, w), differentiable
+        with timer.stage("vae_encode"):
+            latents = self.latent_encoder.encode(images, generator)  # (B, C, h, w), differentiable
+        timesteps = sample_timesteps(self.config, chooser)  # after the encoder's draw, as before
         conditioning = view_conditioning(cameras.azimuth_deg, self.embeddings, self.config)
         result: IsmResult = ism_step(
-            self.denoiser, latents, conditioning, self.alphas_cumprod, self.config, generator, cameras, flipped
+            self.denoiser, latents, conditioning, self._alphas_cumprod_host, self.config, generator, cameras, flipped,
+            timesteps=timesteps, timer=timer,
         )
         loss = (result.grad.detach().float() * latents.float()).sum()
         return GuidanceOutput(
@@ -177,6 +209,8 @@ class Arc2FaceGuidance(IsmGuidance):
         config: ``PriorConfig``.
         id_embedding: (512,) unit ArcFace embedding of the subject.
         latent_encoder: defaults to the VAE; ``RgbLatentEncoder`` for cheap CPU runs.
+        accel: the CUDA fast path (``arc2avatar.prior.accel``; CUDA graphs, channels_last, fused
+            LoRA); applied to ``models`` in place on a CUDA device, ignored on a CPU.
     """
 
     def __init__(
@@ -185,11 +219,21 @@ class Arc2FaceGuidance(IsmGuidance):
         config: PriorConfig,
         id_embedding: Tensor,
         latent_encoder: LatentEncoder | None = None,
+        accel: Any = None,
     ) -> None:
+        from .accel import AccelConfig, AcceleratedUNetDenoiser, AcceleratedVaeLatentEncoder, prepare_models
+
+        accel = AccelConfig() if accel is None else accel
+        embeddings = arc2face_embeddings(models, id_embedding, config)  # before the LoRA is fused
+        self.accel_report = prepare_models(models, accel)
+        fast = accel.active(models.device) and (accel.cuda_graphs or accel.compile != "none")
+        denoiser: Denoiser = AcceleratedUNetDenoiser(models.unet, accel) if fast else UNetDenoiser(models.unet)
+        if latent_encoder is None:
+            latent_encoder = AcceleratedVaeLatentEncoder(models.vae, accel) if fast else VaeLatentEncoder(models.vae)
         super().__init__(
-            denoiser=UNetDenoiser(models.unet),
-            latent_encoder=latent_encoder if latent_encoder is not None else VaeLatentEncoder(models.vae),
-            embeddings=arc2face_embeddings(models, id_embedding, config),
+            denoiser=denoiser,
+            latent_encoder=latent_encoder,
+            embeddings=embeddings,
             alphas_cumprod=models.alphas_cumprod,
             config=config,
         )
@@ -204,13 +248,15 @@ class Arc2FaceGuidance(IsmGuidance):
         dtype: Any = None,
         lora: str | os.PathLike | None = None,
         config: PriorConfig = PriorConfig(),
+        accel: Any = None,
     ) -> "Arc2FaceGuidance":
         """Load the models from ``paths`` (LoRA from ``lora`` or else ``paths.lora``) and build the guidance.
 
-        ``dtype``: None = ``config.dtype`` ("auto": fp16 on CUDA, fp32 on CPU).
+        ``dtype``: None = ``config.dtype`` ("auto": fp16 on CUDA, fp32 on CPU); ``accel``: an
+        ``AccelConfig`` (default: the fast path on CUDA).
         """
         models = load_prior_models(paths, device, dtype if dtype is not None else config.dtype)
         lora_path = lora if lora is not None else paths.lora
         if lora_path is not None:
             load_lora(models.unet, lora_path, scale=config.lora_scale)
-        return cls(models, config, id_embedding)
+        return cls(models, config, id_embedding, accel=accel)

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from .._timing import NULL_TIMER
 from .configs import PriorConfig
 from .views import ViewConditioning, perp_neg_combine
 
@@ -60,7 +61,8 @@ class IsmResult:
         grad: (B, C, h, w) g = λ·w(t)·(ε̂ − target) in the latents' dtype, to inject on the latents.
         timestep, interval_timestep: t and s (s = t for SDS).
         unet_calls: number of denoiser calls (inversion + main).
-        grad_norm: ‖g‖ over the whole batch.
+        grad_norm: ‖g‖ over the whole batch, a 0-dim tensor on g's device (reading it with
+            ``float()`` waits for the GPU; the loop reads it only when it logs).
         noise: (B, C, h, w) the added noise n (offset included), fp32 or wider.
         target: (B, C, h, w) the target ε (ε(x_s, s, ∅) for ISM, n for SDS), fp32 or wider.
         eps_guided: (B, C, h, w) ε̂, fp32 or wider.
@@ -70,14 +72,17 @@ class IsmResult:
     timestep: int
     interval_timestep: int
     unet_calls: int
-    grad_norm: float
+    grad_norm: Tensor
     noise: Tensor
     target: Tensor
     eps_guided: Tensor
 
 
 def sample_timesteps(config: PriorConfig, generator: torch.Generator | None) -> tuple[int, int]:
-    """t ~ U{t_min..t_max} (inclusive, timestep values) and s = max(t − δT, s_floor) (spec §2)."""
+    """t ~ U{t_min..t_max} (inclusive, timestep values) and s = max(t − δT, s_floor) (spec §2).
+
+    The draw happens on ``generator``'s device; pass a CPU generator to avoid a host–device sync
+    (t decides how many inversion calls run, so the host must know it)."""
     device = generator.device if generator is not None else "cpu"
     t = int(torch.randint(config.t_min, config.t_max + 1, (1,), generator=generator, device=device).item())
     return t, max(t - config.delta_t, config.s_floor)
@@ -119,6 +124,26 @@ def _predict(
     return denoiser.predict_eps(x, t, context, b)
 
 
+def _invert(
+    denoiser: Denoiser, z: Tensor, noise: Tensor, context: Tensor, abar: Tensor, s: int, t: int, config: PriorConfig
+) -> tuple[Tensor, Tensor, int]:
+    """DDIM-invert z from ``config.s_floor`` to s, then one step s → t (module doc).
+
+    Returns:
+        x_t (B, C, h, w), the target ε(x_s, s, ∅) and the number of denoiser calls.
+    """
+    start = config.s_floor
+    a0 = float(abar[start])
+    x = a0**0.5 * z + (1.0 - a0) ** 0.5 * noise
+    steps = inversion_schedule(s, start, config.delta_s)
+    for c, n in zip(steps[:-1], steps[1:]):
+        eps = _predict(denoiser, x, c, context, Branch.INVERSION)
+        x = ddim_inversion_step(x, eps, float(abar[c]), float(abar[n]))
+    target = _predict(denoiser, x, s, context, Branch.INVERSION)
+    x_t = ddim_inversion_step(x, target, float(abar[s]), float(abar[t]))
+    return x_t, target, len(steps)
+
+
 def ism_step(
     denoiser: Denoiser,
     latents: Tensor,
@@ -128,6 +153,9 @@ def ism_step(
     generator: torch.Generator | None = None,
     cameras: Any = None,
     flipped: bool = False,
+    *,
+    timesteps: tuple[int, int] | None = None,
+    timer: Any = NULL_TIMER,
 ) -> IsmResult:
     """One ISM (or SDS, ``config.mode``) guidance step on clean latents (spec §2).
 
@@ -135,9 +163,11 @@ def ism_step(
         denoiser: the ε model (UNet or oracle); ``prepare`` is called first.
         latents: (B, C, h, w) clean latents z (detached here).
         conditioning: the B views' contexts and Perp-Neg weights.
-        alphas_cumprod: (T,) ᾱ indexed by timestep value.
-        generator: draws t, the noise and its offset.
+        alphas_cumprod: (T,) ᾱ indexed by timestep value (a CPU tensor saves a device→host copy).
+        generator: draws the noise and its offset (and t unless ``timesteps`` is given).
         cameras, flipped: passed through to ``denoiser.prepare`` only.
+        timesteps: (t, s) drawn by the caller with ``sample_timesteps`` (on a CPU generator).
+        timer: a ``StageTimer`` for the "inversion" and "main_prediction" stages.
     Returns:
         ``IsmResult`` with g (B, C, h, w) in the latents' dtype.
     """
@@ -147,21 +177,12 @@ def ism_step(
         batch = z.shape[0]
         denoiser.prepare(z, cameras, flipped)
         abar = alphas_cumprod.detach().double().cpu()
-        t, s = sample_timesteps(config, generator)
+        t, s = timesteps if timesteps is not None else sample_timesteps(config, generator)
         noise = sample_noise(z.shape, config.offset_noise, generator, z)
         calls = 0
         if config.mode == "ism":
-            start = config.s_floor
-            a0 = float(abar[start])
-            x = a0**0.5 * z + (1.0 - a0) ** 0.5 * noise
-            steps = inversion_schedule(s, start, config.delta_s)
-            for c, n in zip(steps[:-1], steps[1:]):
-                eps = _predict(denoiser, x, c, conditioning.inversion, Branch.INVERSION)
-                x = ddim_inversion_step(x, eps, float(abar[c]), float(abar[n]))
-                calls += 1
-            target = _predict(denoiser, x, s, conditioning.inversion, Branch.INVERSION)
-            calls += 1
-            x_t = ddim_inversion_step(x, target, float(abar[s]), float(abar[t]))
+            with timer.stage("inversion"):
+                x_t, target, calls = _invert(denoiser, z, noise, conditioning.inversion, abar, s, t, config)
         else:
             s = t
             at = float(abar[t])
@@ -171,7 +192,8 @@ def ism_step(
             [torch.full((batch,), int(b), device=z.device, dtype=torch.long)
              for b in (Branch.UNCOND, Branch.POSITIVE, Branch.NEGATIVE, Branch.NEGATIVE)]
         )
-        eps_all = _predict(denoiser, x_t.repeat(4, 1, 1, 1), t, conditioning.main_contexts(), branches)
+        with timer.stage("main_prediction"):
+            eps_all = _predict(denoiser, x_t.repeat(4, 1, 1, 1), t, conditioning.main_contexts(), branches)
         calls += 1
         eps_u, eps_p, eps_n1, eps_n2 = eps_all.to(z.dtype).chunk(4, dim=0)
         eps_guided = perp_neg_combine(
@@ -185,7 +207,7 @@ def ism_step(
         timestep=t,
         interval_timestep=s,
         unet_calls=calls,
-        grad_norm=float(grad.float().norm()),
+        grad_norm=grad.float().norm(),
         noise=noise,
         target=target,
         eps_guided=eps_guided,

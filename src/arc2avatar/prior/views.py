@@ -140,7 +140,8 @@ def view_conditioning(
         negative1=torch.stack(negs1),
         negative2=torch.stack(negs2),
         inversion=embeds.inversion.unsqueeze(0).expand(batch, -1, -1),
-        neg_weights=torch.tensor(weights, dtype=torch.float32, device=embeds.front.device),
+        # built on the host, copied without waiting for the GPU (pageable memory is staged at once)
+        neg_weights=torch.tensor(weights, dtype=torch.float32).to(embeds.front.device, non_blocking=True),
     )
 
 
