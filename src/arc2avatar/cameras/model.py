@@ -52,15 +52,16 @@ class Cameras:
     def device(self) -> torch.device:
         return self.viewmats.device
 
-    def to(self, device: torch.device | str) -> "Cameras":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Cameras":
+        """The cameras on ``device``; ``non_blocking`` lets a host→GPU copy not wait for the GPU."""
         return replace(
             self,
-            viewmats=self.viewmats.to(device),
-            Ks=self.Ks.to(device),
-            azimuth_deg=self.azimuth_deg.to(device),
-            polar_deg=self.polar_deg.to(device),
-            radius=self.radius.to(device),
-            fovy=self.fovy.to(device),
+            viewmats=self.viewmats.to(device, non_blocking=non_blocking),
+            Ks=self.Ks.to(device, non_blocking=non_blocking),
+            azimuth_deg=self.azimuth_deg.to(device, non_blocking=non_blocking),
+            polar_deg=self.polar_deg.to(device, non_blocking=non_blocking),
+            radius=self.radius.to(device, non_blocking=non_blocking),
+            fovy=self.fovy.to(device, non_blocking=non_blocking),
         )
 
     def __getitem__(self, index: int | slice | Tensor) -> "Cameras":

@@ -11,6 +11,14 @@ Written by hand: the loop is the method's own. Run hygiene: a NaN/Inf step is sk
 counted (the run aborts after ``max_bad_steps`` in a row), checkpoints are atomic and written on
 SIGINT/SIGTERM too, a JSON-lines log records losses, guidance gradient norm, splat counts and
 timings.
+
+GPU hygiene (issue 9): one host–device sync per iteration (the finite check that decides
+whether the step is taken) besides the renderer's own; host data (cameras, backgrounds) goes to
+the GPU without waiting; the guidance's flip and timestep are drawn on the CPU camera generator;
+log values stay tensors until a record is written; periodic checkpoints are copied to the host
+and written by a background thread. The backward pass is split at the renders (guidance → VAE
+backward first, then renderer + regularisers) so a ``StageTimer`` can time each part; the
+gradient is the same by the chain rule.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import logging
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +37,7 @@ import torch
 from torch import Tensor
 
 from arc2avatar._io import atomic_path
+from arc2avatar._timing import NULL_TIMER
 from arc2avatar.cameras.model import Cameras
 from arc2avatar.cameras.samplers import sample_face_phase, sample_paper, sample_release
 from arc2avatar.errors import Arc2AvatarError
@@ -45,6 +55,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
+#: The regularisation terms logged as ``loss_<name>`` (``RegularisationLosses`` fields).
+REG_TERMS: tuple[str, ...] = ("tv_rgb", "tv_disparity", "scale", "face_position", "face_laplacian", "total")
 
 
 class TrainingAborted(Arc2AvatarError):
@@ -100,6 +112,7 @@ class Trainer:
         splats: the initial (mean-face fitted) splats, on ``device``.
         out_dir: where checkpoints and the log go.
         device: torch device of the run.
+        timer: a ``StageTimer`` for per-stage times (the benchmark harness); none by default.
     """
 
     def __init__(
@@ -114,6 +127,7 @@ class Trainer:
         progress: bool = True,
         hooks: TrainerHooks = TrainerHooks(),
         max_bad_steps: int = 20,
+        timer: Any = NULL_TIMER,
     ) -> None:
         self.config = config
         self.prior = prior
@@ -123,7 +137,10 @@ class Trainer:
         self.progress = progress
         self.hooks = hooks
         self.max_bad_steps = max_bad_steps
+        self.timer = timer
         self.prior_context = _accepted_context(prior)
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending_write: Future | None = None
         self.face_phase_iterations = int(round(config.face_phase_fraction * config.iterations))
         self.laplacian = uniform_laplacian(setup.upsampled.face_triangles(), int(setup.upsampled.head.face_mask.sum())).to(device)
         self.state = self._fresh_state(splats)
@@ -146,23 +163,36 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.out_dir / CHECKPOINT_NAME
 
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self, wait: bool = True) -> Path:
+        """Write the state atomically; ``wait=False`` copies it to the host and writes it on a
+        background thread (the optimisation goes on meanwhile)."""
         s = self.state
-        payload = {
+        payload = _to_host({
             "version": CHECKPOINT_VERSION,
             "iteration": s.iteration,
-            "splats": {k: v.detach().cpu() for k, v in s.splats.to_tensors().items()},
+            "splats": {k: v.detach() for k, v in s.splats.to_tensors().items()},
             "optimizer": s.optimizer.state_dict(),
-            "densifier": None if s.densifier.stats is None else {k: v.cpu() for k, v in s.densifier.stats.items()},
+            "densifier": None if s.densifier.stats is None else dict(s.densifier.stats),
             "camera_generator": s.camera_generator.get_state(),
-            "device_generator": s.device_generator.get_state().cpu(),
+            "device_generator": s.device_generator.get_state(),
             "skipped_steps": s.skipped_steps,
             "bad_in_a_row": s.bad_in_a_row,
             "elapsed_s": s.elapsed_s,
-        }
-        with atomic_path(self.checkpoint_path) as tmp:
-            torch.save(payload, tmp)
+        })
+        self.wait_for_writes()
+        if wait:
+            _write_checkpoint(payload, self.checkpoint_path)
+        else:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+            self._pending_write = self._writer.submit(_write_checkpoint, payload, self.checkpoint_path)
         return self.checkpoint_path
+
+    def wait_for_writes(self) -> None:
+        """Block until a background checkpoint write has finished (re-raising its error)."""
+        pending, self._pending_write = self._pending_write, None
+        if pending is not None:
+            pending.result()
 
     def load_checkpoint(self, path: Path | None = None) -> int:
         """Restore the state saved by ``save_checkpoint``; returns the iteration reached."""
@@ -189,8 +219,9 @@ class Trainer:
         return state.iteration
 
     # ------------------------------------------------------------------ the loop
-    def run(self, stop_after: int | None = None) -> GaussianSplats:
-        """Optimise until ``config.iterations`` (or until ``stop_after``, for tests of resume)."""
+    def run(self, stop_after: int | None = None, checkpoint_at_stop: bool = True) -> GaussianSplats:
+        """Optimise until ``config.iterations`` (or until ``stop_after``, for tests of resume and
+        benchmark windows; ``checkpoint_at_stop=False`` skips the checkpoint written there)."""
         from tqdm.auto import tqdm
 
         cfg = self.config
@@ -208,19 +239,26 @@ class Trainer:
                     bar.set_postfix(splats=self.state.splats.num_splats, phase=record["phase"], refresh=False)
                     it = self.state.iteration
                     if it % cfg.log_every == 0 or it == last:
-                        record["elapsed_s"] = round(self.state.elapsed_s, 3)
-                        logger.log(record)
+                        with self.timer.stage("io"):
+                            record = _to_log_values(record)
+                            record["elapsed_s"] = round(self.state.elapsed_s, 3)
+                            logger.log(record)
                         if self.hooks.on_log is not None:
                             self.hooks.on_log(record)
                     if cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < cfg.iterations:
-                        self.save_checkpoint()
+                        with self.timer.stage("io"):
+                            self.save_checkpoint(wait=False)
                     if stop.is_set():
                         self.save_checkpoint()
                         raise TrainingInterrupted(f"interrupted at iteration {it}; checkpoint written")
         finally:
             bar.close()
             logger.close()
-        if self.state.iteration < cfg.iterations:
+            self.wait_for_writes()
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
+        if self.state.iteration < cfg.iterations and checkpoint_at_stop:
             self.save_checkpoint()
         return self.state.splats
 
@@ -236,7 +274,7 @@ class Trainer:
             cams = sample_paper(cfg.cameras, iteration, gen, size, size, cfg.views_per_step)
         else:
             cams = sample_release(cfg.cameras, iteration, gen, size, size, cfg.views_per_step)
-        return cams.to(self.device)
+        return cams.to(self.device, non_blocking=True)
 
     def sample_backgrounds(self, count: int) -> Tensor:
         """(count, 3) training backgrounds: white, or with p = 0.66 a random colour (½) or black (½)."""
@@ -246,7 +284,7 @@ class Trainer:
         random_color = torch.rand(count, generator=gen) < aug.random_color_fraction
         colors = torch.rand(count, 3, generator=gen)
         replaced = torch.where(random_color[:, None], colors, torch.zeros_like(colors))
-        return torch.where(replace[:, None], replaced, base).to(self.device)
+        return torch.where(replace[:, None], replaced, base).to(self.device, non_blocking=True)
 
     def face_index(self) -> FaceIndex:
         splats = self.state.splats
@@ -257,57 +295,68 @@ class Trainer:
         return self._face_index
 
     def step(self, iteration: int) -> dict[str, Any]:
-        """One iteration; returns its log record."""
-        cfg, state = self.config, self.state
+        """One iteration; returns its log record (values may be 0-dim tensors: ``_to_log_values``)."""
+        cfg, state, timer = self.config, self.state, self.timer
         splats, optimizer = state.splats, state.optimizer
         phase = self.phase(iteration)
         update_learning_rates(optimizer, iteration, cfg.optim)
         cameras = self.sample_cameras(iteration)
         backgrounds = self.sample_backgrounds(len(cameras))
 
-        jitter = torch.randn(splats.num_splats, 3, generator=state.camera_generator).to(self.device)
+        jitter = torch.randn(splats.num_splats, 3, generator=state.device_generator, device=self.device)
         scales = (splats.scales * (1.0 + cfg.augment.scale_jitter_std_ratio * jitter)).clamp_min(0.0)
         face = self.face_index()
         rows = face.rows if phase == "face" else None
         pick = (lambda t: t[rows]) if rows is not None else (lambda t: t)
-        out = rasterize(
-            pick(splats.means), pick(splats.rotations), pick(scales), pick(splats.opacities), pick(splats.colors),
-            cameras, backgrounds,
-        )
+        with timer.stage("render"):
+            out = rasterize(
+                pick(splats.means), pick(splats.rotations), pick(scales), pick(splats.opacities), pick(splats.colors),
+                cameras, backgrounds,
+            )
         renders = out.rgb.permute(0, 3, 1, 2)  # (B, 3, H, W)
-        context = {"backgrounds": backgrounds, "phase": phase}
+        # The backward is split here: guidance (→ VAE backward) first, then the renderer.
+        renders_in = renders.detach().requires_grad_(True)
+        context = {"backgrounds": backgrounds, "phase": phase, "host_generator": state.camera_generator, "timer": timer}
         kwargs = {k: v for k, v in context.items() if k in self.prior_context}
-        guidance = self.prior(renders, cameras, state.device_generator, **kwargs)
-        fovx = cameras.fovy  # square images
-        disp = disparity(out.depth.permute(0, 3, 1, 2), out.alpha.permute(0, 3, 1, 2), fovx)
-        means_face = splats.means[face.rows]
-        anchors_face = splats.anchors[face.rows]
-        reg = regularisation_losses(
-            cfg.losses,
-            rgb_bchw=renders,
-            disparity_b1hw=disp,
-            scales=pick(scales),
-            means_face=means_face,
-            anchors_face=anchors_face,
-            laplacian_fn=lambda x, x0: laplacian_loss(x, x0, self.laplacian),
-        )
-        loss = guidance.loss + reg.total
-        loss.backward()
+        guidance = self.prior(renders_in, cameras, state.device_generator, **kwargs)
+        with timer.stage("vae_backward"):
+            guidance.loss.backward()
+        with timer.stage("losses"):
+            fovx = cameras.fovy  # square images
+            disp = disparity(out.depth.permute(0, 3, 1, 2), out.alpha.permute(0, 3, 1, 2), fovx)
+            means_face = splats.means[face.rows]
+            anchors_face = splats.anchors[face.rows]
+            reg = regularisation_losses(
+                cfg.losses,
+                rgb_bchw=renders,
+                disparity_b1hw=disp,
+                scales=pick(scales),
+                means_face=means_face,
+                anchors_face=anchors_face,
+                laplacian_fn=lambda x, x0: laplacian_loss(x, x0, self.laplacian),
+            )
+        with timer.stage("render_backward"):
+            through_renders = reg.total
+            if renders_in.grad is not None:
+                through_renders = through_renders + (renders * renders_in.grad).sum()
+            through_renders.backward()
+        loss = guidance.loss.detach() + reg.total.detach()
 
-        finite = bool(torch.isfinite(loss.detach())) and all(
-            p.grad is None or bool(torch.isfinite(p.grad).all()) for group in optimizer.param_groups for p in group["params"]
-        )
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        finite = bool(torch.stack([torch.isfinite(loss), *(torch.isfinite(g).all() for g in grads)]).all())
         report = None
         if finite:
             state.bad_in_a_row = 0
             if phase == "head":
-                state.densifier.accumulate(out.means2d.grad, out.radii, cameras.width, cameras.height)
-                report = state.densifier.step(iteration, splats, optimizer, state.device_generator)
+                with timer.stage("densify"):
+                    state.densifier.accumulate(out.means2d.grad, out.radii, cameras.width, cameras.height)
+                    report = state.densifier.step(iteration, splats, optimizer, state.device_generator)
                 if report.topology_changed:
                     self._face_index = None
-            if cfg.losses.freeze_face_xyz:
-                zero_rows(splats, optimizer, self.face_index().rows, names=("means",))
-            optimizer.step()
+            with timer.stage("optimizer"):
+                if cfg.losses.freeze_face_xyz:
+                    zero_rows(splats, optimizer, self.face_index().rows, names=("means",))
+                optimizer.step()
         else:
             state.skipped_steps += 1
             state.bad_in_a_row += 1
@@ -319,13 +368,13 @@ class Trainer:
                 )
         optimizer.zero_grad(set_to_none=True)
         state.iteration = iteration
-        record = {
+        record: dict[str, Any] = {
             "iteration": iteration,
             "phase": phase,
-            "loss_total": float(loss.detach()) if finite else None,
+            "loss_total": loss if finite else None,
             "guidance_grad_norm": guidance.grad_norm,
             "timestep": guidance.timestep,
-            **{f"loss_{k}": v for k, v in reg.as_floats().items()},
+            **{f"loss_{k}": getattr(reg, k) for k in REG_TERMS},
             "splats": splats.num_splats,
             "skipped_steps": state.skipped_steps,
             "backend": out.backend,
@@ -335,16 +384,38 @@ class Trainer:
         return record
 
 
+def _to_log_values(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with every tensor read as a Python number (this is where the host waits)."""
+    return {k: (float(v.detach()) if isinstance(v, Tensor) else v) for k, v in record.items()}
+
+
+def _to_host(value: Any) -> Any:
+    """A copy of a nested checkpoint payload with every tensor on the CPU (detached, cloned)."""
+    if isinstance(value, Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_host(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_host(v) for v in value)
+    return value
+
+
+def _write_checkpoint(payload: dict[str, Any], path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
 def _accepted_context(prior: Any) -> frozenset[str]:
-    """Which optional render-context keywords (``backgrounds``, ``phase``) the prior accepts; a
-    diffusion prior needs none, the oracle needs both to render its target like the avatar."""
+    """Which optional keywords the prior accepts: ``backgrounds`` and ``phase`` (the oracle renders
+    its target like the avatar with them), ``host_generator`` (CPU draws without a device sync)
+    and ``timer`` (per-stage times)."""
     import inspect
 
     try:
         parameters = inspect.signature(prior.__call__).parameters
     except (TypeError, ValueError):
         return frozenset()
-    return frozenset(name for name in ("backgrounds", "phase") if name in parameters)
+    return frozenset(name for name in ("backgrounds", "phase", "host_generator", "timer") if name in parameters)
 
 
 @contextmanager
