@@ -169,7 +169,9 @@ def test_presets_resolve_and_differ_as_documented():
     assert get_value(paper, "densify.prune_below_face_every") is None
     assert get_value(release, "densify.prune_below_face_every") == 100
     assert get_value(paper, "densify.late") is not None and get_value(release, "densify.late") is None
-    assert 1500 <= fast.iterations <= 2500 and fast.resolution == 512
+    assert 800 <= fast.iterations <= 2500 and fast.resolution == 512
+    assert fast.prior.delta_s == 4 * paper.prior.delta_s  # the fast preset's cheaper inversion
+    assert paper.accel.compile == "default" and fast.accel.compile == "none"
     assert 300 <= smoke.iterations <= 600 and smoke.resolution == 128
     assert smoke.latent_encoder == "rgb" and smoke.device == "cpu"
     assert smoke.template.face_levels < paper.template.face_levels

@@ -40,6 +40,7 @@ import yaml
 from arc2avatar._io import atomic_write_text
 from arc2avatar.errors import InputError
 from arc2avatar.cameras.samplers import CameraRanges, FacePhaseRanges, ViewRings
+from arc2avatar.prior.accel import AccelConfig
 from arc2avatar.prior.configs import PriorConfig
 from arc2avatar.splats.densify import MaskedDensifyConfig
 from arc2avatar.splats.model import SplatInitConfig
@@ -714,6 +715,9 @@ class CreateConfig:
             (``arc2avatar.cameras.samplers.FacePhaseRanges``, spec §5).
         view_rings: fixed test, held-out and turntable views
             (``arc2avatar.cameras.samplers.ViewRings``, spec §5).
+        accel: how the prior runs on a CUDA GPU: CUDA graphs, channels_last, fused LoRA, optional
+            torch.compile (``arc2avatar.prior.accel.AccelConfig``; issue 9). Never changes the
+            maths; ignored on a CPU.
     """
 
     preset: str = "paper"
@@ -742,6 +746,7 @@ class CreateConfig:
     cameras: CamerasSlot = field(default_factory=CamerasSlot)
     face_cameras: FaceCamerasSlot = field(default_factory=FaceCamerasSlot)
     view_rings: ViewRingsSlot = field(default_factory=ViewRingsSlot)
+    accel: AccelConfig = field(default_factory=AccelConfig)
 
 
 def validate(cfg: CreateConfig) -> CreateConfig:

@@ -699,7 +699,7 @@ def _real_prior(avatar_dir: Path, config: CreateConfig, device: torch.device, we
     lora_path = check_lora(lora)
     paths = resolve_weights(WeightsConfig(root=weights, lora=lora_path), need={"prior"})
     return Arc2FaceGuidance.from_pretrained(paths, torch.from_numpy(identity.astype(np.float32)), device=device,
-                                            lora=lora_path, config=config.prior)
+                                            lora=lora_path, config=config.prior, accel=config.accel)
 
 
 __all__ = [
