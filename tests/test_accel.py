@@ -1,0 +1,210 @@
+"""Claims about the GPU fast path of the prior (issue 9): it changes no maths.
+
+CPU tests: the fused LoRA gives the unfused outputs, the fast path is inert on a CPU, the
+host generator decides the flip and t (no device sync), the stage timer sums what it brackets,
+and the benchmark harness produces a complete report on tiny weights. CUDA tests (marked
+``gpu``, run on the device machine): the CUDA-graphed UNet and VAE encoder return the eager
+results, and a whole guidance step's gradient matches the eager one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from arc2avatar._timing import NULL_TIMER, StageTimer
+from arc2avatar.prior.accel import AccelConfig, AcceleratedUNetDenoiser, AcceleratedVaeLatentEncoder, fuse_lora, prepare_models
+from arc2avatar.prior.configs import PriorConfig
+from arc2avatar.prior.guidance import Arc2FaceGuidance, UNetDenoiser, VaeLatentEncoder
+from arc2avatar.prior.loading import load_lora, load_prior_models
+from arc2avatar.prior.synthetic import write_random_lora, write_random_weights
+
+CUDA = torch.cuda.is_available()
+gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+
+
+@pytest.fixture(scope="module")
+def tiny_paths(tmp_path_factory):
+    return write_random_weights(tmp_path_factory.mktemp("accel-weights"), "tiny", seed=0)
+
+
+def _models_with_lora(paths, tmp_path, device="cpu", dtype="fp32"):
+    models = load_prior_models(paths, device, dtype)
+    lora = write_random_lora(tmp_path / "pytorch_lora_weights.safetensors", models.unet, rank=4, seed=1, std=0.2)
+    load_lora(models.unet, lora, scale=PriorConfig().lora_scale)
+    return models
+
+
+def _unet_inputs(models, batch=2, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    cfg = models.unet.config
+    size = cfg.sample_size
+    latents = torch.randn(batch, cfg.in_channels, size, size, generator=gen)
+    context = torch.randn(batch, 77, cfg.cross_attention_dim, generator=gen)
+    timesteps = torch.full((batch,), 321, dtype=torch.long)
+    return latents, timesteps, context
+
+
+def test_fused_lora_gives_the_unfused_unet_output_within_1e_5(tiny_paths, tmp_path) -> None:
+    models = _models_with_lora(tiny_paths, tmp_path)
+    latents, timesteps, context = _unet_inputs(models)
+    with torch.no_grad():
+        unfused = models.unet(latents, timesteps, encoder_hidden_states=context).sample
+        merged = fuse_lora(models.unet)
+        fused = models.unet(latents, timesteps, encoder_hidden_states=context).sample
+    base = load_prior_models(tiny_paths, "cpu", "fp32").unet
+    with torch.no_grad():
+        without = base(latents, timesteps, encoder_hidden_states=context).sample
+    assert merged > 0 and fuse_lora(models.unet) == 0  # merged once, idempotent
+    assert (unfused - without).abs().max() > 1e-3  # the LoRA matters at this scale...
+    torch.testing.assert_close(fused, unfused, rtol=1e-5, atol=1e-5)  # ...and fusing it changes nothing
+
+
+def test_fast_path_is_inert_on_a_cpu(tiny_paths, tmp_path) -> None:
+    models = _models_with_lora(tiny_paths, tmp_path)
+    report = prepare_models(models, AccelConfig())
+    assert report == {"fused_lora_layers": 0, "channels_last": False, "vae_channels_last": False}
+    guidance = Arc2FaceGuidance(models, PriorConfig(), torch.nn.functional.normalize(torch.randn(512), dim=0))
+    assert type(guidance.denoiser) is UNetDenoiser and type(guidance.latent_encoder) is VaeLatentEncoder
+    assert not AccelConfig().active("cpu") and AccelConfig().active("cuda") and not AccelConfig.eager().active("cuda")
+
+
+def test_accel_config_rejects_unknown_compile_modes() -> None:
+    with pytest.raises(ValueError, match="compile"):
+        AccelConfig(compile="fastest")
+    with pytest.raises(ValueError, match="warmup"):
+        AccelConfig(warmup_calls=0)
+    with pytest.raises(ValueError, match="cuda_graphs=false"):
+        AccelConfig(compile="reduce-overhead")
+    assert AccelConfig(compile="reduce-overhead", cuda_graphs=False).compile == "reduce-overhead"
+
+
+def test_host_generator_alone_decides_flip_and_timestep(tiny_paths, tmp_path) -> None:
+    models = _models_with_lora(tiny_paths, tmp_path)
+    guidance = Arc2FaceGuidance(models, PriorConfig(), torch.nn.functional.normalize(torch.randn(512), dim=0))
+    renders = torch.rand(2, 3, 64, 64)
+    from arc2avatar.cameras.model import orbit_cameras
+
+    cameras = orbit_cameras(5.0, 90.0, torch.tensor([0.0, 120.0]), 0.5, 64, 64)
+    seen = set()
+    for device_seed in (1, 2, 3):
+        out = guidance(renders, cameras, torch.Generator().manual_seed(device_seed), host_generator=torch.Generator().manual_seed(7))
+        seen.add((out.timestep, out.extra["flipped"]))
+    assert len(seen) == 1  # the device generator only draws noise
+    draws = {guidance(renders, cameras, torch.Generator().manual_seed(1), host_generator=torch.Generator().manual_seed(s)).timestep
+             for s in range(8)}
+    assert len(draws) > 1 and all(21 <= t <= 500 for t in draws)
+
+
+def test_stage_timer_sums_bracketed_host_time_and_null_timer_records_nothing() -> None:
+    timer = StageTimer("cpu")
+    for _ in range(3):
+        with timer.stage("sleep"):
+            time.sleep(0.01)
+    totals, counts = timer.collect(), timer.counts()
+    assert counts == {"sleep": 3} and 25.0 < totals["sleep"] < 500.0
+    timer.reset()
+    assert timer.collect() == {}
+    with NULL_TIMER.stage("anything"):
+        pass
+    assert NULL_TIMER.collect() == {} and not NULL_TIMER.enabled
+
+
+def test_benchmark_harness_reports_every_stage_and_a_projection_on_tiny_weights(tmp_path) -> None:
+    from arc2avatar.pipeline.bench import STAGES, BenchConfig, run_benchmark, summary_lines
+
+    bench = BenchConfig(
+        iterations=6, baseline_iterations=3, extra_iterations=3, warmup_iterations=1, window_before_head=3,
+        size="tiny", lora_rank=4, gradient_seeds=2, outputs=False, meanface_iterations=(3, 3),
+        overrides=("device=cpu", "iterations=60", "resolution=16", "template.face_levels=0", "template.rest_levels=0",
+                   "meanface.resolution=16", "prior.t_max=100", "densify.densify_from=1", "densify.densify_every=5"),
+    )
+    out = tmp_path / "bench.json"
+    report = run_benchmark(bench, work=tmp_path / "work", out=out, progress=False)
+    saved = json.loads(out.read_text())
+    fast = saved["fast"]
+    assert set(fast["stage_ms_per_iteration"]) == set(STAGES)
+    for stage in ("render", "vae_encode", "inversion", "main_prediction", "vae_backward", "render_backward", "optimizer"):
+        assert fast["stage_ms_per_iteration"][stage] > 0, stage
+    # window: face phase ends at 6; start 6 − 3, one warm-up iteration, then 4..9
+    assert fast["window"] == [5, 10] and fast["iterations_by_phase"] == {"face": 2, "head": 4}
+    assert saved["baseline"]["iterations"] == 3 and saved["speedup_vs_eager"] > 0
+    # on a CPU the fast path is the eager path: the gradients agree to rounding
+    assert saved["gradient_check"]["min_cosine_fast_vs_eager"] > 0.99999
+    proj = saved["projection"]["paper"]
+    assert proj["iterations"] == 60 and proj["face_iterations"] == 6 and proj["total_min"] > 0
+    assert "fast" in saved["projection"] and saved["extra"]["fast"]["iterations"] == 3
+    assert any("projected paper" in line for line in summary_lines(report))
+
+
+# --------------------------------------------------------------------------- CUDA only
+@gpu
+def test_graphed_unet_returns_the_eager_output_and_survives_the_next_replay(tiny_paths, tmp_path) -> None:
+    models = _models_with_lora(tiny_paths, tmp_path, device="cuda", dtype="fp16")
+    eager = UNetDenoiser(models.unet)
+    graphed = AcceleratedUNetDenoiser(models.unet, AccelConfig())
+    outs = []
+    for seed in (0, 1):
+        latents, timesteps, context = (t.cuda() for t in _unet_inputs(models, seed=seed))
+        branch = torch.zeros(latents.shape[0], dtype=torch.long, device="cuda")
+        expected = eager.predict_eps(latents, timesteps, context, branch)
+        got = graphed.predict_eps(latents, timesteps, context, branch)
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+        outs.append((got, expected))
+    torch.testing.assert_close(outs[0][0], outs[0][1], rtol=0, atol=0)  # a clone, not the static buffer
+    assert len(graphed._calls) == 1
+
+
+@gpu
+def test_graphed_vae_encoder_gives_eager_moments_and_input_gradients(tiny_paths, tmp_path) -> None:
+    models = _models_with_lora(tiny_paths, tmp_path, device="cuda", dtype="fp16")
+    eager, graphed = VaeLatentEncoder(models.vae), AcceleratedVaeLatentEncoder(models.vae, AccelConfig())
+    for seed in (0, 1):
+        images = torch.rand(2, 3, 64, 64, device="cuda", generator=torch.Generator("cuda").manual_seed(seed)) * 2 - 1
+        grads = []
+        for encoder in (eager, graphed):
+            x = images.clone().requires_grad_(True)
+            moments = encoder.moments(x)
+            (moments.float() * torch.linspace(-1, 1, moments.numel(), device="cuda").reshape(moments.shape)).sum().backward()
+            grads.append((moments.detach().clone(), x.grad.clone()))
+        torch.testing.assert_close(grads[1][0], grads[0][0], rtol=0, atol=0)  # same kernels, replayed
+        torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-3, atol=1e-3)  # backward may use atomics
+
+
+@gpu
+def test_fast_guidance_gradient_matches_the_eager_one_within_fp16_tolerance(tiny_paths, tmp_path) -> None:
+    from arc2avatar.cameras.model import orbit_cameras
+    from arc2avatar.pipeline.bench import guidance_gradient
+
+    models = _models_with_lora(tiny_paths, tmp_path, device="cuda", dtype="fp16")
+    identity = torch.nn.functional.normalize(torch.randn(512), dim=0)
+    cameras = orbit_cameras(5.0, 90.0, torch.tensor([-45.0, 30.0, -135.0, 150.0]), 0.5, 64, 64).to("cuda")
+    renders = torch.rand(4, 3, 64, 64, device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    eager = Arc2FaceGuidance(models, PriorConfig(), identity, accel=AccelConfig.eager())
+    expected = [guidance_gradient(eager, renders, cameras, s) for s in (1, 2)]
+    fast = Arc2FaceGuidance(models, PriorConfig(), identity)
+    assert fast.accel_report["fused_lora_layers"] > 0 and isinstance(fast.denoiser, AcceleratedUNetDenoiser)
+    for seed, want in zip((1, 2), expected):
+        got = guidance_gradient(fast, renders, cameras, seed)
+        cosine = torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0)
+        assert cosine > 0.999
+        assert (got - want).norm() / want.norm() < 2e-2
+
+
+def test_a_failing_compiler_falls_back_to_eager_once_with_a_warning(caplog) -> None:
+    from arc2avatar.prior.accel import _CompiledOrEager
+
+    calls = []
+
+    def broken(x):
+        calls.append("compiled")
+        raise RuntimeError("no C compiler found\nlong details")
+
+    fn = _CompiledOrEager(broken, lambda x: x + 1, "UNet")
+    with caplog.at_level("WARNING"):
+        assert fn(1) == 2 and fn(2) == 3
+    assert calls == ["compiled"]  # tried once, then eager for good
+    assert "torch.compile of the UNet failed (RuntimeError: no C compiler found)" in caplog.text
