@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from arc2avatar._timing import StageTimer
 from arc2avatar.prior.configs import PriorConfig, scheduler_config, unet_config, vae_config
 from arc2avatar.prior.guidance import UNetDenoiser, VaeLatentEncoder
 from arc2avatar.prior.ism import Branch, ism_step
@@ -32,52 +33,18 @@ from arc2avatar.prior.synthetic import write_random_lora
 from arc2avatar.prior.views import ViewEmbeddings, view_conditioning
 
 
-class _Timer:
-    """Accumulates elapsed milliseconds per phase (CUDA events on GPU, perf_counter on CPU)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-        self.pending: list[tuple[str, Any, Any]] = []
-
-    def start(self) -> Any:
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            return event
-        return time.perf_counter()
-
-    def stop(self, phase: str, started: Any) -> None:
-        if self.cuda:
-            end = torch.cuda.Event(enable_timing=True)
-            end.record()
-            self.pending.append((phase, started, end))
-        else:
-            self.pending.append((phase, started, time.perf_counter()))
-
-    def collect(self) -> dict[str, float]:
-        if self.cuda:
-            torch.cuda.synchronize()
-        totals: dict[str, float] = {}
-        for phase, a, b in self.pending:
-            ms = a.elapsed_time(b) if self.cuda else (b - a) * 1000.0
-            totals[phase] = totals.get(phase, 0.0) + ms
-        self.pending.clear()
-        return totals
-
-
 class _TimedDenoiser(UNetDenoiser):
     """UNet denoiser that times inversion calls and the main call separately."""
 
-    def __init__(self, unet: Any, timer: _Timer) -> None:
+    def __init__(self, unet: Any, timer: StageTimer) -> None:
         super().__init__(unet)
         self.timer = timer
         self.calls = 0
 
     def predict_eps(self, latents, timesteps, context, branch):
         phase = "inversion_ms" if int(branch[0]) == int(Branch.INVERSION) else "main_prediction_ms"
-        started = self.timer.start()
-        out = super().predict_eps(latents, timesteps, context, branch)
-        self.timer.stop(phase, started)
+        with self.timer.stage(phase):
+            out = super().predict_eps(latents, timesteps, context, branch)
         self.calls += 1
         return out
 
@@ -124,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     build_start = time.perf_counter()
     unet, vae = _build(args.size, device, dtype, args.lora_rank, args.seed)
     build_s = time.perf_counter() - build_start
-    timer = _Timer(device)
+    timer = StageTimer(device)
     denoiser = _TimedDenoiser(unet, timer)
     encoder = VaeLatentEncoder(vae)
     gen = torch.Generator(device=device).manual_seed(args.seed)
@@ -140,14 +107,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         denoiser.calls = 0
         renders.grad = None
         wall = time.perf_counter()
-        started = timer.start()
-        latents = encoder.encode(2.0 * renders - 1.0, gen)
-        timer.stop("vae_encode_ms", started)
+        with timer.stage("vae_encode_ms"):
+            latents = encoder.encode(2.0 * renders - 1.0, gen)
         result = ism_step(denoiser, latents, conditioning, alphas_cumprod, config, gen)
-        started = timer.start()
-        (result.grad.detach().float() * latents.float()).sum().backward()
-        timer.stop("vae_backward_ms", started)
+        with timer.stage("vae_backward_ms"):
+            (result.grad.detach().float() * latents.float()).sum().backward()
         phases = timer.collect()
+        timer.reset()
         phases["step_wall_ms"] = (time.perf_counter() - wall) * 1000.0
         phases["unet_calls"] = float(denoiser.calls)
         phases["timestep"] = float(result.timestep)
