@@ -73,6 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "report held-out-view PSNR/SSIM in metrics.json. Fully offline, CPU-friendly.",
     )
     _add_run_options(demo, "cpu-smoke")
-    demo.add_argument("--photo", help="a frontal, face-centred photo projected onto the target's face")
+    demo.add_argument("--photo", help="a photo of a face projected onto the target's face, aligned by its five "
+                                      "landmarks (dlib, the eval extra; else its centre square is used); on "
+                                      "cpu-smoke it also selects a finer face (written to config.yaml)")
     demo.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     demo.set_defaults(func=_run_demo)

@@ -40,6 +40,7 @@ PLOT_DPI = 110
 PANEL_SIZE_IN = (5.2, 3.8)
 THUMBNAIL_PX = 128
 RING_STYLES = ("o-", "s--", "^-.", "d:")
+FAILURE_MARK_OFFSET = 0.05  # detection-failure marks sit this fraction of the score range below the lowest score
 
 
 def _figure(panels: int, rows: int = 1) -> Any:
@@ -71,8 +72,8 @@ def plot_per_view(identity: Sequence[dict[str, Any]], path: Path) -> Path:
     for ax, section in zip(axes, identity):
         recognizer = section["recognizer"]
         rings = sorted({v["polar_deg"] for v in section["views"]}, reverse=True)
-        finite = [s for v in section["views"] for s in v["scores"] if s is not None]
-        low = min(finite + [recognizer["threshold"]]) if finite else recognizer["threshold"]
+        finite = [s for v in section["views"] for s in v["scores"] if s is not None] + [recognizer["threshold"]]
+        low = min(finite) - FAILURE_MARK_OFFSET * (max(finite) - min(finite) or 1.0)  # below every score
         for style, polar in zip(RING_STYLES * 4, rings):
             entries = [v for v in section["views"] if v["polar_deg"] == polar]
             azimuth = np.array([v["azimuth_deg"] for v in entries])
@@ -136,7 +137,7 @@ def plot_expressions(expressions: dict[str, Any], path: Path) -> Path:
         labels = list(section["expressions"])
         _violins(ax, [section["expressions"][k]["to_neutral_per_view"] for k in labels], labels)
         ax.axhline(recognizer["threshold"], color="grey", linestyle=":")
-        ax.set_ylabel(_metric_label(recognizer).replace("(", "to the neutral render ("))
+        ax.set_ylabel(_metric_label(recognizer).replace(" (", " to neutral ("), fontsize=8)
         ax.set_title(_title(recognizer) + f"\nviews at θ = {expressions['polar_deg']:g}°", fontsize=9)
         ax.grid(alpha=0.3, axis="y")
     figure.savefig(path)

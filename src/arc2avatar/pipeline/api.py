@@ -266,6 +266,19 @@ def create(
     return CreateResult(out_dir, avatar, files, metrics)
 
 
+# What a photo demo adds to the cpu-smoke preset (before the user's --set, which wins): the smoke
+# test's face (1,888 splats, zoomed views 10% of 400 iterations, guidance at 64²) rebuilds the
+# plumbing but not a face a recogniser knows (dlib distance to the photo 0.62 frontal); four times
+# the face splats, half of 600 iterations on zoomed face views and guidance at the render
+# resolution give 0.45 frontal, 0.52 / 0.53 at ∓30° (docs/benchmarks.md, issue 7).
+PHOTO_DEMO_OVERRIDES: tuple[str, ...] = (
+    "template.face_levels=1",
+    "face_phase_fraction=0.5",
+    "rgb_latent_resolution=128",
+    "iterations=600",
+)
+
+
 def demo(
     out_dir: str | Path,
     *,
@@ -279,26 +292,36 @@ def demo(
     """Fully offline: rebuild a known target head through the whole pipeline (oracle prior).
 
     The target is the built-in head with a painted hair cap (and ``photo`` projected onto its
-    face). ``metrics.json`` gets the PSNR / SSIM of the avatar against the target on 16 held-out
-    views (angles never used in training) and the face correspondence.
+    face, aligned by its five landmarks when dlib is installed: ``demo_photo``; on the cpu-smoke
+    preset a photo adds ``PHOTO_DEMO_OVERRIDES``). ``metrics.json`` gets the PSNR / SSIM of the
+    avatar against the target on 16 held-out views (angles never used in training) and the face
+    correspondence.
     """
     from arc2avatar.pipeline.oracle import OraclePrior, default_target
 
     out_dir = Path(out_dir)
-    image = None
+    image = keypoints = None
+    photo_info: dict[str, Any] = {}
     if photo is not None:
-        image = _face_crop(check_photos([photo])[0])
+        image, keypoints, photo_info = demo_photo(check_photos([photo])[0])
     resume = check_out_dir(out_dir, resume)
+    if photo is not None and preset == "cpu-smoke" and not resume:
+        log.info("photo demo on cpu-smoke: also %s (a recognisable face; --set overrides them)",
+                 " ".join(PHOTO_DEMO_OVERRIDES))
+        overrides = [*PHOTO_DEMO_OVERRIDES, *overrides]
     config = load_run_config(out_dir, resume, preset, config_path, overrides)
     device = pick_device(config.device)
     make_out_dir(out_dir)
     if not resume:
         save_yaml(config, out_dir / CONFIG_NAME, header=f"arc2avatar demo — resolved config (preset {config.preset})")
     setup = build_head(config.template)
-    target = default_target(setup.upsampled.head, photo=image, face_triangles=setup.upsampled.num_face_triangles).to(device)
+    target = default_target(setup.upsampled.head, photo=image, face_triangles=setup.upsampled.num_face_triangles,
+                            photo_keypoints=keypoints).to(device)
     prior = OraclePrior(target, config.prior, _latent_encoder(config))
     avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress)
     metrics["heldout"] = heldout_metrics(avatar, target, config)
+    if photo_info:
+        metrics["photo"] = photo_info
     files = _finish(out_dir, avatar, config, metrics, setup)
     return CreateResult(out_dir, avatar, files, metrics)
 
@@ -326,15 +349,33 @@ def _latent_encoder(config: CreateConfig) -> Any:
     return RgbLatentEncoder((size, size) if size else None)
 
 
-def _face_crop(path: Path) -> np.ndarray:
-    """The centre square of a photo (the demo expects a roughly frontal, face-centred picture)."""
+def demo_photo(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """The demo's photo, its five ArcFace keypoints and how it is placed on the target's face.
+
+    With dlib installed (the ``eval`` extra) the largest face's landmarks align the photo to the
+    template's (``oracle.photo_placement``); no face found is an ``InputError``. Without dlib the
+    centre square of the photo is used (a roughly frontal, face-centred picture is expected).
+    """
+    from arc2avatar.errors import MissingDependencyError
+    from arc2avatar.identity.dlib_faces import DlibFaceDetector
     from arc2avatar.identity.image import load_image
 
     image = load_image(path)
-    height, width = image.shape[:2]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    return image[top:top + side, left:left + side]
+    try:
+        detector = DlibFaceDetector()
+    except MissingDependencyError as error:
+        log.warning("%s; placing the centre square of %s on the face instead of aligning its landmarks", error, path)
+        height, width = image.shape[:2]
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        return image[top:top + side, left:left + side], None, {"path": str(path), "placement": "centre square"}
+    face = detector.largest_face(image)
+    if face is None:
+        raise InputError(f"no face found in {path} by dlib's {detector.name} detector: use a frontal photo "
+                         "with the face clearly visible (at least ~80 pixels wide)")
+    info = {"path": str(path), "placement": "5 landmarks (dlib 68-point)",
+            "keypoints": np.round(face.keypoints, 2).tolist()}
+    return image, face.keypoints, info
 
 
 def _flame_overrides(flame: str | Path | None, masks: str | Path | None) -> list[str]:

@@ -8,8 +8,9 @@ g = λ·cfg·(z − z*)). If the optimisation rebuilds the target from views it 
 the 3D machinery works.
 
 Targets (``OracleTarget``): a mesh with per-vertex colours — by default the built-in head with a
-painted "hair" cap and, optionally, a photo projected onto its face. Written by hand: test
-machinery of ours.
+painted "hair" cap and, optionally, a photo projected onto its face (``photo_texture``: a
+frontal projector aligned by the photo's five landmarks, sampled at the photo's resolution).
+Written by hand: test machinery of ours.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import torch
 from torch import Tensor
 
 from arc2avatar.cameras.model import Cameras, orbit_cameras
+from arc2avatar.errors import InputError
 from arc2avatar.head.model import HeadModel
 from arc2avatar.head.raster import render_mesh
+from arc2avatar.identity.align import estimate_similarity
 from arc2avatar.prior.configs import PriorConfig
 from arc2avatar.prior.guidance import GuidanceOutput, IsmGuidance, LatentEncoder, RgbLatentEncoder
 from arc2avatar.prior.oracle import OracleDenoiser
@@ -41,8 +44,16 @@ class OracleTargetConfig:
         hair_back_y: world y below which upper-head vertices count as hair (back of the head).
         hair_min_z: world z above which the back of the head counts as hair.
         hair_volume: outward push of hair vertices, world units (a shape the avatar must grow).
-        photo_face_width: width of the face region the photo covers, world units.
-        photo_face_center_z: world z of the centre of the projected photo.
+        photo_face_width: centred placement (no landmarks): width of the face region the
+            photo's centre square covers, world units.
+        photo_face_center_z: centred placement: world z of the centre of the photo.
+        photo_square_feather: centred placement: fraction of the square's half-side over which
+            the photo fades into the template colours.
+        photo_oval_half_width, photo_oval_half_height: landmark placement: half-axes of the oval
+            of the photo that is projected, in units of the photo's eye distance, centred on
+            the mean of the five keypoints (1.25 × 1.6 covers brows to chin, cheek to cheek).
+        photo_oval_feather: landmark placement: fraction of the oval's radius over which the
+            photo fades into the template colours.
     """
 
     hair_color: tuple[float, float, float] = (0.23, 0.15, 0.10)
@@ -52,6 +63,31 @@ class OracleTargetConfig:
     hair_volume: float = 0.04
     photo_face_width: float = 0.95
     photo_face_center_z: float = 0.18
+    photo_square_feather: float = 0.15
+    photo_oval_half_width: float = 1.25
+    photo_oval_half_height: float = 1.6
+    photo_oval_feather: float = 0.2
+
+
+@dataclass(frozen=True)
+class PhotoTexture:
+    """A photo projected onto a target mesh by a frontal orthographic projector.
+
+    Rendering interpolates ``uvw`` like a colour (perspective-correct; exact, since u and v are
+    affine in the world position) and samples ``image`` at full resolution, so the target shows
+    the photo's detail however coarse the mesh is.
+
+    Attributes:
+        image: (3, H, W) float32 RGB in [0, 1].
+        uvw: (V, 3) float32 per vertex: ``grid_sample`` coordinates x, y in [−1, 1] (align_corners
+            False) of the photo pixel it shows, and the photo's blend weight in [0, 1].
+    """
+
+    image: Tensor
+    uvw: Tensor
+
+    def to(self, device: torch.device | str) -> "PhotoTexture":
+        return PhotoTexture(self.image.to(device), self.uvw.to(device))
 
 
 @dataclass(frozen=True)
@@ -62,15 +98,19 @@ class OracleTarget:
         vertices: (V, 3) float32; faces: (F, 3) int64; colors: (V, 3) float32 in [0, 1].
         face_triangles: the first ``face_triangles`` rows of ``faces`` are the face region (what
             the face phase renders); 0 = unknown (the whole mesh is used then).
+        texture: an optional photo projected onto the mesh, blended over ``colors``.
     """
 
     vertices: Tensor
     faces: Tensor
     colors: Tensor
     face_triangles: int = 0
+    texture: PhotoTexture | None = None
 
     def to(self, device: torch.device | str) -> "OracleTarget":
-        return OracleTarget(self.vertices.to(device), self.faces.to(device), self.colors.to(device), self.face_triangles)
+        texture = None if self.texture is None else self.texture.to(device)
+        return OracleTarget(self.vertices.to(device), self.faces.to(device), self.colors.to(device), self.face_triangles,
+                            texture)
 
     @torch.no_grad()
     def render(self, cameras: Cameras, backgrounds: Tensor | None = None, face_only: bool = False) -> Tensor:
@@ -79,7 +119,15 @@ class OracleTarget:
         if backgrounds is None:
             backgrounds = torch.ones(3, device=self.vertices.device)
         faces = self.faces[: self.face_triangles] if face_only and self.face_triangles else self.faces
-        return render_mesh(self.vertices, faces, self.colors, cameras, backgrounds).rgb
+        rgb = render_mesh(self.vertices, faces, self.colors, cameras, backgrounds).rgb
+        if self.texture is None:
+            return rgb
+        # Second pass: the photo coordinates and weight, zero (weight 0) off the mesh.
+        uvw = render_mesh(self.vertices, faces, self.texture.uvw, cameras, (0.0, 0.0, 0.0)).rgb  # (C, H, W, 3)
+        image = self.texture.image[None].expand(len(cameras), -1, -1, -1)
+        photo = torch.nn.functional.grid_sample(image, uvw[..., :2], align_corners=False, padding_mode="border")
+        weight = uvw[..., 2:3]
+        return rgb * (1 - weight) + photo.permute(0, 2, 3, 1) * weight
 
 
 def default_target(
@@ -87,10 +135,12 @@ def default_target(
     config: OracleTargetConfig = OracleTargetConfig(),
     photo: np.ndarray | None = None,
     face_triangles: int = 0,
+    photo_keypoints: np.ndarray | None = None,
 ) -> OracleTarget:
     """The template repainted with a hair cap (and pushed out there), optionally with ``photo``
-    (H, W, 3 uint8, a roughly frontal, face-centred crop) projected onto the face region.
-    ``face_triangles``: how many leading rows of ``head.faces`` form the face region."""
+    (H, W, 3 uint8) projected onto the face region (``photo_texture``): aligned by its five
+    ``photo_keypoints`` ((5, 2) ArcFace order, pixel indices) when given, else its centre
+    square. ``face_triangles``: how many leading rows of ``head.faces`` form the face region."""
     vertices = head.vertices.clone()
     colors = head.vertex_colors.clone()
     direction = torch.nn.functional.normalize(vertices, dim=-1)
@@ -103,9 +153,12 @@ def default_target(
     colors[hair] = torch.tensor(config.hair_color)
     normals = _vertex_normals(vertices, head.faces)
     vertices[hair] += config.hair_volume * normals[hair]
+    texture = None
     if photo is not None:
-        colors = _project_photo(vertices, colors, head.face_mask, photo, config)
-    return OracleTarget(vertices=vertices, faces=head.faces.clone(), colors=colors.clamp(0, 1), face_triangles=face_triangles)
+        texture = photo_texture(head, vertices, photo, photo_keypoints, config)
+        colors = _blend_vertex_colors(colors, texture)
+    return OracleTarget(vertices=vertices, faces=head.faces.clone(), colors=colors.clamp(0, 1), face_triangles=face_triangles,
+                        texture=texture)
 
 
 def _vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
@@ -115,21 +168,91 @@ def _vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
     return torch.nn.functional.normalize(normals, dim=-1)
 
 
-def _project_photo(vertices: Tensor, colors: Tensor, face_mask: Tensor, photo: np.ndarray, config: OracleTargetConfig) -> Tensor:
-    """Frontal orthographic projection of ``photo`` onto the face vertices, feathered at the border."""
+def template_landmarks(head: HeadModel) -> Tensor:
+    """(5, 3) template points in the ArcFace template's order as a frontal camera sees them
+    (spec §1: left eye, right eye, nose tip, left / right mouth corner, "left" = image left).
+
+    From the template's regions: eye centres (subject's right eye = world +x = image left),
+    the most forward nose vertex, the lips' extreme vertices along x.
+    """
+    missing = [name for name in ("left_eye", "right_eye", "nose", "lips") if name not in head.regions
+               or not bool(head.regions[name].any())]
+    if missing:
+        raise InputError(f"template {head.name} has no {', '.join(missing)} region: a photo cannot be aligned to it")
+    vertices, regions = head.vertices, head.regions
+    nose = vertices[regions["nose"]]
+    lips = vertices[regions["lips"]]
+    return torch.stack([
+        vertices[regions["right_eye"]].mean(0),  # image left in a frontal view
+        vertices[regions["left_eye"]].mean(0),
+        nose[nose[:, 1].argmax()],
+        lips[lips[:, 0].argmax()],  # world +x = image left
+        lips[lips[:, 0].argmin()],
+    ])
+
+
+def frontal_plane(points: Tensor) -> Tensor:
+    """(N, 3) world points → (N, 2) frontal projector coordinates (u, v) = (−x, −z): u grows to
+    the right and v downward of a frontal view (world +x shows on the image's left)."""
+    return torch.stack([-points[:, 0], -points[:, 2]], dim=-1)
+
+
+def photo_placement(head: HeadModel, photo_hw: tuple[int, int], keypoints: np.ndarray | None,
+                    config: OracleTargetConfig = OracleTargetConfig()) -> np.ndarray:
+    """(3, 3) similarity from frontal projector coordinates (``frontal_plane``) to photo pixels.
+
+    With ``keypoints`` ((5, 2) ArcFace order): the least-squares fit of the template's
+    landmarks onto them (``identity.align.estimate_similarity``). Without: the photo's centre
+    square spans ``photo_face_width`` centred at height ``photo_face_center_z``.
+    """
+    height, width = photo_hw
+    if keypoints is not None:
+        plane = frontal_plane(template_landmarks(head)).double().numpy()
+        return estimate_similarity(plane, np.asarray(keypoints, dtype=np.float64))
+    side = min(height, width)
+    scale = side / config.photo_face_width
+    matrix = np.eye(3)
+    matrix[0, 0] = matrix[1, 1] = scale
+    matrix[:2, 2] = [(width - 1) / 2, (height - 1) / 2 + scale * config.photo_face_center_z]
+    return matrix
+
+
+def photo_texture(head: HeadModel, vertices: Tensor, photo: np.ndarray, keypoints: np.ndarray | None,
+                  config: OracleTargetConfig = OracleTargetConfig()) -> PhotoTexture:
+    """Project ``photo`` (H, W, 3 uint8) frontally onto the front of the face region of a mesh.
+
+    ``vertices`` (V, 3) are the target's (``head``'s, possibly pushed out). The photo's blend
+    weight is 1 inside, fading to 0 over the border of the projected area (an oval around the
+    keypoints, or the centre square without them), and 0 off the face mask or behind it.
+    """
     height, width = photo.shape[:2]
-    image = torch.from_numpy(np.ascontiguousarray(photo)).float().permute(2, 0, 1)[None] / 255.0  # (1,3,H,W)
-    half_w = config.photo_face_width / 2
-    half_h = half_w * height / width
-    # world +x shows on the image's left in a frontal view (cameras.model), so u runs along −x
-    u = -vertices[:, 0] / half_w
-    v = -(vertices[:, 2] - config.photo_face_center_z) / half_h
-    grid = torch.stack([u, v], dim=-1).reshape(1, -1, 1, 2)
-    sampled = torch.nn.functional.grid_sample(image, grid, align_corners=False, padding_mode="border")
+    matrix = torch.from_numpy(photo_placement(head, (height, width), keypoints, config))
+    plane = frontal_plane(vertices.double())
+    pixels = plane @ matrix[:2, :2].T + matrix[:2, 2]  # (V, 2) pixel indices
+    grid = torch.stack([(pixels[:, 0] + 0.5) / width, (pixels[:, 1] + 0.5) / height], dim=-1) * 2 - 1
+    if keypoints is not None:
+        points = np.asarray(keypoints, dtype=np.float64)
+        centre = torch.from_numpy(points.mean(axis=0))
+        eye_distance = float(np.linalg.norm(points[1] - points[0]))
+        half_axes = torch.tensor([config.photo_oval_half_width, config.photo_oval_half_height], dtype=torch.float64)
+        radius = ((pixels - centre) / (half_axes * eye_distance)).norm(dim=-1)
+        weight = ((1 - radius) / config.photo_oval_feather).clamp(0, 1)
+    else:
+        square = 1 - grid.abs().amax(dim=-1)
+        weight = (square / config.photo_square_feather).clamp(0, 1)
+    weight = torch.where(head.face_mask & (vertices[:, 1] > 0), weight, torch.zeros_like(weight))
+    image = torch.from_numpy(np.array(photo, dtype=np.float32, copy=True)).permute(2, 0, 1) / 255.0
+    uvw = torch.cat([grid, weight[:, None]], dim=-1).float()
+    return PhotoTexture(image=image.contiguous(), uvw=uvw)
+
+
+def _blend_vertex_colors(colors: Tensor, texture: PhotoTexture) -> Tensor:
+    """Per-vertex colours with the photo sampled at each vertex blended in (a coarse copy of
+    what the textured render shows)."""
+    grid = texture.uvw[:, :2].reshape(1, -1, 1, 2)
+    sampled = torch.nn.functional.grid_sample(texture.image[None], grid, align_corners=False, padding_mode="border")
     sampled = sampled[0, :, :, 0].T  # (V, 3)
-    inside = (u.abs() < 1) & (v.abs() < 1) & (vertices[:, 1] > 0)
-    weight = (1 - torch.maximum(u.abs(), v.abs())).clamp(0, 0.15) / 0.15  # feather the last 15%
-    weight = torch.where(inside & face_mask, weight, torch.zeros_like(weight))[:, None]
+    weight = texture.uvw[:, 2:3]
     return colors * (1 - weight) + sampled * weight
 
 
@@ -206,4 +329,7 @@ def frontal_camera(size: int, radius: float = 4.5, fovy: float = 0.7, azimuth_de
     return orbit_cameras(radius, 90.0, azimuth_deg, fovy, size, size)
 
 
-__all__ = ["OraclePrior", "OracleTarget", "OracleTargetConfig", "default_target", "frontal_camera"]
+__all__ = [
+    "OraclePrior", "OracleTarget", "OracleTargetConfig", "PhotoTexture", "default_target", "frontal_camera",
+    "frontal_plane", "photo_placement", "photo_texture", "template_landmarks",
+]
