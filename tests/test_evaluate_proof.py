@@ -100,3 +100,46 @@ def test_demo_avatar_of_a_real_photo_is_the_same_person_to_the_independent_judge
     for azimuth in (-30.0, 30.0):
         side = view_entry(identity, azimuth, 90.0)
         assert side["detected"] and side["same_person"], side
+
+
+def test_a_photo_demo_on_cpu_smoke_selects_the_finer_face_and_a_set_still_wins(tmp_path, monkeypatch):
+    import arc2avatar.pipeline.api as api
+    from arc2avatar.pipeline.config import load_yaml
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(api, "build_head", stop)  # after config.yaml is written, before any work
+    photo_path = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut_photo()).save(photo_path)
+    with pytest.raises(Stop):
+        demo(tmp_path / "out", photo=photo_path, overrides=["iterations=50"], progress=False)
+    saved = load_yaml(tmp_path / "out" / "config.yaml")
+    assert saved["template"]["face_levels"] == 1 and saved["face_phase_fraction"] == 0.5
+    assert saved["iterations"] == 50  # the user's --set comes after PHOTO_DEMO_OVERRIDES
+    with pytest.raises(Stop):
+        demo(tmp_path / "plain", progress=False)
+    assert load_yaml(tmp_path / "plain" / "config.yaml")["template"]["face_levels"] == 0  # no photo: cpu-smoke as is
+
+
+def test_demo_photo_without_a_face_is_refused_and_without_dlib_uses_the_centre_square(tmp_path, monkeypatch):
+    import arc2avatar.identity.dlib_faces as dlib_faces
+    from arc2avatar.errors import InputError, MissingDependencyError
+    from arc2avatar.pipeline.api import demo_photo
+    from skimage import data
+
+    cat = tmp_path / "cat.png"
+    Image.fromarray(data.chelsea()).save(cat)
+    with pytest.raises(InputError, match="no face found in .*cat.png"):
+        demo_photo(cat)
+
+    def missing(*args, **kwargs):
+        raise MissingDependencyError("dlib is not installed")
+
+    monkeypatch.setattr(dlib_faces, "DlibFaceDetector", missing)
+    image, keypoints, info = demo_photo(cat)
+    assert keypoints is None and info["placement"] == "centre square"
+    assert image.shape[0] == image.shape[1] == min(data.chelsea().shape[:2])

@@ -162,3 +162,25 @@ def test_no_avatar_or_a_folder_of_other_files_is_refused(files, tmp_path, capsys
     code, err = _fails(["evaluate", str(files["avatar"]), "--refs", str(files["photo"]), "--report", str(taken)], capsys)
     assert code == 1 and "other files" in err
     assert (taken / "notes.txt").read_text() == "mine"
+
+
+def test_both_recognisers_are_reported_each_with_its_own_metric_even_when_one_finds_no_face(files, tmp_path):
+    from arc2avatar.evaluate.recognizers import ArcFaceRecognizerConfig
+    from arc2avatar.identity.synthetic import plant_face, write_tiny_identity_weights
+
+    write_tiny_identity_weights(tmp_path / "weights")
+    photo = astronaut_photo().copy()
+    plant_face(photo, (448, 448), 64)  # the tiny SCRFD's "face"; dlib still finds the astronaut's
+    Image.fromarray(photo).save(tmp_path / "both.png")
+    config = _config(files, recognizers=("auto",), weights=tmp_path / "weights", fid_mode="off",
+                     arcface=ArcFaceRecognizerConfig(det_size=512),
+                     views=replace(SMALL_VIEWS, azimuth_min_deg=0.0, azimuth_max_deg=0.0))
+    result = evaluate(files["avatar"], [tmp_path / "both.png"], tmp_path / "report", config)
+    dlib_part, arcface_part = result.report["identity"]
+    assert dlib_part["recognizer"]["metric"] == "euclidean" and not dlib_part["recognizer"]["guidance_network"]
+    assert arcface_part["recognizer"]["metric"] == "cosine" and arcface_part["recognizer"]["guidance_network"]
+    assert arcface_part["detection_failure_rate"] == 1.0 and arcface_part["distribution"]["count"] == 0
+    assert dlib_part["views"][0]["detected"]
+    summary = (result.report_dir / "summary.md").read_text()
+    assert "ArcFace ONNX (guidance network)" in summary and "cosine ≥ 0.4" in summary
+    assert (result.report_dir / "identity_per_view.png").is_file()
