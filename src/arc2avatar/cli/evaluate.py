@@ -108,9 +108,15 @@ def run(args: argparse.Namespace) -> int:
               f"{'—' if mean is None else f'{mean:.3f}'} ({rec['same_person_rule']}), detection failures "
               f"{section['detection_failures']}/{section['num_views']}")
     fid = report["fid"]
-    print("FID/KID skipped: " + fid["skipped"] if "skipped" in fid
-          else f"FID {fid['fid']:.2f}, KID {fid['kid_mean']:.4f} ± {fid['kid_std']:.4f}")
+    if "skipped" in fid:
+        print("FID/KID skipped: " + fid["skipped"])
+    else:
+        print(f"FID {_number(fid['fid'], 2)}, KID {_number(fid['kid_mean'], 4)} ± {_number(fid['kid_std'], 4)}")
     print(f"report written to {result.report_dir}")
     if args.json:
         print(json.dumps(report, default=str))
     return 0
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"

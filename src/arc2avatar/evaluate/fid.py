@@ -26,6 +26,7 @@ and the messages.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,10 +221,11 @@ def fid_kid(renders: Sequence[np.ndarray], references: Sequence[np.ndarray], con
     render_features = network.features(list(renders))
     reference_features = network.features(list(references))
     kid_mean, kid_std = kernel_distance(render_features, reference_features, config)
+    fid = frechet_distance(render_features, reference_features)
     return {
-        "fid": frechet_distance(render_features, reference_features),
-        "kid_mean": kid_mean,
-        "kid_std": kid_std,
+        "fid": fid if math.isfinite(fid) else None,
+        "kid_mean": kid_mean if math.isfinite(kid_mean) else None,
+        "kid_std": kid_std if math.isfinite(kid_std) else None,
         "num_renders": len(renders),
         "num_references": len(references),
         "kid_subset_size": min(len(renders), len(references), config.kid_max_subset_size),

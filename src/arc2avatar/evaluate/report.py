@@ -227,7 +227,7 @@ def summary_markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
     if "skipped" in fid:
         lines.append(f"Skipped: {fid['skipped']}")
     else:
-        lines.append(f"FID {fid['fid']:.2f}, KID {fid['kid_mean']:.4f} ± {fid['kid_std']:.4f} "
+        lines.append(f"FID {_fmt(fid['fid'], 2)}, KID {_fmt(fid['kid_mean'], 4)} ± {_fmt(fid['kid_std'], 4)} "
                      f"({fid['num_renders']} renders, {fid['num_references']} references). {fid['note']}.")
     lines += ["", "## Expression consistency (expressive vs neutral render, same view)", ""]
     expressions = report["expressions"]

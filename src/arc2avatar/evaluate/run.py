@@ -55,6 +55,7 @@ class EvaluateConfig:
         expressions: expression consistency settings; ``None`` = skipped.
         weights: weights folder (ArcFace, SCRFD, the default Inception location).
         flame, flame_masks: the FLAME files of a FLAME avatar (for its expressions).
+        device: where the avatar is rendered: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.
     """
 
     views: EvalViews = field(default_factory=EvalViews)
@@ -67,6 +68,7 @@ class EvaluateConfig:
     weights: Path | None = None
     flame: Path | None = None
     flame_masks: Path | None = None
+    device: str = "auto"
 
 
 @dataclass
@@ -115,7 +117,7 @@ def evaluate(
     ref_paths, ref_images = load_references(references)
     report_dir = Path(report_dir) if report_dir is not None else _default_report_dir(avatar_dir)
     check_report_dir(report_dir)
-    avatar = Avatar.load(avatar_dir)
+    avatar = Avatar.load(avatar_dir, device=_device(config.device))
     fid_plan = _plan_fid(config, len(ref_images))
     recognizers = load_recognizers(config.recognizers, config.weights, config.dlib, config.arcface)
     references_seen = [observe_references(r, ref_paths, ref_images) for r in recognizers]
@@ -161,6 +163,16 @@ def evaluate(
     report["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
     files = write_atomically(report_dir, lambda folder: write_report_files(folder, report, renders, grid))
     return EvaluationResult(report_dir, report, files)
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {name!r} asked for, but CUDA is not available here")
+    return name
 
 
 def _default_report_dir(avatar_dir: Path) -> Path:
