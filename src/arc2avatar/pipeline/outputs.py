@@ -5,6 +5,7 @@ Layout of an output folder (every file written atomically):
   avatar/           the bundle: splats.safetensors + avatar.json (face binding, template info)
   views.png         the 16 test views (θ 90° and 60°, 8 azimuths each)
   turntable.mp4     a turntable at θ 90°
+  viewer.html       a self-contained WebGL2 page: orbit, zoom, expression sliders (arc2avatar.viewer)
   config.yaml       the resolved configuration
   log.jsonl         the optimisation log
   metrics.json      oracle runs: held-out-view PSNR / SSIM (and timings)
