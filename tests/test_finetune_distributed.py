@@ -23,9 +23,7 @@ from arc2avatar.finetune.dataset import DatasetLimits, check_dataset
 from arc2avatar.finetune.distributed import LaunchSettings, launch_training, step_seed
 from arc2avatar.finetune.train import FinetuneConfig, add_lora, iter_log, lora_state, prepare_data, training_step
 from arc2avatar.prior.loading import load_prior_models
-from arc2avatar.prior.synthetic import write_random_weights
 
-from test_finetune_dataset import make_identity
 
 LIMITS = DatasetLimits(min_views=4, min_side=16)
 TINY = FinetuneConfig(rank=4, alpha=8.0, learning_rate=5e-3, batch_size=2, resolution=16, steps=3,
@@ -38,19 +36,6 @@ LAUNCH_TIMEOUT_S = 180  # one launch takes ≈ 5–10 s on 2 idle cores
 @pytest.fixture(autouse=True)
 def _one_thread_per_process(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return write_random_weights(tmp_path_factory.mktemp("ftd-weights"), "tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ftd-data")
-    make_identity(root / "p0", views=6, side=16, seed=0)
-    make_identity(root / "p1", views=6, side=16, seed=1)
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Claims about multi-view LoRA training on tiny random models (spec §8).
 
-Tiny prior weights in the real layout (``write_random_weights``), a synthetic dataset made here
+Tiny prior weights in the real layout (``write_random_weights``) and a synthetic dataset, both from conftest.py
 (16 px views: the tiny VAE keeps an 8×8 latent), CPU fp32.
 """
 
@@ -19,9 +19,7 @@ from arc2avatar.errors import InputError
 from arc2avatar.finetune.dataset import DatasetLimits
 from arc2avatar.finetune.train import FinetuneConfig, add_lora, iter_log, loss_trend, train_lora
 from arc2avatar.prior.loading import load_lora, load_prior_models
-from arc2avatar.prior.synthetic import write_random_weights
 
-from test_finetune_dataset import make_identity
 
 LIMITS = DatasetLimits(min_views=4, min_side=16)
 TINY = FinetuneConfig(rank=4, alpha=8.0, learning_rate=5e-3, batch_size=4, resolution=16, steps=20,
@@ -29,19 +27,6 @@ TINY = FinetuneConfig(rank=4, alpha=8.0, learning_rate=5e-3, batch_size=4, resol
 
 RUN_CONFIG = FinetuneConfig(**{**TINY.__dict__, "validate_every": 20, "validation_inference_steps": 2,
                                "keep_checkpoints": 4})
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return write_random_weights(tmp_path_factory.mktemp("ft-weights"), "tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ft-data")
-    make_identity(root / "p0", views=6, side=16, seed=0)
-    make_identity(root / "p1", views=6, side=16, seed=1)
-    return root
 
 
 @pytest.fixture(scope="module")
