@@ -18,26 +18,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 
 def write_inputs(work: Path, size: str) -> tuple[Path, Path]:
     """``work/weights`` (random networks in the real layouts, stand-in ONNX face models) and
-    ``work/photo.png`` (a synthetic "face" the stand-in detector finds); returns both paths."""
-    from PIL import Image
+    ``work/photo.png`` (a synthetic "face" the stand-in detector finds); returns both paths.
+    Reused when an earlier call wrote them into ``work`` (``pipeline.bench.write_benchmark_inputs``)."""
+    from arc2avatar.pipeline.bench import write_benchmark_inputs
 
-    from arc2avatar.identity.synthetic import plant_face, write_tiny_identity_weights
-    from arc2avatar.prior.synthetic import write_random_weights
-
-    weights = work / "weights"
-    write_random_weights(weights, size=size, seed=0)
-    write_tiny_identity_weights(weights)
-    photo = np.full((640, 640, 3), 200, dtype=np.uint8)  # letterbox scale 1 for the stand-in detector
-    plant_face(photo, (320.0, 288.0), 128.0)  # a square of 4·stride on the stride-32 anchors
-    work.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(photo).save(work / "photo.png")
-    return weights, work / "photo.png"
+    files = write_benchmark_inputs(work, size, seed=0, lora_rank=0)
+    return files["weights"], files["photo"]
 
 
 def main() -> None:

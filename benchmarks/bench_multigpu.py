@@ -39,6 +39,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from arc2avatar._io import atomic_write_text  # noqa: E402
+
 import bench_create  # noqa: E402  (benchmarks/ is not a package)
 import bench_finetune  # noqa: E402
 
@@ -52,19 +54,12 @@ RUN_TIMEOUT_S = 1200
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def inputs(work: Path, size: str) -> tuple[Path, Path]:
     """bench_create.py's weights folder and photo in ``work``, reused when a previous call wrote them."""
-    done = work / f".inputs-{size}"
-    if done.is_file():
-        return work / "weights", work / "photo.png"
-    paths = bench_create.write_inputs(work, size)
-    done.write_text("written\n")
-    return paths
+    return bench_create.write_inputs(work, size)
 
 
 def lora_run(n: int, per_gpu_batch: int, args: argparse.Namespace, weights: Path, data: Path, work: Path) -> dict:

@@ -30,7 +30,7 @@ import logging
 import platform
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -111,6 +111,7 @@ def write_benchmark_inputs(work: Path, size: str = "full", seed: int = 0, lora_r
     from arc2avatar.identity.synthetic import plant_face, write_tiny_identity_weights
     from arc2avatar.prior.synthetic import write_random_lora, write_random_weights
 
+    work.mkdir(parents=True, exist_ok=True)
     weights = work / "weights"
     marker = work / f"inputs-{size}-{seed}-{lora_rank}.done"  # a second run in the same --work reuses them
     files = {"weights": weights, "photo": work / "photo.png"}
