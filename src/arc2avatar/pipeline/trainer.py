@@ -13,7 +13,8 @@ SIGINT/SIGTERM too, a JSON-lines log records losses, guidance gradient norm, spl
 timings.
 
 GPU hygiene (issue 9): one host–device sync per iteration (the finite check that decides
-whether the step is taken) besides the renderer's own; host data (cameras, backgrounds) goes to
+whether the step is taken) besides the renderer's own and the guidance's read of the view
+azimuths (which pick the prompt mix); host data (cameras, backgrounds) goes to
 the GPU without waiting; the guidance's flip and timestep are drawn on the CPU camera generator;
 log values stay tensors until a record is written; periodic checkpoints are copied to the host
 and written by a background thread. The backward pass is split at the renders (guidance → VAE
