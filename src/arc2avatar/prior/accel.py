@@ -19,6 +19,9 @@ What it does, each switchable in ``AccelConfig`` (all of it is skipped on a CPU)
   on disk); a short run (the ``fast`` preset) turns it off. ``compile="reduce-overhead"`` uses
   Inductor's own CUDA graphs instead of ours. A compiler failure falls back to eager with a
   warning.
+* **Wide-head attention** (``prior/attention.py``): the VAE's single 512-wide attention head as
+  two matrix products around a float32 softmax instead of the memory-efficient kernel, whose
+  backward was a third of the VAE's forward + backward.
 * **cuDNN autotuning** for the fixed shapes (the process-wide ``torch.backends.cudnn.benchmark``).
 
 None of these changes a formula: the benchmark harness (``arc2avatar bench``) checks that the
@@ -38,6 +41,7 @@ from typing import Any, Callable, Literal
 import torch
 from torch import Tensor
 
+from .attention import install_attention, wide_head_attention
 from .guidance import VaeLatentEncoder
 from .loading import PriorModels
 
@@ -58,6 +62,10 @@ class AccelConfig:
             encoder's forward + backward.
         channels_last: NHWC memory format for the UNet's convolutions.
         vae_channels_last: NHWC for the VAE too (off: slower in eager at 512², module doc).
+        explicit_attention_above: VAE attention heads wider than this many channels run as two
+            matrix products around a float32 softmax (``prior/attention.py``; SD-1.5's VAE has one
+            512-wide head, which no fused kernel takes); None (``--set accel.explicit_attention_above=null``)
+            = PyTorch's SDPA for every head.
         fuse_lora: merge the multi-view LoRA into the UNet weights once (exact up to fp16
             rounding of W + s·B·A; the LoRA is fixed during avatar optimisation).
         compile: ``torch.compile`` mode applied to the UNet and VAE encoder: "none" (no
@@ -74,6 +82,7 @@ class AccelConfig:
     cuda_graphs: bool = True
     channels_last: bool = True
     vae_channels_last: bool = False
+    explicit_attention_above: int | None = 256
     fuse_lora: bool = True
     compile: CompileMode = "default"
     cudnn_benchmark: bool = True
@@ -84,6 +93,8 @@ class AccelConfig:
             raise ValueError(f"AccelConfig.compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
         if self.compile == "reduce-overhead" and self.cuda_graphs:
             raise ValueError("AccelConfig.compile=reduce-overhead captures its own CUDA graphs: set cuda_graphs=false")
+        if self.explicit_attention_above is not None and self.explicit_attention_above < 0:
+            raise ValueError(f"AccelConfig.explicit_attention_above must be ≥ 0 or null, got {self.explicit_attention_above}")
         if self.warmup_calls < 1:
             raise ValueError(f"AccelConfig.warmup_calls must be ≥ 1, got {self.warmup_calls}")
 
@@ -118,7 +129,8 @@ def prepare_models(models: PriorModels, accel: AccelConfig) -> dict[str, Any]:
     In place because one avatar run holds exactly one UNet and one VAE (spec §2): the LoRA
     merge and the memory format change the loaded weights themselves.
     """
-    done: dict[str, Any] = {"fused_lora_layers": 0, "channels_last": False, "vae_channels_last": False}
+    done: dict[str, Any] = {"fused_lora_layers": 0, "channels_last": False, "vae_channels_last": False,
+                            "vae_explicit_attention_layers": 0}
     if not accel.active(models.device):
         return done
     if accel.cudnn_benchmark:
@@ -131,6 +143,9 @@ def prepare_models(models: PriorModels, accel: AccelConfig) -> dict[str, Any]:
     if accel.vae_channels_last:
         models.vae.to(memory_format=torch.channels_last)
     done["vae_channels_last"] = accel.vae_channels_last
+    if accel.explicit_attention_above is not None:
+        done["vae_explicit_attention_layers"] = install_attention(
+            models.vae, wide_head_attention(accel.explicit_attention_above))
     return done
 
 
