@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One device call: set up, then each benchmark in turn; every step's output goes to $OUT/suite.log
 # and its JSON to $OUT. Usage (on the GPU machine, repo root): bash benchmarks/gpu_suite.sh STEP...
-# Steps: smoke parity prior create200 oracle accel_tests bench multigpu_lora multigpu_create
-# (GPU counts: $MULTIGPU_COUNTS, default 1,2; extra `arc2avatar bench` options: $BENCH_ARGS)
+# Steps: smoke parity prior create200 oracle accel_tests bench profile multigpu_lora multigpu_create
+# (GPU counts: $MULTIGPU_COUNTS, default 1,2; extra `arc2avatar bench` options: $BENCH_ARGS; profile_prior.py options: $PROFILE_ARGS)
 set -u
 MULTIGPU_COUNTS=${MULTIGPU_COUNTS:-1,2}
 source benchmarks/device_setup.sh || exit 1
@@ -26,6 +26,7 @@ for s in "$@"; do
     multigpu_create) step multigpu_create python3 benchmarks/bench_multigpu.py --out "$OUT/multigpu_create_${MULTIGPU_COUNTS//,/-}.json" --what create \
                        --gpus "$MULTIGPU_COUNTS" --jobs 4 --iterations 100 --work /tmp/multigpu ;;
     accel_tests) step accel_tests python3 -m pytest tests/test_accel.py -q -p no:cacheprovider -x ;;
+    profile) step profile python3 benchmarks/profile_prior.py --out "$OUT/profile" ${PROFILE_ARGS:-} ;;
     bench) step bench python3 -m arc2avatar.cli.main bench --out "$OUT/bench.json" --work /tmp/bench --no-progress ${BENCH_ARGS:-} ;;
     create200) step create200 python3 benchmarks/bench_create.py --out "$OUT/create200.json" --iterations 200 --preset paper ;;
     oracle) step oracle timeout "${ORACLE_TIMEOUT:-420}" python3 -m arc2avatar.cli.main demo -o /tmp/oracle --preset paper \

@@ -1,0 +1,273 @@
+"""Where the GPU time of one ISM step goes, kernel by kernel, and what each fast-path variant buys.
+
+    python benchmarks/profile_prior.py --out DIR [--what vae,unet,attn] [--views 4]
+
+Full-size random SD-1.5 UNet / VAE (real configs, same FLOPs), fp16, on CUDA. For each variant
+of the VAE encoder's forward + backward (input gradient only, as in training) and of the UNet
+call (B views for the inversion, 4B for the Perp-Neg call) it reports the median time over
+``--reps`` CUDA-event-timed calls, the TFLOP/s that implies, and a torch.profiler table of the
+top kernels. Every section's JSON is written as soon as it is measured (a run cut short keeps
+what it measured). VAE variant names: eager/compile, nchw/cl (memory format), graphs (CUDA-graphed
+forward + backward), ``explicit_`` = the fast path's wide-head attention installed
+(``arc2avatar.prior.attention``). A research tool for issue 9 (its findings are in
+docs/benchmarks.md); ``arc2avatar bench`` is the acceptance harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from arc2avatar.prior.configs import unet_config, vae_config
+
+VAE_GFLOP_PER_IMAGE = 2285.0  # forward + input backward at 512² (shared/docs/performance.md)
+UNET_GFLOP_PER_SAMPLE = 803.0  # one forward at a 64×64 latent (performance.md)
+
+
+def _time(fn: Callable[[], Any], reps: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def _kernel_table(fn: Callable[[], Any], rows: int = 30) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize()
+    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=110)
+
+
+def _op_shapes(fn: Callable[[], Any], rows: int = 25) -> str:
+    """The CPU-side ops (with input shapes) whose CUDA time is largest: finds stray copies."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return prof.key_averages(group_by_input_shape=True).table(sort_by="cuda_time_total", row_limit=rows,
+                                                               max_name_column_width=60, max_shapes_column_width=90)
+
+
+class _Moments(torch.nn.Module):
+    def __init__(self, vae: Any) -> None:
+        super().__init__()
+        self.encoder, self.quant_conv = vae.encoder, vae.quant_conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.quant_conv(self.encoder(x))
+
+
+def _vae_variants(views: int, res: int, reps: int, out: Path, results: dict[str, Any], names: list[str]) -> None:
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        vae = AutoencoderKL.from_config(vae_config("full")).half().eval().requires_grad_(False)
+    x = torch.randn(views, 3, res, res, device="cuda", dtype=torch.float16)
+    grad = torch.randn(views, 8, res // 8, res // 8, device="cuda", dtype=torch.float16)
+    gflop = VAE_GFLOP_PER_IMAGE * views * (res / 512) ** 2
+
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    from arc2avatar.prior.attention import install_attention, wide_head_attention
+
+    def variant(name: str, channels_last: bool, compile_mode: str | None, graphs: bool, fast_attention: bool) -> None:
+        started = time.perf_counter()
+        vae.set_attn_processor(AttnProcessor2_0())
+        if fast_attention:
+            install_attention(vae, wide_head_attention(256))
+        vae.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        module = _Moments(vae)
+        fn: Callable[[torch.Tensor], torch.Tensor] = module
+        if compile_mode:
+            torch._dynamo.reset()
+            fn = torch.compile(module, mode=compile_mode, dynamic=False)
+        sample = x.clone()
+        if channels_last:
+            sample = sample.contiguous(memory_format=torch.channels_last)
+        sample.requires_grad_(True)
+        if graphs:
+            fn = torch.cuda.make_graphed_callables(fn, (sample,), num_warmup_iters=3)
+
+        def step() -> None:
+            y = fn(sample)
+            (g,) = torch.autograd.grad(y, sample, grad)
+
+        def fwd() -> None:
+            with torch.no_grad():
+                module(sample)
+
+        step()
+        torch.cuda.synchronize()
+        setup_s = time.perf_counter() - started
+        ms = _time(step, reps)
+        entry = {"ms": ms, "tflops": gflop / ms, "setup_s": setup_s, "peak_gb": torch.cuda.max_memory_allocated() / 1e9}
+        if not graphs:
+            entry["eager_forward_ms"] = _time(fwd, reps)
+        results[f"vae/{name}"] = entry
+        print(f"vae/{name}: {entry}", flush=True)
+        (out / f"kernels_vae_{name}.txt").write_text(_kernel_table(step))
+        if not graphs:
+            (out / f"copies_vae_{name}.txt").write_text(_op_shapes(step))
+        (out / "profile.json").write_text(json.dumps(results, indent=1))
+
+    table = {
+        "eager_nchw": (False, None, False, False),
+        "eager_cl": (True, None, False, False),
+        "compile_nchw_graphs": (False, "default", True, False),  # the fast path before fast attention
+        "compile_cl_graphs": (True, "default", True, False),
+        "explicit_compile_nchw_graphs": (False, "default", True, True),
+        "explicit_compile_cl_graphs": (True, "default", True, True),
+        "explicit_compile_cl": (True, "default", False, True),
+        "explicit_compile_nchw": (False, "default", False, True),
+        "explicit_autotune_cl_graphs": (True, "max-autotune-no-cudagraphs", True, True),
+        "explicit_autotune_nchw_graphs": (False, "max-autotune-no-cudagraphs", True, True),
+    }
+    for name in names:
+        if name in table:
+            variant(name, *table[name])
+
+
+def _unet_variants(views: int, reps: int, out: Path, results: dict[str, Any], names: list[str]) -> None:
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        unet = UNet2DConditionModel.from_config(unet_config("full")).half().eval().requires_grad_(False)
+    unet.to(memory_format=torch.channels_last)
+
+    def forward(latents: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        return unet(latents, t, encoder_hidden_states=ctx, return_dict=False)[0]
+
+    def variant(name: str, compile_mode: str | None, backend: str | None) -> None:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        order = {"cudnn": [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION],
+                 "flash": [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION],
+                 "efficient": [SDPBackend.EFFICIENT_ATTENTION]}
+        torch._dynamo.reset()
+        fn = torch.compile(forward, mode=compile_mode, dynamic=False) if compile_mode else forward
+        for batch in (views, 4 * views):
+            started = time.perf_counter()
+            lat = torch.randn(batch, 4, 64, 64, device="cuda", dtype=torch.float16)
+            t = torch.full((batch,), 300, device="cuda", dtype=torch.long)
+            ctx = torch.randn(batch, 77, 768, device="cuda", dtype=torch.float16)
+            ctx_mgr = sdpa_kernel(order[backend], set_priority=True) if backend else torch.no_grad()
+            with torch.no_grad(), ctx_mgr:
+                fn(lat, t, ctx)
+                graph = torch.cuda.CUDAGraph()
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    for _ in range(3):
+                        fn(lat, t, ctx)
+                torch.cuda.current_stream().wait_stream(side)
+                with torch.cuda.graph(graph):
+                    fn(lat, t, ctx)
+                torch.cuda.synchronize()
+                setup_s = time.perf_counter() - started
+                ms = _time(graph.replay, reps)
+                entry = {"ms": ms, "tflops": UNET_GFLOP_PER_SAMPLE * batch / ms, "setup_s": setup_s}
+                results[f"unet/{name}/B{batch}"] = entry
+                print(f"unet/{name}/B{batch}: {entry}", flush=True)
+                if batch == 4 * views:
+                    (out / f"kernels_unet_{name}_B{batch}.txt").write_text(_kernel_table(lambda: fn(lat, t, ctx)))
+            (out / "profile.json").write_text(json.dumps(results, indent=1))
+
+    # Note: the SDPA priority is read when the graph is traced, and Inductor's AOTAutograd cache
+    # does not key on it: run one forced-backend variant per process (or per cache dir).
+    table = {
+        "compile_default": ("default", None),  # the fast path: PyTorch's own kernel choice
+        "compile_flash": ("default", "flash"),  # FlashAttention forced
+        "compile_cudnn": ("default", "cudnn"),  # cuDNN attention first
+        "autotune_default": ("max-autotune-no-cudagraphs", None),
+        "eager_default": (None, None),
+    }
+    for name in names:
+        if name in table:
+            variant(name, *table[name])
+
+
+def _attention(views: int, reps: int, out: Path, results: dict[str, Any]) -> None:
+    """SDPA alone at the UNet's and the VAE's shapes, per backend (forward; VAE also backward)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    shapes = {  # name: (batch, heads, tokens, head_dim, kv_tokens, backward)
+        "unet64_self": (4 * views, 8, 4096, 40, 4096, False),
+        "unet32_self": (4 * views, 8, 1024, 80, 1024, False),
+        "unet16_self": (4 * views, 8, 256, 160, 256, False),
+        "unet64_cross": (4 * views, 8, 4096, 40, 77, False),
+        "vae_mid": (views, 1, 4096, 512, 4096, True),
+    }
+    backends = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}
+    for name, (b, h, n, d, m, backward) in shapes.items():
+        q = torch.randn(b, h, n, d, device="cuda", dtype=torch.float16, requires_grad=backward)
+        k = torch.randn(b, h, m, d, device="cuda", dtype=torch.float16, requires_grad=backward)
+        v = torch.randn(b, h, m, d, device="cuda", dtype=torch.float16, requires_grad=backward)
+        gflop = 4 * b * h * n * m * d / 1e9 * (3 if backward else 1)
+        for bname, backend in backends.items():
+            def call() -> None:
+                with sdpa_kernel([backend]):
+                    y = F.scaled_dot_product_attention(q, k, v)
+                    if backward:
+                        torch.autograd.grad(y, (q, k, v), torch.ones_like(y))
+            try:
+                ms = _time(call, reps)
+            except Exception as error:  # noqa: BLE001 - a backend that does not take the shape
+                results[f"attn/{name}/{bname}"] = {"error": str(error).splitlines()[0][:160]}
+                continue
+            results[f"attn/{name}/{bname}"] = {"ms": ms, "tflops": gflop / ms}
+            print(f"attn/{name}/{bname}: {ms:.3f} ms {gflop / ms:.0f} TFLOP/s", flush=True)
+    (out / "profile.json").write_text(json.dumps(results, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--what", default="attn,vae,unet")
+    parser.add_argument("--vae", default="compile_nchw_graphs,explicit_compile_nchw_graphs,explicit_compile_cl_graphs")
+    parser.add_argument("--unet", default="compile_default")
+    parser.add_argument("--views", type=int, default=4)
+    parser.add_argument("--res", type=int, default=512)
+    parser.add_argument("--reps", type=int, default=20)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.backends.cudnn.benchmark = True
+    results: dict[str, Any] = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+                               "cudnn": torch.backends.cudnn.version()}
+    what = args.what.split(",")
+    if "attn" in what:
+        _attention(args.views, args.reps, args.out, results)
+    if "vae" in what:
+        _vae_variants(args.views, args.res, args.reps, args.out, results, args.vae.split(","))
+    if "unet" in what:
+        _unet_variants(args.views, args.reps, args.out, results, args.unet.split(","))
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
