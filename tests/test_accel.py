@@ -265,3 +265,20 @@ def test_a_failing_compiler_falls_back_to_eager_once_with_a_warning(caplog) -> N
         assert fn(1) == 2 and fn(2) == 3
     assert calls == ["compiled"]  # tried once, then eager for good
     assert "torch.compile of the UNet failed (RuntimeError: no C compiler found)" in caplog.text
+
+
+def test_the_cli_keeps_compiled_kernels_in_the_arc2avatar_cache_unless_told_otherwise(tmp_path, monkeypatch) -> None:
+    import os
+    from pathlib import Path
+
+    from arc2avatar._cache import persist_compile_cache
+    from arc2avatar.cli.main import main
+
+    env = {"ARC2AVATAR_CACHE": str(tmp_path)}
+    assert persist_compile_cache(env) == tmp_path / "inductor" and env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
+    chosen = {"ARC2AVATAR_CACHE": str(tmp_path), "TORCHINDUCTOR_CACHE_DIR": "/somewhere/else"}
+    assert persist_compile_cache(chosen) == Path("/somewhere/else")  # the user's choice stands
+    monkeypatch.setenv("ARC2AVATAR_CACHE", str(tmp_path / "cli"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    assert main([]) == 1  # no command: help, exit 1; the process's cache is set all the same
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cli" / "inductor")

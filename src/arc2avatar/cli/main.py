@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 
+from arc2avatar._cache import persist_compile_cache
 from arc2avatar.errors import Arc2AvatarError
 
 # Modules in arc2avatar.cli that each register one or more subcommands, in help order.
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    persist_compile_cache()  # compiled GPU kernels survive a reboot (arc2avatar/_cache.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from arc2avatar._cache import cache_root
 from arc2avatar._io import atomic_path, file_sha256
 from arc2avatar.cameras.samplers import CameraRanges, FacePhaseRanges, sample_face_phase, sample_paper
 from arc2avatar.errors import InputError
@@ -36,7 +36,6 @@ from arc2avatar.splats.render import rasterize
 
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "ARC2AVATAR_CACHE"
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ class HeadSetup:
 
 def cache_dir() -> Path:
     """Where cached mean faces live: ``$ARC2AVATAR_CACHE`` or ``~/.cache/arc2avatar``."""
-    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "arc2avatar"))
+    return cache_root()
 
 
 def load_base_head(config: TemplateConfig) -> tuple[HeadModel, dict[str, Any]]:

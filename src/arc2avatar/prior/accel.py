@@ -71,7 +71,8 @@ class AccelConfig:
         compile: ``torch.compile`` mode applied to the UNet and VAE encoder: "none" (no
             compilation time), "default" or "max-autotune-no-cudagraphs" (under our graphs), or
             "reduce-overhead" (Inductor's own CUDA graphs; needs ``cuda_graphs=False``).
-            Inductor caches compiled kernels on disk (``TORCHINDUCTOR_CACHE_DIR``), so only a
+            Inductor caches compiled kernels on disk (``TORCHINDUCTOR_CACHE_DIR``; the CLI points
+            it into the arc2avatar cache, ``arc2avatar/_cache.py``), so only a
             machine's first run pays in full (measured: 118 s on an H200, docs/benchmarks.md).
         cudnn_benchmark: let cuDNN time its convolution algorithms for the fixed shapes and keep
             the fastest (sets the process-wide ``torch.backends.cudnn.benchmark``).
