@@ -279,6 +279,7 @@ def test_the_cli_keeps_compiled_kernels_in_the_arc2avatar_cache_unless_told_othe
     chosen = {"ARC2AVATAR_CACHE": str(tmp_path), "TORCHINDUCTOR_CACHE_DIR": "/somewhere/else"}
     assert persist_compile_cache(chosen) == Path("/somewhere/else")  # the user's choice stands
     monkeypatch.setenv("ARC2AVATAR_CACHE", str(tmp_path / "cli"))
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "unset-below")  # recorded, so the test leaves os.environ as it was
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
     assert main([]) == 1  # no command: help, exit 1; the process's cache is set all the same
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cli" / "inductor")
