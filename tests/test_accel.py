@@ -283,3 +283,14 @@ def test_the_cli_keeps_compiled_kernels_in_the_arc2avatar_cache_unless_told_othe
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
     assert main([]) == 1  # no command: help, exit 1; the process's cache is set all the same
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cli" / "inductor")
+
+
+@pytest.mark.skipif(CUDA, reason="checks the message given where there is no CUDA device")
+def test_bench_without_a_gpu_refuses_full_size_weights_in_one_line_and_writes_nothing(tmp_path, capsys) -> None:
+    from arc2avatar.cli.main import main
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--out", str(out), "--work", str(tmp_path / "work"), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no CUDA device" in err[0] and "--size tiny" in err[0]
+    assert not out.exists() and not (tmp_path / "work" / "weights").exists()

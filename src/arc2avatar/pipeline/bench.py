@@ -40,6 +40,7 @@ from torch import Tensor
 
 from arc2avatar._io import atomic_write_text
 from arc2avatar._timing import StageTimer
+from arc2avatar.errors import InputError
 from arc2avatar.pipeline.config import CreateConfig
 from arc2avatar.pipeline.presets import resolve_config
 
@@ -289,6 +290,14 @@ def run_benchmark(bench: BenchConfig, work: str | Path | None = None, out: str |
     base_overrides = [f"meanface.iterations={face_its}", f"meanface.head_iterations={head_its}", *overrides]
     config = resolve_config(bench.preset, None, base_overrides)
     device = pick_device(config.device)
+    if device.type != "cuda" and bench.size == "full":
+        raise InputError(
+            "arc2avatar bench times the CUDA fast path on full-size weights, and there is no CUDA device here "
+            "(on a CPU one full-size iteration at 512² takes minutes); for a plumbing check on a CPU use "
+            "--size tiny --set resolution=64 --set meanface.resolution=64 --iterations 20 --baseline-iterations 5 --also "
+            "(≈ 5 min on 2 cores)")
+    if device.type != "cuda":
+        log.warning("bench on %s: tiny weights check the harness's plumbing; the timings say nothing about a GPU", device)
     report: dict[str, Any] = {
         "date": datetime.date.today().isoformat(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
