@@ -37,7 +37,6 @@ from arc2avatar.splats.render import rasterize
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class HeadSetup:
     """A template ready for splats.
@@ -51,11 +50,6 @@ class HeadSetup:
     base: HeadModel
     upsampled: UpsampledHead
     info: dict[str, Any]
-
-
-def cache_dir() -> Path:
-    """Where cached mean faces live: ``$ARC2AVATAR_CACHE`` or ``~/.cache/arc2avatar``."""
-    return cache_root()
 
 
 def load_base_head(config: TemplateConfig) -> tuple[HeadModel, dict[str, Any]]:
@@ -136,13 +130,14 @@ def fit_mean_face(
     loaded such a full-head set, official-release §3.1). Both use L1 + 0.2·D-SSIM on white and
     the face-position regulariser toward the template vertices (``position_weight``, spec §4),
     so the correspondence survives. The result is cached per (template, config) under
-    ``cache_dir()/meanface``; anchors are the fitted face positions.
+    ``cache_root()/meanface`` (``$ARC2AVATAR_CACHE`` or ``~/.cache/arc2avatar``); anchors are the
+    fitted face positions.
 
     Returns:
         the splats (a new object) and ``{"psnr": face PSNR, "head_psnr": ..., "cached": 0/1}``.
     """
     key = _cache_key(setup, config, cameras, init, head_cameras)
-    cache_file = cache_dir() / "meanface" / f"{setup.info['name']}-{key}.safetensors"
+    cache_file = cache_root() / "meanface" / f"{setup.info['name']}-{key}.safetensors"
     stats: dict[str, float] = {"iterations": float(config.iterations), "head_iterations": float(config.head_iterations)}
     if config.cache and cache_file.is_file():
         cached = load_file(str(cache_file))
