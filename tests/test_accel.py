@@ -75,15 +75,16 @@ def test_fast_path_is_inert_on_a_cpu(tiny_paths, tmp_path) -> None:
     assert not AccelConfig().active("cpu") and AccelConfig().active("cuda") and not AccelConfig.eager().active("cuda")
 
 
-def _attention_outputs(models, kernel=None):
-    """UNet ε and VAE encoder moments + input gradient, with ``kernel`` installed (None: default)."""
+def _attention_outputs(models, kernel=None, wider_than=0):
+    """UNet ε and VAE encoder moments + input gradient, with ``kernel`` installed on the heads
+    wider than ``wider_than`` (None: diffusers' default processors)."""
     import copy
 
     from arc2avatar.prior.attention import install_attention
 
     unet, vae = copy.deepcopy(models.unet), copy.deepcopy(models.vae)
     if kernel is not None:
-        assert install_attention(unet, kernel) > 0 and install_attention(vae, kernel) > 0
+        assert install_attention(unet, kernel, wider_than) > 0 and install_attention(vae, kernel, wider_than) > 0
     latents, timesteps, context = _unet_inputs(models)
     with torch.no_grad():
         eps = unet(latents, timesteps, encoder_hidden_states=context).sample
@@ -94,15 +95,34 @@ def _attention_outputs(models, kernel=None):
 
 
 def test_fast_attention_processor_gives_diffusers_results_in_the_unet_and_the_vae(tiny_paths, tmp_path) -> None:
-    from arc2avatar.prior.attention import explicit_attention, sdpa_attention, wide_head_attention
+    import copy
+
+    from arc2avatar.prior.attention import explicit_attention, install_attention, sdpa_attention
 
     models = _models_with_lora(tiny_paths, tmp_path)
     reference = _attention_outputs(models)
     # the explicit two-matmul form on every head (by default only heads wider than 256 take it)
-    # and the SDPA kernel, both through our processor
-    for kernel in (explicit_attention, sdpa_attention, wide_head_attention(0), wide_head_attention(256)):
+    # and the SDPA kernel, both through our processor; the tiny models' heads are all ≤ 256 wide
+    unet, vae = models.unet, models.vae
+    assert install_attention(copy.deepcopy(unet), wider_than=256) == install_attention(copy.deepcopy(vae), wider_than=256) == 0
+    for kernel in (explicit_attention, sdpa_attention):
         for got, want in zip(_attention_outputs(models, kernel), reference):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_the_default_threshold_picks_exactly_the_real_vaes_512_wide_heads() -> None:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from arc2avatar.prior.attention import FastAttnProcessor, install_attention
+    from arc2avatar.prior.configs import unet_config, vae_config
+
+    with torch.device("meta"):  # the real SD-1.5 shapes, no memory
+        vae = AutoencoderKL.from_config(vae_config("full"))
+        unet = UNet2DConditionModel.from_config(unet_config("full"))
+    threshold = AccelConfig().explicit_attention_above
+    assert install_attention(vae, wider_than=threshold) == 2  # encoder and decoder mid blocks
+    assert isinstance(vae.encoder.mid_block.attentions[0].processor, FastAttnProcessor)
+    assert install_attention(unet, wider_than=threshold) == 0  # 40/80/160-wide heads keep diffusers' processor
 
 
 def test_explicit_attention_is_softmax_attention_with_a_mask_too() -> None:

@@ -41,7 +41,7 @@ from typing import Any, Callable, Literal
 import torch
 from torch import Tensor
 
-from .attention import install_attention, wide_head_attention
+from .attention import explicit_attention, install_attention
 from .guidance import VaeLatentEncoder
 from .loading import PriorModels
 
@@ -146,7 +146,7 @@ def prepare_models(models: PriorModels, accel: AccelConfig) -> dict[str, Any]:
     done["vae_channels_last"] = accel.vae_channels_last
     if accel.explicit_attention_above is not None:
         done["vae_explicit_attention_layers"] = install_attention(
-            models.vae, wide_head_attention(accel.explicit_attention_above))
+            models.vae, explicit_attention, wider_than=accel.explicit_attention_above)
     return done
 
 

@@ -10,10 +10,11 @@ from 34 to 19 ms per step, and the step's gradient came out closer to an fp32 re
 eager fp16 one (the harness's gradient check).
 
 ``FastAttnProcessor`` is a diffusers attention processor (the public extension point of
-``Attention``) that does what diffusers' ``AttnProcessor2_0`` does for SD-1.5's blocks and calls
-``wide_head_attention``: the explicit form above ``explicit_above``, PyTorch's SDPA (its own
-kernel choice) otherwise. The UNet keeps diffusers' default processor: its heads (40/80/160) have
-fused kernels, and PyTorch already picks cuDNN's for them on Hopper.
+``Attention``) that does what diffusers' ``AttnProcessor2_0`` does for SD-1.5's blocks with a
+chosen kernel; ``install_attention`` gives it, with the explicit form, to the attention modules
+whose heads are wider than a threshold, decided once per module. Every other module keeps
+diffusers' default processor: the UNet's heads (40/80/160) have fused kernels, and PyTorch
+already picks cuDNN's for them on Hopper.
 
 Written by hand: the processor's bookkeeping (reshapes, residual) and the explicit two-matmul
 attention; the kernels themselves are cuBLAS's and Inductor's through PyTorch.
@@ -42,17 +43,6 @@ def explicit_attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor |
     if mask is not None:
         scores = scores + mask
     return torch.matmul(scores.float().softmax(dim=-1).to(value.dtype), value)
-
-
-def wide_head_attention(explicit_above: int) -> AttentionKernel:
-    """The explicit form for heads wider than ``explicit_above``, SDPA for the others."""
-
-    def kernel(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None) -> Tensor:
-        if query.shape[-1] > explicit_above:
-            return explicit_attention(query, key, value, mask)
-        return sdpa_attention(query, key, value, mask)
-
-    return kernel
 
 
 class FastAttnProcessor:
@@ -103,16 +93,22 @@ class FastAttnProcessor:
         return out / attn.rescale_output_factor
 
 
-def install_attention(module: torch.nn.Module, kernel: AttentionKernel) -> int:
-    """Give every supported diffusers ``Attention`` in ``module`` a ``FastAttnProcessor(kernel)``;
-    returns how many were changed."""
+def head_dim(attn: Any) -> int:
+    """Channels per head of a diffusers ``Attention``."""
+    return attn.inner_dim // attn.heads
+
+
+def install_attention(module: torch.nn.Module, kernel: AttentionKernel = explicit_attention, wider_than: int = 0) -> int:
+    """Give every supported diffusers ``Attention`` in ``module`` whose heads are wider than
+    ``wider_than`` channels a ``FastAttnProcessor(kernel)``; returns how many were changed."""
     changed = 0
     for sub in module.modules():
-        if hasattr(sub, "set_processor") and hasattr(sub, "to_q") and FastAttnProcessor.supports(sub):
+        if (hasattr(sub, "set_processor") and hasattr(sub, "to_q") and FastAttnProcessor.supports(sub)
+                and head_dim(sub) > wider_than):
             sub.set_processor(FastAttnProcessor(kernel))
             changed += 1
     return changed
 
 
-__all__ = ["AttentionKernel", "FastAttnProcessor", "explicit_attention", "install_attention", "sdpa_attention",
-           "wide_head_attention"]
+__all__ = ["AttentionKernel", "FastAttnProcessor", "explicit_attention", "head_dim", "install_attention",
+           "sdpa_attention"]
