@@ -19,6 +19,7 @@ import argparse
 import json
 import statistics
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
@@ -71,54 +72,40 @@ def _op_shapes(fn: Callable[[], Any], rows: int = 25) -> str:
                                                                max_name_column_width=60, max_shapes_column_width=90)
 
 
-class _Moments(torch.nn.Module):
-    def __init__(self, vae: Any) -> None:
-        super().__init__()
-        self.encoder, self.quant_conv = vae.encoder, vae.quant_conv
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.quant_conv(self.encoder(x))
-
-
 def _vae_variants(views: int, res: int, reps: int, out: Path, results: dict[str, Any], names: list[str]) -> None:
+    """The VAE encoder's forward + input backward through the pipeline's own encoder classes."""
     from diffusers import AutoencoderKL
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    from arc2avatar.prior.accel import AccelConfig, AcceleratedVaeLatentEncoder
+    from arc2avatar.prior.attention import install_attention
 
     torch.manual_seed(0)
     with torch.device("cuda"):
         vae = AutoencoderKL.from_config(vae_config("full")).half().eval().requires_grad_(False)
     x = torch.randn(views, 3, res, res, device="cuda", dtype=torch.float16)
-    grad = torch.randn(views, 8, res // 8, res // 8, device="cuda", dtype=torch.float16)
+    down = 2 ** (len(vae.config.block_out_channels) - 1)  # 8 for SD-1.5's VAE
+    grad = torch.randn(views, 2 * vae.config.latent_channels, res // down, res // down, device="cuda", dtype=torch.float16)
     gflop = VAE_GFLOP_PER_IMAGE * views * (res / 512) ** 2
 
-    from diffusers.models.attention_processor import AttnProcessor2_0
-
-    from arc2avatar.prior.attention import install_attention, wide_head_attention
-
-    def variant(name: str, channels_last: bool, compile_mode: str | None, graphs: bool, fast_attention: bool) -> None:
+    def variant(name: str, channels_last: bool, compile_mode: str, graphs: bool, explicit: bool) -> None:
         started = time.perf_counter()
+        torch._dynamo.reset()
         vae.set_attn_processor(AttnProcessor2_0())
-        if fast_attention:
-            install_attention(vae, wide_head_attention(256))
+        if explicit:
+            install_attention(vae, wider_than=AccelConfig().explicit_attention_above)
         vae.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        module = _Moments(vae)
-        fn: Callable[[torch.Tensor], torch.Tensor] = module
-        if compile_mode:
-            torch._dynamo.reset()
-            fn = torch.compile(module, mode=compile_mode, dynamic=False)
-        sample = x.clone()
-        if channels_last:
-            sample = sample.contiguous(memory_format=torch.channels_last)
+        encoder = AcceleratedVaeLatentEncoder(vae, AccelConfig(compile=compile_mode, cuda_graphs=graphs,
+                                                               vae_channels_last=channels_last))
+        sample = x.clone().contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         sample.requires_grad_(True)
-        if graphs:
-            fn = torch.cuda.make_graphed_callables(fn, (sample,), num_warmup_iters=3)
 
         def step() -> None:
-            y = fn(sample)
-            (g,) = torch.autograd.grad(y, sample, grad)
+            torch.autograd.grad(encoder.moments(sample), sample, grad)
 
-        def fwd() -> None:
+        def forward() -> None:
             with torch.no_grad():
-                module(sample)
+                encoder.moments(sample)
 
         step()
         torch.cuda.synchronize()
@@ -126,7 +113,7 @@ def _vae_variants(views: int, res: int, reps: int, out: Path, results: dict[str,
         ms = _time(step, reps)
         entry = {"ms": ms, "tflops": gflop / ms, "setup_s": setup_s, "peak_gb": torch.cuda.max_memory_allocated() / 1e9}
         if not graphs:
-            entry["eager_forward_ms"] = _time(fwd, reps)
+            entry["forward_ms"] = _time(forward, reps)
         results[f"vae/{name}"] = entry
         print(f"vae/{name}: {entry}", flush=True)
         (out / f"kernels_vae_{name}.txt").write_text(_kernel_table(step))
@@ -134,12 +121,12 @@ def _vae_variants(views: int, res: int, reps: int, out: Path, results: dict[str,
             (out / f"copies_vae_{name}.txt").write_text(_op_shapes(step))
         (out / "profile.json").write_text(json.dumps(results, indent=1))
 
-    table = {
-        "eager_nchw": (False, None, False, False),
-        "eager_cl": (True, None, False, False),
-        "compile_nchw_graphs": (False, "default", True, False),  # the fast path before fast attention
+    table = {  # name: (channels_last, compile mode, CUDA graphs, explicit wide-head attention)
+        "eager_nchw": (False, "none", False, False),
+        "eager_cl": (True, "none", False, False),
+        "compile_nchw_graphs": (False, "default", True, False),  # the fast path before the explicit attention
         "compile_cl_graphs": (True, "default", True, False),
-        "explicit_compile_nchw_graphs": (False, "default", True, True),
+        "explicit_compile_nchw_graphs": (False, "default", True, True),  # the fast path
         "explicit_compile_cl_graphs": (True, "default", True, True),
         "explicit_compile_cl": (True, "default", False, True),
         "explicit_compile_nchw": (False, "default", False, True),
@@ -152,59 +139,51 @@ def _vae_variants(views: int, res: int, reps: int, out: Path, results: dict[str,
 
 
 def _unet_variants(views: int, reps: int, out: Path, results: dict[str, Any], names: list[str]) -> None:
+    """One UNet call at B and 4B through the pipeline's own graphed denoiser."""
     from diffusers import UNet2DConditionModel
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from arc2avatar.prior.accel import AccelConfig, AcceleratedUNetDenoiser
 
     torch.manual_seed(0)
     with torch.device("cuda"):
         unet = UNet2DConditionModel.from_config(unet_config("full")).half().eval().requires_grad_(False)
     unet.to(memory_format=torch.channels_last)
+    forced = {"cudnn": [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION],
+              "flash": [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]}
 
-    def forward(latents: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-        return unet(latents, t, encoder_hidden_states=ctx, return_dict=False)[0]
-
-    def variant(name: str, compile_mode: str | None, backend: str | None) -> None:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        order = {"cudnn": [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION],
-                 "flash": [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION],
-                 "efficient": [SDPBackend.EFFICIENT_ATTENTION]}
+    def variant(name: str, compile_mode: str, backend: str | None) -> None:
         torch._dynamo.reset()
-        fn = torch.compile(forward, mode=compile_mode, dynamic=False) if compile_mode else forward
+        denoiser = AcceleratedUNetDenoiser(unet, AccelConfig(compile=compile_mode))
         for batch in (views, 4 * views):
-            started = time.perf_counter()
             lat = torch.randn(batch, 4, 64, 64, device="cuda", dtype=torch.float16)
             t = torch.full((batch,), 300, device="cuda", dtype=torch.long)
             ctx = torch.randn(batch, 77, 768, device="cuda", dtype=torch.float16)
-            ctx_mgr = sdpa_kernel(order[backend], set_priority=True) if backend else torch.no_grad()
-            with torch.no_grad(), ctx_mgr:
-                fn(lat, t, ctx)
-                graph = torch.cuda.CUDAGraph()
-                side = torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
-                    for _ in range(3):
-                        fn(lat, t, ctx)
-                torch.cuda.current_stream().wait_stream(side)
-                with torch.cuda.graph(graph):
-                    fn(lat, t, ctx)
-                torch.cuda.synchronize()
-                setup_s = time.perf_counter() - started
-                ms = _time(graph.replay, reps)
-                entry = {"ms": ms, "tflops": UNET_GFLOP_PER_SAMPLE * batch / ms, "setup_s": setup_s}
-                results[f"unet/{name}/B{batch}"] = entry
-                print(f"unet/{name}/B{batch}: {entry}", flush=True)
-                if batch == 4 * views:
-                    (out / f"kernels_unet_{name}_B{batch}.txt").write_text(_kernel_table(lambda: fn(lat, t, ctx)))
+            branch = torch.zeros(batch, device="cuda", dtype=torch.long)
+
+            def call() -> None:
+                denoiser.predict_eps(lat, t, ctx, branch)
+
+            before = denoiser.capture_s
+            # the SDPA priority is read when the graph is traced (i.e. here, at capture)
+            with torch.no_grad(), sdpa_kernel(forced[backend], set_priority=True) if backend else nullcontext():
+                call()
+            entry = {"ms": _time(call, reps), "setup_s": denoiser.capture_s - before}
+            entry["tflops"] = UNET_GFLOP_PER_SAMPLE * batch / entry["ms"]
+            results[f"unet/{name}/B{batch}"] = entry
+            print(f"unet/{name}/B{batch}: {entry}", flush=True)
+            if batch == 4 * views:
+                (out / f"kernels_unet_{name}_B{batch}.txt").write_text(_kernel_table(call))
             (out / "profile.json").write_text(json.dumps(results, indent=1))
 
-    # Note: the SDPA priority is read when the graph is traced, and Inductor's AOTAutograd cache
-    # does not key on it: run one forced-backend variant per process (or per cache dir).
+    # Inductor's AOTAutograd cache does not key on the SDPA priority: run one forced-backend
+    # variant per process (or per TORCHINDUCTOR_CACHE_DIR).
     table = {
         "compile_default": ("default", None),  # the fast path: PyTorch's own kernel choice
         "compile_flash": ("default", "flash"),  # FlashAttention forced
         "compile_cudnn": ("default", "cudnn"),  # cuDNN attention first
         "autotune_default": ("max-autotune-no-cudagraphs", None),
-        "eager_default": (None, None),
+        "graphs_default": ("none", None),  # CUDA graphs, no compilation (the fast preset)
     }
     for name in names:
         if name in table:
