@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from .attention import explicit_attention, install_attention
-from .guidance import VaeLatentEncoder
+from .guidance import VaeLatentEncoder, vae_moments
 from .loading import PriorModels
 
 log = logging.getLogger(__name__)
@@ -247,16 +247,14 @@ class AcceleratedUNetDenoiser:
 
 
 class _VaeMoments(torch.nn.Module):
-    """encoder → quant_conv of an ``AutoencoderKL`` as one module (what gets captured)."""
+    """``vae_moments`` as one module (what gets compiled and captured)."""
 
     def __init__(self, vae: Any) -> None:
         super().__init__()
-        self.encoder = vae.encoder
-        self.quant_conv = getattr(vae, "quant_conv", None)
+        self.vae = vae
 
     def forward(self, images: Tensor) -> Tensor:
-        moments = self.encoder(images)
-        return self.quant_conv(moments) if self.quant_conv is not None else moments
+        return vae_moments(self.vae, images)
 
 
 class AcceleratedVaeLatentEncoder(VaeLatentEncoder):

@@ -67,6 +67,13 @@ class LatentEncoder(Protocol):
         ...
 
 
+def vae_moments(vae: Any, images: Tensor) -> Tensor:
+    """encoder → quant_conv of an ``AutoencoderKL`` (the posterior's mean and log-variance)."""
+    moments = vae.encoder(images)
+    quant_conv = getattr(vae, "quant_conv", None)  # absent when the config sets use_quant_conv=False
+    return quant_conv(moments) if quant_conv is not None else moments
+
+
 class VaeLatentEncoder:
     """SD-1.5 VAE encoder: posterior SAMPLE × scaling factor (0.18215), as the official (§2.5)."""
 
@@ -75,9 +82,7 @@ class VaeLatentEncoder:
 
     def moments(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) in [−1, 1] → (B, 8, H/8, W/8) posterior mean and log-variance, differentiably."""
-        moments = self.vae.encoder(images.to(self.vae.dtype))
-        quant_conv = getattr(self.vae, "quant_conv", None)  # absent when the config sets use_quant_conv=False
-        return quant_conv(moments) if quant_conv is not None else moments
+        return vae_moments(self.vae, images.to(self.vae.dtype))
 
     def encode(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
         """(B, 3, H, W) in [−1, 1] → (B, 4, H/8, W/8) latents in the VAE's dtype."""
