@@ -65,6 +65,9 @@ def test_unknown_key_names_the_key_and_suggests_the_nearest():
     ("template=3", "template must be a mapping"),
     ("seed.value=3", "seed is a single value"),
     ("no_equals_sign", "KEY=VALUE"),
+    # a config's own validation (__post_init__) is a one-line InputError too, not a traceback
+    ("accel.explicit_attention_above=-1", "--set: AccelConfig.explicit_attention_above must be"),
+    ("accel.vae_inductor=[no_such_option]", "'no_such_option' is not a boolean option"),
 ])
 def test_wrong_types_and_malformed_overrides_raise_input_error(override, fragment):
     with pytest.raises(InputError, match=fragment.replace("[", r"\[").replace("(", r"\(")):

@@ -262,6 +262,8 @@ def _merge_dataclass(cls: type, base: Any, data: Any, *, prefix: str, source: st
         return cls(**changes)
     except TypeError as error:  # a required field without default is missing
         raise InputError(f"{source}: {where}: {error}") from error
+    except ValueError as error:  # the config's own validation (its __post_init__)
+        raise InputError(f"{source}: {error}") from error
 
 
 def _show(value: Any) -> str:
