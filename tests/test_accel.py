@@ -2,7 +2,8 @@
 
 CPU tests: the fused LoRA gives the unfused outputs, our attention processor (and the explicit
 wide-head attention) gives diffusers' results, the fast path is inert on a CPU, the
-host generator decides the flip and t (no device sync), the stage timer sums what it brackets,
+host generator decides the flip and t (no device sync), Inductor options reach torch.compile,
+the stage timer sums what it brackets,
 and the benchmark harness produces a complete report on tiny weights. CUDA tests (marked
 ``gpu``, run on the device machine): the CUDA-graphed UNet and VAE encoder return the eager
 results, and a whole fast guidance step's gradient is as close to an fp32 reference as the eager
@@ -147,6 +148,30 @@ def test_accel_config_rejects_unknown_compile_modes() -> None:
     assert AccelConfig(compile="reduce-overhead", cuda_graphs=False).compile == "reduce-overhead"
     with pytest.raises(ValueError, match="explicit_attention_above"):
         AccelConfig(explicit_attention_above=-1)
+
+
+def test_inductor_options_reach_torch_compile_with_the_mode_spelled_out(monkeypatch) -> None:
+    import arc2avatar.prior.accel as accel_module
+
+    seen: list[dict] = []
+
+    def fake_compile(fn, **kwargs):
+        seen.append(kwargs)
+        return fn
+
+    monkeypatch.setattr(accel_module.torch, "compile", fake_compile)
+    unet, vae = torch.nn.Identity(), torch.nn.Identity()
+    AcceleratedUNetDenoiser(unet, AccelConfig(unet_inductor=("conv_1x1_as_mm",)))
+    AcceleratedVaeLatentEncoder(vae, AccelConfig(compile="max-autotune-no-cudagraphs"))
+    AcceleratedUNetDenoiser(unet, AccelConfig())
+    assert seen[0] == {"dynamic": False, "options": {"conv_1x1_as_mm": True}}
+    # torch.compile takes a mode OR options: with flags the mode travels as its own options
+    assert seen[1] == {"dynamic": False, "options": {"max_autotune": True, "coordinate_descent_tuning": True,
+                                                     "force_layout_optimization": True}}
+    assert seen[2] == {"dynamic": False, "mode": "default"}  # the UNet: no flags by default
+    with pytest.raises(ValueError, match="'triton' is not a boolean option"):
+        AccelConfig(vae_inductor=("triton",))  # a group, not a flag
+    assert AccelConfig(unet_inductor=("triton.cudagraphs",)).unet_inductor == ("triton.cudagraphs",)
 
 
 def test_host_generator_alone_decides_flip_and_timestep(tiny_paths, tmp_path) -> None:

@@ -15,10 +15,16 @@ What it does, each switchable in ``AccelConfig`` (all of it is skipped on a CPU)
   merged into the UNet weights once (peft's ``merge``) instead of running two extra matmuls per
   projection per call.
 * **torch.compile** (Inductor, "default" mode) under our graphs: 1.6× faster UNet calls and
-  VAE forward for about two minutes of compilation on a machine's first run (Inductor caches
+  VAE forward for about three minutes of compilation on a machine's first run (Inductor caches
   on disk); a short run (the ``fast`` preset) turns it off. ``compile="reduce-overhead"`` uses
   Inductor's own CUDA graphs instead of ours. A compiler failure falls back to eager with a
   warning.
+* **Inductor's layout choice for the VAE** (``AccelConfig.vae_inductor``): the compiled VAE
+  encoder runs its convolutions NHWC inside the graph (``force_layout_optimization``; cuDNN
+  otherwise spent 9 of its 35 ms transposing NCHW↔NHWC) and tunes its fused GroupNorm/SiLU
+  kernels' launch parameters (``coordinate_descent_tuning``): forward + backward 35.0 → 29.8 ms,
+  for ≈ 2 more minutes of compilation on a machine's first run (docs/benchmarks.md; a one-off
+  avatar on a fresh machine is quicker with ``--set accel.vae_inductor=[force_layout_optimization]``).
 * **Wide-head attention** (``prior/attention.py``): the VAE's single 512-wide attention head as
   two matrix products around a float32 softmax instead of the memory-efficient kernel, whose
   backward was a third of the VAE's forward + backward.
@@ -73,7 +79,14 @@ class AccelConfig:
             "reduce-overhead" (Inductor's own CUDA graphs; needs ``cuda_graphs=False``).
             Inductor caches compiled kernels on disk (``TORCHINDUCTOR_CACHE_DIR``; the CLI points
             it into the arc2avatar cache, ``arc2avatar/_cache.py``), so only a
-            machine's first run pays in full (measured: 118 s on an H200, docs/benchmarks.md).
+            machine's first run pays in full (docs/benchmarks.md: 189 s on a fresh H200 without the
+            VAE's coordinate-descent tuning, which adds ≈ 2 minutes).
+        unet_inductor, vae_inductor: boolean Inductor options (``torch._inductor.config`` names,
+            dotted for nested ones) switched on when compiling the UNet / the VAE encoder, on top
+            of ``compile``'s mode, e.g. ``[conv_1x1_as_mm, coordinate_descent_tuning]`` or
+            ``[force_layout_optimization]`` (profiled in benchmarks/profile_prior.py). The VAE's
+            default is both of its measured wins (module doc); the UNet's is none
+            (coordinate-descent tuning left its calls unchanged for 6 more minutes of compiling).
         cudnn_benchmark: let cuDNN time its convolution algorithms for the fixed shapes and keep
             the fastest (sets the process-wide ``torch.backends.cudnn.benchmark``).
         warmup_calls: eager calls per shape before capture (cuDNN autotuning, lazy inits).
@@ -86,6 +99,8 @@ class AccelConfig:
     explicit_attention_above: int | None = 256
     fuse_lora: bool = True
     compile: CompileMode = "default"
+    unet_inductor: tuple[str, ...] = ()
+    vae_inductor: tuple[str, ...] = ("force_layout_optimization", "coordinate_descent_tuning")
     cudnn_benchmark: bool = True
     warmup_calls: int = 3
 
@@ -96,6 +111,9 @@ class AccelConfig:
             raise ValueError("AccelConfig.compile=reduce-overhead captures its own CUDA graphs: set cuda_graphs=false")
         if self.explicit_attention_above is not None and self.explicit_attention_above < 0:
             raise ValueError(f"AccelConfig.explicit_attention_above must be ≥ 0 or null, got {self.explicit_attention_above}")
+        for name in (*self.unet_inductor, *self.vae_inductor):
+            if not isinstance(_inductor_option(name), bool):
+                raise ValueError(f"AccelConfig: {name!r} is not a boolean option of torch._inductor.config")
         if self.warmup_calls < 1:
             raise ValueError(f"AccelConfig.warmup_calls must be ≥ 1, got {self.warmup_calls}")
 
@@ -170,10 +188,31 @@ class _CompiledOrEager:
         return self.eager(*args)
 
 
-def _maybe_compile(fn: Callable[..., Any], accel: AccelConfig, what: str) -> Callable[..., Any]:
+def _inductor_option(name: str) -> Any:
+    """The current value of a (dotted) ``torch._inductor.config`` option; None if there is none."""
+    import torch._inductor.config as node
+
+    for part in name.split("."):
+        node = getattr(node, part, None)
+    return node
+
+
+def _compile_kwargs(mode: str, flags: tuple[str, ...]) -> dict[str, Any]:
+    """``torch.compile`` keywords for ``mode`` plus boolean Inductor ``flags`` (torch.compile takes
+    either a mode or an options dict, so with flags the mode is spelled out as its options)."""
+    if not flags:
+        return {"mode": mode}
+    import torch._inductor
+
+    options = dict(torch._inductor.list_mode_options(mode))
+    options.update({flag: True for flag in flags})
+    return {"options": options}
+
+
+def _maybe_compile(fn: Callable[..., Any], accel: AccelConfig, what: str, flags: tuple[str, ...] = ()) -> Callable[..., Any]:
     if accel.compile == "none":
         return fn
-    return _CompiledOrEager(torch.compile(fn, mode=accel.compile, dynamic=False), fn, what)
+    return _CompiledOrEager(torch.compile(fn, dynamic=False, **_compile_kwargs(accel.compile, flags)), fn, what)
 
 
 @dataclass
@@ -199,7 +238,7 @@ class AcceleratedUNetDenoiser:
     def __init__(self, unet: Any, accel: AccelConfig = AccelConfig()) -> None:
         self.unet = unet
         self.accel = accel
-        self._forward = _maybe_compile(self._eager_forward, accel, "UNet")
+        self._forward = _maybe_compile(self._eager_forward, accel, "UNet", accel.unet_inductor)
         self._calls: dict[tuple[tuple[int, ...], tuple[int, ...]], _CapturedCall] = {}
         self.capture_s = 0.0  # wall time spent warming up and capturing (reported by the harness)
 
@@ -270,7 +309,7 @@ class AcceleratedVaeLatentEncoder(VaeLatentEncoder):
         super().__init__(vae)
         self.accel = accel
         self._module = _VaeMoments(vae)
-        self._compiled = _maybe_compile(self._module, accel, "VAE encoder")
+        self._compiled = _maybe_compile(self._module, accel, "VAE encoder", accel.vae_inductor)
         self._graphed: dict[tuple[int, ...], Callable[[Tensor], Tensor]] = {}
         self.capture_s = 0.0
 
