@@ -5,11 +5,14 @@
 Full-size random SD-1.5 UNet / VAE (real configs, same FLOPs), fp16, on CUDA. For each variant
 of the VAE encoder's forward + backward (input gradient only, as in training) and of the UNet
 call (B views for the inversion, 4B for the Perp-Neg call) it reports the median time over
-``--reps`` CUDA-event-timed calls, the TFLOP/s that implies, and a torch.profiler table of the
-top kernels. Every section's JSON is written as soon as it is measured (a run cut short keeps
+``--reps`` CUDA-event-timed calls, the TFLOP/s that implies, a torch.profiler table of the
+top kernels, and ``kernel_ms``: GPU time per call split into GEMM / convolution, attention,
+Inductor's fused (Triton) kernels and layout transposes — the tensor-core part is what only
+faster kernels or fewer FLOPs can shorten. Every section's JSON is written as soon as it is measured (a run cut short keeps
 what it measured). VAE variant names: eager/compile, nchw/cl (memory format), graphs (CUDA-graphed
 forward + backward), ``explicit_`` = the fast path's wide-head attention installed
-(``arc2avatar.prior.attention``). A research tool for issue 9 (its findings are in
+(``arc2avatar.prior.attention``), ``layout``/``tuned`` = Inductor options (``AccelConfig.vae_inductor``);
+UNet ``compile_tuned`` = ``AccelConfig.unet_inductor``. A research tool for issue 9 (its findings are in
 docs/benchmarks.md); ``arc2avatar bench`` is the acceptance harness.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import time
 from contextlib import nullcontext
@@ -59,6 +63,38 @@ def _kernel_table(fn: Callable[[], Any], rows: int = 30) -> str:
     return prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=110)
 
 
+KERNEL_CLASSES = (  # (class, name pattern), first match wins; Triton kernels are Inductor's fused ops
+    ("layout transposes", re.compile(r"nchwToNhwc|nhwcToNchw|transpose", re.I)),
+    ("fused (Triton)", re.compile(r"^triton_")),
+    ("attention", re.compile(r"fmha|flash|attention|sdpa", re.I)),
+    ("GEMM / convolution", re.compile(r"gemm|xmma|cutlass|nvjet|conv|wgrad|dgrad|sm90|sm80|cudnn", re.I)),
+)
+
+
+def _kernel_split(fn: Callable[[], Any], calls: int = 3) -> dict[str, float]:
+    """GPU time per call (ms) by kernel class: how much of a call is tensor-core work (GEMM,
+    convolution, attention) that only faster kernels or fewer FLOPs can shorten."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    split: dict[str, float] = {}
+    for event in prof.key_averages():
+        us = getattr(event, "self_device_time_total", None)
+        if us is None:
+            us = event.self_cuda_time_total
+        if us <= 0:
+            continue
+        kind = next((name for name, pattern in KERNEL_CLASSES if pattern.search(event.key)), "other")
+        split[kind] = split.get(kind, 0.0) + us / 1e3 / calls
+    split["total"] = sum(split.values())
+    return split
+
+
 def _op_shapes(fn: Callable[[], Any], rows: int = 25) -> str:
     """The CPU-side ops (with input shapes) whose CUDA time is largest: finds stray copies."""
     from torch.profiler import ProfilerActivity, profile
@@ -88,7 +124,8 @@ def _vae_variants(views: int, res: int, reps: int, out: Path, results: dict[str,
     grad = torch.randn(views, 2 * vae.config.latent_channels, res // down, res // down, device="cuda", dtype=torch.float16)
     gflop = VAE_GFLOP_PER_IMAGE * views * (res / 512) ** 2
 
-    def variant(name: str, channels_last: bool, compile_mode: str, graphs: bool, explicit: bool) -> None:
+    def variant(name: str, channels_last: bool, compile_mode: str, graphs: bool, explicit: bool,
+                flags: tuple[str, ...] = ()) -> None:
         started = time.perf_counter()
         torch._dynamo.reset()
         vae.set_attn_processor(AttnProcessor2_0())
@@ -96,7 +133,7 @@ def _vae_variants(views: int, res: int, reps: int, out: Path, results: dict[str,
             install_attention(vae, wider_than=AccelConfig().explicit_attention_above)
         vae.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         encoder = AcceleratedVaeLatentEncoder(vae, AccelConfig(compile=compile_mode, cuda_graphs=graphs,
-                                                               vae_channels_last=channels_last))
+                                                               vae_channels_last=channels_last, vae_inductor=flags))
         sample = x.clone().contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         sample.requires_grad_(True)
 
@@ -116,12 +153,13 @@ def _vae_variants(views: int, res: int, reps: int, out: Path, results: dict[str,
             entry["forward_ms"] = _time(forward, reps)
         results[f"vae/{name}"] = entry
         print(f"vae/{name}: {entry}", flush=True)
+        entry["kernel_ms"] = _kernel_split(step)
         (out / f"kernels_vae_{name}.txt").write_text(_kernel_table(step))
         if not graphs:
             (out / f"copies_vae_{name}.txt").write_text(_op_shapes(step))
         (out / "profile.json").write_text(json.dumps(results, indent=1))
 
-    table = {  # name: (channels_last, compile mode, CUDA graphs, explicit wide-head attention)
+    table = {  # name: (channels_last, compile mode, CUDA graphs, explicit wide-head attention[, Inductor flags])
         "eager_nchw": (False, "none", False, False),
         "eager_cl": (True, "none", False, False),
         "compile_nchw_graphs": (False, "default", True, False),  # the fast path before the explicit attention
@@ -132,6 +170,10 @@ def _vae_variants(views: int, res: int, reps: int, out: Path, results: dict[str,
         "explicit_compile_nchw": (False, "default", False, True),
         "explicit_autotune_cl_graphs": (True, "max-autotune-no-cudagraphs", True, True),
         "explicit_autotune_nchw_graphs": (False, "max-autotune-no-cudagraphs", True, True),
+        # Inductor converts to NHWC inside the graph (no cuDNN NCHW↔NHWC transposes)
+        "explicit_layout_nchw_graphs": (False, "default", True, True, ("force_layout_optimization",)),
+        "explicit_layout_tuned_nchw_graphs": (False, "default", True, True,
+                                              ("force_layout_optimization", "coordinate_descent_tuning")),
     }
     for name in names:
         if name in table:
@@ -152,9 +194,9 @@ def _unet_variants(views: int, reps: int, out: Path, results: dict[str, Any], na
     forced = {"cudnn": [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION],
               "flash": [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]}
 
-    def variant(name: str, compile_mode: str, backend: str | None) -> None:
+    def variant(name: str, compile_mode: str, backend: str | None, flags: tuple[str, ...] = ()) -> None:
         torch._dynamo.reset()
-        denoiser = AcceleratedUNetDenoiser(unet, AccelConfig(compile=compile_mode))
+        denoiser = AcceleratedUNetDenoiser(unet, AccelConfig(compile=compile_mode, unet_inductor=flags))
         for batch in (views, 4 * views):
             lat = torch.randn(batch, 4, 64, 64, device="cuda", dtype=torch.float16)
             t = torch.full((batch,), 300, device="cuda", dtype=torch.long)
@@ -170,6 +212,7 @@ def _unet_variants(views: int, reps: int, out: Path, results: dict[str, Any], na
                 call()
             entry = {"ms": _time(call, reps), "setup_s": denoiser.capture_s - before}
             entry["tflops"] = UNET_GFLOP_PER_SAMPLE * batch / entry["ms"]
+            entry["kernel_ms"] = _kernel_split(call)
             results[f"unet/{name}/B{batch}"] = entry
             print(f"unet/{name}/B{batch}: {entry}", flush=True)
             if batch == 4 * views:
@@ -184,6 +227,9 @@ def _unet_variants(views: int, reps: int, out: Path, results: dict[str, Any], na
         "compile_cudnn": ("default", "cudnn"),  # cuDNN attention first
         "autotune_default": ("max-autotune-no-cudagraphs", None),
         "graphs_default": ("none", None),  # CUDA graphs, no compilation (the fast preset)
+        # diffusers' SDXL speed-up guide's Inductor options
+        "compile_tuned": ("default", None, ("conv_1x1_as_mm", "coordinate_descent_tuning")),
+        "compile_1x1mm": ("default", None, ("conv_1x1_as_mm",)),
     }
     for name in names:
         if name in table:
