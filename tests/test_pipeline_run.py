@@ -179,3 +179,39 @@ def test_template_with_a_corrupt_flame_file_fails_with_one_message(tmp_path, cap
     err = capsys.readouterr().err
     assert "generic_model.pkl" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_resolution_beyond_the_cap_fails_in_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["demo", "-o", str(out), "--set", "resolution=100000", "--no-progress"]) == 1
+    assert "resolution must be ≤ 2048" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("error", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB\n(details)"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried"),
+    MemoryError(),
+])
+def test_running_out_of_memory_is_one_line_naming_what_to_lower(error, tmp_path, capsys, monkeypatch):
+    import arc2avatar.pipeline.api as api
+
+    def out_of_memory(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(api, "demo", out_of_memory)  # what `arc2avatar demo` calls
+    assert main(["demo", "-o", str(tmp_path / "out"), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("arc2avatar: error: out of memory") and "--set resolution" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_other_runtime_errors_keep_their_traceback(tmp_path, monkeypatch):
+    import arc2avatar.pipeline.api as api
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("shape mismatch: a bug, not the user's doing")
+
+    monkeypatch.setattr(api, "demo", bug)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        main(["demo", "-o", str(tmp_path / "out"), "--no-progress"])

@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module of this package exposing
 ``register(subparsers) -> None``; the parser it adds sets ``func=<callable(args) -> int>``.
-A user-caused failure (``Arc2AvatarError``) prints one line and exits with its code.
+A user-caused failure (``Arc2AvatarError``) prints one line and exits with its code; so does
+running out of memory (exit code 1), with what to lower.
 """
 
 from __future__ import annotations
@@ -64,9 +65,29 @@ def main(argv: list[str] | None = None) -> int:
     except Arc2AvatarError as error:
         print(f"arc2avatar: error: {error}", file=sys.stderr)
         return error.exit_code
+    except (MemoryError, RuntimeError) as error:  # torch.OutOfMemoryError is a RuntimeError
+        if not _is_out_of_memory(error):
+            raise
+        print(f"arc2avatar: error: out of memory ({_first_line(error)}); lower --set resolution or "
+              "--set views_per_step, or close what else holds the memory", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("arc2avatar: interrupted", file=sys.stderr)
         return 130
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    """True for a CPU or GPU allocation failure (PyTorch's messages for either)."""
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error)
+    return "out of memory" in text.lower() or "can't allocate memory" in text
+
+
+def _first_line(error: BaseException, limit: int = 160) -> str:
+    lines = str(error).strip().splitlines()
+    line = lines[0] if lines else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 if __name__ == "__main__":

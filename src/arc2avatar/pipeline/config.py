@@ -48,6 +48,9 @@ from arc2avatar.splats.optim import SplatOptimConfig
 
 T = TypeVar("T")
 
+# px, largest render side accepted: the prior is SD-1.5 at 512², and 4 views at 2048² already need
+# ≈ 16× its memory (3.3 GB on a GPU at 512², docs/benchmarks.md).
+MAX_RESOLUTION = 2048
 DOC_METADATA_KEY = "doc"  # field(metadata={"doc": "..."}) overrides the class docstring's entry.
 
 
@@ -765,6 +768,9 @@ def validate(cfg: CreateConfig) -> CreateConfig:
     need(cfg.iterations >= 1, f"iterations must be ≥ 1 (got {cfg.iterations})")
     need(cfg.resolution >= 8 and cfg.resolution % 8 == 0,
          f"resolution must be a positive multiple of 8 (the VAE downsamples ×8), got {cfg.resolution}")
+    for name, value in (("resolution", cfg.resolution), ("rgb_latent_resolution", cfg.rgb_latent_resolution),
+                        ("meanface.resolution", cfg.meanface.resolution)):
+        need(value <= MAX_RESOLUTION, f"{name} must be ≤ {MAX_RESOLUTION} px (the prior works at 512²), got {value}")
     need(cfg.views_per_step >= 1, f"views_per_step must be ≥ 1 (got {cfg.views_per_step})")
     need(cfg.sampler != "paper" or cfg.views_per_step % 4 == 0,
          f"sampler 'paper' draws one view per azimuth quadrant, so views_per_step must be a multiple "
