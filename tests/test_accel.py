@@ -170,8 +170,18 @@ def test_inductor_options_reach_torch_compile_with_the_mode_spelled_out(monkeypa
                                                      "force_layout_optimization": True}}
     assert seen[2] == {"dynamic": False, "mode": "default"}  # the UNet: no flags by default
     with pytest.raises(ValueError, match="'triton' is not a boolean option"):
-        AccelConfig(vae_inductor=("triton",))  # a group, not a flag
-    assert AccelConfig(unet_inductor=("triton.cudagraphs",)).unet_inductor == ("triton.cudagraphs",)
+        AccelConfig(vae_inductor=("triton",)).check_inductor_options()  # a group, not a flag
+    AccelConfig(unet_inductor=("triton.cudagraphs",)).check_inductor_options()
+    AccelConfig().check_inductor_options()  # the defaults are real options of this torch
+
+
+def test_an_unknown_inductor_option_stops_the_run_before_anything_is_written(tmp_path, capsys) -> None:
+    from arc2avatar.cli.main import main
+
+    out = tmp_path / "out"
+    assert main(["demo", "-o", str(out), "--set", "accel.vae_inductor=[no_such_option]", "--no-progress"]) == 1
+    assert "'no_such_option' is not a boolean option of torch._inductor.config" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_host_generator_alone_decides_flip_and_timestep(tiny_paths, tmp_path) -> None:

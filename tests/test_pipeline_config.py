@@ -67,7 +67,7 @@ def test_unknown_key_names_the_key_and_suggests_the_nearest():
     ("no_equals_sign", "KEY=VALUE"),
     # a config's own validation (__post_init__) is a one-line InputError too, not a traceback
     ("accel.explicit_attention_above=-1", "--set: AccelConfig.explicit_attention_above must be"),
-    ("accel.vae_inductor=[no_such_option]", "'no_such_option' is not a boolean option"),
+    ("accel.vae_inductor=[not a name]", "'not a name' is not an option name"),
     ("densify.grad_threshold=-1", "densify.grad_threshold must be > 0"),
     ("densify.reset_max_opacity=0", r"densify.reset_max_opacity must be in (0, 1]"),
 ])

@@ -798,6 +798,10 @@ def validate(cfg: CreateConfig) -> CreateConfig:
     need(cfg.outputs.video_fps >= 1, "outputs.video_fps must be ≥ 1")
     need(0 <= cfg.outputs.video_quality <= 10, "outputs.video_quality must be in 0..10")
     need(cfg.outputs.sheet_columns >= 1, "outputs.sheet_columns must be ≥ 1")
+    try:
+        cfg.accel.check_inductor_options()
+    except ValueError as error:
+        problems.append(str(error))
     if problems:
         raise InputError("invalid configuration: " + "; ".join(problems))
     return cfg

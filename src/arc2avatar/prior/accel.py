@@ -40,6 +40,7 @@ buffers per shape, warm-up on a side stream); the kernels are PyTorch's, cuDNN's
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
@@ -53,6 +54,7 @@ from .loading import PriorModels
 
 log = logging.getLogger(__name__)
 
+_OPTION_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")  # a (dotted) Inductor config name
 CompileMode = Literal["none", "default", "max-autotune-no-cudagraphs", "reduce-overhead"]
 COMPILE_MODES: tuple[str, ...] = ("none", "default", "max-autotune-no-cudagraphs", "reduce-overhead")
 
@@ -112,10 +114,18 @@ class AccelConfig:
         if self.explicit_attention_above is not None and self.explicit_attention_above < 0:
             raise ValueError(f"AccelConfig.explicit_attention_above must be ≥ 0 or null, got {self.explicit_attention_above}")
         for name in (*self.unet_inductor, *self.vae_inductor):
-            if not isinstance(_inductor_option(name), bool):
-                raise ValueError(f"AccelConfig: {name!r} is not a boolean option of torch._inductor.config")
+            if not isinstance(name, str) or _OPTION_NAME.fullmatch(name) is None:
+                raise ValueError(f"AccelConfig: {name!r} is not an option name (e.g. coordinate_descent_tuning)")
         if self.warmup_calls < 1:
             raise ValueError(f"AccelConfig.warmup_calls must be ≥ 1, got {self.warmup_calls}")
+
+    def check_inductor_options(self) -> None:
+        """Raise ``ValueError`` naming any ``unet_inductor`` / ``vae_inductor`` entry that is not a
+        boolean ``torch._inductor.config`` option. Not done at construction: importing Inductor
+        takes about a second, which commands that never compile should not pay."""
+        for name in (*self.unet_inductor, *self.vae_inductor):
+            if not isinstance(_inductor_option(name), bool):
+                raise ValueError(f"AccelConfig: {name!r} is not a boolean option of torch._inductor.config")
 
     @classmethod
     def eager(cls) -> "AccelConfig":
