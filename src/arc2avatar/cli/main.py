@@ -68,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     except (MemoryError, RuntimeError) as error:  # torch.OutOfMemoryError is a RuntimeError
         if not _is_out_of_memory(error):
             raise
-        print(f"arc2avatar: error: out of memory ({_first_line(error)}); lower --set resolution or "
-              "--set views_per_step, or close what else holds the memory", file=sys.stderr)
+        print(f"arc2avatar: error: out of memory ({_first_line(error)}); lower the resolution or the batch "
+              "(create/demo: --set resolution, --set views_per_step), or close what else holds the memory",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("arc2avatar: interrupted", file=sys.stderr)

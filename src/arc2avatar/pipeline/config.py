@@ -791,6 +791,12 @@ def validate(cfg: CreateConfig) -> CreateConfig:
     need(cfg.meanface.resolution >= 8, "meanface.resolution must be ≥ 8")
     for name in ("tv_rgb", "tv_disparity", "scale", "face_position", "face_laplacian"):
         need(getattr(cfg.losses, name) >= 0, f"losses.{name} must be ≥ 0")
+    for name in ("grad_threshold", "percent_dense", "scene_extent", "split_scale_factor",
+                 "prune_max_screen_radius", "prune_max_world_scale_fraction"):
+        need(getattr(cfg.densify, name) > 0, f"densify.{name} must be > 0 (got {getattr(cfg.densify, name)})")
+    need(cfg.densify.split_children >= 1, f"densify.split_children must be ≥ 1 (got {cfg.densify.split_children})")
+    need(0.0 <= cfg.densify.prune_min_opacity <= 1.0, "densify.prune_min_opacity must be in [0, 1]")
+    need(0.0 < cfg.densify.reset_max_opacity <= 1.0, "densify.reset_max_opacity must be in (0, 1]")
     need(cfg.augment.scale_jitter_std_ratio >= 0, "augment.scale_jitter_std_ratio must be ≥ 0")
     need(all(0.0 <= c <= 1.0 for c in cfg.augment.background), "augment.background must be RGB in [0, 1]")
     for name in ("background_replace_prob", "random_color_fraction"):

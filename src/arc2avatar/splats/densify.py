@@ -351,19 +351,6 @@ class MaskedDensifyConfig:
     prune_below_face_until: int = 2900
     late: LatePruneConfig | None = field(default_factory=LatePruneConfig)
 
-    def __post_init__(self) -> None:
-        positive = ("grad_threshold", "percent_dense", "scene_extent", "split_scale_factor",
-                    "prune_max_screen_radius", "prune_max_world_scale_fraction")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"densify.{name} must be > 0, got {getattr(self, name)}")
-        if self.split_children < 1:
-            raise ValueError(f"densify.split_children must be ≥ 1, got {self.split_children}")
-        if not 0.0 <= self.prune_min_opacity <= 1.0:
-            raise ValueError(f"densify.prune_min_opacity must be in [0, 1], got {self.prune_min_opacity}")
-        if not 0.0 < self.reset_max_opacity <= 1.0:
-            raise ValueError(f"densify.reset_max_opacity must be in (0, 1], got {self.reset_max_opacity}")
-
     @classmethod
     def paper(cls) -> "MaskedDensifyConfig":
         """Spec §4 ``paper``: no prune-below-face, late pruning on."""
