@@ -51,18 +51,6 @@ def _time(fn: Callable[[], Any], reps: int, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
-def _kernel_table(fn: Callable[[], Any], rows: int = 30) -> str:
-    from torch.profiler import ProfilerActivity, profile
-
-    fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(3):
-            fn()
-        torch.cuda.synchronize()
-    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=110)
-
-
 KERNEL_CLASSES = (  # (class, name pattern), first match wins; Triton kernels are Inductor's fused ops
     ("layout transposes", re.compile(r"nchwToNhwc|nhwcToNchw|transpose", re.I)),
     ("fused (Triton)", re.compile(r"^triton_")),
@@ -71,9 +59,10 @@ KERNEL_CLASSES = (  # (class, name pattern), first match wins; Triton kernels ar
 )
 
 
-def _kernel_split(fn: Callable[[], Any], calls: int = 3) -> dict[str, float]:
-    """GPU time per call (ms) by kernel class: how much of a call is tensor-core work (GEMM,
-    convolution, attention) that only faster kernels or fewer FLOPs can shorten."""
+def _kernel_profile(fn: Callable[[], Any], calls: int = 3, rows: int = 30) -> tuple[str, dict[str, float]]:
+    """One torch.profiler run over ``calls`` calls: the table of the top kernels, and GPU time per
+    call (ms) by kernel class — how much of a call is tensor-core work (GEMM, convolution,
+    attention) that only faster kernels or fewer FLOPs can shorten."""
     from torch.profiler import ProfilerActivity, profile
 
     fn()
@@ -82,17 +71,17 @@ def _kernel_split(fn: Callable[[], Any], calls: int = 3) -> dict[str, float]:
         for _ in range(calls):
             fn()
         torch.cuda.synchronize()
+    events = prof.key_averages()
     split: dict[str, float] = {}
-    for event in prof.key_averages():
-        us = getattr(event, "self_device_time_total", None)
-        if us is None:
-            us = event.self_cuda_time_total
+    for event in events:
+        us = event.self_device_time_total
         if us <= 0:
             continue
         kind = next((name for name, pattern in KERNEL_CLASSES if pattern.search(event.key)), "other")
         split[kind] = split.get(kind, 0.0) + us / 1e3 / calls
     split["total"] = sum(split.values())
-    return split
+    table = events.table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=110)
+    return table, split
 
 
 def _op_shapes(fn: Callable[[], Any], rows: int = 25) -> str:
@@ -153,8 +142,8 @@ def _vae_variants(views: int, res: int, reps: int, out: Path, results: dict[str,
             entry["forward_ms"] = _time(forward, reps)
         results[f"vae/{name}"] = entry
         print(f"vae/{name}: {entry}", flush=True)
-        entry["kernel_ms"] = _kernel_split(step)
-        (out / f"kernels_vae_{name}.txt").write_text(_kernel_table(step))
+        kernel_table, entry["kernel_ms"] = _kernel_profile(step)
+        (out / f"kernels_vae_{name}.txt").write_text(kernel_table)
         if not graphs:
             (out / f"copies_vae_{name}.txt").write_text(_op_shapes(step))
         (out / "profile.json").write_text(json.dumps(results, indent=1))
@@ -212,11 +201,11 @@ def _unet_variants(views: int, reps: int, out: Path, results: dict[str, Any], na
                 call()
             entry = {"ms": _time(call, reps), "setup_s": denoiser.capture_s - before}
             entry["tflops"] = UNET_GFLOP_PER_SAMPLE * batch / entry["ms"]
-            entry["kernel_ms"] = _kernel_split(call)
+            kernel_table, entry["kernel_ms"] = _kernel_profile(call)
             results[f"unet/{name}/B{batch}"] = entry
             print(f"unet/{name}/B{batch}: {entry}", flush=True)
             if batch == 4 * views:
-                (out / f"kernels_unet_{name}_B{batch}.txt").write_text(_kernel_table(call))
+                (out / f"kernels_unet_{name}_B{batch}.txt").write_text(kernel_table)
             (out / "profile.json").write_text(json.dumps(results, indent=1))
 
     # Inductor's AOTAutograd cache does not key on the SDPA priority: run one forced-backend
