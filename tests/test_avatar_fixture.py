@@ -31,7 +31,7 @@ def test_v0_1_folder_renders_as_it_did(expected: dict[str, np.ndarray]) -> None:
 
 
 def test_v0_1_folder_expresses_as_it_did(expected: dict[str, np.ndarray]) -> None:
-    from arc2avatar.pipeline.expressions import apply_expression, setup_for_avatar
+    from arc2avatar.avatar.rig import apply_expression, setup_for_avatar
 
     avatar = arc2avatar.Avatar.load(FIXTURE)
     smiling = apply_expression(avatar, setup_for_avatar(avatar), {"smile": 0.8, "jaw_open": 0.5})

@@ -34,7 +34,7 @@ from arc2avatar.pipeline.oracle import (
     photo_placement,
     template_landmarks,
 )
-from arc2avatar.pipeline.template import build_head
+from arc2avatar.avatar.template import build_head
 
 PROOF_VIEWS = EvalViews(azimuth_min_deg=-30.0, azimuth_max_deg=30.0, azimuth_step_deg=30.0, polar_deg=(90.0,))
 RUN_SLOW = os.environ.get("ARC2AVATAR_RUN_SLOW") == "1"

@@ -15,14 +15,11 @@ import torch
 from arc2avatar.cli.main import main
 from arc2avatar.errors import InputError
 from arc2avatar.pipeline.config import TemplateConfig
-from arc2avatar.pipeline.expressions import (
-    apply_expression,
-    load_sequence,
-    preset_sequence,
-    setup_for_avatar,
-)
-from arc2avatar.pipeline.outputs import Avatar
-from arc2avatar.pipeline.template import build_head, initial_splats
+from arc2avatar.avatar.rig import apply_expression, setup_for_avatar
+from arc2avatar.animate.sequence import load_sequence, preset_sequence
+from arc2avatar.avatar.model import Avatar
+from arc2avatar.avatar.template import build_head
+from arc2avatar.pipeline.meanface import initial_splats
 from arc2avatar.splats.model import quat_to_rotmat
 
 EXPRESSION = {"smile": 0.8, "jaw_open": 0.5}
@@ -182,8 +179,9 @@ def test_animation_has_one_frame_per_row_and_only_the_face_region_changes(avatar
 
 
 def test_expression_correction_with_the_oracle_raises_held_out_psnr_toward_the_deformed_target(setup, avatar):
-    from arc2avatar.pipeline.api import _latent_encoder, heldout_metrics
-    from arc2avatar.pipeline.expressions import correction_config, deformed_oracle_target, refine_expression
+    from arc2avatar.pipeline.api import heldout_metrics
+    from arc2avatar.pipeline.oracle import oracle_latent_encoder
+    from arc2avatar.animate.refine import correction_config, deformed_oracle_target, refine_expression
     from arc2avatar.pipeline.oracle import OraclePrior
     from arc2avatar.pipeline.presets import resolve_config
 
@@ -196,7 +194,7 @@ def test_expression_correction_with_the_oracle_raises_held_out_psnr_toward_the_d
     open_mouth = {"jaw_open": 0.8}
     expressive = apply_expression(avatar, setup, open_mouth)
     target = deformed_oracle_target(setup, open_mouth)
-    prior = OraclePrior(target, config.prior, _latent_encoder(config))
+    prior = OraclePrior(target, config.prior, oracle_latent_encoder(config))
     refined = refine_expression(expressive, setup, prior, config)
     before = heldout_metrics(expressive, target, config)["psnr"]
     after = heldout_metrics(refined, target, config)["psnr"]

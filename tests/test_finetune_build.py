@@ -18,7 +18,7 @@ LIMITS = DatasetLimits(min_views=4, min_side=16)
 
 
 def _avatar_dir(tmp_path):
-    from arc2avatar.pipeline.outputs import Avatar
+    from arc2avatar.avatar.model import Avatar
     from arc2avatar.splats.model import GaussianSplats
 
     g = torch.Generator().manual_seed(0)

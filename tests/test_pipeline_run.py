@@ -14,7 +14,8 @@ from arc2avatar.cli.main import main
 from arc2avatar.pipeline.api import demo
 from arc2avatar.pipeline.oracle import OraclePrior, default_target
 from arc2avatar.pipeline.presets import resolve_config
-from arc2avatar.pipeline.template import build_head, fit_mean_face, initial_splats
+from arc2avatar.avatar.template import build_head
+from arc2avatar.pipeline.meanface import fit_mean_face, initial_splats
 from arc2avatar.pipeline.trainer import Trainer, TrainerHooks, TrainingAborted, TrainingInterrupted
 from arc2avatar.prior.guidance import GuidanceOutput, RgbLatentEncoder
 

@@ -13,7 +13,7 @@ import torch
 from arc2avatar.cameras import orbit_cameras
 from arc2avatar.errors import InputError, MissingDependencyError
 from arc2avatar.splats import render as render_module
-from arc2avatar.splats._torch_raster import RasterRules
+from arc2avatar.splats.render import RasterRules
 from arc2avatar.splats.render import GsplatUnavailableWarning, rasterize, render_splats
 
 F64 = torch.float64

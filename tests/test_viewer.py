@@ -19,9 +19,10 @@ from arc2avatar.cameras.model import orbit_cameras
 from arc2avatar.cli.main import main
 from arc2avatar.errors import InputError
 from arc2avatar.pipeline.config import TemplateConfig
-from arc2avatar.pipeline.expressions import apply_expression
-from arc2avatar.pipeline.outputs import Avatar
-from arc2avatar.pipeline.template import build_head, initial_splats
+from arc2avatar.avatar.rig import apply_expression
+from arc2avatar.avatar.model import Avatar
+from arc2avatar.avatar.template import build_head
+from arc2avatar.pipeline.meanface import initial_splats
 from arc2avatar.viewer import (
     VIEWER_NAME,
     ViewerConfig,

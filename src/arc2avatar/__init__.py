@@ -23,7 +23,7 @@ _LAZY = {
     "create_batch": "arc2avatar.pipeline.batch",
     "make_template": "arc2avatar.pipeline.api",
     "render_avatar": "arc2avatar.pipeline.api",
-    "Avatar": "arc2avatar.pipeline.outputs",
+    "Avatar": "arc2avatar.avatar.model",
 }
 
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import math
 import os
 import tempfile
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Mapping
+
+from arc2avatar.errors import InputError
 
 
 @contextlib.contextmanager
@@ -48,3 +53,93 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+    """The JSON value in ``path``; ``InputError`` naming ``what`` and the file when it is missing,
+    unreadable or not JSON (one reader for every JSON file a user hands us)."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"{what} {file} does not exist")
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise InputError(f"{what} {file} is not valid JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON data: dataclasses → dicts, numpy/torch → lists/numbers, paths → strings,
+    non-finite floats → ``None`` (JSON has no NaN/Infinity)."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return jsonable(asdict(obj))
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "detach"):  # torch tensor
+        return jsonable(obj.detach().cpu().tolist())
+    if hasattr(obj, "tolist") and hasattr(obj, "dtype"):  # numpy array or scalar (no numpy import here)
+        return jsonable(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return obj
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as indented UTF-8 JSON atomically (see ``jsonable`` for conversions)."""
+    text = json.dumps(jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False)
+    atomic_write_text(path, text + "\n")
+    return Path(path)
+
+
+class JsonlLogger:
+    """Append one JSON object per line to a log file, flushed after each record.
+
+    Reopening an existing log (resume) appends; if the previous run died mid-line, a newline is
+    written first so the new records stay parseable. Use as a context manager or call ``close``.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        needs_newline = False
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with self.path.open("rb") as existing:
+                existing.seek(-1, os.SEEK_END)
+                needs_newline = existing.read(1) != b"\n"
+        self._file = self.path.open("a", encoding="utf-8")
+        if needs_newline:
+            self._file.write("\n")
+            self._file.flush()
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        """Append ``record`` as one line and flush it to the OS."""
+        if self._file.closed:
+            raise ValueError(f"log {self.path} is closed")
+        self._file.write(json.dumps(jsonable(record), ensure_ascii=False, allow_nan=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+    def __enter__(self) -> "JsonlLogger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a JSON-lines log; lines that do not parse (a run killed mid-write) are skipped."""
+    records: list[dict[str, Any]] = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

@@ -57,7 +57,7 @@ def _config(args: argparse.Namespace):
     from arc2avatar.evaluate.run import EvaluateConfig
     from arc2avatar.evaluate.views import EvalViews
     from arc2avatar.identity.dlib_faces import DlibDetectorConfig
-    from arc2avatar.pipeline.expressions import parse_assignments
+    from arc2avatar.avatar.rig import parse_assignments
 
     if args.size < 64:
         raise InputError(f"--size {args.size} is too small for face detection (use at least 64, 512 is the default)")

@@ -1,6 +1,6 @@
 """``arc2avatar express``, ``animate`` and ``refine-expression``: expressions on a saved avatar.
 
-Argument parsing only; the work is in ``arc2avatar.pipeline.expressions`` (docs/expressions.md).
+Argument parsing only; the work is in ``arc2avatar.avatar.rig`` and ``arc2avatar.animate`` (docs/expressions.md).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _poses(items: list[str] | None) -> dict[str, list[float]] | None:
 
 
 def _expression(args: argparse.Namespace) -> dict[str, float]:
-    from arc2avatar.pipeline.expressions import parse_assignments
+    from arc2avatar.avatar.rig import parse_assignments
 
     weights: dict[str, float] = {}
     for text in args.set or []:
@@ -39,7 +39,7 @@ def _expression(args: argparse.Namespace) -> dict[str, float]:
 
 
 def _run_express(args: argparse.Namespace) -> int:
-    from arc2avatar.pipeline.expressions import express
+    from arc2avatar.animate.express import express
 
     express(args.avatar, args.out, _expression(args), _poses(args.pose), flame=args.flame,
             flame_masks=args.flame_masks, size=args.size)
@@ -48,7 +48,7 @@ def _run_express(args: argparse.Namespace) -> int:
 
 
 def _run_animate(args: argparse.Namespace) -> int:
-    from arc2avatar.pipeline.expressions import AnimationConfig, animate
+    from arc2avatar.animate.render import AnimationConfig, animate
 
     frames = animate(args.avatar, args.out, sequence=args.sequence, preset=args.preset, orbit=args.orbit,
                      flame=args.flame, flame_masks=args.flame_masks, config=AnimationConfig(size=args.size))
@@ -57,7 +57,7 @@ def _run_animate(args: argparse.Namespace) -> int:
 
 
 def _run_refine(args: argparse.Namespace) -> int:
-    from arc2avatar.pipeline.expressions import refine_expression_folder
+    from arc2avatar.animate.refine import refine_expression_folder
 
     refine_expression_folder(
         args.avatar, args.out, _expression(args), _poses(args.pose), oracle=args.oracle, iterations=args.iterations,

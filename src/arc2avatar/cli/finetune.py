@@ -42,7 +42,7 @@ def _run_build(args: argparse.Namespace) -> int:
 def _run_train(args: argparse.Namespace) -> int:
     from arc2avatar.finetune.dataset import FRONTAL_PNG, ID_NPY, identity_folders
     from arc2avatar.finetune.train import FinetuneConfig, train_lora
-    from arc2avatar.pipeline.config import apply_overrides
+    from arc2avatar.confkit import apply_overrides
     from arc2avatar.weights.resolver import WeightsConfig, resolve_weights
 
     from pathlib import Path

@@ -2,7 +2,7 @@
 Fig. 7; spec §9).
 
 Each expression deforms the neutral avatar's face splats with the template's blendshapes
-(``arc2avatar.pipeline.expressions.apply_expression``, spec §7). The expressive avatar is
+(``arc2avatar.avatar.rig.apply_expression``, spec §7). The expressive avatar is
 rendered at the evaluation views of one ring (eye level by default) and every recogniser scores
 each expressive render against the neutral render of the same view (the consistency) and
 against the reference photos (identity under expression). Views where either render has no
@@ -22,7 +22,7 @@ from arc2avatar.errors import InputError
 from arc2avatar.evaluate.recognizers import FaceRecognizer, compare, describe, same_person
 from arc2avatar.evaluate.similarity import Observations, View, distribution, observe
 from arc2avatar.evaluate.views import EvalViews, render_views
-from arc2avatar.pipeline.outputs import Avatar
+from arc2avatar.avatar.model import Avatar
 
 # Expressions of the built-in template evaluated by default (name → blendshape weights).
 DEFAULT_EXPRESSIONS: tuple[tuple[str, Mapping[str, float]], ...] = (
@@ -68,11 +68,11 @@ def expression_consistency(
 
     Args:
         avatar: the neutral avatar (with its face binding); ``setup`` its template
-            (``pipeline.expressions.setup_for_avatar``).
+            (``avatar.rig.setup_for_avatar``).
         recognizers: the recognisers, with ``neutral[i]`` / ``references[i]`` what recogniser
             i saw in the neutral renders of ``expression_grid`` and in the reference photos.
     """
-    from arc2avatar.pipeline.expressions import apply_expression
+    from arc2avatar.avatar.rig import apply_expression
 
     names = set(setup.upsampled.head.expression_names)
     grid = expression_grid(views, config)

@@ -33,7 +33,7 @@ from arc2avatar.evaluate.recognizers import (
 from arc2avatar.evaluate.report import check_report_dir, write_atomically, write_report_files
 from arc2avatar.evaluate.similarity import observe, observe_references, score_matrix, summarise_views
 from arc2avatar.evaluate.views import EvalViews, render_views
-from arc2avatar.pipeline.outputs import Avatar
+from arc2avatar.avatar.model import Avatar
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def _run_expressions(
     neutral_seen: list[Any], references_seen: list[Any], config: EvaluateConfig,
 ) -> dict[str, Any]:
     from arc2avatar.evaluate.similarity import Observations
-    from arc2avatar.pipeline.expressions import setup_for_avatar
+    from arc2avatar.avatar.rig import setup_for_avatar
 
     if config.expressions is None:
         return {"skipped": "turned off"}

@@ -87,8 +87,8 @@ def photo_avatar(photo: np.ndarray, keypoints: np.ndarray | None, face_levels: i
     photo-textured oracle target; no optimisation. ``keypoints``: the photo's five ArcFace points."""
     from arc2avatar.pipeline.config import TemplateConfig
     from arc2avatar.pipeline.oracle import default_target
-    from arc2avatar.pipeline.outputs import Avatar
-    from arc2avatar.pipeline.template import build_head
+    from arc2avatar.avatar.model import Avatar
+    from arc2avatar.avatar.template import build_head
     from arc2avatar.splats.model import GaussianSplats
 
     setup = build_head(TemplateConfig(face_levels=face_levels, rest_levels=0))

@@ -16,7 +16,7 @@ import torch
 from arc2avatar.cameras.model import Cameras, orbit_cameras
 from arc2avatar.cameras.samplers import ViewRings
 from arc2avatar.errors import InputError
-from arc2avatar.pipeline.outputs import Avatar
+from arc2avatar.avatar.model import Avatar
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ renamed into place, so a failed build leaves nothing half-written.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .._io import read_json
 from ..cameras.samplers import ViewRings
 from ..errors import InputError
 from .dataset import FRONTAL_PNG, ID_NPY, check_image, DatasetLimits, wrap_azimuth, write_views_json
@@ -94,7 +94,7 @@ def build_from_avatar(avatar_dir: str | os.PathLike, out: str | os.PathLike,
     import torch
 
     from ..cameras.model import orbit_cameras
-    from ..pipeline.outputs import Avatar
+    from ..avatar.model import Avatar
 
     avatar_dir = Path(avatar_dir)
     avatar = Avatar.load(avatar_dir, device=device)
@@ -122,10 +122,7 @@ def read_angle_sidecar(path: Path) -> dict[str, tuple[float, float]]:
     Accepted: ``{"views": [{"file", "azimuth_deg", "elevation_deg"}, ...]}`` (our own format) or
     ``{"NAME.png": {"azimuth_deg": .., "elevation_deg": ..}, ...}``; elevation defaults to 0.
     """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"angle sidecar {path} is unreadable ({err})") from err
+    data = read_json(path, "angle sidecar")
     items: Iterator[tuple[str, dict]]
     if isinstance(data, dict) and isinstance(data.get("views"), list):
         items = ((str(v.get("file")), v) for v in data["views"] if isinstance(v, dict))

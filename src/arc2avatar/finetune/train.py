@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._io import atomic_path, atomic_write_text
+from .._device import pick_device
+from .._io import JsonlLogger, atomic_path, atomic_write_text, read_jsonl
 from ..errors import InputError
 from ..prior.configs import PriorConfig
 from ..weights.layout import WeightsPaths
@@ -145,12 +146,6 @@ class TrainResult:
 # --------------------------------------------------------------------------------------------
 # Precision and device
 # --------------------------------------------------------------------------------------------
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def autocast_dtype(device: torch.device, mixed_precision: MixedPrecision) -> torch.dtype | None:
     """Autocast dtype (None = full fp32). Mixed precision only on CUDA (spec §8)."""
     if device.type != "cuda" or mixed_precision == "no":
@@ -422,9 +417,9 @@ def check_run_folder(out_dir: Path, resume: bool) -> Path | None:
 
 
 def _log_lines(path: Path, records: list[dict]) -> None:
-    with path.open("a", encoding="utf-8") as log:
+    with JsonlLogger(path) as log:
         for rec in records:
-            log.write(json.dumps(rec) + "\n")
+            log.log(rec)
 
 
 def train_lora(
@@ -547,9 +542,7 @@ def iter_log(out_dir: str | os.PathLike) -> Iterator[dict]:
     """The records of ``train_log.jsonl``, in order."""
     path = Path(out_dir) / LOG_FILE
     if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                yield json.loads(line)
+        yield from read_jsonl(path)
 
 
 def loss_trend(losses: list[float], window: int = 5) -> tuple[float, float]:

@@ -20,17 +20,16 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import torch
 
+from arc2avatar._device import pick_device
 from arc2avatar.errors import InputError
-from arc2avatar.pipeline.config import CreateConfig, load_yaml, from_dict, save_yaml
-from arc2avatar.pipeline.outputs import (
-    BUNDLE_NAME,
-    CONFIG_NAME,
-    METRICS_NAME,
-    Avatar,
-    write_avatar_outputs,
-)
+from arc2avatar.confkit import from_dict, load_yaml, save_yaml
+from arc2avatar.pipeline.config import CreateConfig
+from arc2avatar.avatar.layout import BUNDLE_NAME, CONFIG_NAME, METRICS_NAME
+from arc2avatar.avatar.model import Avatar
+from arc2avatar.avatar.outputs import write_avatar_outputs
 from arc2avatar.pipeline.presets import resolve_config
-from arc2avatar.pipeline.template import HeadSetup, build_head, fit_mean_face, initial_splats
+from arc2avatar.avatar.template import HeadSetup, build_head
+from arc2avatar.pipeline.meanface import fit_mean_face, initial_splats
 from arc2avatar.pipeline.trainer import CHECKPOINT_NAME, Trainer
 
 log = logging.getLogger(__name__)
@@ -54,16 +53,6 @@ class CreateResult:
 
 
 # --------------------------------------------------------------------------- input checks
-def pick_device(name: str) -> torch.device:
-    """"auto" → CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {name!r} asked for, but CUDA is not available here (use --set device=cpu)")
-    return device
-
-
 def run_state(out_dir: Path) -> Literal["new", "unfinished", "finished"]:
     """What an output folder holds: a finished avatar, an unfinished run (a checkpoint to resume) or neither."""
     out_dir = Path(out_dir)
@@ -133,7 +122,7 @@ def check_photos(photos: Sequence[str | Path]) -> list[Path]:
 def check_lora(path: str | Path | None) -> Path | None:
     if path is None:
         return None
-    from arc2avatar.weights._integrity import check_file
+    from arc2avatar.weights.integrity import check_file
 
     path = Path(path)
     if not path.is_file():
@@ -189,7 +178,7 @@ def face_correspondence(splats: Any, setup: HeadSetup) -> dict[str, float]:
 
 
 def _finish(out_dir: Path, avatar: Avatar, config: CreateConfig, metrics: dict[str, Any], setup: HeadSetup) -> dict[str, Path]:
-    from arc2avatar.pipeline.media import write_json
+    from arc2avatar.avatar.media import write_json
     from arc2avatar.viewer import VIEWER_NAME, write_avatar_viewer
 
     files = write_avatar_outputs(
@@ -243,9 +232,9 @@ def create(
     out_dir = Path(out_dir)
     photo_paths = check_photos(photos)
     lora_path = check_lora(lora)
-    flame_overrides = _flame_overrides(flame, flame_masks)
+    flame_settings = flame_overrides(flame, flame_masks)
     resume = check_out_dir(out_dir, resume)
-    config = load_run_config(out_dir, resume, preset, config_path, [*flame_overrides, *overrides])
+    config = load_run_config(out_dir, resume, preset, config_path, [*flame_settings, *overrides])
     if config.template.kind == "flame":
         _check_flame(config)
     paths = resolve_weights(WeightsConfig(root=weights, lora=lora_path), need={"prior", "identity", "detector"})
@@ -297,7 +286,7 @@ def demo(
     avatar against the target on 16 held-out views (angles never used in training) and the face
     correspondence.
     """
-    from arc2avatar.pipeline.oracle import OraclePrior, default_target
+    from arc2avatar.pipeline.oracle import OraclePrior, default_target, oracle_latent_encoder
 
     out_dir = Path(out_dir)
     image = keypoints = None
@@ -317,7 +306,7 @@ def demo(
     setup = build_head(config.template)
     target = default_target(setup.upsampled.head, photo=image, face_triangles=setup.upsampled.num_face_triangles,
                             photo_keypoints=keypoints).to(device)
-    prior = OraclePrior(target, config.prior, _latent_encoder(config))
+    prior = OraclePrior(target, config.prior, oracle_latent_encoder(config))
     avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress)
     metrics["heldout"] = heldout_metrics(avatar, target, config)
     if photo_info:
@@ -336,17 +325,6 @@ def heldout_metrics(avatar: Avatar, target: Any, config: CreateConfig) -> dict[s
     rendered = avatar.render_cameras(cameras)
     reference = target.render(cameras).cpu()
     return {"views": len(cameras), "resolution": size, **image_metrics(rendered, reference, channels_last=True)}
-
-
-def _latent_encoder(config: CreateConfig) -> Any:
-    """The oracle works in RGB space (no VAE weights are loaded for it): 2x−1, area-resized to
-    ``rgb_latent_resolution`` (0 = the render resolution)."""
-    from arc2avatar.prior.guidance import RgbLatentEncoder
-
-    if config.latent_encoder != "rgb":
-        log.info("the oracle prior uses RGB latents (latent_encoder=%s ignored)", config.latent_encoder)
-    size = config.rgb_latent_resolution
-    return RgbLatentEncoder((size, size) if size else None)
 
 
 def demo_photo(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
@@ -378,7 +356,7 @@ def demo_photo(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any
     return image, face.keypoints, info
 
 
-def _flame_overrides(flame: str | Path | None, masks: str | Path | None) -> list[str]:
+def flame_overrides(flame: str | Path | None, masks: str | Path | None) -> list[str]:
     if flame is None:
         if masks is not None:
             raise InputError("--flame-masks needs --flame")
@@ -410,11 +388,11 @@ def make_template(
 ) -> CreateResult:
     """The mean-face-initialised avatar of a template (no prior): PLY, bundle, 8-view sheet."""
     from arc2avatar.cameras.model import orbit_cameras
-    from arc2avatar.pipeline.media import write_json, write_sheet
+    from arc2avatar.avatar.media import write_json, write_sheet
 
     out_dir = Path(out_dir)
-    flame_overrides = _flame_overrides(flame, flame_masks)
-    config = resolve_config(preset, None, [*flame_overrides, *overrides])
+    flame_settings = flame_overrides(flame, flame_masks)
+    config = resolve_config(preset, None, [*flame_settings, *overrides])
     if config.template.kind == "flame":
         _check_flame(config)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -446,7 +424,7 @@ def render_avatar(
 ) -> Path:
     """Re-render a saved avatar: a turntable video (or, with ``turntable=False``, the 16-view sheet)."""
     from arc2avatar.cameras.samplers import ViewRings, test_ring_cameras
-    from arc2avatar.pipeline.media import write_sheet, write_video
+    from arc2avatar.avatar.media import write_sheet, write_video
 
     avatar = Avatar.load(avatar_dir, device=pick_device("auto"))
     base = Path(avatar_dir) if Path(avatar_dir).is_dir() else Path(avatar_dir).parent

@@ -324,10 +324,10 @@ class _Worker:
 
 def check_batch_inputs(options: BatchOptions) -> None:
     """Everything the jobs share is checked once, before any worker starts: config, LoRA, FLAME, weights."""
-    from arc2avatar.pipeline.api import _flame_overrides, check_lora
+    from arc2avatar.pipeline.api import flame_overrides, check_lora
     from arc2avatar.pipeline.presets import resolve_config
 
-    flame = [] if options.oracle else _flame_overrides(options.flame, options.flame_masks)
+    flame = [] if options.oracle else flame_overrides(options.flame, options.flame_masks)
     resolve_config(options.resolved_preset, options.config_path, [*flame, *options.overrides])
     if options.oracle:
         return

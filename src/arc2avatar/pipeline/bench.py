@@ -270,9 +270,11 @@ def _check_renders(config: CreateConfig, setup: Any, splats: Any, device: torch.
 def run_benchmark(bench: BenchConfig, work: str | Path | None = None, out: str | Path | None = None,
                   progress: bool = True) -> dict[str, Any]:
     """Measure, write ``out`` (JSON) when given, and return the report (see module doc)."""
-    from arc2avatar.pipeline.api import pick_device
-    from arc2avatar.pipeline.outputs import Avatar, write_avatar_outputs
-    from arc2avatar.pipeline.template import build_head, fit_mean_face, initial_splats
+    from arc2avatar._device import pick_device
+    from arc2avatar.avatar.model import Avatar
+    from arc2avatar.avatar.outputs import write_avatar_outputs
+    from arc2avatar.avatar.template import build_head
+    from arc2avatar.pipeline.meanface import fit_mean_face, initial_splats
     from arc2avatar.prior.accel import AccelConfig
     from arc2avatar.prior.guidance import Arc2FaceGuidance, IsmGuidance
 

@@ -16,7 +16,8 @@ Written by hand: test machinery of ours.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +32,11 @@ from arc2avatar.prior.configs import PriorConfig
 from arc2avatar.prior.guidance import GuidanceOutput, IsmGuidance, LatentEncoder, RgbLatentEncoder
 from arc2avatar.prior.oracle import OracleDenoiser
 from arc2avatar.prior.views import ViewEmbeddings
+
+if TYPE_CHECKING:
+    from arc2avatar.pipeline.config import CreateConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -333,3 +339,12 @@ __all__ = [
     "OraclePrior", "OracleTarget", "OracleTargetConfig", "PhotoTexture", "default_target", "frontal_camera",
     "frontal_plane", "photo_placement", "photo_texture", "template_landmarks",
 ]
+
+
+def oracle_latent_encoder(config: CreateConfig) -> RgbLatentEncoder:
+    """The oracle works in RGB space (no VAE weights are loaded for it): 2x−1, area-resized to
+    ``rgb_latent_resolution`` (0 = the render resolution)."""
+    if config.latent_encoder != "rgb":
+        log.info("the oracle prior uses RGB latents (latent_encoder=%s ignored)", config.latent_encoder)
+    size = config.rgb_latent_resolution
+    return RgbLatentEncoder((size, size) if size else None)

@@ -39,14 +39,15 @@ from torch import Tensor
 
 from arc2avatar._io import atomic_path
 from arc2avatar._timing import NULL_TIMER
+from arc2avatar.avatar.layout import LOG_NAME
+from arc2avatar.avatar.media import JsonlLogger
+from arc2avatar.avatar.template import HeadSetup
 from arc2avatar.cameras.model import Cameras
 from arc2avatar.cameras.samplers import sample_face_phase, sample_paper, sample_release
 from arc2avatar.errors import Arc2AvatarError
 from arc2avatar.head.laplacian import laplacian_loss, uniform_laplacian
 from arc2avatar.pipeline.config import CreateConfig
 from arc2avatar.pipeline.losses import disparity, regularisation_losses
-from arc2avatar.pipeline.media import JsonlLogger
-from arc2avatar.pipeline.template import HeadSetup
 from arc2avatar.splats.densify import MaskedDensifier
 from arc2avatar.splats.model import GaussianSplats
 from arc2avatar.splats.optim import make_optimizer, update_learning_rates, zero_rows
@@ -227,7 +228,7 @@ class Trainer:
 
         cfg = self.config
         last = cfg.iterations if stop_after is None else min(stop_after, cfg.iterations)
-        logger = JsonlLogger(self.out_dir / "log.jsonl")
+        logger = JsonlLogger(self.out_dir / LOG_NAME)
         bar = tqdm(total=cfg.iterations, initial=self.state.iteration, desc="avatar", unit="it",
                    disable=not self.progress, dynamic_ncols=True)
         try:

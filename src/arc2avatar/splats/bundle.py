@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from arc2avatar import __version__
-from arc2avatar._io import atomic_write_bytes, atomic_write_text
+from arc2avatar._io import atomic_write_bytes, atomic_write_text, read_json
 from arc2avatar.errors import InputError
 from arc2avatar.splats.model import BUFFER_NAMES, PARAM_NAMES, GaussianSplats
 
@@ -105,12 +105,9 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST_FILE
     if not directory.is_dir():
         raise InputError(f"{directory}: no such avatar bundle folder")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path} is missing: {directory} is not an avatar bundle (or was not fully written)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path} is not valid JSON ({exc}); the bundle is corrupt") from None
+    if not path.is_file():
+        raise InputError(f"{path} is missing: {directory} is not an avatar bundle (or was not fully written)")
+    manifest = read_json(path, "avatar bundle manifest")
     if not isinstance(manifest, dict):
         raise InputError(f"{path} must hold a JSON object; the bundle is corrupt")
     version = manifest.get("format_version")

@@ -41,8 +41,8 @@ def viewer_for_folder(
     ``flame``) and expression sliders; a bare ``.ply`` or ``expressions=False`` gives a page
     without sliders. An existing page at ``out`` is replaced (it is derived from the avatar).
     """
-    from arc2avatar.pipeline.expressions import setup_for_avatar
-    from arc2avatar.pipeline.outputs import Avatar
+    from arc2avatar.avatar.rig import setup_for_avatar
+    from arc2avatar.avatar.model import Avatar
 
     source = Path(avatar_dir)
     if not source.exists():

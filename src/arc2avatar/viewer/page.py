@@ -49,6 +49,7 @@ import numpy as np
 
 from arc2avatar._io import atomic_write_text
 from arc2avatar.errors import InputError
+from arc2avatar.avatar.layout import VIEWER_NAME  # the page's name in an avatar folder
 from arc2avatar.viewer.scene import ViewerConfig, ViewerScene
 
 PAGE_FORMAT = "arc2avatar-viewer"
@@ -56,14 +57,13 @@ PAGE_FORMAT_VERSION = 1
 DATA_ELEMENT_ID = "arc2avatar-data"
 TEMPLATE_FILE = "viewer.html.in"
 SCRIPT_FILE = "viewer.js"
-VIEWER_NAME = "viewer.html"  # the page's name in an avatar folder
 _ALIGN_BYTES = 4  # every array starts at a multiple of this (a Float32Array view needs 4)
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 def raster_rules() -> dict[str, float]:
     """The rasterisation constants the page uses: those of ``arc2avatar.splats.render``."""
-    from arc2avatar.splats._torch_raster import RasterRules
+    from arc2avatar.splats.render import RasterRules
     from arc2avatar.splats.render import rasterize
 
     rules = RasterRules()

@@ -6,7 +6,7 @@ degree 0) and an opacity, with the face splats in the first ``num_face`` rows; p
 expression ``k`` and face splat ``i`` a displacement ``deltas[k, i]`` and (optionally) a rotation
 vector ``rotvecs[k, i]``.
 
-Both come from the project's own rig (``arc2avatar.pipeline.expressions.FaceRig``, the code
+Both come from the project's own rig (``arc2avatar.avatar.rig.FaceRig``, the code
 behind ``apply_expression`` and ``arc2avatar express``) posed at weight 1 of that expression
 alone, minus the neutral avatar. The page then evaluates, on the GPU,
 
@@ -190,7 +190,7 @@ def avatar_scene(avatar: Any, setup: Any | None, config: ViewerConfig = ViewerCo
     """The scene of an avatar; with its template ``setup`` (``HeadSetup``) the face gets sliders.
 
     Args:
-        avatar: an ``arc2avatar.pipeline.outputs.Avatar`` (splats, template info, extra).
+        avatar: an ``arc2avatar.avatar.model.Avatar`` (splats, template info, extra).
         setup: its template (``setup_for_avatar(avatar)``), or None for a scene without
             expressions (a bare PLY, or a template that is not at hand).
         config: which expressions, slider range, rotations.
@@ -200,7 +200,7 @@ def avatar_scene(avatar: Any, setup: Any | None, config: ViewerConfig = ViewerCo
     """
     import torch
 
-    from arc2avatar.pipeline.expressions import FaceRig, check_binding, quat_multiply
+    from arc2avatar.avatar.rig import FaceRig, check_binding, quat_multiply
 
     splats = avatar.splats
     face = splats.face_mask.detach().cpu()

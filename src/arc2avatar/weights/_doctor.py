@@ -10,7 +10,7 @@ import importlib.metadata
 import importlib.util
 from dataclasses import dataclass, field
 
-from arc2avatar.weights._integrity import human_size
+from arc2avatar.weights.integrity import human_size
 from arc2avatar.weights.resolver import FileStatus, WeightsConfig, check_weights
 
 

@@ -13,7 +13,7 @@ Spec §1–§2, arc2face-flame-peers §1.4. Three sources, one answer:
 
 Everything missing is reported at once, in ONE ``MissingWeightsError`` naming the files and the
 command that fetches them, before any model is loaded. Truncated files are caught by cheap
-header checks (``weights/_integrity.py``).
+header checks (``weights/integrity.py``).
 
 Written by hand: the layout search and the messages (no library knows these layouts); downloading
 itself is ``huggingface_hub``'s.
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Iterable, Literal
 
 from arc2avatar.errors import MissingWeightsError
-from arc2avatar.weights._integrity import check_file
+from arc2avatar.weights.integrity import check_file
 from arc2avatar.weights.layout import WeightsPaths
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,147 @@
+"""Expression sequences: per-frame weights read from JSON / NPZ files or made by a preset.
+
+Formats in docs/expressions.md. Written by hand: the formats and presets are ours.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from arc2avatar._io import read_json
+from arc2avatar.errors import InputError
+
+
+@dataclass(frozen=True)
+class ExpressionSequence:
+    """Per-frame expression weights.
+
+    Attributes:
+        fps: frames per second of the video.
+        names: the K expression names the columns refer to (a subset of the template's).
+        weights: (T, K) float32 weights, one row per frame.
+    """
+
+    fps: float
+    names: tuple[str, ...]
+    weights: Tensor
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.weights.shape[0])
+
+    def frame(self, index: int) -> dict[str, float]:
+        return {name: float(w) for name, w in zip(self.names, self.weights[index])}
+
+
+def _sequence_from_rows(fps: Any, frames: Any, source: str) -> ExpressionSequence:
+    if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not fps > 0:
+        raise InputError(f"{source}: 'fps' must be a positive number, got {fps!r}")
+    if not isinstance(frames, list) or not frames or not all(isinstance(f, dict) for f in frames):
+        raise InputError(f"{source}: 'frames' must be a non-empty list of {{name: weight}} objects")
+    names = tuple(sorted({name for frame in frames for name in frame}))
+    try:
+        weights = torch.tensor([[float(frame.get(n, 0.0)) for n in names] for frame in frames], dtype=torch.float32)
+    except (TypeError, ValueError):
+        raise InputError(f"{source}: every weight must be a number") from None
+    return ExpressionSequence(float(fps), names, weights.reshape(len(frames), len(names)))
+
+
+def load_sequence(path: str | os.PathLike, default_fps: float = 30.0) -> ExpressionSequence:
+    """Read a sequence file (format in docs/expressions.md).
+
+    JSON: ``{"fps": 30, "frames": [{"smile": 0.3}, {"smile": 0.5, "jaw_open": 0.1}, ...]}``
+    (a name missing from a frame weighs 0). NPZ: ``weights`` (T, K) float, ``names`` (K,) str,
+    optional scalar ``fps``. Raises ``InputError`` naming the file on any problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"sequence file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        data = read_json(path, "sequence file")
+        if not isinstance(data, dict):
+            raise InputError(f"sequence file {path} must hold a JSON object with 'fps' and 'frames'")
+        return _sequence_from_rows(data.get("fps", default_fps), data.get("frames"), str(path))
+    if suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+        except (OSError, ValueError) as exc:
+            raise InputError(f"sequence file {path} is not a readable NPZ ({exc})") from None
+        if "weights" not in arrays or "names" not in arrays:
+            raise InputError(f"sequence file {path} needs arrays 'weights' (T, K) and 'names' (K,)")
+        weights, names = arrays["weights"], arrays["names"]
+        if weights.ndim != 2 or names.ndim != 1 or weights.shape[1] != names.shape[0] or weights.shape[0] == 0:
+            raise InputError(f"sequence file {path}: 'weights' must be (T, K) with T ≥ 1 and 'names' (K,); "
+                             f"got {weights.shape} and {names.shape}")
+        if not np.issubdtype(weights.dtype, np.number) or names.dtype.kind not in "US":
+            raise InputError(f"sequence file {path}: 'weights' must be numbers and 'names' strings")
+        fps = float(arrays["fps"]) if "fps" in arrays else default_fps
+        if not fps > 0:
+            raise InputError(f"sequence file {path}: 'fps' must be positive")
+        return ExpressionSequence(fps, tuple(str(n) for n in names), torch.from_numpy(weights.astype(np.float32)))
+    raise InputError(f"sequence file {path}: expected a .json or .npz file")
+
+
+@dataclass(frozen=True)
+class PresetSequenceConfig:
+    """Procedural sequences ``--preset`` (ours; the built-in template's expression names).
+
+    Attributes:
+        fps: frame rate, frames/s.
+        duration_s: length of every preset, seconds.
+        smile_peak: smile weight held in the middle of ``smile``.
+        surprise_jaw, surprise_brow: jaw_open and brow_raise peaks of ``surprise``.
+        talk_jaw: largest jaw_open of ``talk``; talk_syllable_hz: mouth openings per second.
+        blink_times: blink centres as fractions of the duration; blink_half_width_s: half the
+            length of one blink, seconds.
+        ramp_fraction: share of the duration spent ramping in (and out) for smile/surprise.
+    """
+
+    fps: float = 30.0
+    duration_s: float = 3.0
+    smile_peak: float = 0.9
+    surprise_jaw: float = 0.6
+    surprise_brow: float = 1.0
+    talk_jaw: float = 0.55
+    talk_syllable_hz: float = 4.0
+    blink_times: tuple[float, ...] = (0.3, 0.75)
+    blink_half_width_s: float = 0.08
+    ramp_fraction: float = 0.3
+
+
+PRESET_NAMES: tuple[str, ...] = ("smile", "surprise", "talk", "blink")
+
+
+def preset_sequence(name: str, config: PresetSequenceConfig = PresetSequenceConfig()) -> ExpressionSequence:
+    """A named procedural sequence: ``smile``, ``surprise``, ``talk`` or ``blink``."""
+    frames = max(1, int(round(config.fps * config.duration_s)))
+    t = torch.arange(frames, dtype=torch.float32) / max(frames - 1, 1)  # (T,) in [0, 1]
+    ramp = (torch.minimum(t, 1.0 - t) / config.ramp_fraction).clamp(0.0, 1.0)
+    envelope = 0.5 - 0.5 * torch.cos(math.pi * ramp)  # smooth in, hold, smooth out
+    if name == "smile":
+        return ExpressionSequence(config.fps, ("smile",), (config.smile_peak * envelope)[:, None])
+    if name == "surprise":
+        weights = torch.stack([config.surprise_jaw * envelope, config.surprise_brow * envelope], dim=1)
+        return ExpressionSequence(config.fps, ("jaw_open", "brow_raise"), weights)
+    if name == "talk":
+        seconds = t * config.duration_s
+        syllables = 0.5 - 0.5 * torch.cos(2 * math.pi * config.talk_syllable_hz * seconds)
+        accent = 0.6 + 0.4 * torch.sin(2 * math.pi * 0.7 * seconds).abs()  # uneven syllables
+        return ExpressionSequence(config.fps, ("jaw_open",), (config.talk_jaw * syllables * accent)[:, None])
+    if name == "blink":
+        seconds = t * config.duration_s
+        closed = torch.zeros(frames)
+        for centre in config.blink_times:
+            distance = (seconds - centre * config.duration_s).abs() / config.blink_half_width_s
+            closed = torch.maximum(closed, (1.0 - distance).clamp(0.0, 1.0))
+        return ExpressionSequence(config.fps, ("blink_left", "blink_right"), torch.stack([closed, closed], dim=1))
+    raise InputError(f"unknown preset {name!r}; valid presets: {', '.join(PRESET_NAMES)}")
