@@ -25,7 +25,7 @@ def write_inputs(work: Path, size: str) -> tuple[Path, Path]:
     """``work/weights`` (random networks in the real layouts, stand-in ONNX face models) and
     ``work/photo.png`` (a synthetic "face" the stand-in detector finds); returns both paths.
     Reused when an earlier call wrote them into ``work`` (``pipeline.bench.write_benchmark_inputs``)."""
-    from arc2avatar.pipeline.bench import write_benchmark_inputs
+    from arc2avatar.bench.harness import write_benchmark_inputs
 
     files = write_benchmark_inputs(work, size, seed=0, lora_rank=0)
     return files["weights"], files["photo"]

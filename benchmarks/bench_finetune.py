@@ -23,7 +23,7 @@ import torch
 
 def write_dataset(root: Path, views: int, size: int, seed: int) -> Path:
     """One identity folder with ``views`` random square PNGs over 360° and a random unit id.npy."""
-    from arc2avatar.finetune.dataset import write_synthetic_identity
+    from arc2avatar.testing.finetune_data import write_synthetic_identity
 
     write_synthetic_identity(root / "id0", views=views, side=size, seed=seed)
     return root
@@ -53,7 +53,7 @@ def main() -> None:
 
     from arc2avatar.finetune.dataset import DatasetLimits
     from arc2avatar.finetune.train import FinetuneConfig, autocast_dtype, iter_log, pick_device, train_lora
-    from arc2avatar.prior.synthetic import write_random_weights
+    from arc2avatar.testing.prior_weights import write_random_weights
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-finetune-"))
     t0 = time.perf_counter()

@@ -29,7 +29,7 @@ from arc2avatar.prior.configs import PriorConfig, scheduler_config, unet_config,
 from arc2avatar.prior.guidance import UNetDenoiser, VaeLatentEncoder
 from arc2avatar.prior.ism import Branch, ism_step
 from arc2avatar.prior.loading import load_lora, resolve_dtype
-from arc2avatar.prior.synthetic import write_random_lora
+from arc2avatar.testing.prior_weights import write_random_lora
 from arc2avatar.prior.views import ViewEmbeddings, view_conditioning
 
 

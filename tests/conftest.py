@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from arc2avatar.prior.synthetic import write_random_weights
+from arc2avatar.testing.prior_weights import write_random_weights
 
 
 @pytest.fixture(scope="session")

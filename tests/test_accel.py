@@ -21,9 +21,9 @@ import torch
 from arc2avatar._timing import NULL_TIMER, StageTimer
 from arc2avatar.prior.accel import AccelConfig, AcceleratedUNetDenoiser, AcceleratedVaeLatentEncoder, fuse_lora, prepare_models
 from arc2avatar.prior.configs import PriorConfig
-from arc2avatar.prior.guidance import Arc2FaceGuidance, UNetDenoiser, VaeLatentEncoder
+from arc2avatar.prior.guidance import Arc2FaceGuidance, GuidanceContext, UNetDenoiser, VaeLatentEncoder
 from arc2avatar.prior.loading import load_lora, load_prior_models
-from arc2avatar.prior.synthetic import write_random_lora, write_random_weights
+from arc2avatar.testing.prior_weights import write_random_lora, write_random_weights
 
 CUDA = torch.cuda.is_available()
 gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
@@ -193,10 +193,10 @@ def test_host_generator_alone_decides_flip_and_timestep(tiny_paths, tmp_path) ->
     cameras = orbit_cameras(5.0, 90.0, torch.tensor([0.0, 120.0]), 0.5, 64, 64)
     seen = set()
     for device_seed in (1, 2, 3):
-        out = guidance(renders, cameras, torch.Generator().manual_seed(device_seed), host_generator=torch.Generator().manual_seed(7))
+        out = guidance(renders, cameras, GuidanceContext(torch.Generator().manual_seed(device_seed), torch.Generator().manual_seed(7)))
         seen.add((out.timestep, out.extra["flipped"]))
     assert len(seen) == 1  # the device generator only draws noise
-    draws = {guidance(renders, cameras, torch.Generator().manual_seed(1), host_generator=torch.Generator().manual_seed(s)).timestep
+    draws = {guidance(renders, cameras, GuidanceContext(torch.Generator().manual_seed(1), torch.Generator().manual_seed(s))).timestep
              for s in range(8)}
     assert len(draws) > 1 and all(21 <= t <= 500 for t in draws)
 
@@ -216,7 +216,7 @@ def test_stage_timer_sums_bracketed_host_time_and_null_timer_records_nothing() -
 
 
 def test_benchmark_harness_reports_every_stage_and_a_projection_on_tiny_weights(tmp_path) -> None:
-    from arc2avatar.pipeline.bench import STAGES, BenchConfig, run_benchmark, summary_lines
+    from arc2avatar.bench.harness import STAGES, BenchConfig, run_benchmark, summary_lines
 
     bench = BenchConfig(
         iterations=6, baseline_iterations=3, extra_iterations=3, warmup_iterations=1, window_before_head=3,
@@ -281,7 +281,7 @@ def test_fast_guidance_gradient_is_as_close_to_fp32_as_the_eager_fp16_one(tiny_p
     """The fast path (compiled, graphed, fused LoRA, fast attention) in fp16 against an fp32 eager
     reference: its error is at most the eager fp16 step's (×1.5, + slack for tiny gradients)."""
     from arc2avatar.cameras.model import orbit_cameras
-    from arc2avatar.pipeline.bench import guidance_gradient
+    from arc2avatar.bench.harness import guidance_gradient
 
     identity = torch.nn.functional.normalize(torch.randn(512, generator=torch.Generator().manual_seed(0)), dim=0)
     cameras = orbit_cameras(5.0, 90.0, torch.tensor([-45.0, 30.0, -135.0, 150.0]), 0.5, 64, 64).to("cuda")

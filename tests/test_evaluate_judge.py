@@ -21,9 +21,9 @@ from arc2avatar.evaluate.recognizers import (
     same_person,
 )
 from arc2avatar.evaluate.similarity import observe
-from arc2avatar.evaluate.testing import astronaut_photo, grace_hopper_photo
+from arc2avatar.testing.photos import astronaut_photo, grace_hopper_photo
 from arc2avatar.identity.dlib_faces import DlibFaceDetector, arcface_points_from_68, dlib_model_files
-from arc2avatar.identity.synthetic import plant_face, write_tiny_identity_weights
+from arc2avatar.testing.identity_weights import plant_face, write_tiny_identity_weights
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from arc2avatar.evaluate.fid import (
 )
 from arc2avatar.evaluate.recognizers import AlignedFace
 from arc2avatar.evaluate.similarity import Observations, distribution, score_matrix, summarise_views
-from arc2avatar.evaluate.testing import write_stand_in_inception
+from arc2avatar.testing.photos import write_stand_in_inception
 from arc2avatar.evaluate.views import EvalViews
 
 A = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])

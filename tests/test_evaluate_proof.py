@@ -23,7 +23,7 @@ from PIL import Image
 from arc2avatar.evaluate.recognizers import DlibRecognizer
 from arc2avatar.evaluate.run import EvaluateConfig, evaluate
 from arc2avatar.evaluate.similarity import observe, view_entry
-from arc2avatar.evaluate.testing import astronaut_photo, photo_avatar
+from arc2avatar.testing.photos import astronaut_photo, photo_avatar
 from arc2avatar.evaluate.views import EvalViews, evaluation_cameras, render_views
 from arc2avatar.identity.dlib_faces import DlibFaceDetector
 from arc2avatar.pipeline.api import demo

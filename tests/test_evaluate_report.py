@@ -19,7 +19,7 @@ from arc2avatar.evaluate import report as report_module
 from arc2avatar.evaluate.expression import ExpressionEvalConfig
 from arc2avatar.evaluate.fid import INCEPTION_FILENAME, FidConfig
 from arc2avatar.evaluate.run import EvaluateConfig, evaluate
-from arc2avatar.evaluate.testing import astronaut_photo, photo_avatar, write_stand_in_inception
+from arc2avatar.testing.photos import astronaut_photo, photo_avatar, write_stand_in_inception
 from arc2avatar.evaluate.views import EvalViews
 from arc2avatar.identity.dlib_faces import DlibFaceDetector
 
@@ -166,7 +166,7 @@ def test_no_avatar_or_a_folder_of_other_files_is_refused(files, tmp_path, capsys
 
 def test_both_recognisers_are_reported_each_with_its_own_metric_even_when_one_finds_no_face(files, tmp_path):
     from arc2avatar.evaluate.recognizers import ArcFaceRecognizerConfig
-    from arc2avatar.identity.synthetic import plant_face, write_tiny_identity_weights
+    from arc2avatar.testing.identity_weights import plant_face, write_tiny_identity_weights
 
     write_tiny_identity_weights(tmp_path / "weights")
     photo = astronaut_photo().copy()

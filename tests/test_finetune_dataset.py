@@ -11,7 +11,8 @@ from PIL import Image
 
 from arc2avatar.cli.main import main
 from arc2avatar.errors import InputError
-from arc2avatar.finetune.dataset import DatasetLimits, check_dataset, wrap_azimuth, write_synthetic_identity
+from arc2avatar.finetune.dataset import DatasetLimits, check_dataset, wrap_azimuth
+from arc2avatar.testing.finetune_data import write_synthetic_identity
 
 LIMITS = DatasetLimits(min_views=4, min_side=16)
 

@@ -20,7 +20,8 @@ import torch
 
 from arc2avatar.cli.main import main
 from arc2avatar.finetune.dataset import DatasetLimits, check_dataset
-from arc2avatar.finetune.distributed import LaunchSettings, launch_training, step_seed
+from arc2avatar.finetune.distributed import LaunchSettings, step_seed
+from arc2avatar.finetune.launcher import launch_training
 from arc2avatar.finetune.train import FinetuneConfig, add_lora, iter_log, lora_state, prepare_data, training_step
 from arc2avatar.prior.loading import load_prior_models
 

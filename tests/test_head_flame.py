@@ -24,9 +24,9 @@ from arc2avatar.head.flame import (
     convert_flame_to_npz,
     load_flame,
     read_flame_arrays,
-    synthetic_flame_arrays,
 )
 from arc2avatar.head.frame import to_world_frame
+from arc2avatar.testing.flame import synthetic_flame_arrays
 
 
 def _fake_chumpy_class() -> tuple[type, dict[str, types.ModuleType]]:

@@ -9,7 +9,8 @@ import pytest
 import torch
 import trimesh
 
-from arc2avatar.head.flame import flame_head, synthetic_flame_arrays
+from arc2avatar.head.flame import flame_head
+from arc2avatar.testing.flame import synthetic_flame_arrays
 from arc2avatar.head.laplacian import laplacian_loss, uniform_laplacian
 from arc2avatar.head.model import HeadModel
 from arc2avatar.head.upsample import choose_levels, subdivision_counts, upsample_head

@@ -15,7 +15,7 @@ from arc2avatar.identity.align import (
     warp_face,
 )
 from arc2avatar.identity.detect import ScrfdDetector, anchor_centres, largest_face, nms
-from arc2avatar.identity.synthetic import (
+from arc2avatar.testing.identity_weights import (
     TinyScrfdConfig,
     plant_face,
     template_keypoint_offsets,

@@ -16,7 +16,7 @@ from arc2avatar.identity.arcface import ArcFaceEmbedder
 from arc2avatar.identity.detect import ScrfdDetector, largest_face
 from arc2avatar.identity.embed import embed_photos
 from arc2avatar.identity.image import load_image
-from arc2avatar.identity.synthetic import plant_face, write_tiny_identity_weights
+from arc2avatar.testing.identity_weights import plant_face, write_tiny_identity_weights
 from arc2avatar.weights.resolver import WeightsConfig, resolve_weights
 
 

@@ -9,7 +9,7 @@ import torch
 
 from arc2avatar.cameras.model import orbit_cameras
 from arc2avatar.prior.configs import PriorConfig, scheduler_config, unet_config
-from arc2avatar.prior.guidance import IsmGuidance, RgbLatentEncoder, UNetDenoiser
+from arc2avatar.prior.guidance import GuidanceContext, IsmGuidance, RgbLatentEncoder, UNetDenoiser
 from arc2avatar.prior.ism import ddim_inversion_step, inversion_schedule, ism_step
 from arc2avatar.prior.oracle import OracleDenoiser
 from arc2avatar.prior.views import ViewEmbeddings, perp_neg_weights, view_conditioning
@@ -156,7 +156,7 @@ def test_oracle_guidance_loss_gradient_on_renders_pulls_toward_the_target(alphas
     seen_flips = set()
     for step in range(6):
         renders.grad = None
-        out = prior(renders, cams, g)
+        out = prior(renders, cams, GuidanceContext(g))
         out.loss.backward()
         seen_flips.add(out.extra["flipped"])
         want = 2.0 * config.lambda_guidance * config.guidance_scale * 2.0 * (renders.detach() - target_rgb)

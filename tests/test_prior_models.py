@@ -20,9 +20,9 @@ import torch
 from arc2avatar.errors import InputError, MissingWeightsError
 from arc2avatar.prior.arc2face import encode_id_prompt, id_token_embeddings, encode_token_embeddings
 from arc2avatar.prior.configs import PriorConfig
-from arc2avatar.prior.guidance import Arc2FaceGuidance, VaeLatentEncoder
+from arc2avatar.prior.guidance import Arc2FaceGuidance, GuidanceContext, VaeLatentEncoder
 from arc2avatar.prior.loading import load_lora, load_prior_models, set_lora_scale
-from arc2avatar.prior.synthetic import write_random_lora, write_random_weights
+from arc2avatar.testing.prior_weights import write_random_lora, write_random_weights
 
 OPEN_CLIP_PIN = "open_clip_torch==3.3.0"
 
@@ -173,7 +173,7 @@ def test_arc2face_guidance_injects_g_on_the_vae_latents(models) -> None:
     cams = orbit_cameras(radius=5.7, polar_deg=90.0, azimuth_deg=torch.tensor([0.0, 100.0]), fovy=0.5,
                          width=16, height=16)
     renders = torch.rand(2, 3, 16, 16, requires_grad=True)
-    out = prior(renders, cams, torch.Generator().manual_seed(0))
+    out = prior(renders, cams, GuidanceContext(torch.Generator().manual_seed(0)))
     out.loss.backward()
     assert encoder.latents.shape == (2, 4, 8, 8)
     assert encoder.latents.grad.norm().item() == pytest.approx(out.grad_norm, rel=1e-5)

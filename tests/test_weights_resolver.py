@@ -9,7 +9,7 @@ from safetensors.numpy import save_file
 
 from arc2avatar.cli.main import main
 from arc2avatar.errors import MissingWeightsError
-from arc2avatar.identity.synthetic import write_tiny_arcface, write_tiny_scrfd
+from arc2avatar.testing.identity_weights import write_tiny_arcface, write_tiny_scrfd
 from arc2avatar.weights.integrity import check_file
 from arc2avatar.weights.resolver import (
     COMPONENTS,

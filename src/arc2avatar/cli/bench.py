@@ -1,4 +1,4 @@
-"""``arc2avatar bench``: a thin wrapper over ``arc2avatar.pipeline.bench.run_benchmark``."""
+"""``arc2avatar bench``: a thin wrapper over ``arc2avatar.bench.harness.run_benchmark``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from arc2avatar.pipeline.presets import PRESETS
 
 def _run(args: argparse.Namespace) -> int:
     from arc2avatar.errors import InputError
-    from arc2avatar.pipeline.bench import BenchConfig, run_benchmark, summary_lines
+    from arc2avatar.bench.harness import BenchConfig, run_benchmark, summary_lines
 
     if args.iterations < 1 or args.baseline_iterations < 1:
         raise InputError("--iterations and --baseline-iterations must be ≥ 1")

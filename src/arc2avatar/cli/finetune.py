@@ -69,7 +69,8 @@ def _run_train(args: argparse.Namespace) -> int:
 def _launch(args: argparse.Namespace, weights, config):
     """``--gpus N``: N processes through PyTorch's elastic launcher; rank 0's result."""
     from arc2avatar.errors import InputError
-    from arc2avatar.finetune.distributed import WORLD_SIZE_ENV, LaunchSettings, launch_training
+    from arc2avatar.finetune.distributed import WORLD_SIZE_ENV, LaunchSettings
+    from arc2avatar.finetune.launcher import launch_training
 
     import os
 

@@ -6,7 +6,8 @@
 """
 
 from .dataset import DatasetLimits, DatasetReport, IdentityRecord, ViewRecord, check_dataset
-from .distributed import LaunchSettings, launch_training
+from .distributed import LaunchSettings
+from .launcher import launch_training
 from .train import FinetuneConfig, TrainResult, train_lora
 
 __all__ = [

@@ -269,29 +269,3 @@ def load_image_tensor(path: Path, size: int) -> "np.ndarray":
         if rgb.size != (size, size):
             rgb = rgb.resize((size, size), Image.Resampling.LANCZOS)
         return np.asarray(rgb, dtype=np.float32) / 255.0
-
-
-def write_synthetic_identity(
-    folder: str | os.PathLike, views: int = 26, side: int = 64, seed: int = 0, id_npy: bool = True
-) -> Path:
-    """Write a valid identity folder of random content (for tests and benchmarks).
-
-    ``id.npy`` (a random unit 512-d vector) or a random ``frontal.png``, ``views`` random square
-    PNGs of ``side`` pixels at azimuths evenly spaced over 360° (elevation 0), and ``views.json``.
-    """
-    from PIL import Image
-
-    folder = Path(folder)
-    rng = np.random.default_rng(seed)
-    (folder / "views").mkdir(parents=True, exist_ok=True)
-    if id_npy:
-        vec = rng.normal(size=512)
-        np.save(folder / "id.npy", (vec / np.linalg.norm(vec)).astype(np.float32))
-    else:
-        Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(folder / "frontal.png")
-    entries = []
-    for k in range(views):
-        Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(folder / f"views/{k:03d}.png")
-        entries.append((f"views/{k:03d}.png", wrap_azimuth(k * 360.0 / views), 0.0))
-    write_views_json(folder, entries)
-    return folder

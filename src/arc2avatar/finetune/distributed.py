@@ -5,7 +5,7 @@ PyTorch's own launcher starts the processes, one per GPU:
 * ``torchrun --standalone --nproc-per-node N -m arc2avatar.cli.main finetune train DATA -o RUN ...``, or
 * ``arc2avatar finetune train DATA -o RUN --gpus N``, which calls the same elastic launcher
   (``torch.distributed.launcher.api.elastic_launch``, standalone c10d rendezvous on a free
-  port) from Python: ``launch_training``.
+  port) from Python: ``launch_training`` in ``finetune/launcher.py``.
 
 Each process reads its place from the launcher's environment (``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``) and joins the process group: NCCL on CUDA (rank
@@ -36,10 +36,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -181,69 +179,3 @@ def barrier(info: RankInfo) -> None:
 def step_seed(seed: int, rank: int, step: int) -> int:
     """Seed of rank ``rank``'s generator at step ``step`` (1-based): a SeedSequence of the three, 63 bits."""
     return int(np.random.SeedSequence([seed, rank, step]).generate_state(1, np.uint64)[0]) & (2**63 - 1)
-
-
-# --------------------------------------------------------------------------------------------
-# Launching N processes from Python (what `finetune train --gpus N` does)
-# --------------------------------------------------------------------------------------------
-def default_threads(nproc: int) -> int:
-    """CPU threads per process when ``nproc`` share this machine's cores."""
-    return max(1, (os.cpu_count() or 1) // nproc)
-
-
-def check_gpu_count(nproc: int, device_name: str) -> None:
-    """A CUDA run needs one visible GPU per process; a CPU run any count (gloo)."""
-    wants_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
-    if wants_cuda and nproc > torch.cuda.device_count():
-        raise InputError(f"--gpus {nproc} asked for, but {torch.cuda.device_count()} GPU(s) are visible")
-
-
-def _train_worker(threads: int, data_root: str, weights: Any, out_dir: str, config: Any, resume: bool,
-                  limits: Any, progress: bool) -> Any:
-    """Entry point of each launched process: set its CPU threads, then ``train_lora`` (which reads the rank)."""
-    from .train import train_lora
-
-    torch.set_num_threads(threads)
-    return train_lora(data_root, weights, out_dir, config, resume=resume, limits=limits, progress=progress)
-
-
-def launch_training(
-    settings: LaunchSettings,
-    data_root: str | os.PathLike,
-    weights: Any,
-    out_dir: str | os.PathLike,
-    config: Any,
-    resume: bool = False,
-    limits: Any = None,
-    progress: bool = True,
-) -> list[Any]:
-    """Run ``train_lora`` in ``settings.nproc`` processes on this machine with PyTorch's elastic launcher.
-
-    The inputs are checked here first (dataset, run folder, GPU count), so a mistake is one
-    message, not one traceback per process.
-
-    Returns:
-        the ``TrainResult`` of every rank, in rank order.
-    Raises:
-        InputError: broken dataset, used run folder, more processes than GPUs.
-        torch.distributed.elastic.multiprocessing.errors.ChildFailedError: a process failed.
-    """
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    from .dataset import DatasetLimits, check_dataset
-    from .train import check_run_folder
-
-    limits = DatasetLimits() if limits is None else limits
-    check_dataset(data_root, limits).raise_if_invalid()
-    check_run_folder(Path(out_dir), resume)
-    check_gpu_count(settings.nproc, config.device)
-    launch = LaunchConfig(
-        min_nodes=1, max_nodes=1, nproc_per_node=settings.nproc, run_id=str(uuid.uuid4()),
-        rdzv_backend="c10d", rdzv_endpoint="localhost:0",  # torchrun --standalone: a free local port
-        rdzv_timeout=settings.rendezvous_timeout_s, max_restarts=0, start_method="spawn",
-    )
-    threads = settings.threads_per_process or default_threads(settings.nproc)
-    logger.info("launching %d training processes (%d CPU threads each)", settings.nproc, threads)
-    results = elastic_launch(launch, _train_worker)(threads, str(data_root), weights, str(out_dir), config, resume,
-                                                    limits, progress)
-    return [results[rank] for rank in sorted(results)]

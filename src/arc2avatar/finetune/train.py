@@ -445,7 +445,7 @@ def train_lora(
     Returns:
         ``TrainResult`` (LoRA path, final step, losses of the steps run in this call, final LoRA).
 
-    Started by torchrun (or ``finetune.distributed.launch_training``) in N processes, each one
+    Started by torchrun (or ``finetune.launcher.launch_training``) in N processes, each one
     trains data-parallel on its shard of the batch and rank 0 alone writes (see ``finetune.distributed``).
     Raises:
         InputError: broken dataset (every problem listed), out_dir already used without resume.

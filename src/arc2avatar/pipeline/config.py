@@ -15,7 +15,7 @@ from arc2avatar.confkit import (  # noqa: F401  (re-exported: the config API's o
 )
 from arc2avatar.avatar.template import TemplateConfig
 from arc2avatar.errors import InputError
-from arc2avatar.prior.accel import AccelConfig
+from arc2avatar.prior.configs import AccelConfig
 from arc2avatar.prior.configs import PriorConfig
 from arc2avatar.splats.densify import MaskedDensifyConfig
 from arc2avatar.splats.model import SplatInitConfig

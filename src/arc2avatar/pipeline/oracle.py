@@ -29,7 +29,7 @@ from arc2avatar.head.model import HeadModel
 from arc2avatar.head.raster import render_mesh
 from arc2avatar.identity.align import estimate_similarity
 from arc2avatar.prior.configs import PriorConfig
-from arc2avatar.prior.guidance import GuidanceOutput, IsmGuidance, LatentEncoder, RgbLatentEncoder
+from arc2avatar.prior.guidance import GuidanceContext, GuidanceOutput, IsmGuidance, LatentEncoder, RgbLatentEncoder
 from arc2avatar.prior.oracle import OracleDenoiser
 from arc2avatar.prior.views import ViewEmbeddings
 
@@ -294,24 +294,13 @@ class OraclePrior:
         embeddings = ViewEmbeddings(front=dummy, side=dummy, back=dummy, uncond=dummy, inversion=dummy)
         self.guidance = IsmGuidance(denoiser, encoder, embeddings, alphas_cumprod.to(target.vertices.device), config)
 
-    def __call__(
-        self,
-        renders: Tensor,
-        cameras: Any,
-        generator: torch.Generator | None = None,
-        backgrounds: Tensor | None = None,
-        phase: str = "head",
-        host_generator: torch.Generator | None = None,
-        timer: Any = None,
-    ) -> GuidanceOutput:
-        """renders (B, 3, H, W) in [0, 1]; ``backgrounds`` (B, 3) they were composited on;
-        ``phase`` "face" when only the face splats were rendered (the target's face region then);
-        ``host_generator`` and ``timer`` as ``IsmGuidance``."""
-        self._backgrounds = backgrounds
-        self._face_only = phase == "face"
-        extra = {"timer": timer} if timer is not None else {}
+    def __call__(self, renders: Tensor, cameras: Cameras, context: GuidanceContext = GuidanceContext()) -> GuidanceOutput:
+        """renders (B, 3, H, W) in [0, 1]; the target is rendered on the context's
+        ``backgrounds`` and, in the face phase, only in its face region."""
+        self._backgrounds = context.backgrounds
+        self._face_only = context.phase == "face"
         try:
-            return self.guidance(renders, cameras, generator, host_generator=host_generator, **extra)
+            return self.guidance(renders, cameras, context)
         finally:
             self._backgrounds = None
             self._face_only = False

@@ -47,6 +47,7 @@ from arc2avatar.cameras.samplers import sample_face_phase, sample_paper, sample_
 from arc2avatar.errors import Arc2AvatarError
 from arc2avatar.head.laplacian import laplacian_loss, uniform_laplacian
 from arc2avatar.pipeline.config import CreateConfig
+from arc2avatar.prior.guidance import GuidanceContext, GuidancePrior
 from arc2avatar.pipeline.losses import disparity, regularisation_losses
 from arc2avatar.splats.densify import MaskedDensifier
 from arc2avatar.splats.model import GaussianSplats
@@ -109,7 +110,7 @@ class Trainer:
     Args:
         config: the resolved ``CreateConfig``.
         prior: a ``GuidancePrior`` (Arc2Face ISM, or the oracle); called as
-            ``prior(renders (B,3,H,W), cameras, generator[, backgrounds=...])``.
+            ``prior(renders (B,3,H,W), cameras, GuidanceContext(...))``.
         setup: the template (for the face-Laplacian connectivity).
         splats: the initial (mean-face fitted) splats, on ``device``.
         out_dir: where checkpoints and the log go.
@@ -120,7 +121,7 @@ class Trainer:
     def __init__(
         self,
         config: CreateConfig,
-        prior: Any,
+        prior: GuidancePrior,
         setup: HeadSetup,
         splats: GaussianSplats,
         out_dir: Path,
@@ -140,7 +141,6 @@ class Trainer:
         self.hooks = hooks
         self.max_bad_steps = max_bad_steps
         self.timer = timer
-        self.prior_context = _accepted_context(prior)
         self._writer: ThreadPoolExecutor | None = None
         self._pending_write: Future | None = None
         self.face_phase_iterations = int(round(config.face_phase_fraction * config.iterations))
@@ -318,9 +318,8 @@ class Trainer:
         renders = out.rgb.permute(0, 3, 1, 2)  # (B, 3, H, W)
         # The backward is split here: guidance (→ VAE backward) first, then the renderer.
         renders_in = renders.detach().requires_grad_(True)
-        context = {"backgrounds": backgrounds, "phase": phase, "host_generator": state.camera_generator, "timer": timer}
-        kwargs = {k: v for k, v in context.items() if k in self.prior_context}
-        guidance = self.prior(renders_in, cameras, state.device_generator, **kwargs)
+        context = GuidanceContext(state.device_generator, state.camera_generator, backgrounds, phase, timer)
+        guidance = self.prior(renders_in, cameras, context)
         with timer.stage("vae_backward"):
             guidance.loss.backward()
         with timer.stage("losses"):
@@ -405,19 +404,6 @@ def _to_host(value: Any) -> Any:
 def _write_checkpoint(payload: dict[str, Any], path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-
-
-def _accepted_context(prior: Any) -> frozenset[str]:
-    """Which optional keywords the prior accepts: ``backgrounds`` and ``phase`` (the oracle renders
-    its target like the avatar with them), ``host_generator`` (CPU draws without a device sync)
-    and ``timer`` (per-stage times)."""
-    import inspect
-
-    try:
-        parameters = inspect.signature(prior.__call__).parameters
-    except (TypeError, ValueError):
-        return frozenset()
-    return frozenset(name for name in ("backgrounds", "phase", "host_generator", "timer") if name in parameters)
 
 
 @contextmanager

@@ -1,58 +1,43 @@
-"""The Arc2Face prior: weights loading, ID prompt, view conditioning, Perp-Neg, LoRA, ISM/SDS (spec §2).
+"""The Arc2Face prior: weights loading, ID prompt, view conditioning, Perp-Neg, LoRA, ISM/SDS (paper §3.1–3.3).
 
-Public API (diffusers / transformers are imported only when models are built or loaded):
+Public API (imported lazily: ``arc2avatar.prior.configs`` alone stays cheap, and diffusers /
+transformers are imported only when models are built or loaded):
 
-- ``PriorConfig`` and the network configs (``configs``);
+- ``PriorConfig``, ``AccelConfig`` and the network configs (``configs``);
 - ``load_prior_models(paths, device, dtype) -> PriorModels``, ``load_lora(unet, path, scale)``;
 - ``encode_id_prompt``, ``encode_text`` (``arc2face``);
 - ``perp_neg_weights``, ``view_conditioning``, ``perp_neg_combine``, ``ViewEmbeddings`` (``views``);
 - ``ism_step``, ``Denoiser``, ``Branch`` (``ism``); ``OracleDenoiser`` (``oracle``);
-- ``GuidancePrior``, ``GuidanceOutput``, ``IsmGuidance``, ``Arc2FaceGuidance`` and the latent
-  encoders (``guidance``); ``write_random_weights`` / ``write_clip_tokenizer`` (``synthetic``).
+- the latent encoders (``latents``);
+- ``GuidancePrior``, ``GuidanceContext``, ``GuidanceOutput``, ``IsmGuidance``, ``Arc2FaceGuidance``
+  (``guidance``).
+
+Random and tiny weights for tests and benchmarks are in ``arc2avatar.testing.prior_weights``.
 """
 
-from .arc2face import encode_id_prompt, encode_text
-from .configs import PriorConfig
-from .guidance import (
-    Arc2FaceGuidance,
-    GuidanceOutput,
-    GuidancePrior,
-    IsmGuidance,
-    LatentEncoder,
-    RgbLatentEncoder,
-    UNetDenoiser,
-    VaeLatentEncoder,
-)
-from .ism import Branch, Denoiser, IsmResult, ism_step
-from .loading import PriorModels, load_lora, load_prior_models
-from .oracle import OracleDenoiser
-from .synthetic import write_clip_tokenizer, write_random_weights
-from .views import ViewEmbeddings, perp_neg_combine, perp_neg_weights, view_conditioning
+from __future__ import annotations
 
-__all__ = [
-    "Arc2FaceGuidance",
-    "Branch",
-    "Denoiser",
-    "GuidanceOutput",
-    "GuidancePrior",
-    "IsmGuidance",
-    "IsmResult",
-    "LatentEncoder",
-    "OracleDenoiser",
-    "PriorConfig",
-    "PriorModels",
-    "RgbLatentEncoder",
-    "UNetDenoiser",
-    "VaeLatentEncoder",
-    "ViewEmbeddings",
-    "encode_id_prompt",
-    "encode_text",
-    "ism_step",
-    "load_lora",
-    "load_prior_models",
-    "perp_neg_combine",
-    "perp_neg_weights",
-    "view_conditioning",
-    "write_clip_tokenizer",
-    "write_random_weights",
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "encode_id_prompt": "arc2face", "encode_text": "arc2face",
+    "PriorConfig": "configs", "AccelConfig": "configs",
+    "Arc2FaceGuidance": "guidance", "GuidanceContext": "guidance", "GuidanceOutput": "guidance",
+    "GuidancePrior": "guidance", "IsmGuidance": "guidance", "UNetDenoiser": "guidance",
+    "LatentEncoder": "latents", "RgbLatentEncoder": "latents", "VaeLatentEncoder": "latents",
+    "Branch": "ism", "Denoiser": "ism", "IsmResult": "ism", "ism_step": "ism",
+    "PriorModels": "loading", "load_lora": "loading", "load_prior_models": "loading",
+    "OracleDenoiser": "oracle",
+    "ViewEmbeddings": "views", "perp_neg_combine": "views", "perp_neg_weights": "views",
+    "view_conditioning": "views",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

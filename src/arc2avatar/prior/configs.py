@@ -13,6 +13,7 @@ real-sized (B, 77, 768). Everything else (layers, widths, blocks) is shrunk.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -258,3 +259,97 @@ class PriorConfig:
             raise ValueError(f"PriorConfig needs 1 ≤ t_min ≤ t_max ≤ 999, got {self.t_min}..{self.t_max}")
         if self.delta_s < 1 or self.delta_t < 0:
             raise ValueError("PriorConfig.delta_s must be ≥ 1 and delta_t ≥ 0")
+
+
+# ─────────────────────────── the fast path on a CUDA GPU (prior/accel.py) ───────────────────────────
+_OPTION_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")  # a (dotted) Inductor config name
+CompileMode = Literal["none", "default", "max-autotune-no-cudagraphs", "reduce-overhead"]
+COMPILE_MODES: tuple[str, ...] = ("none", "default", "max-autotune-no-cudagraphs", "reduce-overhead")
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """How the prior runs on a CUDA GPU (issue 9). Nothing here changes the method's maths.
+
+    Attributes:
+        enabled: False = plain eager PyTorch (the baseline the benchmark harness compares with);
+            ignored on a CPU, where everything below is off.
+        cuda_graphs: capture and replay the UNet (one graph per batch shape) and the VAE
+            encoder's forward + backward.
+        channels_last: NHWC memory format for the UNet's convolutions.
+        vae_channels_last: NHWC for the VAE too (off: slower in eager at 512², module doc).
+        explicit_attention_above: VAE attention heads wider than this many channels run as two
+            matrix products around a float32 softmax (``prior/attention.py``; SD-1.5's VAE has one
+            512-wide head, which no fused kernel takes); None (``--set accel.explicit_attention_above=null``)
+            = PyTorch's SDPA for every head.
+        fuse_lora: merge the multi-view LoRA into the UNet weights once (exact up to fp16
+            rounding of W + s·B·A; the LoRA is fixed during avatar optimisation).
+        compile: ``torch.compile`` mode applied to the UNet and VAE encoder: "none" (no
+            compilation time), "default" or "max-autotune-no-cudagraphs" (under our graphs), or
+            "reduce-overhead" (Inductor's own CUDA graphs; needs ``cuda_graphs=False``).
+            Inductor caches compiled kernels on disk (``TORCHINDUCTOR_CACHE_DIR``; the CLI points
+            it into the arc2avatar cache, ``arc2avatar/_cache.py``), so only a
+            machine's first run pays in full (docs/benchmarks.md: 189 s on a fresh H200 without the
+            VAE's coordinate-descent tuning, which adds ≈ 2 minutes).
+        unet_inductor, vae_inductor: boolean Inductor options (``torch._inductor.config`` names,
+            dotted for nested ones) switched on when compiling the UNet / the VAE encoder, on top
+            of ``compile``'s mode, e.g. ``[conv_1x1_as_mm, coordinate_descent_tuning]`` or
+            ``[force_layout_optimization]`` (profiled in benchmarks/profile_prior.py). The VAE's
+            default is both of its measured wins (module doc); the UNet's is none
+            (coordinate-descent tuning left its calls unchanged for 6 more minutes of compiling).
+        cudnn_benchmark: let cuDNN time its convolution algorithms for the fixed shapes and keep
+            the fastest (sets the process-wide ``torch.backends.cudnn.benchmark``).
+        warmup_calls: eager calls per shape before capture (cuDNN autotuning, lazy inits).
+    """
+
+    enabled: bool = True
+    cuda_graphs: bool = True
+    channels_last: bool = True
+    vae_channels_last: bool = False
+    explicit_attention_above: int | None = 256
+    fuse_lora: bool = True
+    compile: CompileMode = "default"
+    unet_inductor: tuple[str, ...] = ()
+    vae_inductor: tuple[str, ...] = ("force_layout_optimization", "coordinate_descent_tuning")
+    cudnn_benchmark: bool = True
+    warmup_calls: int = 3
+
+    def __post_init__(self) -> None:
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"AccelConfig.compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
+        if self.compile == "reduce-overhead" and self.cuda_graphs:
+            raise ValueError("AccelConfig.compile=reduce-overhead captures its own CUDA graphs: set cuda_graphs=false")
+        if self.explicit_attention_above is not None and self.explicit_attention_above < 0:
+            raise ValueError(f"AccelConfig.explicit_attention_above must be ≥ 0 or null, got {self.explicit_attention_above}")
+        for name in (*self.unet_inductor, *self.vae_inductor):
+            if not isinstance(name, str) or _OPTION_NAME.fullmatch(name) is None:
+                raise ValueError(f"AccelConfig: {name!r} is not an option name (e.g. coordinate_descent_tuning)")
+        if self.warmup_calls < 1:
+            raise ValueError(f"AccelConfig.warmup_calls must be ≥ 1, got {self.warmup_calls}")
+
+    def check_inductor_options(self) -> None:
+        """Raise ``ValueError`` naming any ``unet_inductor`` / ``vae_inductor`` entry that is not a
+        boolean ``torch._inductor.config`` option. Not done at construction: importing Inductor
+        takes about a second, which commands that never compile should not pay."""
+        for name in (*self.unet_inductor, *self.vae_inductor):
+            if not isinstance(inductor_option(name), bool):
+                raise ValueError(f"AccelConfig: {name!r} is not a boolean option of torch._inductor.config")
+
+    @classmethod
+    def eager(cls) -> "AccelConfig":
+        """The plain eager baseline."""
+        return cls(enabled=False)
+
+    def active(self, device: Any) -> bool:
+        """True when the fast path applies: enabled and on a CUDA device (a ``torch.device`` or its name)."""
+        kind = getattr(device, "type", None) or str(device).split(":")[0]
+        return self.enabled and kind == "cuda"
+
+
+def inductor_option(name: str) -> Any:
+    """The current value of a (dotted) ``torch._inductor.config`` option; None if there is none."""
+    import torch._inductor.config as node
+
+    for part in name.split("."):
+        node = getattr(node, part, None)
+    return node

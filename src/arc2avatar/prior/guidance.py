@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -30,8 +30,12 @@ from ..weights.layout import WeightsPaths
 from .arc2face import encode_id_prompt, encode_text
 from .configs import PriorConfig
 from .ism import Denoiser, IsmResult, ism_step, sample_timesteps
+from .latents import LatentEncoder, RgbLatentEncoder, VaeLatentEncoder, vae_moments  # noqa: F401 (re-exported)
 from .loading import PriorModels, load_lora, load_prior_models
 from .views import ViewEmbeddings, blend_view_embeddings, view_conditioning
+
+if TYPE_CHECKING:
+    from ..cameras.model import Cameras
 
 
 @dataclass
@@ -52,65 +56,34 @@ class GuidanceOutput:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class GuidancePrior(Protocol):
-    """Anything that turns renders (B, 3, H, W) in [0, 1] and their cameras into a guidance loss."""
+@dataclass(frozen=True)
+class GuidanceContext:
+    """What the optimiser hands a prior with each step's renders (one object, every prior).
 
-    def __call__(self, renders: Tensor, cameras: Any, generator: torch.Generator | None = None) -> GuidanceOutput:
-        """Optional keywords a prior may accept: ``host_generator`` (CPU generator for draws the
-        host must know), ``timer`` (a ``StageTimer``), ``backgrounds``, ``phase``."""
-
-
-class LatentEncoder(Protocol):
-    """Maps images (B, 3, H, W) in [−1, 1] to latents (B, C, h, w), differentiably."""
-
-    def encode(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
-        ...
-
-
-def vae_moments(vae: Any, images: Tensor) -> Tensor:
-    """encoder → quant_conv of an ``AutoencoderKL`` (the posterior's mean and log-variance)."""
-    moments = vae.encoder(images)
-    quant_conv = getattr(vae, "quant_conv", None)  # absent when the config sets use_quant_conv=False
-    return quant_conv(moments) if quant_conv is not None else moments
-
-
-class VaeLatentEncoder:
-    """SD-1.5 VAE encoder: posterior SAMPLE × scaling factor (0.18215), as the official (§2.5)."""
-
-    def __init__(self, vae: Any) -> None:
-        self.vae = vae
-
-    def moments(self, images: Tensor) -> Tensor:
-        """(B, 3, H, W) in [−1, 1] → (B, 8, H/8, W/8) posterior mean and log-variance, differentiably."""
-        return vae_moments(self.vae, images.to(self.vae.dtype))
-
-    def encode(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
-        """(B, 3, H, W) in [−1, 1] → (B, 4, H/8, W/8) latents in the VAE's dtype."""
-        from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
-
-        posterior = DiagonalGaussianDistribution(self.moments(images))
-        if generator is not None and generator.device != posterior.mean.device:
-            eps = torch.randn(posterior.mean.shape, generator=generator, device=generator.device)
-            sample = posterior.mean + posterior.std * eps.to(posterior.mean)
-        else:
-            sample = posterior.sample(generator=generator)
-        return sample * self.vae.config.scaling_factor
-
-
-class RgbLatentEncoder:
-    """RGB-space identity "latents" for CPU oracle runs: 2x−1 itself, optionally area-resized.
-
-    Args:
-        size: (h, w) of the latents; None keeps the render's resolution.
+    Attributes:
+        generator: draws the noise on the renders' device (and, without ``host_generator``, the
+            flip and t too).
+        host_generator: a CPU generator for the draws the host must know (flip, t) without a
+            device sync; None = use ``generator``.
+        backgrounds: (B, 3) colours the renders were composited on (the oracle renders its
+            target on the same ones); None = unknown.
+        phase: "face" when only the face splats were rendered (paper §3.4's face phase), else "head".
+        timer: a ``StageTimer`` for per-stage times (the benchmark harness); a no-op by default.
     """
 
-    def __init__(self, size: tuple[int, int] | None = None) -> None:
-        self.size = size
+    generator: torch.Generator | None = None
+    host_generator: torch.Generator | None = None
+    backgrounds: Tensor | None = None
+    phase: Literal["head", "face"] = "head"
+    timer: Any = NULL_TIMER
 
-    def encode(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
-        if self.size is None or tuple(images.shape[-2:]) == tuple(self.size):
-            return images
-        return torch.nn.functional.interpolate(images, size=self.size, mode="area")
+
+class GuidancePrior(Protocol):
+    """Anything that turns renders (B, 3, H, W) in [0, 1] and their cameras into a guidance loss
+    (Arc2Face ISM, plain SDS, the oracle of the offline demo)."""
+
+    def __call__(self, renders: Tensor, cameras: Cameras, context: GuidanceContext = GuidanceContext()) -> GuidanceOutput:
+        ...
 
 
 class UNetDenoiser:
@@ -153,20 +126,10 @@ class IsmGuidance:
         self.config = config
         self._alphas_cumprod_host = alphas_cumprod.detach().double().cpu()  # read by the host every step
 
-    def __call__(
-        self,
-        renders: Tensor,
-        cameras: Any,
-        generator: torch.Generator | None = None,
-        *,
-        host_generator: torch.Generator | None = None,
-        timer: Any = NULL_TIMER,
-    ) -> GuidanceOutput:
-        """renders (B, 3, H, W) in [0, 1] with their ``Cameras`` → ``GuidanceOutput``.
-
-        ``generator`` draws the noise (and, without ``host_generator``, the flip and t too);
-        ``host_generator``, a CPU generator, draws the flip and t without a device sync.
-        """
+    def __call__(self, renders: Tensor, cameras: Cameras, context: GuidanceContext = GuidanceContext()) -> GuidanceOutput:
+        """renders (B, 3, H, W) in [0, 1] with their ``Cameras`` → ``GuidanceOutput`` (the
+        context's generators and timer are used; backgrounds and phase do not matter here)."""
+        generator, host_generator, timer = context.generator, context.host_generator, context.timer
         chooser = host_generator if host_generator is not None else generator
         device = chooser.device if chooser is not None else "cpu"
         flipped = bool(torch.rand((), generator=chooser, device=device).item() < self.config.flip_prob)
@@ -226,7 +189,8 @@ class Arc2FaceGuidance(IsmGuidance):
         latent_encoder: LatentEncoder | None = None,
         accel: Any = None,
     ) -> None:
-        from .accel import AccelConfig, AcceleratedUNetDenoiser, AcceleratedVaeLatentEncoder, prepare_models
+        from .accel import AcceleratedUNetDenoiser, AcceleratedVaeLatentEncoder, prepare_models
+        from .configs import AccelConfig
 
         accel = AccelConfig() if accel is None else accel
         embeddings = arc2face_embeddings(models, id_embedding, config)  # before the LoRA is fused

@@ -9,7 +9,7 @@ Spec §1–§2, arc2face-flame-peers §1.4. Three sources, one answer:
   or under ``root/stable-diffusion-v1-5/``;
 * the Hugging Face Hub (``download_weights``, through ``huggingface_hub.hf_hub_download``), which
   writes that same layout;
-* tiny test weights written by the tests in that layout (``arc2avatar.identity.synthetic``).
+* tiny test weights written by the tests in that layout (``arc2avatar.testing.identity_weights``).
 
 Everything missing is reported at once, in ONE ``MissingWeightsError`` naming the files and the
 command that fetches them, before any model is loaded. Truncated files are caught by cheap

@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 
 from ..weights.layout import WeightsPaths
-from .configs import (
+from ..prior.configs import (
     TOKENIZER_CONFIG,
     ModelSize,
     scheduler_config,

@@ -41,6 +41,7 @@ from torch import Tensor
 from arc2avatar._io import atomic_write_text
 from arc2avatar._timing import StageTimer
 from arc2avatar.errors import InputError
+from arc2avatar.prior.guidance import GuidanceContext
 from arc2avatar.pipeline.config import CreateConfig
 from arc2avatar.pipeline.presets import resolve_config
 
@@ -109,8 +110,8 @@ def write_benchmark_inputs(work: Path, size: str = "full", seed: int = 0, lora_r
     ONNX models, a random multi-view LoRA and a photo those models "detect" a face in."""
     from PIL import Image
 
-    from arc2avatar.identity.synthetic import plant_face, write_tiny_identity_weights
-    from arc2avatar.prior.synthetic import write_random_lora, write_random_weights
+    from arc2avatar.testing.identity_weights import plant_face, write_tiny_identity_weights
+    from arc2avatar.testing.prior_weights import write_random_lora, write_random_weights
 
     work.mkdir(parents=True, exist_ok=True)
     weights = work / "weights"
@@ -237,8 +238,8 @@ def guidance_gradient(prior: Any, renders: Tensor, cameras: Any, seed: int) -> T
     """∂loss/∂renders of one guidance call with seeded draws (flip/t on a CPU generator)."""
     device = renders.device
     x = renders.detach().clone().requires_grad_(True)
-    out = prior(x, cameras, torch.Generator(device=device).manual_seed(seed),
-                host_generator=torch.Generator().manual_seed(seed))
+    context = GuidanceContext(torch.Generator(device=device).manual_seed(seed), torch.Generator().manual_seed(seed))
+    out = prior(x, cameras, context)
     out.loss.backward()
     assert x.grad is not None
     return x.grad.detach().float()
@@ -275,7 +276,7 @@ def run_benchmark(bench: BenchConfig, work: str | Path | None = None, out: str |
     from arc2avatar.avatar.outputs import write_avatar_outputs
     from arc2avatar.avatar.template import build_head
     from arc2avatar.pipeline.meanface import fit_mean_face, initial_splats
-    from arc2avatar.prior.accel import AccelConfig
+    from arc2avatar.prior.configs import AccelConfig
     from arc2avatar.prior.guidance import Arc2FaceGuidance, IsmGuidance
 
     started_all = time.perf_counter()
