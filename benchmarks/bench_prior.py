@@ -1,4 +1,4 @@
-"""Time one Arc2Face ISM guidance step (spec §2) on random weights of the real sizes.
+"""Time one Arc2Face ISM guidance step (docs/method.md §2) on random weights of the real sizes.
 
     python benchmarks/bench_prior.py --out RESULT.json [--device cuda] [--dtype auto|fp16|bf16] [--iters 10]
     python benchmarks/bench_prior.py --out smoke.json --device cpu --size tiny --res 16 --iters 2

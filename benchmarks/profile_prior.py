@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 from arc2avatar.prior.configs import unet_config, vae_config
 
-VAE_GFLOP_PER_IMAGE = 2285.0  # forward + input backward at 512² (shared/docs/performance.md)
-UNET_GFLOP_PER_SAMPLE = 803.0  # one forward at a 64×64 latent (performance.md)
+VAE_GFLOP_PER_IMAGE = 2285.0  # forward + input backward at 512² (docs/benchmarks.md)
+UNET_GFLOP_PER_SAMPLE = 803.0  # one forward at a 64×64 latent (an H100 profile of SD-1.5's UNet)
 
 
 def _time(fn: Callable[[], Any], reps: int, warmup: int = 3) -> float:

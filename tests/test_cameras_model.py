@@ -1,4 +1,4 @@
-"""Claims about the shared camera convention (spec §5, official-release §4.1)."""
+"""Claims about the shared camera convention (docs/method.md §5, docs/official-code.md §4.1)."""
 
 import torch
 

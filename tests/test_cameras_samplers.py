@@ -1,4 +1,4 @@
-"""Claims about the training-view samplers, the range schedule and the fixed rings (spec §5)."""
+"""Claims about the training-view samplers, the range schedule and the fixed rings (docs/method.md §5)."""
 
 import pytest
 import torch
@@ -36,7 +36,7 @@ def test_paper_sampler_puts_one_azimuth_in_each_quadrant_every_batch():
 def test_release_gamma_puts_63_percent_of_azimuths_in_front_half():
     cams = sample_release(CameraRanges(), 0, _generator(1), 8, 8, batch_size=20_000)
     frontal = (cams.azimuth_deg.abs() < 90.0).float().mean().item()
-    assert abs(frontal - 0.5 ** (2 / 3)) < 0.03  # official-release §4.2: ≈ 0.63
+    assert abs(frontal - 0.5 ** (2 / 3)) < 0.03  # docs/official-code.md §4.2: ≈ 0.63
 
 
 def test_concentrated_sampling_stays_inside_its_range_and_centres():

@@ -120,7 +120,7 @@ def test_a_photo_demo_on_cpu_smoke_selects_the_finer_face_and_a_set_still_wins(t
         demo(tmp_path / "out", photo=photo_path, overrides=["iterations=50"], progress=False)
     saved = load_yaml(tmp_path / "out" / "config.yaml")
     assert saved["template"]["face_levels"] == 1 and saved["face_phase_fraction"] == 0.5
-    assert saved["iterations"] == 50  # the user's --set comes after PHOTO_DEMO_OVERRIDES
+    assert saved["iterations"] == 50  # the user's --set wins over the photo-demo preset
     with pytest.raises(Stop):
         demo(tmp_path / "plain", progress=False)
     assert load_yaml(tmp_path / "plain" / "config.yaml")["template"]["face_levels"] == 0  # no photo: cpu-smoke as is

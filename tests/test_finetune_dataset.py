@@ -1,4 +1,4 @@
-"""Claims about the fine-tuning dataset format and its validator (spec §8; docs/finetune.md)."""
+"""Claims about the fine-tuning dataset format and its validator (docs/method.md §8; docs/finetune.md)."""
 
 from __future__ import annotations
 

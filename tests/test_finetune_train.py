@@ -1,4 +1,4 @@
-"""Claims about multi-view LoRA training on tiny random models (spec §8).
+"""Claims about multi-view LoRA training on tiny random models (docs/method.md §8).
 
 Tiny prior weights in the real layout (``write_random_weights``) and a synthetic dataset, both from conftest.py
 (16 px views: the tiny VAE keeps an 8×8 latent), CPU fp32.

@@ -1,4 +1,4 @@
-"""Claims about the built-in head template ``builtin-v1`` (spec §3, built-in template)."""
+"""Claims about the built-in head template ``builtin-v1`` (docs/method.md §3, built-in template)."""
 
 from __future__ import annotations
 

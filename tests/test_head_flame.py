@@ -1,4 +1,4 @@
-"""Claims about the FLAME loader, its restricted unpickler, the world frame and skinning (spec §3).
+"""Claims about the FLAME loader, its restricted unpickler, the world frame and skinning (docs/method.md §3).
 
 No FLAME data is used: a synthetic model with the real key layout and counts
 (``synthetic_flame_arrays``) is pickled the way the official files are (protocol 2, sparse

@@ -1,4 +1,4 @@
-"""Claims about upsampling with parents and the face Laplacian (spec §3, §4; paper E.2)."""
+"""Claims about upsampling with parents and the face Laplacian (docs/method.md §3, §4; paper E.2)."""
 
 from __future__ import annotations
 

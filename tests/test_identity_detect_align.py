@@ -1,5 +1,5 @@
 """Claims about SCRFD decoding (letterbox, anchors, NMS, largest face) on the tiny SCRFD, and
-about 5-point alignment onto the ArcFace template (spec §1)."""
+about 5-point alignment onto the ArcFace template (docs/method.md §1)."""
 
 from pathlib import Path
 

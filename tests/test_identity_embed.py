@@ -1,5 +1,5 @@
 """Claims about photos -> identity embedding end to end, with tiny ONNX models in the real
-layout, through the CLI (spec §1)."""
+layout, through the CLI (docs/method.md §1)."""
 
 import logging
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Claims about photo decoding (spec §1): every odd photo becomes upright 8-bit RGB, or one
+"""Claims about photo decoding (docs/method.md §1): every odd photo becomes upright 8-bit RGB, or one
 InputError naming the file."""
 
 import struct

@@ -1,4 +1,4 @@
-"""Claims about the mesh rasteriser used for mean-face target images (spec §6)."""
+"""Claims about the mesh rasteriser used for mean-face target images (docs/method.md §6)."""
 
 from __future__ import annotations
 

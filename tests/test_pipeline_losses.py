@@ -1,4 +1,4 @@
-"""Claims about the non-guidance losses and the image metrics (spec §4, §6; official-release §3.5, §4.3)."""
+"""Claims about the non-guidance losses and the image metrics (docs/method.md §4, §6; docs/official-code.md §3.5, §4.3)."""
 
 from __future__ import annotations
 

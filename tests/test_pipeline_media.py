@@ -55,7 +55,7 @@ def test_video_decodes_with_all_frames_and_even_size(tmp_path):
 
 def test_failure_midway_leaves_neither_video_nor_temporary_file(tmp_path):
     def frames():
-        for i in range(3):
+        for _ in range(3):
             yield np.zeros((16, 16, 3), dtype=np.uint8)
         raise RuntimeError("renderer died")
 

@@ -1,4 +1,4 @@
-"""Claims about the ISM / SDS step, the oracle teacher and the guidance interface (spec §2)."""
+"""Claims about the ISM / SDS step, the oracle teacher and the guidance interface (docs/method.md §2)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_honest_oracle_gives_lambda_cfg_times_z_minus_target(alphas_cumprod, see
 
 
 def test_trapped_oracle_using_the_target_on_every_branch_gives_zero_ism_gradient(alphas_cumprod) -> None:
-    """architecture.md's trap: inversion keeps x̂0 = z*, so ε̂ − ε(x_s) = 0 although z ≠ z*."""
+    """The oracle's trap (docs/method.md §2.4): inversion keeps x̂0 = z*, so ε̂ − ε(x_s) = 0 although z ≠ z*."""
     config = PriorConfig()
     g = torch.Generator().manual_seed(7)
     z, z_star = torch.randn(2, 4, 4, 6, 6, generator=g)
@@ -83,7 +83,7 @@ def test_ddim_inversion_then_sampling_with_the_same_eps_returns_the_start_within
 
 
 def _reference_ism_gradient(unet, z, cond, abar, config, seed):
-    """Straightforward re-derivation from spec §2 with plain loops (no helpers of the package)."""
+    """Straightforward re-derivation from docs/method.md §2 with plain loops (no helpers of the package)."""
     g = torch.Generator().manual_seed(seed)
     t = int(torch.randint(config.t_min, config.t_max + 1, (1,), generator=g).item())
     s = max(t - config.delta_t, 1)
@@ -154,7 +154,7 @@ def test_oracle_guidance_loss_gradient_on_renders_pulls_toward_the_target(alphas
     prior = IsmGuidance(OracleDenoiser(target_fn, alphas_cumprod), RgbLatentEncoder(), ViewEmbeddings.zeros(77, 8),
                         alphas_cumprod, config)
     seen_flips = set()
-    for step in range(6):
+    for _ in range(6):
         renders.grad = None
         out = prior(renders, cams, GuidanceContext(g))
         out.loss.backward()

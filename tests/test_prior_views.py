@@ -1,4 +1,4 @@
-"""Claims about view conditioning and Perp-Neg (spec §2; official-release §1.4)."""
+"""Claims about view conditioning and Perp-Neg (docs/method.md §2; docs/official-code.md §1.4)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from arc2avatar.prior.views import (
     view_conditioning,
 )
 
-# official-release §1.4 worked values: az → (positive mix, ((neg view, weight), (neg view, weight)))
+# docs/official-code.md §1.4 worked values: az → (positive mix, ((neg view, weight), (neg view, weight)))
 TABLE = {
     0.0: ({"front": 1.0, "side": 0.0}, (("front", 0.0), ("side", -2.0))),
     45.0: ({"front": 0.5, "side": 0.5}, (("front", -0.736), ("side", -0.0135))),

@@ -1,4 +1,4 @@
-"""Claims about masked densification and pruning (spec §4; official-release §3.3, §7.7–7.8)."""
+"""Claims about masked densification and pruning (docs/method.md §4; docs/official-code.md §3.3, §7.7–7.8)."""
 
 import torch
 

@@ -1,4 +1,4 @@
-"""Claims about PLY export/import and the avatar bundle (rendering-notes "PLY"; spec §4, §7)."""
+"""Claims about PLY export/import and the avatar bundle (docs/method.md §4, §4.6, §7)."""
 
 import json
 

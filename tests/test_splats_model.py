@@ -1,4 +1,4 @@
-"""Claims about the splat container and its optimiser (spec §4, §7; official-release §3.1–3.2)."""
+"""Claims about the splat container and its optimiser (docs/method.md §4, §7; docs/official-code.md §3.1–3.2)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Claims about finding, checking and fetching weights (spec §1–§2, arc2face-flame-peers §1.4)."""
+"""Claims about finding, checking and fetching weights (docs/method.md §1–§2, docs/method.md §2.5)."""
 
 from pathlib import Path
 

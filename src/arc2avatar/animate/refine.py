@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from arc2avatar.prior.guidance import GuidancePrior
 from arc2avatar.animate.express import check_new_out_dir, save_avatar_folder
 from arc2avatar.avatar.model import Avatar
 from arc2avatar.avatar.rig import apply_expression, expression_coefficients, pose_tensors, setup_for_avatar
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 def correction_config(base: CreateConfig, iterations: int = 500) -> CreateConfig:
-    """The run config of expression correction (spec §7), derived from the avatar's own config.
+    """The run config of expression correction (docs/method.md §7), derived from the avatar's own config.
 
     ``iterations`` ISM steps (500); expression learning rates (``SplatOptimConfig.expression``);
     no template regularisers (``losses.face_position = losses.face_laplacian = 0``); no face
@@ -56,14 +57,14 @@ def correction_config(base: CreateConfig, iterations: int = 500) -> CreateConfig
 def refine_expression(
     avatar: Avatar,
     setup: HeadSetup,
-    prior: Any,
+    prior: GuidancePrior,
     config: CreateConfig,
     *,
     work_dir: str | os.PathLike | None = None,
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> Avatar:
-    """Expression correction (spec §7; paper §3.5): optimise the (already deformed) avatar.
+    """Expression correction (docs/method.md §7; paper §3.5): optimise the (already deformed) avatar.
 
     Args:
         avatar: the expressive avatar (``apply_expression``'s result).

@@ -25,8 +25,8 @@ class AnimationConfig:
 
     Attributes:
         size: frame size, pixels (square).
-        radius: camera distance, world units (4.5: the test views of spec §5).
-        fovy: vertical field of view, radians (0.7, spec §5 test views).
+        radius: camera distance, world units (4.5: the test views of docs/method.md §5).
+        fovy: vertical field of view, radians (0.7, docs/method.md §5 test views).
         polar_deg: camera polar angle θ, degrees (90: eye level).
         orbit_amplitude_deg: ``--orbit`` swings the azimuth by ± this many degrees.
         orbit_cycles: full swings over the whole sequence with ``--orbit``.

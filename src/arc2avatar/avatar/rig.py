@@ -263,7 +263,7 @@ def apply_expression(
     expression: Mapping[str, float] | Tensor | None,
     pose: Mapping[str, Any] | None = None,
 ) -> Avatar:
-    """The avatar with an expression (spec §7): see the module docstring for the rule.
+    """The avatar with an expression (docs/method.md §7): see the module docstring for the rule.
 
     Args:
         avatar: a neutral avatar with its face binding.

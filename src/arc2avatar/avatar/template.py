@@ -9,29 +9,31 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from arc2avatar._io import file_sha256
 from arc2avatar.errors import InputError
-from arc2avatar.head.model import HeadModel
-from arc2avatar.head.upsample import UpsampledHead, upsample_head
+
+if TYPE_CHECKING:  # the head modules load torch: imported where a template is built
+    from arc2avatar.head.model import HeadModel
+    from arc2avatar.head.upsample import UpsampledHead
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class TemplateConfig:
-    """The head template the avatar is built on (spec §3; paper §3.4, E.2).
+    """The head template the avatar is built on (docs/method.md §3; paper §3.4, E.2).
 
     Attributes:
         kind: "builtin" (our generated head, no licence strings) or "flame" (user-supplied FLAME
-            model, spec §3).
+            model, docs/method.md §3).
         flame_path: path of the FLAME model (``flame2023_Open.pkl``, ``generic_model.pkl`` or a
             converted ``.npz``); required when kind is "flame".
         masks_path: optional ``FLAME_masks.pkl`` with region masks; derived from geometry if absent.
-        face_levels: midpoint-subdivision levels of the face submesh (each ≈ ×4 vertices; spec §3
+        face_levels: midpoint-subdivision levels of the face submesh (each ≈ ×4 vertices; docs/method.md §3
             targets ≈ 40–60K face vertices for real runs).
-        rest_levels: midpoint-subdivision levels of the rest of the head (spec §3 targets
+        rest_levels: midpoint-subdivision levels of the rest of the head (docs/method.md §3 targets
             ≈ 20–30K vertices).
     """
 
@@ -79,7 +81,9 @@ def load_base_head(config: TemplateConfig) -> tuple[HeadModel, dict[str, Any]]:
 
 
 def build_head(config: TemplateConfig) -> HeadSetup:
-    """Load the template and upsample it (face and rest separately, spec §3)."""
+    """Load the template and upsample it (face and rest separately, docs/method.md §3)."""
+    from arc2avatar.head.upsample import upsample_head
+
     base, info = load_base_head(config)
     upsampled = upsample_head(base, config.face_levels, config.rest_levels)
     info = {**info, "face_levels": config.face_levels, "rest_levels": config.rest_levels}

@@ -41,7 +41,8 @@ from torch import Tensor
 from arc2avatar._io import atomic_write_text
 from arc2avatar._timing import StageTimer
 from arc2avatar.errors import InputError
-from arc2avatar.prior.guidance import GuidanceContext
+from arc2avatar.cameras.model import Cameras
+from arc2avatar.prior.guidance import GuidanceContext, GuidancePrior
 from arc2avatar.pipeline.config import CreateConfig
 from arc2avatar.pipeline.presets import resolve_config
 
@@ -68,13 +69,13 @@ class BenchConfig:
         window_before_head: the window starts this many iterations before the end of the face
             phase, so it covers both phases and the first densification events.
         size: random weights of the real sizes ("full") or tiny ones (a CPU smoke run).
-        lora_rank: rank of the random multi-view LoRA (0 = none; spec §8: 16).
+        lora_rank: rank of the random multi-view LoRA (0 = none; docs/method.md §8: 16).
         gradient_seeds: how many (t, noise) draws the gradient check compares.
         fp32_reference: also compare with an fp32 eager prior (CUDA only; 3.4 GB more).
         outputs: also time writing the outputs (PLY, bundle, sheet, turntable video).
         overrides: ``--set`` strings applied to every preset (e.g. ``device=cuda``).
         meanface_iterations: face / head iterations of the mean-face fit. The fit is
-            subject-independent and cached per template (spec §6), so its cost is not part of an
+            subject-independent and cached per template (docs/method.md §6), so its cost is not part of an
             avatar; it is shortened here and timed separately.
         seed: seed of the random weights and of the run.
     """
@@ -166,7 +167,7 @@ def _window(config: CreateConfig, before_head: int, iterations: int) -> tuple[in
 
 def time_window(
     config: CreateConfig,
-    prior: Any,
+    prior: GuidancePrior,
     setup: Any,
     splats: Any,
     device: torch.device,
@@ -234,7 +235,7 @@ def time_window(
 
 
 # --------------------------------------------------------------------------- the maths check
-def guidance_gradient(prior: Any, renders: Tensor, cameras: Any, seed: int) -> Tensor:
+def guidance_gradient(prior: GuidancePrior, renders: Tensor, cameras: Cameras, seed: int) -> Tensor:
     """∂loss/∂renders of one guidance call with seeded draws (flip/t on a CPU generator)."""
     device = renders.device
     x = renders.detach().clone().requires_grad_(True)
@@ -275,7 +276,7 @@ def run_benchmark(bench: BenchConfig, work: str | Path | None = None, out: str |
     from arc2avatar.avatar.model import Avatar
     from arc2avatar.avatar.outputs import write_avatar_outputs
     from arc2avatar.avatar.template import build_head
-    from arc2avatar.pipeline.meanface import fit_mean_face, initial_splats
+    from arc2avatar.pipeline.meanface import fit_mean_face_for_run
     from arc2avatar.prior.configs import AccelConfig
     from arc2avatar.prior.guidance import Arc2FaceGuidance, IsmGuidance
 
@@ -319,11 +320,7 @@ def run_benchmark(bench: BenchConfig, work: str | Path | None = None, out: str |
     report["setup_s"].update(loaded.setup_s)
     setup = build_head(config.template)
     t0 = time.perf_counter()
-    splats, _ = fit_mean_face(
-        setup, initial_splats(setup, config.splat_init), config.meanface, config.face_cameras,
-        head_cameras=config.cameras, init=config.splat_init, position_weight=config.losses.face_position,
-        device=device, seed=config.seed, progress=progress,
-    )
+    splats, _ = fit_mean_face_for_run(setup, config, device, progress)
     report["setup_s"]["meanface_s"] = round(time.perf_counter() - t0, 2)
     save("setup")
     start, _ = _window(config, bench.window_before_head, bench.iterations)

@@ -1,4 +1,4 @@
-"""The camera model shared by every renderer (spec §5; official-release §4.1).
+"""The camera model shared by every renderer (docs/method.md §5; docs/official-code.md §4.1).
 
 World frame: z up, the face looks toward +y, the head's centre at the origin. A camera on the
 orbit sphere sits at ``r·(sinθ sinφ, sinθ cosφ, cosθ)``: θ is the polar angle from +z in degrees
@@ -31,7 +31,7 @@ class Cameras:
         polar_deg: (C,) θ without jitter, degrees.
         radius: (C,) distance of the un-jittered centre from the origin, world units.
         fovy: (C,) vertical field of view, radians.
-        near, far: clipping distances, world units (spec §5: 0.01, 100).
+        near, far: clipping distances, world units (docs/method.md §5: 0.01, 100).
     """
 
     viewmats: Tensor
@@ -166,7 +166,7 @@ def orbit_cameras(
     """Cameras on the orbit sphere looking at the origin (or at jittered ``target``).
 
     Scalars broadcast against tensors; ``centre_offset``/``target``/``up`` are (C,3) jitters
-    (spec §5) added by samplers; the recorded azimuth/polar/radius stay un-jittered.
+    (docs/method.md §5) added by samplers; the recorded azimuth/polar/radius stay un-jittered.
     """
     values = [torch.as_tensor(v, dtype=torch.float32) for v in (radius, polar_deg, azimuth_deg, fovy)]
     values = [v.reshape(-1) for v in values]

@@ -1,4 +1,4 @@
-"""Training-view samplers, the progressive range schedule, and fixed view rings (spec §5).
+"""Training-view samplers, the progressive range schedule, and fixed view rings (docs/method.md §5).
 
 Conventions (``arc2avatar.cameras.model``): world z up, face toward +y, centre
 ``r·(sinθ sinφ, sinθ cosφ, cosθ)``, θ polar from +z in degrees, φ azimuth from +y toward +x in
@@ -10,8 +10,8 @@ Samplers (all return ``Cameras`` with un-jittered φ/θ/r recorded for the view 
 - ``sample_paper``: batches of 4, one azimuth from each of [−90,0), [0,90), [−180,−90),
   [90,180] (paper E.5: two front and two back views), uniform inside each quadrant.
 - ``sample_release``: i.i.d. draws, each quantity ``mid ± half_width·u^γ`` with a random sign
-  (official-release §4.2; γ = 1.5 for θ and φ, γ = 1 for the radius; fovy uniform).
-- ``sample_face_phase``: the zoomed face phase (paper §A.2; spec §5).
+  (docs/official-code.md §4.2; γ = 1.5 for θ and φ, γ = 1 for the radius; fovy uniform).
+- ``sample_face_phase``: the zoomed face phase (paper §A.2; docs/method.md §5).
 The paper does not say how θ is drawn; both training samplers use the release's γ rule for it.
 Fixed views: ``test_ring_cameras`` (16), ``heldout_cameras`` (16, never used in training),
 ``turntable_cameras``. Written by hand: sampling policy is the method's own.
@@ -31,7 +31,7 @@ Range = tuple[float, float]
 
 @dataclass(frozen=True)
 class CameraJitter:
-    """Look-at jitter of training views (official-release §4.1; spec §5).
+    """Look-at jitter of training views (docs/official-code.md §4.1; docs/method.md §5).
 
     Attributes:
         centre_half_width: camera centre offset U(−h, h) per axis, world units (0.025).
@@ -46,7 +46,7 @@ class CameraJitter:
 
 @dataclass(frozen=True)
 class CameraRanges:
-    """Training-view ranges and their relaxation schedule (spec §5; official-release §4.2).
+    """Training-view ranges and their relaxation schedule (docs/method.md §5; docs/official-code.md §4.2).
 
     Attributes:
         radius: (low, high) camera distance, world units ([5.6, 5.9]).
@@ -81,7 +81,7 @@ class CameraRanges:
 
 @dataclass(frozen=True)
 class FacePhaseRanges:
-    """Zoomed views of the face phase (paper §A.2; spec §5, numbers ours).
+    """Zoomed views of the face phase (paper §A.2; docs/method.md §5, numbers ours).
 
     Attributes:
         azimuth_deg: φ range, degrees ([−60, 60]).
@@ -102,7 +102,7 @@ class FacePhaseRanges:
 
 @dataclass(frozen=True)
 class ViewRings:
-    """Fixed evaluation views (spec §5; official-release §4.4). No jitter.
+    """Fixed evaluation views (docs/method.md §5; docs/official-code.md §4.4). No jitter.
 
     Attributes:
         radius: camera distance, world units (4.5).
@@ -133,7 +133,7 @@ PAPER_AZIMUTH_QUADRANTS: tuple[Range, ...] = ((-90.0, 0.0), (0.0, 90.0), (-180.0
 def ranges_at(ranges: CameraRanges, iteration: int) -> CameraRanges:
     """The ranges in effect at ``iteration`` (relaxed ``iteration // relax_every`` times).
 
-    Matches official-release §4.2: at 1500/3000/4500/6000 radius [5.32|5.054|4.8013|4.6, 5.9],
+    Matches docs/official-code.md §4.2: at 1500/3000/4500/6000 radius [5.32|5.054|4.8013|4.6, 5.9],
     fovy [0.32, 0.66] then [0.3, 0.7]. r_hi never changes. Pure: ``ranges`` is not modified.
     """
     r_lo, r_hi = ranges.radius
@@ -147,7 +147,7 @@ def ranges_at(ranges: CameraRanges, iteration: int) -> CameraRanges:
 
 
 def sample_concentrated(value_range: Range, gamma: float, count: int, generator: torch.Generator) -> Tensor:
-    """(count,) draws ``mid ± half_width·u^γ``, u ~ U(0,1), sign ±1 with p = ½ (official-release §4.2).
+    """(count,) draws ``mid ± half_width·u^γ``, u ~ U(0,1), sign ±1 with p = ½ (docs/official-code.md §4.2).
 
     γ = 1 is uniform; γ > 1 concentrates toward the middle (density ∝ |x − mid|^(1/γ − 1)).
     """
@@ -218,7 +218,7 @@ def sample_release(
     height: int,
     batch_size: int = 4,
 ) -> Cameras:
-    """A batch of i.i.d. training views as in the official release (official-release §4.2).
+    """A batch of i.i.d. training views as in the official release (docs/official-code.md §4.2).
 
     φ and θ: γ = ``angle_gamma`` (1.5) concentration about the middle of their ranges, so
     P(|φ| < 90°) = 0.5^(2/3) ≈ 0.63; radius: γ = ``radius_gamma`` (1); fovy uniform.
@@ -238,7 +238,7 @@ def sample_face_phase(
     height: int,
     batch_size: int = 4,
 ) -> Cameras:
-    """A batch of zoomed frontal views for the face phase (paper §A.2; spec §5)."""
+    """A batch of zoomed frontal views for the face phase (paper §A.2; docs/method.md §5)."""
     radius = sample_uniform(ranges.radius, batch_size, generator)
     polar = sample_concentrated(ranges.polar_deg, ranges.gamma, batch_size, generator)
     azimuth = sample_concentrated(ranges.azimuth_deg, ranges.gamma, batch_size, generator)

@@ -33,9 +33,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+# The command(s) this module adds, with their one-line help (main.py lists them without importing more).
+COMMANDS: dict[str, str] = {
+    "bench": "time one avatar on random full-size weights (eager vs fast path)",
+}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "bench", help="time one avatar on random full-size weights (eager vs fast path)",
+        "bench", help=COMMANDS["bench"],
         description="Run the real pipeline on random weights of the real sizes (no downloads): an eager "
                     "baseline and the fast path in one process, per-stage GPU time, it/s, peak memory, the "
                     "projected time per preset and a check that the fast guidance gradient matches the eager one.",

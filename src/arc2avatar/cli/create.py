@@ -53,9 +53,16 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# The command(s) this module adds, with their one-line help (main.py lists them without importing more).
+COMMANDS: dict[str, str] = {
+    "create": "photo(s) → 3D avatar with the Arc2Face prior",
+    "demo": "offline end-to-end run with the oracle prior (no weights needed)",
+}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     create = subparsers.add_parser(
-        "create", help="photo(s) → 3D avatar with the Arc2Face prior",
+        "create", help=COMMANDS["create"],
         description="Make an avatar from one or more photos of one person (real Arc2Face weights needed: "
                     "see `arc2avatar doctor`).",
     )
@@ -68,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.set_defaults(func=_run_create)
 
     demo = subparsers.add_parser(
-        "demo", help="offline end-to-end run with the oracle prior (no weights needed)",
+        "demo", help=COMMANDS["demo"],
         description="Rebuild a known target head through the whole pipeline with the oracle prior and "
                     "report held-out-view PSNR/SSIM in metrics.json. Fully offline, CPU-friendly.",
     )

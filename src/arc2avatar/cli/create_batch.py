@@ -20,9 +20,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+# The command(s) this module adds, with their one-line help (main.py lists them without importing more).
+COMMANDS: dict[str, str] = {
+    "create-batch": "one avatar per photo (or identity folder), spread over GPUs",
+}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "create-batch", help="one avatar per photo (or identity folder), spread over GPUs",
+        "create-batch", help=COMMANDS["create-batch"],
         description="Make one avatar per image file of PHOTOS_DIR (named after the file) and one per sub-folder "
                     "of images (one identity, several photos), one worker process per GPU. Finished avatars are "
                     "skipped, unfinished ones resumed, a failed job retried; OUT_DIR/batch_summary.json and the "

@@ -1,7 +1,7 @@
 """`arc2avatar doctor [--weights DIR]`: weight files and compute environment, at a glance.
 
 Exit 0 when every weight file is usable, 2 (the missing-weights code) otherwise. Thin layer over
-``arc2avatar.weights._doctor``.
+``arc2avatar.weights.doctor``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,15 @@ from pathlib import Path
 from arc2avatar.errors import MissingWeightsError
 
 
+# The command(s) this module adds, with their one-line help (main.py lists them without importing more).
+COMMANDS: dict[str, str] = {
+    "doctor": "check weight files, torch/CUDA, gsplat and onnxruntime",
+}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "doctor", help="check weight files, torch/CUDA, gsplat and onnxruntime",
+        "doctor", help=COMMANDS["doctor"],
         description="List every weight file (found / missing / wrong size / nested) and the "
                     "compute environment. Exit 0 if all weights are usable, 2 otherwise.")
     parser.add_argument("--weights", type=Path, default=None, metavar="DIR",
@@ -24,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from arc2avatar.weights._doctor import doctor_report, format_report
+    from arc2avatar.weights.doctor import doctor_report, format_report
     from arc2avatar.weights.resolver import WeightsConfig
 
     report = doctor_report(WeightsConfig(root=args.weights))

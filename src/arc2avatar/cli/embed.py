@@ -10,15 +10,18 @@ import argparse
 import io
 from pathlib import Path
 
-import numpy as np
 
-from arc2avatar._io import atomic_write_bytes
-from arc2avatar.identity.detect import ScrfdConfig
+# The command(s) this module adds, with their one-line help (main.py lists them without importing more).
+COMMANDS: dict[str, str] = {
+    "embed": "photo(s) -> 512-d ArcFace identity vector (.npy)",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from arc2avatar.identity.detect import ScrfdConfig
+
     parser = subparsers.add_parser(
-        "embed", help="photo(s) -> 512-d ArcFace identity vector (.npy)",
+        "embed", help=COMMANDS["embed"],
         description="Detect the largest face in each photo, align it, embed it with ArcFace, "
                     "and write the normalised mean embedding (512 float32) as a .npy file.")
     parser.add_argument("photos", nargs="+", type=Path, metavar="PHOTO",
@@ -34,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from arc2avatar._io import atomic_write_bytes
     from arc2avatar.identity import embed_photos
     from arc2avatar.identity.image import check_readable
     from arc2avatar.weights.resolver import WeightsConfig, resolve_weights

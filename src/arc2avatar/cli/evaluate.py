@@ -10,11 +10,17 @@ from pathlib import Path
 from arc2avatar.errors import InputError
 
 
+# The command(s) this module adds, with their one-line help (main.py lists them without importing more).
+COMMANDS: dict[str, str] = {
+    "evaluate": "identity similarity, FID/KID and expression consistency of an avatar, with plots",
+}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     from arc2avatar.evaluate.views import EvalViews
 
     parser = subparsers.add_parser(
-        "evaluate", help="identity similarity, FID/KID and expression consistency of an avatar, with plots",
+        "evaluate", help=COMMANDS["evaluate"],
         description="Render the avatar at fixed views (azimuth -90..90 step 15 at polar 90 and 75 degrees, white "
                     "background), detect and align faces like the input photos, and report the similarity to "
                     "every reference photo per view and as distributions, the detection-failure rate, FID/KID "

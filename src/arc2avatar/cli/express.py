@@ -83,13 +83,23 @@ def _expression_args(parser: argparse.ArgumentParser) -> None:
                         help="FLAME joint pose, axis-angle radians, e.g. jaw=0.25:0:0 (repeatable)")
 
 
+# The command(s) this module adds, with their one-line help (main.py lists them without importing more).
+COMMANDS: dict[str, str] = {
+    "express": "apply an expression to a saved avatar (new avatar folder)",
+    "animate": "render an expression sequence or preset to an MP4",
+    "refine-expression": "apply an expression, then correct it with the prior (docs/method.md §7)",
+}
+
+
 def register(subparsers: Any) -> None:
-    express = subparsers.add_parser("express", help="apply an expression to a saved avatar (new avatar folder)")
+    express = subparsers.add_parser(
+        "express", help=COMMANDS["express"])
     _common(express, "the new avatar folder (must not exist yet)", 256)
     _expression_args(express)
     express.set_defaults(func=_run_express)
 
-    animate = subparsers.add_parser("animate", help="render an expression sequence or preset to an MP4")
+    animate = subparsers.add_parser(
+        "animate", help=COMMANDS["animate"])
     _common(animate, "the video to write (.mp4)", 512)
     source = animate.add_mutually_exclusive_group(required=True)
     source.add_argument("--sequence", help="a JSON or NPZ sequence of per-frame expression weights")
@@ -98,12 +108,12 @@ def register(subparsers: Any) -> None:
     animate.set_defaults(func=_run_animate)
 
     refine = subparsers.add_parser(
-        "refine-expression", help="apply an expression, then correct it with the prior (spec §7)")
+        "refine-expression", help=COMMANDS["refine-expression"])
     _common(refine, "the new avatar folder (must not exist yet)", 256)
     _expression_args(refine)
     refine.add_argument("--oracle", action="store_true",
                         help="offline check: guide toward the template deformed with the same expression")
-    refine.add_argument("--iterations", type=int, default=500, help="ISM iterations (spec §7: 500)")
+    refine.add_argument("--iterations", type=int, default=500, help="ISM iterations (docs/method.md §7: 500)")
     refine.add_argument("--preset", help="config preset when the avatar folder has no config.yaml")
     refine.add_argument("--config-set", action="append", metavar="KEY=VALUE",
                         help="run-config override, e.g. device=cpu (repeatable)")

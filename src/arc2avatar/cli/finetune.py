@@ -1,4 +1,4 @@
-"""``arc2avatar finetune check|build|train``: the multi-view LoRA dataset and training (spec §8).
+"""``arc2avatar finetune check|build|train``: the multi-view LoRA dataset and training (docs/method.md §8).
 
 A thin layer over ``arc2avatar.finetune`` (``check_dataset``, ``build_from_avatar``,
 ``build_from_folder``, ``train_lora``).
@@ -87,8 +87,15 @@ def _add_limits(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-size", type=int, default=DatasetLimits.min_side, help="smallest image side, pixels")
 
 
+# The command(s) this module adds, with their one-line help (main.py lists them without importing more).
+COMMANDS: dict[str, str] = {
+    "finetune": "multi-view LoRA fine-tuning of Arc2Face (dataset, training)",
+}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("finetune", help="multi-view LoRA fine-tuning of Arc2Face (dataset, training)")
+    parser = subparsers.add_parser(
+        "finetune", help=COMMANDS["finetune"])
     sub = parser.add_subparsers(dest="finetune_command", metavar="STEP")
 
     check = sub.add_parser("check", help="validate a dataset folder; lists every problem, exit 1 if any")

@@ -33,7 +33,10 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser. Only the module of the command named in ``argv`` registers its options
+    (and imports what its defaults need); every other command is listed with its one-line help, so
+    ``arc2avatar --help`` and each command start without loading torch. ``argv=None`` registers all."""
     from arc2avatar import __version__
 
     parser = argparse.ArgumentParser(
@@ -43,15 +46,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"arc2avatar {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    command = _command_word(argv)
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"arc2avatar.cli.{name}")
-        module.register(subparsers)
+        if argv is None or command in module.COMMANDS:
+            module.register(subparsers)
+        else:
+            for word, summary in module.COMMANDS.items():
+                subparsers.add_parser(word, help=summary, add_help=False)
     return parser
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (its first word that is not an option), if any."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     persist_compile_cache()  # compiled GPU kernels survive a reboot (arc2avatar/_cache.py)
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -14,8 +14,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+# The command(s) this module adds, with their one-line help (main.py lists them without importing more).
+COMMANDS: dict[str, str] = {
+    "render": "re-render a saved avatar (turntable video or view sheet)",
+}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("render", help="re-render a saved avatar (turntable video or view sheet)")
+    parser = subparsers.add_parser(
+        "render", help=COMMANDS["render"])
     parser.add_argument("avatar", help="an output folder, a bundle folder or a .ply")
     parser.add_argument("-o", "--out", help="output file (default: turntable.mp4 / views.png beside the avatar)")
     mode = parser.add_mutually_exclusive_group()

@@ -17,9 +17,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+# The command(s) this module adds, with their one-line help (main.py lists them without importing more).
+COMMANDS: dict[str, str] = {
+    "template": "write the mean-face-initialised template avatar (PLY, bundle, 8 views)",
+}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "template", help="write the mean-face-initialised template avatar (PLY, bundle, 8 views)",
+        "template", help=COMMANDS["template"],
         description="Build the head template (FLAME with --flame, else the built-in head), fit the face "
                     "splats to its mean colours and write avatar.ply, the bundle and views.png.",
     )

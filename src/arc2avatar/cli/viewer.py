@@ -21,8 +21,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+# The command(s) this module adds, with their one-line help (main.py lists them without importing more).
+COMMANDS: dict[str, str] = {
+    "viewer": "write viewer.html, a self-contained 3D page with expression sliders",
+}
+
+
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("viewer", help="write viewer.html, a self-contained 3D page with expression sliders")
+    parser = subparsers.add_parser(
+        "viewer", help=COMMANDS["viewer"])
     parser.add_argument("avatar", help="an avatar folder written by `arc2avatar create` (or its bundle folder, or a .ply)")
     parser.add_argument("-o", "--out", help="the page to write (default: viewer.html in the avatar folder; replaced)")
     parser.add_argument("--flame", help="the FLAME file the avatar was made on (FLAME avatars only)")

@@ -11,8 +11,15 @@ from pathlib import Path
 GROUP_CHOICES = ("prior", "identity", "detector")
 
 
+# The command(s) this module adds, with their one-line help (main.py lists them without importing more).
+COMMANDS: dict[str, str] = {
+    "weights": "download the weights or show their folder",
+}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("weights", help="download the weights or show their folder")
+    parser = subparsers.add_parser(
+        "weights", help=COMMANDS["weights"])
     actions = parser.add_subparsers(dest="weights_action", metavar="ACTION")
     download = actions.add_parser(
         "download", help="fetch every missing weight file from the Hugging Face Hub",

@@ -1,7 +1,7 @@
-"""Evaluation of avatars (paper §4; spec §9): identity similarity per view and as distributions,
+"""Evaluation of avatars (paper §4; docs/method.md §9): identity similarity per view and as distributions,
 detection-failure rates, FID/KID, expression consistency, and a report with plots.
 
-A side package: it uses ``identity``, ``cameras`` and ``pipeline`` (the ``Avatar``, expressions),
+A side package: it uses ``identity``, ``cameras`` and ``avatar`` (the ``Avatar``, the face rig),
 and only ``cli`` imports it. Heavy optional dependencies (dlib, torchmetrics, matplotlib: the
 ``eval`` extra) are imported where used.
 
@@ -9,19 +9,22 @@ and only ``cli`` imports it. Heavy optional dependencies (dlib, torchmetrics, ma
 >>> result = evaluate("out/", ["me.jpg"], "out/evaluation")
 """
 
-from arc2avatar.evaluate.recognizers import (
-    AlignedFace,
-    ArcFaceRecognizer,
-    DlibRecognizer,
-    FaceRecognizer,
-    compare,
-    load_recognizers,
-    same_person,
-)
-from arc2avatar.evaluate.run import EvaluateConfig, EvaluationResult, evaluate
-from arc2avatar.evaluate.views import EvalViews
+from __future__ import annotations
 
-__all__ = [
-    "AlignedFace", "ArcFaceRecognizer", "DlibRecognizer", "EvalViews", "EvaluateConfig", "EvaluationResult",
-    "FaceRecognizer", "compare", "evaluate", "load_recognizers", "same_person",
-]
+from arc2avatar._lazy import lazy_exports
+
+_EXPORTS = {
+    'AlignedFace': 'recognizers',
+    'ArcFaceRecognizer': 'recognizers',
+    'DlibRecognizer': 'recognizers',
+    'FaceRecognizer': 'recognizers',
+    'compare': 'recognizers',
+    'load_recognizers': 'recognizers',
+    'same_person': 'recognizers',
+    'EvaluateConfig': 'run',
+    'EvaluationResult': 'run',
+    'evaluate': 'run',
+    'EvalViews': 'views',
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 (a list)

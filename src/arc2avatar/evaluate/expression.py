@@ -1,8 +1,8 @@
 """Expression consistency: does the avatar keep its identity when its face moves? (paper §4.3,
-Fig. 7; spec §9).
+Fig. 7; docs/method.md §9).
 
 Each expression deforms the neutral avatar's face splats with the template's blendshapes
-(``arc2avatar.avatar.rig.apply_expression``, spec §7). The expressive avatar is
+(``arc2avatar.avatar.rig.apply_expression``, docs/method.md §7). The expressive avatar is
 rendered at the evaluation views of one ring (eye level by default) and every recogniser scores
 each expressive render against the neutral render of the same view (the consistency) and
 against the reference photos (identity under expression). Views where either render has no

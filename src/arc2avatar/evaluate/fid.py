@@ -1,4 +1,4 @@
-"""FID and KID between avatar renders and reference images (paper §4, Tab. 1; spec §9).
+"""FID and KID between avatar renders and reference images (paper §4, Tab. 1; docs/method.md §9).
 
 **Features.** Inception-v3 pool-3 (2048-d) features from the TorchScript port of the TensorFlow
 FID network, ``inception-2015-12-05.pt`` (the file clean-fid and StyleGAN's metrics load), read
@@ -17,7 +17,7 @@ build; torchmetrics' FID/KID need no torchvision. The features are computed once
 the metrics through an identity feature module.
 
 **Small samples.** FID needs ≥ 2 images per set and is strongly biased below thousands of
-images (arc2face-flame-peers §4); with a few reference photos it is a coarse indicator, KID
+images (docs/method.md §9); with a few reference photos it is a coarse indicator, KID
 (unbiased) the better one. KID uses subsets of min(n_renders, n_references, 1000) images.
 
 Written by hand: the resize (clean-fid's protocol, re-implemented on Pillow), the file lookup

@@ -1,4 +1,4 @@
-"""Face recognisers behind one interface: the guidance network and an independent judge (spec §9).
+"""Face recognisers behind one interface: the guidance network and an independent judge (docs/method.md §9).
 
 A ``FaceRecognizer`` finds the largest face in an image and aligns it the way its network was
 trained (``align``), embeds aligned crops (``embed``), and scores pairs of embeddings
@@ -6,19 +6,19 @@ trained (``align``), embeds aligned crops (``embed``), and scores pairs of embed
 
 | recogniser | detector + alignment | embedding | metric | same person |
 |---|---|---|---|---|
-| ``arcface`` — the guidance network (``arcface.onnx``, FoivosPar/Arc2Face, IResNet-100) | SCRFD-10GF, 5 points → 112² ArcFace template (spec §1) | 512-d | cosine similarity | ≥ 0.4 (rule of thumb) |
+| ``arcface`` — the guidance network (``arcface.onnx``, FoivosPar/Arc2Face, IResNet-100) | SCRFD-10GF, 5 points → 112² ArcFace template (docs/method.md §1) | 512-d | cosine similarity | ≥ 0.4 (rule of thumb) |
 | ``dlib`` — independent judge (dlib's face recognition ResNet v1) | dlib HOG (or CNN) detector, 5-point shape → 150² ``get_face_chip``, padding 0.25 | 128-d | Euclidean distance | < 0.6 |
 
 **Scales.** dlib's model is trained so that two photos of one person lie closer than 0.6 in
 Euclidean distance (dlib's documentation: 99.38% accuracy on the LFW benchmark at that
 threshold); different people usually lie at 0.7–1.0, the same photo at 0. ArcFace cosines:
 ≈ 0.5–0.8 for two photos of one person, ≈ 0.0–0.2 for different people, verification
-thresholds ≈ 0.3–0.4 (arc2face-flame-peers §4; a rule of thumb, not verified on a benchmark
+thresholds ≈ 0.3–0.4 (docs/method.md §9; a rule of thumb, not verified on a benchmark
 here). Arc2Face was conditioned on ``arcface.onnx``, so avatars optimised against it score
 higher on it than on an independent network: the guidance number is reported as secondary.
 
 Written by hand: the interface and the glue; detection, alignment and embedding are
-``arc2avatar.identity`` (ours, spec §1) and dlib's.
+``arc2avatar.identity`` (ours, docs/method.md §1) and dlib's.
 """
 
 from __future__ import annotations
@@ -172,12 +172,12 @@ class DlibRecognizer:
 # ------------------------------------------------------------------------------------ ArcFace
 @dataclass(frozen=True)
 class ArcFaceRecognizerConfig:
-    """The guidance network as a recogniser (spec §1 detection and alignment).
+    """The guidance network as a recogniser (docs/method.md §1 detection and alignment).
 
     Attributes:
-        det_size: SCRFD input size, pixels (spec §1: 640).
+        det_size: SCRFD input size, pixels (docs/method.md §1: 640).
         threshold: same person at cosine ≥ this (0.4: the upper end of the usual 0.3–0.4
-            verification range, arc2face-flame-peers §4, a rule of thumb).
+            verification range, docs/method.md §9, a rule of thumb).
     """
 
     det_size: int = 640

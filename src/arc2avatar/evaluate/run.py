@@ -1,5 +1,5 @@
 """``arc2avatar evaluate``: identity similarity, FID/KID and expression consistency of an avatar
-against reference photos, with a report folder (paper §4; spec §9).
+against reference photos, with a report folder (paper §4; docs/method.md §9).
 
 Order of work: every input is checked first (reference photos decode, the avatar folder
 loads, the report folder is usable, the recognisers load), then the views are rendered once
@@ -46,7 +46,7 @@ class EvaluateConfig:
     """Everything ``evaluate`` does.
 
     Attributes:
-        views: the evaluation cameras (spec §9).
+        views: the evaluation cameras (docs/method.md §9).
         recognizers: ``"dlib"``, ``"arcface"`` or ``"auto"`` (every one available).
         dlib, arcface: recogniser settings.
         fid_mode: ``"auto"`` (computed when the Inception file and ≥ 2 references are there,

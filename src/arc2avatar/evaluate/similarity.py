@@ -1,5 +1,5 @@
 """Identity similarity of renders to reference photos, per view and as distributions (paper §4,
-Fig. 5; spec §9; arc2face-flame-peers §4).
+Fig. 5; docs/method.md §9; docs/method.md §9).
 
 Every render and every reference photo goes through the same recogniser path (detect the
 largest face, align, embed). A render in which no face is found is a **detection failure**: it

@@ -1,4 +1,4 @@
-"""The fixed evaluation views (paper §4, Fig. 5; spec §9) and rendering them.
+"""The fixed evaluation views (paper §4, Fig. 5; docs/method.md §9) and rendering them.
 
 Azimuth −90°…90° in steps of 15° at polar angles 90° (eye level) and 75° (15° above), on the
 test orbit of ``arc2avatar.cameras.samplers.ViewRings`` (radius 4.5, fovy 0.7 rad), white
@@ -21,7 +21,7 @@ from arc2avatar.avatar.model import Avatar
 
 @dataclass(frozen=True)
 class EvalViews:
-    """Evaluation cameras (spec §9).
+    """Evaluation cameras (docs/method.md §9).
 
     Attributes:
         azimuth_min_deg, azimuth_max_deg, azimuth_step_deg: the azimuth grid, degrees

@@ -1,24 +1,25 @@
-"""Multi-view LoRA fine-tuning of Arc2Face (spec §8): dataset format + validator, builder, training.
+"""Multi-view LoRA fine-tuning of Arc2Face (docs/method.md §8): dataset format + validator, builder, training.
 
 >>> from arc2avatar.finetune import check_dataset, train_lora, FinetuneConfig
 >>> check_dataset("data/").raise_if_invalid()
 >>> train_lora("data/", weights, "runs/lora", FinetuneConfig(steps=2000))
 """
 
-from .dataset import DatasetLimits, DatasetReport, IdentityRecord, ViewRecord, check_dataset
-from .distributed import LaunchSettings
-from .launcher import launch_training
-from .train import FinetuneConfig, TrainResult, train_lora
+from __future__ import annotations
 
-__all__ = [
-    "DatasetLimits",
-    "DatasetReport",
-    "FinetuneConfig",
-    "IdentityRecord",
-    "LaunchSettings",
-    "TrainResult",
-    "ViewRecord",
-    "check_dataset",
-    "launch_training",
-    "train_lora",
-]
+from arc2avatar._lazy import lazy_exports
+
+_EXPORTS = {
+    'DatasetLimits': 'dataset',
+    'DatasetReport': 'dataset',
+    'IdentityRecord': 'dataset',
+    'ViewRecord': 'dataset',
+    'check_dataset': 'dataset',
+    'LaunchSettings': 'distributed',
+    'launch_training': 'launcher',
+    'FinetuneConfig': 'train',
+    'TrainResult': 'train',
+    'train_lora': 'train',
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 (a list)

@@ -1,4 +1,4 @@
-"""Builders that turn multi-view renders into the fine-tuning dataset format (spec §8).
+"""Builders that turn multi-view renders into the fine-tuning dataset format (docs/method.md §8).
 
 Two sources: a saved arc2avatar avatar (rendered on an orbit with ``Avatar.render_cameras``; its
 ``identity.npy``, written by ``arc2avatar create``, becomes ``id.npy``), and any folder of
@@ -28,15 +28,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 @dataclass(frozen=True)
 class AvatarRenderConfig:
-    """Orbit of the views rendered from an avatar (spec §8: ≈ 26 views over 360°).
+    """Orbit of the views rendered from an avatar (docs/method.md §8: ≈ 26 views over 360°).
 
     Attributes:
         views_per_ring: evenly spaced azimuths per elevation ring, starting at 0° (frontal).
         elevations_deg: elevation of each ring, degrees above the horizon (ours: 0 and ±15°
             cover the heads' top and chin a little; 26 views in all with the defaults).
-        size: image side, pixels (spec §8: 512).
-        radius: camera distance, world units (spec §5 evaluation orbit).
-        fovy: vertical field of view, radians (spec §5).
+        size: image side, pixels (docs/method.md §8: 512).
+        radius: camera distance, world units (docs/method.md §5 evaluation orbit).
+        fovy: vertical field of view, radians (docs/method.md §5).
         background: RGB in [0, 1] behind the splats.
     """
 

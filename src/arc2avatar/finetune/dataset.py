@@ -1,4 +1,4 @@
-"""The multi-view fine-tuning dataset: its format, its validator and its in-memory loader (spec §8).
+"""The multi-view fine-tuning dataset: its format, its validator and its in-memory loader (docs/method.md §8).
 
 Format (one folder per identity; a dataset root is either one such folder or a folder of them)::
 
@@ -32,16 +32,16 @@ from ..errors import InputError
 VIEWS_JSON = "views.json"
 FRONTAL_PNG = "frontal.png"
 ID_NPY = "id.npy"
-#: Length of the ArcFace identity vector (spec §1).
+#: Length of the ArcFace identity vector (docs/method.md §1).
 ID_DIM = 512
 
 
 @dataclass(frozen=True)
 class DatasetLimits:
-    """What ``check_dataset`` accepts (spec §8: ≈ 26 views over 360°, 512² training images).
+    """What ``check_dataset`` accepts (docs/method.md §8: ≈ 26 views over 360°, 512² training images).
 
     Attributes:
-        min_views: fewest views per identity (spec §8 uses ≈ 26; 8 still covers 360°).
+        min_views: fewest views per identity (docs/method.md §8 uses ≈ 26; 8 still covers 360°).
         min_side: smallest image side in pixels (images are resized to the training resolution).
         azimuth_range_deg: open-closed azimuth interval (−180, 180], degrees (cameras convention).
         elevation_range_deg: closed elevation interval, degrees.

@@ -1,4 +1,4 @@
-"""Multi-view LoRA fine-tuning of the Arc2Face UNet (spec §8; paper §3.2, E.1).
+"""Multi-view LoRA fine-tuning of the Arc2Face UNet (docs/method.md §8; paper §3.2, E.1).
 
 Libraries do the heavy parts: peft's ``LoraConfig`` + diffusers' ``add_adapter`` put the LoRA on
 the UNet attention projections, diffusers' ``DDPMScheduler`` (from SD-1.5's scheduler config)
@@ -62,24 +62,24 @@ VALIDATION_DIR = "validation"
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Every setting of the multi-view LoRA training (spec §8 unless marked "ours").
+    """Every setting of the multi-view LoRA training (docs/method.md §8 unless marked "ours").
 
     Attributes:
-        rank: LoRA rank r (spec §8: 16).
+        rank: LoRA rank r (docs/method.md §8: 16).
         alpha: LoRA α; the LoRA branch is scaled by α/r (ours: α = r, i.e. scale 1).
-        target_modules: UNet attention projections carrying the LoRA (spec §8: to_q/k/v/out).
-        learning_rate: AdamW learning rate (spec §8: 1e-4).
+        target_modules: UNet attention projections carrying the LoRA (docs/method.md §8: to_q/k/v/out).
+        learning_rate: AdamW learning rate (docs/method.md §8: 1e-4).
         adam_betas, adam_eps, weight_decay: AdamW settings (torch/diffusers script defaults).
         max_grad_norm: gradient clipping of the LoRA parameters (ours; diffusers script default 1).
         steps: optimisation steps in total (a resumed run continues to this count).
-        batch_size: views per step of ONE process (spec §8 benchmark: 4); with N processes
+        batch_size: views per step of ONE process (docs/method.md §8 benchmark: 4); with N processes
             (``--gpus N`` / torchrun) a step sees batch_size × N views.
-        resolution: training image side, pixels (spec §8: 512).
-        mixed_precision: "auto" = bf16 on CUDA if supported else fp16, "no" on CPU (spec §8).
+        resolution: training image side, pixels (docs/method.md §8: 512).
+        mixed_precision: "auto" = bf16 on CUDA if supported else fp16, "no" on CPU (docs/method.md §8).
         gradient_checkpointing: recompute UNet activations in backward to save memory (ours).
         view_text: α-blend the ID embedding with the SD-CLIP view prompt by azimuth (ours; the
-            guidance's blend, spec §2). False = every view conditioned on e_id alone (paper).
-        view_alpha, view_prompts, id_prompt: blend α and prompts (spec §2; from ``PriorConfig``).
+            guidance's blend, docs/method.md §2). False = every view conditioned on e_id alone (paper).
+        view_alpha, view_prompts, id_prompt: blend α and prompts (docs/method.md §2; from ``PriorConfig``).
         holdout_views: views per identity kept out of training for validation images (ours).
         validate_every: steps between validation images; 0 = never (ours).
         validation_inference_steps: DDIM steps of a validation image (ours; cheap).
@@ -147,7 +147,7 @@ class TrainResult:
 # Precision and device
 # --------------------------------------------------------------------------------------------
 def autocast_dtype(device: torch.device, mixed_precision: MixedPrecision) -> torch.dtype | None:
-    """Autocast dtype (None = full fp32). Mixed precision only on CUDA (spec §8)."""
+    """Autocast dtype (None = full fp32). Mixed precision only on CUDA (docs/method.md §8)."""
     if device.type != "cuda" or mixed_precision == "no":
         return None
     if mixed_precision == "auto":
@@ -188,7 +188,7 @@ def identity_vector(record: IdentityRecord, weights: WeightsPaths) -> Tensor:
 
 
 def view_blend_weights(azimuth_deg: float) -> dict[str, float]:
-    """Mix of the front/side/back view embeddings at this azimuth, as the guidance uses it (spec §2)."""
+    """Mix of the front/side/back view embeddings at this azimuth, as the guidance uses it (docs/method.md §2)."""
     from ..prior.views import perp_neg_weights
 
     mix: dict[str, float] = {"front": 0.0, "side": 0.0, "back": 0.0}
@@ -351,7 +351,7 @@ def load_checkpoint(path: Path, unet: Any, optimizer: Any, scaler: Any, generato
 # --------------------------------------------------------------------------------------------
 def training_step(unet: Any, data: TrainingData, scheduler: Any, generator: torch.Generator, config: FinetuneConfig,
                   amp_dtype: torch.dtype | None, scaling_factor: float) -> Tensor:
-    """ε-prediction MSE on one batch (spec §8): sample views, t ~ U{0..T−1}, x_t = √ᾱ x0 + √(1−ᾱ) ε.
+    """ε-prediction MSE on one batch (docs/method.md §8): sample views, t ~ U{0..T−1}, x_t = √ᾱ x0 + √(1−ᾱ) ε.
 
     The generator lives on the CPU, so draws are identical on every device.
     """
@@ -474,7 +474,7 @@ def _train(identities: list[IdentityRecord], weights: WeightsPaths, out_dir: Pat
     scheduler = DDPMScheduler.from_pretrained(Path(weights.sd_scheduler))  # type: ignore[arg-type]
     if scheduler.config.prediction_type != "epsilon":
         raise InputError(f"{weights.sd_scheduler}: prediction_type is {scheduler.config.prediction_type!r}; "
-                         "the multi-view LoRA is trained with ε-prediction (spec §8)")
+                         "the multi-view LoRA is trained with ε-prediction (docs/method.md §8)")
     scheduler.alphas_cumprod = scheduler.alphas_cumprod.to(device)
     data = prepare_data(identities, models, weights, config)
     unet = models.unet

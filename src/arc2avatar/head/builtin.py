@@ -1,4 +1,4 @@
-"""The built-in head template ``builtin-v1`` (spec §3 "Built-in template"; paper §3.4, E.2).
+"""The built-in head template ``builtin-v1`` (docs/method.md §3 "Built-in template"; paper §3.4, E.2).
 
 A licence-free stand-in for FLAME, generated deterministically by our own code, no data file:
 a smooth, closed, manifold, outward-oriented triangle mesh of a bald mannequin head with neck,
@@ -47,7 +47,7 @@ class BuiltinHeadConfig:
 
     Attributes:
         height: crown to the bottom of the neck, world units (2.0: the orbit cameras of
-            spec §5, r ≈ 5.6 and fovy ≈ 0.5 rad, frame it).
+            docs/method.md §5, r ≈ 5.6 and fovy ≈ 0.5 rad, frame it).
         shape: sculpt and meshing (``shape.num_vertices`` is the exact vertex count).
         regions: face-mask and region geometry.
         palette: mean colours.

@@ -1,7 +1,7 @@
-"""FLAME as a ``HeadModel``: a safe loader, region masks and linear blend skinning (spec §3).
+"""FLAME as a ``HeadModel``: a safe loader, region masks and linear blend skinning (docs/method.md §3).
 
 Users supply FLAME themselves (``flame2023_Open.pkl`` is CC-BY-4.0; ``flame2023.pkl`` and
-``generic_model.pkl`` are MPI non-commercial); arc2face-flame-peers.md §5 describes the files.
+``generic_model.pkl`` are MPI non-commercial); docs/method.md §3 describes the files.
 
 Written by hand, and why:
 - **A restricted unpickler.** FLAME ships as Python-2 pickles. ``pickle.load`` on a user file
@@ -72,7 +72,7 @@ class DerivedMaskConfig:
 
 @dataclass(frozen=True)
 class FlameConfig:
-    """How a FLAME file becomes a ``HeadModel`` (spec §3; arc2face-flame-peers.md §5).
+    """How a FLAME file becomes a ``HeadModel`` (docs/method.md §3; docs/method.md §3).
 
     Attributes:
         num_vertices: FLAME 2020/2023 vertex count (5023).

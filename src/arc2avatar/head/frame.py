@@ -1,8 +1,8 @@
-"""FLAME's coordinate frame → the arc2avatar world frame (spec §3, §5; official-release §3.1).
+"""FLAME's coordinate frame → the arc2avatar world frame (docs/method.md §3, §5; docs/official-code.md §3.1).
 
 FLAME stores heads with y up and the face toward +z, in metres. arc2avatar's world frame has z up
 and the face toward +y, the bounding-box centre at the origin, and a head ``height`` of 2 world
-units (the camera radii of spec §5 are in these units). The official release maps FLAME points
+units (the camera radii of docs/method.md §5 are in these units). The official release maps FLAME points
 with a 90° turn about x then 180° about z, i.e. (x, y, z) → (−x, z, y); we use the same proper
 rotation, then a uniform scale and a translation.
 
@@ -32,7 +32,7 @@ class WorldFrameConfig:
     """How a template is placed in the world frame.
 
     Attributes:
-        height: total z extent of the mapped vertices, world units (spec §5 radii assume 2.0).
+        height: total z extent of the mapped vertices, world units (docs/method.md §5 radii assume 2.0).
     """
 
     height: float = 2.0

@@ -1,4 +1,4 @@
-"""The uniform Laplacian on the face triangles and its difference loss (spec §4; official-release §3.5).
+"""The uniform Laplacian on the face triangles and its difference loss (docs/method.md §4; docs/official-code.md §3.5).
 
 ``L(x)_i = x_i − (1/n_i)·Σ_{j∈N(i)} x_j`` where N(i) are **all** vertices sharing a triangle with
 i. Differences from the official ``LaplacianReg`` (deliberate):
@@ -81,7 +81,7 @@ def uniform_laplacian(faces: Tensor, num_vertices: int) -> UniformLaplacian:
 
 
 def laplacian_loss(x: Tensor, x0: Tensor, laplacian: UniformLaplacian) -> Tensor:
-    """Laplacian-difference regulariser ``mean_{i,c} (L(x)_{i,c} − L(x0)_{i,c})²`` (spec §4).
+    """Laplacian-difference regulariser ``mean_{i,c} (L(x)_{i,c} − L(x0)_{i,c})²`` (docs/method.md §4).
 
     Args:
         x: (V, 3) current positions (differentiable).

@@ -1,4 +1,4 @@
-"""The one interface every head template offers (spec §3; paper §3.4, E.2).
+"""The one interface every head template offers (docs/method.md §3; paper §3.4, E.2).
 
 A ``HeadModel`` is plain data in the arc2avatar world frame (z up, face toward +y, the head's
 bounding-box centre at the origin, world units; see ``arc2avatar.cameras.model``):

@@ -1,9 +1,9 @@
-"""A small vectorised triangle rasteriser for target images of the template (spec §6).
+"""A small vectorised triangle rasteriser for target images of the template (docs/method.md §6).
 
 Mean-face initialisation renders the face submesh with its mean colour from the face-phase cameras
 (paper §3.4 eq. 7). Written by hand because the usual libraries do not fit: nvdiffrast is not on
 PyPI and has a non-commercial licence, PyTorch3D ships no Linux wheels, OpenGL needs a display
-stack (shared/docs/rendering-notes.md). Plain PyTorch, same code on CPU and GPU, no gradients.
+stack (docs/method.md §4.6). Plain PyTorch, same code on CPU and GPU, no gradients.
 
 Conventions are the splat renderer's (``arc2avatar.cameras.model``): OpenCV view matrices,
 pixel (i, j) has its centre at (j + 0.5, i + 0.5), so meshes and splats line up pixel for pixel.

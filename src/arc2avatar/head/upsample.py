@@ -1,4 +1,4 @@
-"""Template upsampling with parents (spec §3; paper E.2; official-release §3.1).
+"""Template upsampling with parents (docs/method.md §3; paper E.2; docs/official-code.md §3.1).
 
 The face submesh (triangles whose three vertices are all in ``face_mask``) and the rest of the
 head are subdivided separately by midpoint subdivision (each triangle → 4, a new vertex at
@@ -43,14 +43,14 @@ from arc2avatar.head.model import HeadModel
 
 @dataclass(frozen=True)
 class UpsampleConfig:
-    """Subdivision levels and the vertex counts they aim at (spec §3, paper E.2).
+    """Subdivision levels and the vertex counts they aim at (docs/method.md §3, paper E.2).
 
     Attributes:
         face_levels: midpoint-subdivision rounds of the face submesh (2: ×~16 vertices; what
             ``choose_levels`` picks for the ~5K-vertex FLAME and built-in templates).
         rest_levels: rounds of the rest of the head (1: ×~4).
-        face_target_vertices: (low, high) face vertex count for real runs (spec §3: 40–60K).
-        rest_target_vertices: (low, high) non-face vertex count (spec §3: 20–30K).
+        face_target_vertices: (low, high) face vertex count for real runs (docs/method.md §3: 40–60K).
+        rest_target_vertices: (low, high) non-face vertex count (docs/method.md §3: 20–30K).
         max_levels: the largest level ``choose_levels`` considers.
     """
 
@@ -284,7 +284,7 @@ def upsample_head(
         if hasattr(pose_fn, "upsampled"):
             pose_fn = pose_fn.upsampled(parent_index, parent_weight)
         else:
-            warnings.warn(f"template {head.name}: its pose_fn cannot be upsampled; the upsampled head has no poses")
+            warnings.warn(f"template {head.name}: its pose_fn cannot be upsampled; the upsampled head has no poses", stacklevel=2)
             pose_fn = None
 
     def up(values: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Identity: photo(s) -> one unit 512-d ArcFace embedding (spec §1).
+"""Identity: photo(s) -> one unit 512-d ArcFace embedding (docs/method.md §1).
 
 ``load_image`` (decode) -> ``ScrfdDetector`` (faces + 5 keypoints) -> ``align_face`` (112² crop on
 the ArcFace template) -> ``ArcFaceEmbedder`` (raw 512-d) -> ``embed_photos`` (normalise, mean,

@@ -1,4 +1,4 @@
-"""5-point similarity alignment onto the ArcFace template, 112×112 crop (spec §1).
+"""5-point similarity alignment onto the ArcFace template, 112×112 crop (docs/method.md §1).
 
 Written by hand (numpy): the least-squares similarity fit (Umeyama 1991, the estimator behind
 insightface's ``norm_crop`` via scikit-image's ``SimilarityTransform``), to keep scikit-image
@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 # The standard ArcFace 5-point template for a 112×112 crop (x, y; "left" as seen in the
-# image): left eye, right eye, nose tip, left / right mouth corner (spec §1). THE one place.
+# image): left eye, right eye, nose tip, left / right mouth corner (docs/method.md §1). THE one place.
 ARCFACE_TEMPLATE_112 = np.array(
     [
         [38.2946, 51.6963],

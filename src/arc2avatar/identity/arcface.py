@@ -1,4 +1,4 @@
-"""ArcFace recogniser (``arcface.onnx`` from FoivosPar/Arc2Face) through onnxruntime (spec §1).
+"""ArcFace recogniser (``arcface.onnx`` from FoivosPar/Arc2Face) through onnxruntime (docs/method.md §1).
 
 Input: aligned RGB 112×112 crops, ``(x − 127.5) / 127.5``, NCHW float32; output: the raw
 (unnormalised) 512-d embedding. Written by hand only the blob building (insightface's
@@ -7,9 +7,9 @@ Input: aligned RGB 112×112 crops, ``(x − 127.5) / 127.5``, NCHW float32; outp
 Choice about the "mxnet preamble": insightface inspects the first 8 graph nodes and, if it
 finds Sub and Mul nodes (old mxnet exports that normalise inside the graph), feeds raw pixels
 (mean 0, std 1) instead. Arc2Face's ``arcface.onnx`` is an IResNet-100 exported from PyTorch
-and is fed ``(x − 127.5) / 127.5`` (spec §1). We do NOT inspect the graph (that would need the
+and is fed ``(x − 127.5) / 127.5`` (docs/method.md §1). We do NOT inspect the graph (that would need the
 ``onnx`` package and a full parse of a 261 MB file): the normalisation is fixed by
-``ArcFaceConfig`` and spec §1; to use an old mxnet export, set ``input_mean=0, input_std=1``.
+``ArcFaceConfig`` and docs/method.md §1; to use an old mxnet export, set ``input_mean=0, input_std=1``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from arc2avatar.identity.detect import open_onnx_session
 
 @dataclass(frozen=True)
 class ArcFaceConfig:
-    """ArcFace input normalisation (spec §1; insightface ``ArcFaceONNX`` for PyTorch exports).
+    """ArcFace input normalisation (docs/method.md §1; insightface ``ArcFaceONNX`` for PyTorch exports).
 
     Attributes:
         input_mean, input_std: blob = (x − mean) / std on 0..255 RGB.

@@ -44,7 +44,7 @@ class ScrfdConfig:
     """SCRFD detector settings.
 
     Attributes:
-        det_size: square detection input in pixels (spec §1: 640; the official release used
+        det_size: square detection input in pixels (docs/method.md §1: 640; the official release used
             256).
         score_threshold: minimum face score (insightface default 0.5).
         nms_threshold: IoU above which a lower-scored box is suppressed (insightface 0.4).
@@ -80,7 +80,7 @@ class Face:
 
     @property
     def area(self) -> float:
-        """Box area in pixels² (the largest face is the subject, spec §1)."""
+        """Box area in pixels² (the largest face is the subject, docs/method.md §1)."""
         return float(max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1]))
 
 
@@ -246,5 +246,5 @@ class ScrfdDetector:
 
 
 def largest_face(faces: list[Face]) -> Face | None:
-    """The face with the largest box area (spec §1), or ``None`` when there is none."""
+    """The face with the largest box area (docs/method.md §1), or ``None`` when there is none."""
     return max(faces, key=lambda f: f.area) if faces else None

@@ -9,7 +9,7 @@ guidance network.
 * **Detector.** dlib's HOG + linear SVM frontal detector (default; finds faces of ≈ 80 px, or
   ≈ 40 px with one upsampling) or its CNN (MMOD) detector (slower, also catches turned faces).
 * **Landmarks.** The 68-point shape predictor (iBUG 300-W scheme) gives the five ArcFace points
-  of spec §1: eye centres (mean of points 36–41 and 42–47), nose tip (30), mouth corners (48,
+  of docs/method.md §1: eye centres (mean of points 36–41 and 42–47), nose tip (30), mouth corners (48,
   54). The 5-point predictor (eye corners and the base of the nose) is what dlib's recogniser
   aligns with (``dlib.get_face_chip``); ``shape_5`` returns it.
 * **Model files.** ``face_recognition_models`` finds its files through ``pkg_resources``, which
@@ -36,7 +36,7 @@ from arc2avatar.identity.detect import Face
 INSTALL_HINT = 'pip install "arc2avatar[eval]" (it brings dlib-bin and face_recognition_models)'
 MODELS_PACKAGE = "face_recognition_models"
 
-# iBUG 300-W 68-point indices of the ArcFace 5-point template's landmarks (spec §1 order: left
+# iBUG 300-W 68-point indices of the ArcFace 5-point template's landmarks (docs/method.md §1 order: left
 # eye, right eye, nose tip, left mouth corner, right mouth corner, "left" as seen in the image).
 EYE_IMAGE_LEFT_68 = tuple(range(36, 42))
 EYE_IMAGE_RIGHT_68 = tuple(range(42, 48))
@@ -188,7 +188,7 @@ class DlibFaceDetector:
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
     def arcface_keypoints(self, image_rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
-        """(5, 2) float32 keypoints in the ArcFace template's order (spec §1) from 68 landmarks."""
+        """(5, 2) float32 keypoints in the ArcFace template's order (docs/method.md §1) from 68 landmarks."""
         return arcface_points_from_68(self.landmarks_68(image_rgb, box))
 
     def largest_face(self, image_rgb: np.ndarray) -> Face | None:
@@ -201,7 +201,7 @@ class DlibFaceDetector:
 
 
 def arcface_points_from_68(landmarks_68: np.ndarray) -> np.ndarray:
-    """(68, 2) iBUG landmarks → (5, 2) float32: eye centres, nose tip, mouth corners (spec §1)."""
+    """(68, 2) iBUG landmarks → (5, 2) float32: eye centres, nose tip, mouth corners (docs/method.md §1)."""
     points = np.asarray(landmarks_68, dtype=np.float64)
     if points.shape != (68, 2):
         raise ValueError(f"expected (68, 2) landmarks, got {points.shape}")

@@ -1,4 +1,4 @@
-"""Photos -> one identity embedding (spec §1; official-release §1.1).
+"""Photos -> one identity embedding (docs/method.md §1; docs/official-code.md §1.1).
 
 Per photo: decode (``image.py``), detect faces (``detect.py``), keep the largest, align its 5
 keypoints to the ArcFace template (``align.py``), embed (``arcface.py``). Identity vector =
@@ -47,7 +47,7 @@ class PhotoFaces:
 
 @dataclass(frozen=True)
 class IdentityEmbedding:
-    """The identity condition of Arc2Face (spec §1).
+    """The identity condition of Arc2Face (docs/method.md §1).
 
     Attributes:
         vector: (512,) float32, unit L2 norm: normalise(mean(normalise(e_i))).
@@ -83,7 +83,7 @@ def embed_photos(paths: Sequence[str | Path], weights: WeightsPaths,
         paths: one or more photos of the same person.
         weights: needs ``scrfd_onnx`` and ``arcface_onnx`` (``resolve_weights(config,
             {"identity", "detector"})``).
-        det_size: SCRFD input size in pixels (spec §1: 640).
+        det_size: SCRFD input size in pixels (docs/method.md §1: 640).
         limits: photo decoding limits.
 
     Returns:

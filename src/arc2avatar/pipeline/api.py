@@ -20,6 +20,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import torch
 
+from arc2avatar.prior.guidance import GuidancePrior
 from arc2avatar._device import pick_device
 from arc2avatar.errors import InputError
 from arc2avatar.confkit import from_dict, load_yaml, save_yaml
@@ -27,9 +28,9 @@ from arc2avatar.pipeline.config import CreateConfig
 from arc2avatar.avatar.layout import BUNDLE_NAME, CONFIG_NAME, METRICS_NAME
 from arc2avatar.avatar.model import Avatar
 from arc2avatar.avatar.outputs import write_avatar_outputs
-from arc2avatar.pipeline.presets import resolve_config
+from arc2avatar.pipeline.presets import CPU_SMOKE, PHOTO_DEMO, resolve_config
 from arc2avatar.avatar.template import HeadSetup, build_head
-from arc2avatar.pipeline.meanface import fit_mean_face, initial_splats
+from arc2avatar.pipeline.meanface import fit_mean_face_for_run, initial_splats
 from arc2avatar.pipeline.trainer import CHECKPOINT_NAME, Trainer
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def check_lora(path: str | Path | None) -> Path | None:
 # --------------------------------------------------------------------------- shared core
 def _optimise(
     config: CreateConfig,
-    prior: Any,
+    prior: GuidancePrior,
     setup: HeadSetup,
     out_dir: Path,
     device: torch.device,
@@ -150,10 +151,7 @@ def _optimise(
         trainer = Trainer(config, prior, setup, splats.to(device), out_dir, device, progress=progress)
         trainer.load_checkpoint()
     else:
-        splats, meanface = fit_mean_face(
-            setup, splats, config.meanface, config.face_cameras, head_cameras=config.cameras, init=config.splat_init,
-            position_weight=config.losses.face_position, device=device, seed=config.seed, progress=progress,
-        )
+        splats, meanface = fit_mean_face_for_run(setup, config, device, progress)
         metrics["meanface"] = meanface
         trainer = Trainer(config, prior, setup, splats.to(device), out_dir, device, progress=progress)
     final = trainer.run()
@@ -255,19 +253,6 @@ def create(
     return CreateResult(out_dir, avatar, files, metrics)
 
 
-# What a photo demo adds to the cpu-smoke preset (before the user's --set, which wins): the smoke
-# test's face (1,888 splats, zoomed views 10% of 400 iterations, guidance at 64²) rebuilds the
-# plumbing but not a face a recogniser knows (dlib distance to the photo 0.62 frontal); four times
-# the face splats, half of 600 iterations on zoomed face views and guidance at the render
-# resolution give 0.45 frontal, 0.52 / 0.53 at ∓30° (docs/benchmarks.md, issue 7).
-PHOTO_DEMO_OVERRIDES: tuple[str, ...] = (
-    "template.face_levels=1",
-    "face_phase_fraction=0.5",
-    "rgb_latent_resolution=128",
-    "iterations=600",
-)
-
-
 def demo(
     out_dir: str | Path,
     *,
@@ -282,7 +267,7 @@ def demo(
 
     The target is the built-in head with a painted hair cap (and ``photo`` projected onto its
     face, aligned by its five landmarks when dlib is installed: ``demo_photo``; on the cpu-smoke
-    preset a photo adds ``PHOTO_DEMO_OVERRIDES``). ``metrics.json`` gets the PSNR / SSIM of the
+    preset a photo switches to the ``photo-demo`` preset, whose face a recogniser can judge). ``metrics.json`` gets the PSNR / SSIM of the
     avatar against the target on 16 held-out views (angles never used in training) and the face
     correspondence.
     """
@@ -294,10 +279,9 @@ def demo(
     if photo is not None:
         image, keypoints, photo_info = demo_photo(check_photos([photo])[0])
     resume = check_out_dir(out_dir, resume)
-    if photo is not None and preset == "cpu-smoke" and not resume:
-        log.info("photo demo on cpu-smoke: also %s (a recognisable face; --set overrides them)",
-                 " ".join(PHOTO_DEMO_OVERRIDES))
-        overrides = [*PHOTO_DEMO_OVERRIDES, *overrides]
+    if photo is not None and preset == CPU_SMOKE.name and not resume:
+        log.info("photo demo: preset %s (cpu-smoke with a recognisable face; --set overrides it)", PHOTO_DEMO.name)
+        preset = PHOTO_DEMO.name
     config = load_run_config(out_dir, resume, preset, config_path, overrides)
     device = pick_device(config.device)
     make_out_dir(out_dir)
@@ -398,11 +382,7 @@ def make_template(
     out_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(config.device)
     setup = build_head(config.template)
-    splats, stats = fit_mean_face(
-        setup, initial_splats(setup, config.splat_init), config.meanface, config.face_cameras,
-        head_cameras=config.cameras, init=config.splat_init, position_weight=config.losses.face_position,
-        device=device, seed=config.seed, progress=progress,
-    )
+    splats, stats = fit_mean_face_for_run(setup, config, device, progress)
     avatar = Avatar(splats.detach_copy(), template=dict(setup.info), extra={"stage": "mean-face"})
     avatar.save(out_dir)
     size = config.meanface.resolution

@@ -37,21 +37,21 @@ ViewRingsSlot = ViewRings
 
 @dataclass(frozen=True)
 class MeanFaceConfig:
-    """Subject-independent mean-face initialisation of the face splats (spec §6; paper §3.4 eq. 7, §A.1).
+    """Subject-independent mean-face initialisation of the face splats (docs/method.md §6; paper §3.4 eq. 7, §A.1).
 
     Attributes:
         iterations: optimisation steps of the L1 + D-SSIM fit of the face splats to mesh renders
-            of the template's mean colour (spec §6: ≈ 1–2K).
+            of the template's mean colour (docs/method.md §6: ≈ 1–2K).
         lr_scale: multiplier on the splat learning rates (``optim``) during this fit (1 = the
             same rates as the main run).
-        dssim_weight: λ of L = (1 − λ)·L1 + λ·(1 − SSIM) (spec §6: 0.2, as 3DGS).
-        resolution: render size of the fit, pixels (square; spec §5: 512).
-        views_per_step: face-phase cameras per step (spec §5 face-phase ranges).
+        dssim_weight: λ of L = (1 − λ)·L1 + λ·(1 − SSIM) (docs/method.md §6: 0.2, as 3DGS).
+        resolution: render size of the fit, pixels (square; docs/method.md §5: 512).
+        views_per_step: face-phase cameras per step (docs/method.md §5 face-phase ranges).
         head_iterations: steps of a second fit of ALL template splats to renders of the whole
             template mesh from the training orbit (ours: the official release started from a
-            precomputed full-head splat set, ``mean_face_2.pth``, official-release §3.1; without
+            precomputed full-head splat set, ``mean_face_2.pth``, docs/official-code.md §3.1; without
             it the free splats start unfitted and the guidance first makes them translucent).
-        cache: reuse the fitted mean face from the per-template cache when present (spec §6: it
+        cache: reuse the fitted mean face from the per-template cache when present (docs/method.md §6: it
             is subject-independent).
     """
 
@@ -66,12 +66,12 @@ class MeanFaceConfig:
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of the losses besides the guidance (spec §4; official-release §3.5).
+    """Weights of the losses besides the guidance (docs/method.md §4; docs/official-code.md §3.5).
 
     Attributes:
         tv_rgb: weight of the total variation of the RGB renders (official ``lambda_tv`` = 1).
         tv_disparity: weight of the total variation of the normalised disparity maps
-            (official-release §4.3; 1).
+            (docs/official-code.md §4.3; 1).
         scale: weight of mean(activated, augmented splat scales) (official: 1, hard-coded).
         face_position: weight of the L2 pull of face splats to their template anchors
             (official: 1e8, which under Adam effectively freezes them).
@@ -91,7 +91,7 @@ class LossWeights:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Render-time augmentation of training renders (spec §4; official-release §3.4).
+    """Render-time augmentation of training renders (docs/method.md §4; docs/official-code.md §3.4).
 
     Attributes:
         scale_jitter_std_ratio: std of the multiplicative scale jitter, s ← max(s + ratio·s·N(0,1),
@@ -110,7 +110,7 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
-    """What ``create`` writes besides the avatar (architecture.md "Outputs of create").
+    """What ``create`` writes besides the avatar (docs/architecture.md, "Outputs of `create`").
 
     The turntable's cameras (frames, θ) are in ``view_rings``.
 
@@ -130,14 +130,14 @@ class CreateConfig:
     """Configuration of ``arc2avatar create``: one photo in, a Gaussian-splat head avatar out.
 
     Attributes:
-        preset: the named preset these values started from (paper, release, fast, cpu-smoke);
+        preset: the named preset these values started from (paper, release, fast, cpu-smoke, photo-demo);
             informational once resolved.
         seed: seed of every random generator of the run (cameras, augmentation, noise).
-        resolution: training render size in pixels, square (spec §5: 512; the prior works at 512).
-        views_per_step: cameras rendered per optimisation step (spec §5: 4).
-        iterations: optimisation steps of the main run (official-release §5.2: 7000).
+        resolution: training render size in pixels, square (docs/method.md §5: 512; the prior works at 512).
+        views_per_step: cameras rendered per optimisation step (docs/method.md §5: 4).
+        iterations: optimisation steps of the main run (docs/official-code.md §5.2: 7000).
         face_phase_fraction: fraction of the iterations at the start that render and optimise
-            only face splats with zoomed face cameras (spec §5 / paper §A.2: 0.1; 0 disables).
+            only face splats with zoomed face cameras (docs/method.md §5 / paper §A.2: 0.1; 0 disables).
         checkpoint_every: iterations between resumable checkpoints (official: 1000).
         log_every: iterations between JSON-lines log records.
         test_every: iterations between renders of the held-out test views (official: 1000).
@@ -146,23 +146,23 @@ class CreateConfig:
             or "rgb" (2x−1 resized to rgb_latent_resolution; CPU smoke and oracle runs only).
         rgb_latent_resolution: latent size in pixels when latent_encoder is "rgb".
         sampler: training camera sampler: "paper" (one azimuth per quadrant, paper E.5) or
-            "release" (i.i.d. with γ = 1.5 concentration, official-release §4.2).
+            "release" (i.i.d. with γ = 1.5 concentration, docs/official-code.md §4.2).
         template: the head template and its upsampling.
         meanface: the mean-face initialisation.
         losses: weights of the non-guidance losses.
         augment: render-time augmentation.
         outputs: videos and sheets written at the end.
         splat_init: initial splat opacities and scales (``arc2avatar.splats.model.SplatInitConfig``).
-        prior: the guidance prior (``arc2avatar.prior.configs.PriorConfig``, spec §2).
-        optim: learning rates and Adam (``arc2avatar.splats.optim.SplatOptimConfig``, spec §4).
+        prior: the guidance prior (``arc2avatar.prior.configs.PriorConfig``, docs/method.md §2).
+        optim: learning rates and Adam (``arc2avatar.splats.optim.SplatOptimConfig``, docs/method.md §4).
         densify: masked densification, pruning, resets and (``densify.late``) the paper's late
-            pruning (``arc2avatar.splats.densify.MaskedDensifyConfig``, spec §4).
+            pruning (``arc2avatar.splats.densify.MaskedDensifyConfig``, docs/method.md §4).
         cameras: training camera ranges and their relaxation
-            (``arc2avatar.cameras.samplers.CameraRanges``, spec §5).
+            (``arc2avatar.cameras.samplers.CameraRanges``, docs/method.md §5).
         face_cameras: zoomed cameras of the face phase
-            (``arc2avatar.cameras.samplers.FacePhaseRanges``, spec §5).
+            (``arc2avatar.cameras.samplers.FacePhaseRanges``, docs/method.md §5).
         view_rings: fixed test, held-out and turntable views
-            (``arc2avatar.cameras.samplers.ViewRings``, spec §5).
+            (``arc2avatar.cameras.samplers.ViewRings``, docs/method.md §5).
         accel: how the prior runs on a CUDA GPU: CUDA graphs, channels_last, fused LoRA, optional
             torch.compile (``arc2avatar.prior.accel.AccelConfig``; issue 9). Never changes the
             maths; ignored on a CPU.

@@ -1,9 +1,9 @@
-"""Losses besides the guidance (spec §4; official-release §3.5, §4.3) and the mean-face fit loss (spec §6).
+"""Losses besides the guidance (docs/method.md §4; docs/official-code.md §3.5, §4.3) and the mean-face fit loss (docs/method.md §6).
 
 Written by hand because they are the method's own formulas, reproduced exactly:
 - ``tv_loss``: the official ``utils/loss_utils.py:tv_loss`` normalisation,
   2·(Σ(Δ_h x)²/(C(H−1)W) + Σ(Δ_w x)²/(CH(W−1)))/B.
-- ``disparity``: the official normalised disparity f/(D + 10·T + 1e-5) of official-release §4.3,
+- ``disparity``: the official normalised disparity f/(D + 10·T + 1e-5) of docs/official-code.md §4.3,
   rescaled per image to [0, 1] between the smallest disparity of the (nearly) opaque pixels and
   the largest; differentiable like the official (min/max not detached).
 - ``face_position_loss``: the nan-safe mean squared offset of face splats from their anchors.
@@ -29,7 +29,7 @@ LaplacianLoss = Callable[[Tensor, Tensor], Tensor]
 
 @dataclass(frozen=True)
 class DisparityConfig:
-    """Constants of the official normalised disparity (official-release §4.3).
+    """Constants of the official normalised disparity (docs/official-code.md §4.3).
 
     Attributes:
         background_depth: depth added per unit of final transmittance T, world units (10), so
@@ -47,7 +47,7 @@ class DisparityConfig:
 
 
 def tv_loss(x_bchw: Tensor) -> Tensor:
-    """Total variation, official normalisation (official-release §3.5).
+    """Total variation, official normalisation (docs/official-code.md §3.5).
 
     Args:
         x_bchw: (B, C, H, W), H ≥ 2 and W ≥ 2.
@@ -69,7 +69,7 @@ def disparity(
     fovx: float | Tensor,
     config: DisparityConfig = DisparityConfig(),
 ) -> Tensor:
-    """Normalised disparity of official-release §4.3, per image.
+    """Normalised disparity of docs/official-code.md §4.3, per image.
 
     Args:
         depth_b1hw: (B, 1, H, W) accumulated depth D = Σ z·α·T (``RenderOutput.depth``, permuted).
@@ -97,12 +97,12 @@ def disparity(
 
 
 def scale_loss(scales: Tensor) -> Tensor:
-    """Scalar mean of the activated (augmented) scales, any shape (official-release §3.5)."""
+    """Scalar mean of the activated (augmented) scales, any shape (docs/official-code.md §3.5)."""
     return scales.mean()
 
 
 def face_position_loss(means_face: Tensor, anchors_face: Tensor) -> Tensor:
-    """Scalar nan-mean of (x − x0)² over face splats and axes (official-release §3.5); 0 if empty.
+    """Scalar nan-mean of (x − x0)² over face splats and axes (docs/official-code.md §3.5); 0 if empty.
 
     Args:
         means_face: (F, 3) current face-splat centres.
@@ -117,11 +117,11 @@ def face_position_loss(means_face: Tensor, anchors_face: Tensor) -> Tensor:
 
 def l1_dssim(pred: Tensor, target: Tensor, dssim_weight: float = 0.2, *,
              ssim_config: SsimConfig = SsimConfig(), channels_last: bool | None = None) -> Tensor:
-    """Mean-face fit loss (spec §6, as 3DGS): (1 − λ)·mean|pred − target| + λ·(1 − SSIM).
+    """Mean-face fit loss (docs/method.md §6, as 3DGS): (1 − λ)·mean|pred − target| + λ·(1 − SSIM).
 
     Args:
         pred, target: images (B,3,H,W) or (B,H,W,3) in [0, 1], H, W ≥ 11.
-        dssim_weight: λ (spec §6: 0.2).
+        dssim_weight: λ (docs/method.md §6: 0.2).
     """
     p = to_bchw(pred, channels_last)
     t = to_bchw(target, channels_last)
@@ -136,7 +136,7 @@ class RegularisationLosses:
     Attributes:
         tv_rgb, tv_disparity, scale, face_position, face_laplacian: scalar terms, unweighted;
             a term that is skipped (weight 0, frozen face xyz, no Laplacian) is a zero tensor.
-        total: Σ weight·term (spec §4).
+        total: Σ weight·term (docs/method.md §4).
     """
 
     tv_rgb: Tensor
@@ -161,7 +161,7 @@ def regularisation_losses(
     anchors_face: Tensor,
     laplacian_fn: LaplacianLoss | None = None,
 ) -> RegularisationLosses:
-    """Every non-guidance loss of one step (spec §4; official-release §3.5).
+    """Every non-guidance loss of one step (docs/method.md §4; docs/official-code.md §3.5).
 
     Args:
         weights: the ``losses`` group of the config.

@@ -1,11 +1,11 @@
-"""The avatar's starting point: template → upsampled head → bound splats → mean-face fit (spec §3, §6).
+"""The avatar's starting point: template → upsampled head → bound splats → mean-face fit (docs/method.md §3, §6).
 
 ``build_head`` loads FLAME or builds the built-in template and upsamples it with parents;
 ``initial_splats`` puts one splat on every upsampled vertex (face splats bound by index);
 ``fit_mean_face`` optimises the face splats so that their render matches a mesh render of the
 face submesh in its mean colours (paper §3.4 eq. 7, §A.1) and caches the result per template.
 Written by hand: the mean-face fit is the method's own (the official release shipped only its
-result, official-release §3.1).
+result, docs/official-code.md §3.1).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -31,11 +31,14 @@ from arc2avatar.splats.model import GaussianSplats, SplatInitConfig
 from arc2avatar.splats.optim import SplatOptimConfig, make_optimizer, update_learning_rates
 from arc2avatar.splats.render import rasterize
 
+if TYPE_CHECKING:
+    from arc2avatar.pipeline.config import CreateConfig
+
 log = logging.getLogger(__name__)
 
 
 def initial_splats(setup: HeadSetup, init: SplatInitConfig = SplatInitConfig()) -> GaussianSplats:
-    """One splat per upsampled vertex, face splats bound to their vertex (spec §4)."""
+    """One splat per upsampled vertex, face splats bound to their vertex (docs/method.md §4)."""
     head = setup.upsampled.head
     return GaussianSplats.from_template(head.vertices, head.vertex_colors, head.face_mask, config=init)
 
@@ -71,13 +74,13 @@ def fit_mean_face(
     seed: int = 0,
     progress: bool = False,
 ) -> tuple[GaussianSplats, dict[str, float]]:
-    """Fit the template splats to mesh renders of the template's mean colours (paper §3.4 eq. 7; spec §6).
+    """Fit the template splats to mesh renders of the template's mean colours (paper §3.4 eq. 7; docs/method.md §6).
 
-    Stage 1 (spec §6): the face splats alone against the face submesh, from the zoomed
+    Stage 1 (docs/method.md §6): the face splats alone against the face submesh, from the zoomed
     face-phase cameras. Stage 2 (ours, ``head_iterations``): every splat against the whole mesh
     from the training orbit, so free splats start as a fitted surface too (the official release
-    loaded such a full-head set, official-release §3.1). Both use L1 + 0.2·D-SSIM on white and
-    the face-position regulariser toward the template vertices (``position_weight``, spec §4),
+    loaded such a full-head set, docs/official-code.md §3.1). Both use L1 + 0.2·D-SSIM on white and
+    the face-position regulariser toward the template vertices (``position_weight``, docs/method.md §4),
     so the correspondence survives. The result is cached per (template, config) under
     ``cache_root()/meanface`` (``$ARC2AVATAR_CACHE`` or ``~/.cache/arc2avatar``); anchors are the
     fitted face positions.
@@ -177,3 +180,15 @@ def _psnr(splats: GaussianSplats, vertices: Tensor, faces: Tensor, colors: Tenso
     target = render_mesh(vertices, faces, colors, cams, white).rgb
     render = rasterize(splats.means, splats.rotations, splats.scales, splats.opacities, splats.colors, cams, white).rgb
     return float(psnr(render.clamp(0, 1), target, channels_last=True))
+
+
+def fit_mean_face_for_run(
+    setup: HeadSetup, config: CreateConfig, device: torch.device | str = "cpu", progress: bool = False
+) -> tuple[GaussianSplats, dict[str, float]]:
+    """``fit_mean_face`` of one run's settings: its template splats (``splat_init``), fitted with
+    its ``meanface`` group, face and head cameras, face-position weight and seed."""
+    return fit_mean_face(
+        setup, initial_splats(setup, config.splat_init), config.meanface, config.face_cameras,
+        head_cameras=config.cameras, init=config.splat_init, position_weight=config.losses.face_position,
+        device=device, seed=config.seed, progress=progress,
+    )

@@ -1,4 +1,4 @@
-"""The oracle prior: a known 3D head stands in for the diffusion model (architecture.md).
+"""The oracle prior: a known 3D head stands in for the diffusion model (docs/method.md §2.4).
 
 A diagnostic, kept in the library: the pipeline runs unchanged, but the guidance's denoised
 estimate for each view is the render of a known target head from the same camera, with the same
@@ -176,7 +176,7 @@ def _vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
 
 def template_landmarks(head: HeadModel) -> Tensor:
     """(5, 3) template points in the ArcFace template's order as a frontal camera sees them
-    (spec §1: left eye, right eye, nose tip, left / right mouth corner, "left" = image left).
+    (docs/method.md §1: left eye, right eye, nose tip, left / right mouth corner, "left" = image left).
 
     From the template's regions: eye centres (subject's right eye = world +x = image left),
     the most forward nose vertex, the lips' extreme vertices along x.

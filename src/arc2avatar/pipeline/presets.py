@@ -16,23 +16,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from arc2avatar._io import atomic_write_text
+from arc2avatar.confkit import dump_yaml, flatten, get_value, has_schema, load_yaml, merge, parse_override, unflatten
 from arc2avatar.errors import InputError
-from arc2avatar.pipeline.config import (
-    CreateConfig,
-    flatten,
-    get_value,
-    has_schema,
-    load_yaml,
-    merge,
-    parse_override,
-    unflatten,
-    validate,
-)
 
-# The run length every default schedule is written for (official-release §5.2: 7000 iterations).
+if TYPE_CHECKING:
+    from arc2avatar.pipeline.config import CreateConfig
+
+# The run length every default schedule is written for (docs/official-code.md §5.2: 7000 iterations).
 REFERENCE_ITERATIONS = 7000
 
 # Dotted paths of every config value counted in iterations that should follow the run length.
@@ -42,7 +37,7 @@ REFERENCE_ITERATIONS = 7000
 SCHEDULE_PATHS: tuple[str, ...] = (
     "checkpoint_every",
     "test_every",
-    "optim.max_steps",  # log-linear LR decay spans the whole run (official-release §3.2)
+    "optim.max_steps",  # log-linear LR decay spans the whole run (docs/official-code.md §3.2)
     "densify.densify_every",
     "densify.densify_from",
     "densify.densify_until",
@@ -53,7 +48,7 @@ SCHEDULE_PATHS: tuple[str, ...] = (
     "densify.prune_below_face_until",
     "densify.late.disconnected_every",
     "densify.late.targeted_every",
-    "cameras.relax_every",  # camera-range relaxation every 1500 it (official-release §4.2)
+    "cameras.relax_every",  # camera-range relaxation every 1500 it (docs/official-code.md §4.2)
 )
 
 
@@ -75,13 +70,13 @@ class Preset:
 
 PAPER = Preset(
     name="paper",
-    summary="The paper's method with every number of spec.md (default).",
+    summary="The paper's method with every number of docs/method.md (default).",
     overrides=MappingProxyType({}),  # the CreateConfig defaults ARE the paper numbers
 )
 
 RELEASE = Preset(
     name="release",
-    summary="The official release's behaviour, without its bugs (official-release.md §6–§7).",
+    summary="The official release's behaviour, without its bugs (docs/official-code.md §6–§7).",
     overrides=MappingProxyType({
         # i.i.d. views with γ = 1.5 concentration instead of one per quadrant (§4.2, §6 row E.5)
         "sampler": "release",
@@ -91,7 +86,7 @@ RELEASE = Preset(
         "densify.prune_below_face_every": 100,
         # nothing changes topology after densification ends: no late pruning (§6 row E.4)
         "densify.late": None,
-        # Kept fixed on purpose (the release's bugs, official-release §7): densification
+        # Kept fixed on purpose (the release's bugs, docs/official-code.md §7): densification
         # statistics over all 4 views, face opacities untouched by resets, no optimiser steps
         # skipped after prune-below, VAE input clamped.
     }),
@@ -101,7 +96,7 @@ FAST = Preset(
     name="fast",
     summary="About 9× cheaper than paper (≤ 3 min on one H200), with visibly less detail; for previews.",
     overrides=MappingProxyType({
-        # 1000 instead of 7000 ISM steps (the prior is > 95% of the cost, performance.md).
+        # 1000 instead of 7000 ISM steps (the prior is > 95% of the cost, docs/benchmarks.md).
         # Schedules follow proportionally, so densification still ends at 40% of the run and the
         # cameras still relax 4 times. Trades: less detail and identity sharpness.
         "iterations": 1000,
@@ -160,7 +155,25 @@ CPU_SMOKE = Preset(
     }),
 )
 
-PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (PAPER, RELEASE, FAST, CPU_SMOKE)})
+PHOTO_DEMO = Preset(
+    name="photo-demo",
+    summary="cpu-smoke with a face fine enough for a recogniser: what `demo --photo` runs on a CPU "
+            "(about 5 minutes on 2 cores).",
+    overrides=MappingProxyType({
+        **CPU_SMOKE.overrides,
+        # The smoke test's face (1,888 splats, zoomed views 10% of 400 iterations, guidance at 64²)
+        # rebuilds the plumbing but not a face a recogniser knows (dlib distance to the photo 0.62
+        # frontal); four times the face splats, half of 600 iterations on zoomed face views and
+        # guidance at the render resolution give 0.45 frontal, 0.52 / 0.53 at ∓30°
+        # (docs/benchmarks.md, issue 7).
+        "template.face_levels": 1,
+        "face_phase_fraction": 0.5,
+        "rgb_latent_resolution": 128,
+        "iterations": 600,
+    }),
+)
+
+PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (PAPER, RELEASE, FAST, CPU_SMOKE, PHOTO_DEMO)})
 DEFAULT_PRESET = PAPER.name
 
 
@@ -169,6 +182,8 @@ def preset_config(name: str) -> CreateConfig:
     if name not in PRESETS:
         raise InputError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     preset = PRESETS[name]
+    from arc2avatar.pipeline.config import CreateConfig  # torch: not needed for --help's preset list
+
     cfg = merge(CreateConfig(), unflatten(dict(preset.overrides)), source=f"preset {name!r}")
     return merge(cfg, {"preset": name}, source=f"preset {name!r}")
 
@@ -265,6 +280,8 @@ def resolve_config(
         explicit.update(flatten(unflatten(flat_overrides)))
 
     cfg = rescale_schedules(cfg, cfg.iterations, keep=_covered(explicit))
+    from arc2avatar.pipeline.config import validate
+
     return validate(cfg)
 
 
@@ -276,3 +293,28 @@ def _covered(explicit: set[str]) -> set[str]:
         if any(".".join(parts[:i]) in explicit for i in range(1, len(parts) + 1)):
             covered.add(path)
     return covered
+
+
+def preset_yaml(name: str) -> str:
+    """Preset ``name`` resolved, as the documented YAML that ``configs/<name>.yaml`` holds."""
+    summary = PRESETS[name].summary if name in PRESETS else ""
+    return dump_yaml(resolve_config(name), header=f"arc2avatar preset {name!r}: {summary}\n"
+                     f"Generated by `python -m arc2avatar.pipeline.presets configs/`; use with --config or --preset {name}.")
+
+
+def write_preset_files(folder: str | os.PathLike) -> list[Path]:
+    """Write ``<folder>/<preset>.yaml`` for every preset (the files committed under configs/)."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in PRESETS:
+        atomic_write_text(out / f"{name}.yaml", preset_yaml(name))
+        written.append(out / f"{name}.yaml")
+    return written
+
+
+if __name__ == "__main__":
+    import sys
+
+    for path in write_preset_files(sys.argv[1] if len(sys.argv) > 1 else "configs"):
+        print(path)

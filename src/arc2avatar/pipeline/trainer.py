@@ -1,4 +1,4 @@
-"""The avatar optimisation loop: face phase, then full head (paper §3.3–3.4, A.2, E.3–E.6; spec §4–§5).
+"""The avatar optimisation loop: face phase, then full head (paper §3.3–3.4, A.2, E.3–E.6; docs/method.md §4–§5).
 
 One iteration: learning rates → cameras (zoomed frontal in the face phase, the paper's or the
 release's sampler after) → augmented backgrounds and scale jitter → render → guidance loss

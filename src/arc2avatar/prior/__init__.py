@@ -17,8 +17,7 @@ Random and tiny weights for tests and benchmarks are in ``arc2avatar.testing.pri
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from arc2avatar._lazy import lazy_exports
 
 _LAZY = {
     "encode_id_prompt": "arc2face", "encode_text": "arc2face",
@@ -34,10 +33,5 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = sorted(_LAZY)
+__getattr__ = lazy_exports(__name__, _LAZY)
+__all__ = sorted(_LAZY)  # noqa: PLE0605 (a list, built from the table above)

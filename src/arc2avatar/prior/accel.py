@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import Tensor
@@ -51,6 +51,9 @@ from .attention import explicit_attention, install_attention
 from .configs import COMPILE_MODES, AccelConfig, CompileMode  # noqa: F401 (re-exported)
 from .latents import VaeLatentEncoder, vae_moments
 from .loading import PriorModels
+
+if TYPE_CHECKING:
+    from arc2avatar.cameras.model import Cameras
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +75,7 @@ def fuse_lora(unet: torch.nn.Module) -> int:
 def prepare_models(models: PriorModels, accel: AccelConfig) -> dict[str, Any]:
     """Apply the in-place parts of the fast path to ``models`` (idempotent); returns what was done.
 
-    In place because one avatar run holds exactly one UNet and one VAE (spec §2): the LoRA
+    In place because one avatar run holds exactly one UNet and one VAE (docs/method.md §2): the LoRA
     merge and the memory format change the loaded weights themselves.
     """
     done: dict[str, Any] = {"fused_lora_layers": 0, "channels_last": False, "vae_channels_last": False,
@@ -163,7 +166,7 @@ class AcceleratedUNetDenoiser:
     def _eager_forward(self, latents: Tensor, timesteps: Tensor, context: Tensor) -> Tensor:
         return self.unet(latents, timesteps, encoder_hidden_states=context, return_dict=False)[0]
 
-    def prepare(self, clean_latents: Tensor, cameras: Any, flipped: bool) -> None:
+    def prepare(self, clean_latents: Tensor, cameras: Cameras | None, flipped: bool) -> None:
         """Nothing to prepare for a real UNet."""
 
     def predict_eps(self, latents: Tensor, timesteps: Tensor, context: Tensor, branch: Tensor) -> Tensor:

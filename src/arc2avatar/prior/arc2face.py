@@ -1,4 +1,4 @@
-"""Arc2Face ID prompt and CLIP prompt encoding (spec §2; official-release §1.2; peers §1.2–1.3).
+"""Arc2Face ID prompt and CLIP prompt encoding (docs/method.md §2; docs/official-code.md §1.2; docs/method.md §2.2).
 
 Written by hand, because transformers 5's ``CLIPTextModel.forward`` takes only ``input_ids`` (no
 ``inputs_embeds``), while Arc2Face must replace ONE token embedding by the ArcFace vector:
@@ -110,13 +110,13 @@ def id_token_embeddings(
 def encode_id_prompt(
     encoder: Any, tokenizer: Any, id_embedding: Tensor, prompt: str = "photo of a id person", placeholder: str = "id"
 ) -> Tensor:
-    """Arc2Face ID conditioning e_id: (B, 512) unit ArcFace vectors → (B, 77, 768) (spec §2)."""
+    """Arc2Face ID conditioning e_id: (B, 512) unit ArcFace vectors → (B, 77, 768) (docs/method.md §2)."""
     input_ids, token_embeds = id_token_embeddings(encoder, tokenizer, id_embedding, prompt, placeholder)
     return encode_token_embeddings(encoder, input_ids, token_embeds)
 
 
 @torch.no_grad()
 def encode_text(clip: Any, tokenizer: Any, prompts: Sequence[str]) -> Tensor:
-    """SD-1.5 CLIP text embeddings: N prompts → (N, 77, 768) ``last_hidden_state`` (spec §2)."""
+    """SD-1.5 CLIP text embeddings: N prompts → (N, 77, 768) ``last_hidden_state`` (docs/method.md §2)."""
     device = clip.get_input_embeddings().weight.device
     return clip(input_ids=tokenize(tokenizer, prompts, device)).last_hidden_state

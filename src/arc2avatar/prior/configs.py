@@ -1,9 +1,9 @@
 """Configurations of the prior: the network configs (real SD-1.5 / Arc2Face and tiny) and ``PriorConfig``.
 
 Written by hand: the network configs are data copied in meaning from the public
-``stable-diffusion-v1-5`` / ``FoivosPar/Arc2Face`` ``config.json`` files (spec §2, official-release
+``stable-diffusion-v1-5`` / ``FoivosPar/Arc2Face`` ``config.json`` files (docs/method.md §2, docs/official-code.md
 §2.1), so that full-size random weights have the real shapes and FLOPs, and tiny ones keep the same
-classes. ``PriorConfig`` holds every number of spec §2 as a field.
+classes. ``PriorConfig`` holds every number of docs/method.md §2 as a field.
 
 Tiny variant choice: the text encoders keep ``hidden_size`` 768 and the real vocabulary size 49408
 (the real CLIP tokenizer's ids must index it, and the 512-d ArcFace vector is zero-padded to the
@@ -21,7 +21,7 @@ ModelSize = Literal["tiny", "full"]
 GuidanceMode = Literal["ism", "sds"]
 DtypeName = Literal["auto", "fp32", "fp16", "bf16"]
 
-#: Default negative prompt of the official release (official-release §1.3); the CFG uncond branch.
+#: Default negative prompt of the official release (docs/official-code.md §1.3); the CFG uncond branch.
 RELEASE_NEGATIVE_PROMPT = (
     "unrealistic, blurry, low quality, out of focus, ugly, low contrast, dull, dark, low-resolution, "
     "gloomy, oversaturation, purple shadows, weird colors"
@@ -98,7 +98,7 @@ def vae_config(size: ModelSize) -> dict[str, Any]:
             "norm_num_groups": 32,
             "out_channels": 3,
             "sample_size": 512,
-            "scaling_factor": 0.18215,  # spec §2
+            "scaling_factor": 0.18215,  # docs/method.md §2
             "up_block_types": ["UpDecoderBlock2D"] * 4,
         }
     if size == "tiny":
@@ -113,7 +113,7 @@ def vae_config(size: ModelSize) -> dict[str, Any]:
             "norm_num_groups": 32,
             "out_channels": 3,
             "sample_size": 16,
-            "scaling_factor": 0.18215,  # spec §2
+            "scaling_factor": 0.18215,  # docs/method.md §2
             "up_block_types": ["UpDecoderBlock2D"] * 2,
         }
     raise ValueError(f"unknown model size {size!r}: expected 'tiny' or 'full'")
@@ -151,7 +151,7 @@ def text_encoder_config(size: ModelSize) -> dict[str, Any]:
 
 
 def scheduler_config() -> dict[str, Any]:
-    """SD-1.5's ``scheduler/scheduler_config.json`` read as a ``DDPMScheduler`` (official-release §2.1).
+    """SD-1.5's ``scheduler/scheduler_config.json`` read as a ``DDPMScheduler`` (docs/official-code.md §2.1).
 
     Scaled-linear betas 0.00085→0.012 over 1000 steps, ε-prediction, no sample clipping,
     "leading" spacing with ``steps_offset`` 1. The real file names ``PNDMScheduler``; we keep that.
@@ -187,30 +187,30 @@ TOKENIZER_CONFIG: dict[str, Any] = {
 
 
 # --------------------------------------------------------------------------------------------
-# PriorConfig: every number of spec §2
+# PriorConfig: every number of docs/method.md §2
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PriorConfig:
-    """Arc2Face ISM/SDS guidance settings. Every value is a number of spec §2 (official-release §1–2).
+    """Arc2Face ISM/SDS guidance settings. Every value is a number of docs/method.md §2 (docs/official-code.md §1–2).
 
     Attributes:
-        id_prompt: prompt carrying the ID placeholder (spec §2; Arc2Face).
+        id_prompt: prompt carrying the ID placeholder (docs/method.md §2; Arc2Face).
         id_placeholder: the word whose single token is replaced by the ArcFace vector (real id 1014).
-        view_prompts: SD-CLIP prompts for the front, side and back views, in that order (spec §2).
-        view_alpha: α of e_d = α·e_id + (1−α)·CLIP_sd("<d> view") (spec §2: 0.9).
-        negative_prompt: SD-CLIP prompt of the unconditional CFG branch (official-release §1.3).
-        inversion_prompt: SD-CLIP prompt of the DDIM inversion (empty; official-release §1.3).
-        guidance_scale: CFG scale applied to the Perp-Neg direction (spec §2: 1.25).
-        lora_scale: multi-view LoRA scale on every UNet call (spec §2: 0.45).
-        lambda_guidance: λ multiplying the latent gradient (spec §2: 0.1).
-        t_min, t_max: inclusive range of timestep VALUES sampled uniformly (spec §2: 21..500;
-            official idx 20..499 + the table offset of 1, official-release §2.3).
-        delta_t: δT, s = max(t − δT, s_floor) (spec §2: 50).
+        view_prompts: SD-CLIP prompts for the front, side and back views, in that order (docs/method.md §2).
+        view_alpha: α of e_d = α·e_id + (1−α)·CLIP_sd("<d> view") (docs/method.md §2: 0.9).
+        negative_prompt: SD-CLIP prompt of the unconditional CFG branch (docs/official-code.md §1.3).
+        inversion_prompt: SD-CLIP prompt of the DDIM inversion (empty; docs/official-code.md §1.3).
+        guidance_scale: CFG scale applied to the Perp-Neg direction (docs/method.md §2: 1.25).
+        lora_scale: multi-view LoRA scale on every UNet call (docs/method.md §2: 0.45).
+        lambda_guidance: λ multiplying the latent gradient (docs/method.md §2: 0.1).
+        t_min, t_max: inclusive range of timestep VALUES sampled uniformly (docs/method.md §2: 21..500;
+            official idx 20..499 + the table offset of 1, docs/official-code.md §2.3).
+        delta_t: δT, s = max(t − δT, s_floor) (docs/method.md §2: 50).
         s_floor: smallest s and the timestep value where the inversion chain starts (1).
-        delta_s: δS, stride of the DDIM inversion x0 → x_s in timestep values (spec §2: 50).
-        offset_noise: std of the per-channel noise offset shared over the batch (spec §2: 0.1).
-        flip_prob: probability of flipping the whole batch horizontally (spec §2: 0.5).
-        perp_neg_w: base negative weight w of Perp-Neg (official-release §1.4: −2).
+        delta_s: δS, stride of the DDIM inversion x0 → x_s in timestep values (docs/method.md §2: 50).
+        offset_noise: std of the per-channel noise offset shared over the batch (docs/method.md §2: 0.1).
+        flip_prob: probability of flipping the whole batch horizontally (docs/method.md §2: 0.5).
+        perp_neg_w: base negative weight w of Perp-Neg (docs/official-code.md §1.4: −2).
         front_decay, side_decay: exponential decays of the negative weights (§1.4: 2, 10).
         front_neg_off_above: front-half front-negative weight is 0 when r > this (§1.4: 0.8).
         side_neg_off_below: front-half side-negative weight is 0 when r < this (§1.4: 0.2).
@@ -220,7 +220,7 @@ class PriorConfig:
         perp_norm_floor: floor of ‖Δ_pos‖² in the projection (§1.4: 1e-6).
         clamp_renders: clamp 2x−1 to [−1, 1] before the VAE (ours; the official did not clamp).
         mode: "ism" (interval score matching) or "sds" (target = the added noise).
-        dtype: UNet/VAE precision: "auto" = fp16 on CUDA, fp32 on CPU (spec §2).
+        dtype: UNet/VAE precision: "auto" = fp16 on CUDA, fp32 on CPU (docs/method.md §2).
     """
 
     id_prompt: str = "photo of a id person"

@@ -1,11 +1,11 @@
 """The prior's interface to the pipeline: renders + cameras → a loss whose gradient is the guidance.
 
-Written by hand (architecture.md, "The prior talks to the pipeline through one small interface"):
+Written by hand (docs/architecture.md, "The seams between packages"):
 ``GuidancePrior`` is the protocol; ``IsmGuidance`` runs ISM/SDS with any ``Denoiser`` and
 ``LatentEncoder`` (UNet + VAE for Arc2Face, the oracle + RGB latents for CPU proofs);
 ``Arc2FaceGuidance`` precomputes the Arc2Face prompt embeddings once and plugs the UNet in.
 
-Per call (spec §2; official-release §2.5): one coin flip (p = 0.5) flips the whole batch
+Per call (docs/method.md §2; docs/official-code.md §2.5): one coin flip (p = 0.5) flips the whole batch
 horizontally; latents = encode(2·render − 1), clamped to [−1, 1] first (ours: the official did
 not clamp, and the rasteriser can exceed 1); the view prompts come from ``cameras.azimuth_deg``;
 ``loss = Σ g.detach()·latents`` so that ∂loss/∂latents = g exactly (the official's
@@ -92,7 +92,7 @@ class UNetDenoiser:
     def __init__(self, unet: Any) -> None:
         self.unet = unet
 
-    def prepare(self, clean_latents: Tensor, cameras: Any, flipped: bool) -> None:
+    def prepare(self, clean_latents: Tensor, cameras: Cameras | None, flipped: bool) -> None:
         """Nothing to prepare for a real UNet."""
 
     def predict_eps(self, latents: Tensor, timesteps: Tensor, context: Tensor, branch: Tensor) -> Tensor:
@@ -160,7 +160,7 @@ class IsmGuidance:
 
 
 def arc2face_embeddings(models: PriorModels, id_embedding: Tensor, config: PriorConfig = PriorConfig()) -> ViewEmbeddings:
-    """All prompt embeddings of spec §2 for one identity: (512,) or (1, 512) unit ArcFace vector."""
+    """All prompt embeddings of docs/method.md §2 for one identity: (512,) or (1, 512) unit ArcFace vector."""
     id_vec = id_embedding.reshape(1, -1).float().to(models.device)
     e_id = encode_id_prompt(models.id_encoder, models.tokenizer, id_vec, config.id_prompt, config.id_placeholder)[0]
     prompts = [*config.view_prompts, config.negative_prompt, config.inversion_prompt]
@@ -170,7 +170,7 @@ def arc2face_embeddings(models: PriorModels, id_embedding: Tensor, config: Prior
 
 
 class Arc2FaceGuidance(IsmGuidance):
-    """Arc2Face ISM/SDS guidance for one identity (spec §2): UNet (+LoRA) denoiser, VAE latents.
+    """Arc2Face ISM/SDS guidance for one identity (docs/method.md §2): UNet (+LoRA) denoiser, VAE latents.
 
     Args:
         models: loaded ``PriorModels`` (LoRA, if any, already attached to ``models.unet``).

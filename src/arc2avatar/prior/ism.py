@@ -1,10 +1,10 @@
-"""Interval Score Matching and SDS on latents, on timestep VALUES (spec §2; official-release §2.2–2.7).
+"""Interval Score Matching and SDS on latents, on timestep VALUES (docs/method.md §2; docs/official-code.md §2.2–2.7).
 
 Written by hand: LucidDreamer's ISM as the official release runs it (no library offers it). The
 step knows nothing of VAEs or of what cameras mean: it sees clean latents, a ``Denoiser`` and the
 per-view contexts, and returns the gradient g on the latents.
 
-ISM, with ᾱ_t = ``alphas_cumprod[t]`` indexed by the timestep value t (official-release §2.3):
+ISM, with ᾱ_t = ``alphas_cumprod[t]`` indexed by the timestep value t (docs/official-code.md §2.3):
   t ~ U{t_min..t_max}; s = max(t − δT, 1); n = N(0,1) + offset·N(0,1)_(1,C,1,1);
   x_1 = √ᾱ_1·z + √(1−ᾱ_1)·n;  DDIM inversion (η = 0, empty prompt, no CFG) 1 → 1+δS → … → s;
   one more step s → t with ε_s = ε(x_s, s, ∅), which is also the target;
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import Tensor
@@ -28,6 +28,9 @@ from torch import Tensor
 from .._timing import NULL_TIMER
 from .configs import PriorConfig
 from .views import ViewConditioning, perp_neg_combine
+
+if TYPE_CHECKING:
+    from arc2avatar.cameras.model import Cameras
 
 
 class Branch(IntEnum):
@@ -46,7 +49,7 @@ class Denoiser(Protocol):
     view n mod B (N = B for the inversion calls, N = 4B for the main call).
     """
 
-    def prepare(self, clean_latents: Tensor, cameras: Any, flipped: bool) -> None:
+    def prepare(self, clean_latents: Tensor, cameras: Cameras | None, flipped: bool) -> None:
         """Called once per guidance step before any prediction with the (B, C, h, w) clean latents."""
 
     def predict_eps(self, latents: Tensor, timesteps: Tensor, context: Tensor, branch: Tensor) -> Tensor:
@@ -79,7 +82,7 @@ class IsmResult:
 
 
 def sample_timesteps(config: PriorConfig, generator: torch.Generator | None) -> tuple[int, int]:
-    """t ~ U{t_min..t_max} (inclusive, timestep values) and s = max(t − δT, s_floor) (spec §2).
+    """t ~ U{t_min..t_max} (inclusive, timestep values) and s = max(t − δT, s_floor) (docs/method.md §2).
 
     The draw happens on ``generator``'s device; pass a CPU generator to avoid a host–device sync
     (t decides how many inversion calls run, so the host must know it)."""
@@ -89,7 +92,7 @@ def sample_timesteps(config: PriorConfig, generator: torch.Generator | None) -> 
 
 
 def sample_noise(shape: torch.Size, offset_std: float, generator: torch.Generator | None, like: Tensor) -> Tensor:
-    """(B, C, h, w) N(0,1) + offset_std·N(0,1) of shape (1, C, 1, 1) shared by the batch (spec §2)."""
+    """(B, C, h, w) N(0,1) + offset_std·N(0,1) of shape (1, C, 1, 1) shared by the batch (docs/method.md §2)."""
     device = generator.device if generator is not None else like.device
     noise = torch.randn(tuple(shape), generator=generator, device=device, dtype=torch.float32)
     offset = torch.randn((1, shape[1], 1, 1), generator=generator, device=device, dtype=torch.float32)
@@ -97,7 +100,7 @@ def sample_noise(shape: torch.Size, offset_std: float, generator: torch.Generato
 
 
 def guidance_weight(alpha_bar_t: float) -> float:
-    """w(t) = √((1−ᾱ_t)/ᾱ_t) (official-release §2.7)."""
+    """w(t) = √((1−ᾱ_t)/ᾱ_t) (docs/official-code.md §2.7)."""
     return ((1.0 - alpha_bar_t) / alpha_bar_t) ** 0.5
 
 
@@ -151,13 +154,13 @@ def ism_step(
     alphas_cumprod: Tensor,
     config: PriorConfig = PriorConfig(),
     generator: torch.Generator | None = None,
-    cameras: Any = None,
+    cameras: Cameras | None = None,
     flipped: bool = False,
     *,
     timesteps: tuple[int, int] | None = None,
     timer: Any = NULL_TIMER,
 ) -> IsmResult:
-    """One ISM (or SDS, ``config.mode``) guidance step on clean latents (spec §2).
+    """One ISM (or SDS, ``config.mode``) guidance step on clean latents (docs/method.md §2).
 
     Args:
         denoiser: the ε model (UNet or oracle); ``prepare`` is called first.

@@ -1,10 +1,10 @@
-"""Loading the prior's networks from resolved ``WeightsPaths`` (spec §2; official-release §2.1).
+"""Loading the prior's networks from resolved ``WeightsPaths`` (docs/method.md §2; docs/official-code.md §2.1).
 
 Uses diffusers / transformers ``from_pretrained`` on the real folder layouts and diffusers' PEFT
 integration for the LoRA. Written by hand: only the checks around them (every missing piece
 named in one ``MissingWeightsError``; corrupt files and unmatched LoRA keys as ``InputError``),
 safe ``.bin`` loading (``weights_only=True``), and holding exactly ONE UNet and ONE VAE
-(the official release held four UNets, official-release §2.1).
+(the official release held four UNets, docs/official-code.md §2.1).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class PriorModels:
 
 
 def resolve_dtype(device: torch.device | str, dtype: DtypeName | torch.dtype | None = "auto") -> torch.dtype:
-    """UNet/VAE precision (spec §2): "auto"/None = fp16 on CUDA, fp32 elsewhere."""
+    """UNet/VAE precision (docs/method.md §2): "auto"/None = fp16 on CUDA, fp32 elsewhere."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype in (None, "auto"):
@@ -125,7 +125,7 @@ def _load(what: str, folder: Path, loader: Any, **kwargs: Any) -> Any:
 
 
 def load_alphas_cumprod(scheduler_folder: str | os.PathLike) -> Tensor:
-    """(1000,) ᾱ of the DDPM schedule described by ``scheduler_config.json`` (official-release §2.1)."""
+    """(1000,) ᾱ of the DDPM schedule described by ``scheduler_config.json`` (docs/official-code.md §2.1)."""
     from diffusers import DDPMScheduler
 
     scheduler = _load("scheduler config", Path(scheduler_folder), DDPMScheduler)
@@ -137,7 +137,7 @@ def load_prior_models(
     device: torch.device | str = "cpu",
     dtype: DtypeName | torch.dtype | None = "auto",
 ) -> PriorModels:
-    """Load the Arc2Face prior (spec §2): one UNet, one VAE, two CLIP text encoders, tokenizer, ᾱ.
+    """Load the Arc2Face prior (docs/method.md §2): one UNet, one VAE, two CLIP text encoders, tokenizer, ᾱ.
 
     Raises:
         MissingWeightsError: naming every missing folder/file.
@@ -215,13 +215,13 @@ def load_lora(
     scale: float = 0.45,
     adapter_name: str = LORA_ADAPTER_NAME,
 ) -> None:
-    """Attach the multi-view LoRA in the diffusers format to ``unet`` at ``scale`` (spec §2, §8).
+    """Attach the multi-view LoRA in the diffusers format to ``unet`` at ``scale`` (docs/method.md §2, §8).
 
     Accepts ``pytorch_lora_weights.safetensors`` with ``unet.``-prefixed keys in the PEFT style
     (``…to_q.lora_A.weight``) and the older diffusers styles (``…to_q.lora.down.weight``,
     ``…processor.to_q_lora.down.weight``), which diffusers converts. The scale multiplies the
     LoRA branch on every later UNet call (``set_adapters``), as ``cross_attention_kwargs
-    ={"scale": 0.45}`` did in the official release (official-release §2.1).
+    ={"scale": 0.45}`` did in the official release (docs/official-code.md §2.1).
 
     Raises:
         InputError: missing/corrupt file, no UNet keys, or keys that match no UNet layer.

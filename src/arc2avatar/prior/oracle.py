@@ -1,4 +1,4 @@
-"""The honest oracle teacher: a ``Denoiser`` that knows the target (architecture.md, oracle section).
+"""The honest oracle teacher: a ``Denoiser`` that knows the target (docs/method.md §2.4).
 
 Written by hand (test machinery of ours). An oracle predicts x̂0 exactly and answers
 ε = (x_t − √ᾱ_t·x̂0)/√(1−ᾱ_t). THE TRAP: if every branch used x̂0 = z* (the target's latents),
@@ -11,12 +11,15 @@ reconstructs its input), so ISM gives g = λ·cfg·(z − z*): a clean pull towa
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import Tensor
 
 from .ism import Branch
+
+if TYPE_CHECKING:
+    from arc2avatar.cameras.model import Cameras
 
 #: target_fn(cameras, flipped) -> (B, C, h, w) target latents z* for those views.
 TargetFn = Callable[[Any, bool], Tensor]
@@ -39,7 +42,7 @@ class OracleDenoiser:
         self._clean: Tensor | None = None  # (B, C, h, w) z
         self._target: Tensor | None = None  # (B, C, h, w) z*
 
-    def prepare(self, clean_latents: Tensor, cameras: Any, flipped: bool) -> None:
+    def prepare(self, clean_latents: Tensor, cameras: Cameras | None, flipped: bool) -> None:
         """Store z and z* = target_fn(cameras, flipped) for this guidance step."""
         self._clean = clean_latents.detach()
         target = self.target_fn(cameras, flipped).detach()

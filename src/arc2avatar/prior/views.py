@@ -1,4 +1,4 @@
-"""View-dependent conditioning and Perp-Neg (spec §2; official-release §1.3–1.4).
+"""View-dependent conditioning and Perp-Neg (docs/method.md §2; docs/official-code.md §1.3–1.4).
 
 Written by hand (no library implements it for our embeddings): the blend of the ID embedding with
 SD-CLIP view prompts, the azimuth interpolation with its negative weights (the stable-dreamfusion
@@ -29,7 +29,7 @@ QUARTER_TURN_DEG = 90.0
 
 @dataclass(frozen=True)
 class ViewEmbeddings:
-    """Every prompt embedding the guidance needs, each (77, 768), computed once (spec §2).
+    """Every prompt embedding the guidance needs, each (77, 768), computed once (docs/method.md §2).
 
     Attributes:
         front, side, back: e_d = α·e_id + (1−α)·CLIP_sd("<d> view").
@@ -54,7 +54,7 @@ class ViewEmbeddings:
 
 
 def blend_view_embeddings(e_id: Tensor, e_views: Tensor, alpha: float) -> Tensor:
-    """e_d = α·e_id + (1−α)·e_view(d), element-wise over the whole sequence (spec §2).
+    """e_d = α·e_id + (1−α)·e_view(d), element-wise over the whole sequence (docs/method.md §2).
 
     Args:
         e_id: (77, D) Arc2Face ID embedding.
@@ -67,7 +67,7 @@ def blend_view_embeddings(e_id: Tensor, e_views: Tensor, alpha: float) -> Tensor
 
 @dataclass(frozen=True)
 class PerpNegWeights:
-    """Result of the azimuth rule for one view (official-release §1.4).
+    """Result of the azimuth rule for one view (docs/official-code.md §1.4).
 
     Attributes:
         positive: ((view, mix weight), (view, mix weight)): the positive embedding is their sum.
@@ -79,7 +79,7 @@ class PerpNegWeights:
 
 
 def perp_neg_weights(azimuth_deg: float, config: PriorConfig = PriorConfig()) -> PerpNegWeights:
-    """Positive mix and negative weights of one view (official-release §1.4).
+    """Positive mix and negative weights of one view (docs/official-code.md §1.4).
 
     Front half (|az| < 90): r = 1 − |az|/90; positive r·front + (1−r)·side; negatives front
     (0 if r > 0.8 else w·e^(−2r)) then side (0 if r < 0.2 else w·e^(−10(1−r))).
@@ -123,7 +123,7 @@ class ViewConditioning:
 def view_conditioning(
     azimuths_deg: Tensor | Sequence[float], embeds: ViewEmbeddings, config: PriorConfig = PriorConfig()
 ) -> ViewConditioning:
-    """Build the four contexts and the negative weights for B views from their azimuths (spec §2)."""
+    """Build the four contexts and the negative weights for B views from their azimuths (docs/method.md §2)."""
     azimuths = [float(a) for a in torch.as_tensor(azimuths_deg).flatten().tolist()]
     positives, negs1, negs2, weights = [], [], [], []
     for az in azimuths:
@@ -162,13 +162,13 @@ def perp_neg_combine(
     skip_below: float = 1e-4,
     norm_floor: float = 1e-6,
 ) -> Tensor:
-    """Perp-Neg guided noise ε̂ = ε_u + cfg·(Δ_pos + Σ_k w_k·perp(Δ_k, Δ_pos)) (official-release §1.4).
+    """Perp-Neg guided noise ε̂ = ε_u + cfg·(Δ_pos + Σ_k w_k·perp(Δ_k, Δ_pos)) (docs/official-code.md §1.4).
 
     Args:
         eps_uncond, eps_pos: (B, C, h, w) predictions of the unconditional and positive branches.
         eps_negs: K tensors (B, C, h, w), the negative branches.
         neg_weights: (B, K) weights; per sample, terms with |w| ≤ ``skip_below`` are skipped.
-        guidance_scale: CFG scale (spec §2: 1.25).
+        guidance_scale: CFG scale (docs/method.md §2: 1.25).
     Returns:
         (B, C, h, w) ε̂.
     """

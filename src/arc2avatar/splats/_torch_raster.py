@@ -2,7 +2,7 @@
 
 Written by hand because no maintained library rasterises 3D Gaussians on a CPU: gsplat has no
 CPU path (its ``_torch_impl`` still calls CUDA kernels for tile intersection), and the other
-rasterisers are CUDA-only (shared/docs/rendering-notes.md). The rules are gsplat's, read from
+rasterisers are CUDA-only (docs/method.md §4.6). The rules are gsplat's, read from
 its 1.5.3 sources and re-expressed in vectorised PyTorch:
 
 * projection (``ProjectionEWA3DGSFused.cu``, ``Utils.cuh::persp_proj``): EWA with the

@@ -1,4 +1,4 @@
-"""The avatar bundle: splats plus their face binding, for expressions and resuming (spec §7).
+"""The avatar bundle: splats plus their face binding, for expressions and resuming (docs/method.md §7).
 
 A bundle is a FOLDER holding two files:
 

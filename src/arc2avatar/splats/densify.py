@@ -1,4 +1,4 @@
-"""Masked densification and pruning of the splat set (spec §4; official-release §3.3, §7.7–7.8).
+"""Masked densification and pruning of the splat set (docs/method.md §4; docs/official-code.md §3.3, §7.7–7.8).
 
 Two layers, as in gsplat's ``strategy/default.py`` over ``strategy/ops.py`` (read for the
 pattern, written anew here):
@@ -13,15 +13,15 @@ pattern, written anew here):
   An empty selection touches nothing: tensors are rebuilt only when rows really change. The
   release rebuilt every parameter every 100 iterations in its prune-below-face step even when
   nothing was pruned; the fresh tensors had no ``.grad``, so the following ``optimizer.step()``
-  silently updated nothing 29 times per run (official-release §3.3). Here the pending gradient
+  silently updated nothing 29 times per run (docs/official-code.md §3.3). Here the pending gradient
   is carried over, so the step after a topology change still updates the kept rows.
 * **Policy**: ``MaskedDensifier`` decides when and what, from ``MaskedDensifyConfig`` (and
   ``LatePruneConfig``), and never selects a face splat (``& ~face_mask`` on every selection),
   so face rows survive bit-identical, in order. Unlike the release, the opacity reset writes
   only the selected (free) rows: the release wrote σ(o) as a logit into face rows, making every
-  face opacity σ(σ(o)) after each reset — we do not reproduce that (spec §4).
+  face opacity σ(σ(o)) after each reset — we do not reproduce that (docs/method.md §4).
   Gradient statistics are accumulated over ALL views of a batch (the release used only the last
-  of its 4 views, official-release §7.8).
+  of its 4 views, docs/official-code.md §7.8).
 
 Written by hand: all of the above (no maintained library offers masked densification); the
 late "disconnected splat" pruning on top of scipy's cKDTree and sparse connected components.
@@ -278,7 +278,7 @@ def mean_nearest_neighbour_distance(points_n3: np.ndarray) -> float:
 # =============================================================================== policy
 @dataclass(frozen=True)
 class LatePruneConfig:
-    """Late pruning of free splats (spec §4 ``paper``; paper E.4; absent from the release).
+    """Late pruning of free splats (docs/method.md §4 ``paper``; paper E.4; absent from the release).
 
     Attributes:
         start_fraction: first eligible iteration as a fraction of the run: 0.85.
@@ -307,8 +307,8 @@ class LatePruneConfig:
 
 @dataclass(frozen=True)
 class MaskedDensifyConfig:
-    """When and how free (non-face) splats are densified, pruned and reset (spec §4;
-    official-release §3.3, §8). Intervals are in iterations; events fire at iterations that are
+    """When and how free (non-face) splats are densified, pruned and reset (docs/method.md §4;
+    docs/official-code.md §3.3, §8). Intervals are in iterations; events fire at iterations that are
     multiples of the interval inside [from, until].
 
     Attributes:
@@ -552,7 +552,7 @@ class MaskedDensifier:
 
 def disconnected_rows(splats: GaussianSplats, late: LatePruneConfig) -> np.ndarray:
     """(N,) bool: free splats outside the largest radius-graph component, or k-NN distance
-    outliers (spec §4 late pruning). Face splats are never flagged.
+    outliers (docs/method.md §4 late pruning). Face splats are never flagged.
 
     The k-NN statistics are those of the FREE splats (their distances to their nearest splats of
     any kind): the face is subdivided more densely than the rest of the head, and statistics over

@@ -1,4 +1,4 @@
-"""The Gaussian splat set of an avatar, with its face binding stored beside the data (spec §4).
+"""The Gaussian splat set of an avatar, with its face binding stored beside the data (docs/method.md §4).
 
 Parameters are raw (unconstrained) tensors, one ``torch.nn.Parameter`` each, named as the
 optimiser groups are (``arc2avatar.splats.optim``):
@@ -12,11 +12,11 @@ optimiser groups are (``arc2avatar.splats.optim``):
 ========================  =======  ==================================================
 
 The activated values the renderer reads have fixed names: ``means``, ``colors``
-(clamp_min(0.28209479·f_dc + 0.5, 0), official-release §3.1), ``scales`` (exp),
+(clamp_min(0.28209479·f_dc + 0.5, 0), docs/official-code.md §3.1), ``scales`` (exp),
 ``opacities`` (sigmoid) and ``rotations`` (unit quaternions).
 
 Per-splat buffers travel WITH the rows, so the face correspondence never depends on row order
-(official-release §7.6): ``face_mask`` (N,) bool — the splat is bound to a template vertex and is
+(docs/official-code.md §7.6): ``face_mask`` (N,) bool — the splat is bound to a template vertex and is
 never densified, pruned or opacity-reset; ``vertex_index`` (N,) int64 — that vertex's index in
 the upsampled template, −1 for free splats; ``anchors`` (N, 3) — the rest position of a face
 splat for the position regulariser, 0 for free splats. Every primitive in
@@ -67,15 +67,15 @@ class SplatInitConfig:
     Attributes:
         knn_neighbours: k of the 3DGS initial-scale rule: a splat's initial std (all three
             axes) is sqrt(mean squared distance to its k nearest vertices) (3DGS
-            ``create_from_pcd``; official-release §3.1 uses k = 3).
+            ``create_from_pcd``; docs/official-code.md §3.1 uses k = 3).
         min_scale: floor on that std, world units (guards duplicate vertices; 3DGS clamps the
             squared distance at 1e-7, i.e. std ≈ 3.2e-4).
         opacity: initial opacity of face splats and of free splats inside ``longer_mask``
-            (ours: the released values come from an unreadable checkpoint, official-release
-            §3.1; the mean-face fit, spec §6, optimises it anyway).
+            (ours: the released values come from an unreadable checkpoint, docs/official-code.md
+            §3.1; the mean-face fit, docs/method.md §6, optimises it anyway).
         outside_longer_mask_opacity: initial opacity of splats outside ``longer_mask``
-            (official-release §3.1 step 4 used 0.25; ours 0.5: 0.25 sits just above the 0.2
-            prune threshold of spec §4, and in our oracle runs the guidance pushed the whole
+            (docs/official-code.md §3.1 step 4 used 0.25; ours 0.5: 0.25 sits just above the 0.2
+            prune threshold of docs/method.md §4, and in our oracle runs the guidance pushed the whole
             free head below it within the first densification interval).
     """
 
@@ -202,7 +202,7 @@ class GaussianSplats:
 
     @property
     def colors(self) -> Tensor:
-        """(N, 3) RGB = clamp_min(SH_C0·f_dc + 0.5, 0) (official-release §3.1; no upper clamp)."""
+        """(N, 3) RGB = clamp_min(SH_C0·f_dc + 0.5, 0) (docs/official-code.md §3.1; no upper clamp)."""
         return torch.clamp_min(SH_C0 * self.params["f_dc"] + 0.5, 0.0)
 
     @property
@@ -231,7 +231,7 @@ class GaussianSplats:
         config: SplatInitConfig = SplatInitConfig(),
         longer_mask: Tensor | None = None,
     ) -> "GaussianSplats":
-        """One splat per upsampled template vertex (spec §4; official-release §3.1).
+        """One splat per upsampled template vertex (docs/method.md §4; docs/official-code.md §3.1).
 
         Face vertices become face splats bound by index (``vertex_index`` = the vertex,
         ``anchors`` = its position); the other vertices become free splats (index −1, anchor 0).
@@ -313,6 +313,6 @@ class GaussianSplats:
 
     def rebase_anchors(self) -> None:
         """Set the face splats' anchors to their current means (e.g. after the mean-face fit,
-        whose positions are the release's anchors, official-release §3.1 step 3)."""
+        whose positions are the release's anchors, docs/official-code.md §3.1 step 3)."""
         with torch.no_grad():
             self.anchors = torch.where(self.face_mask[:, None], self.means.detach(), self.anchors).clone()

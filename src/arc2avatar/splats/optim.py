@@ -1,8 +1,8 @@
-"""Adam over the splat parameters with the log-linear learning-rate table (spec §4, §7).
+"""Adam over the splat parameters with the log-linear learning-rate table (docs/method.md §4, §7).
 
 One named parameter group per attribute (``means``, ``f_dc``, ``log_scales``, ``opacity_logits``,
 ``quats``; the names of ``GaussianSplats.params``), as 3DGS and the official release do
-(official-release §3.2). The schedule is exp((1−τ)·ln lr_init + τ·ln lr_final) with
+(docs/official-code.md §3.2). The schedule is exp((1−τ)·ln lr_init + τ·ln lr_final) with
 τ = clip(step / max_steps, 0, 1) and no delay multiplier (the release's 0.01 delay has no effect).
 
 Written by hand: the LR table as data and the 3-line schedule (no library ships 3DGS's
@@ -23,7 +23,7 @@ from arc2avatar.splats.model import PARAM_NAMES, GaussianSplats
 
 @dataclass(frozen=True)
 class SplatOptimConfig:
-    """Adam and the per-attribute learning rates (spec §4; official-release §3.2, §8).
+    """Adam and the per-attribute learning rates (docs/method.md §4; docs/official-code.md §3.2, §8).
 
     Every ``*_lr_init`` / ``*_lr_final`` pair is log-linearly interpolated over ``max_steps``;
     equal values mean a constant rate.
@@ -31,14 +31,14 @@ class SplatOptimConfig:
     Attributes:
         means_lr_init, means_lr_final: xyz rate before scaling, 1.4e-4 → 1.4e-6 (world units
             per step per ``spatial_lr_scale``).
-        spatial_lr_scale: multiplies the xyz rates: the scene extent, 4.5 (spec §4).
+        spatial_lr_scale: multiplies the xyz rates: the scene extent, 4.5 (docs/method.md §4).
         f_dc_lr_init, f_dc_lr_final: colour (SH DC) rate, 5e-3 → 3e-3.
         opacity_lr_init, opacity_lr_final: opacity-logit rate, 1.75e-2 constant.
         scales_lr_init, scales_lr_final: log-scale rate, 2.5e-3 → 5e-4.
         quats_lr_init, quats_lr_final: quaternion rate, 1e-3 → 2e-4.
         betas: Adam (β1, β2) = (0.9, 0.999).
         eps: Adam ε = 1e-15 (3DGS; smaller than torch's default so tiny gradients still move).
-        max_steps: iterations of the schedule: 7000 (official-release §3.2, not 30000).
+        max_steps: iterations of the schedule: 7000 (docs/official-code.md §3.2, not 30000).
         frozen: parameter names held fixed (lr 0, gradients dropped), e.g. ``("means",)``.
     """
 
@@ -67,7 +67,7 @@ class SplatOptimConfig:
 
     @classmethod
     def expression(cls, **overrides: object) -> "SplatOptimConfig":
-        """The expression-correction preset (spec §7; official-release §6 ``expr_*``):
+        """The expression-correction preset (docs/method.md §7; docs/official-code.md §6 ``expr_*``):
         xyz 1.4e-4 → 1.4e-6, colour 5e-3 → 3e-3, opacity 5e-2, scale 5e-3 → 5e-4,
         rotation 1e-3 → 2e-4, over 500 iterations. ``spatial_lr_scale`` stays 4.5 (the release
         applies it to every xyz rate)."""
@@ -172,7 +172,7 @@ def zero_rows(
     """Hold ``rows`` ((N,) bool) of the named parameters exactly fixed in the coming step.
 
     Zeroes those rows' gradients and Adam moments: with m = v = 0 Adam's update is exactly 0.
-    This is the "freeze face xyz" option (official-release §7.13: the 1e8 regulariser weights
+    This is the "freeze face xyz" option (docs/official-code.md §7.13: the 1e8 regulariser weights
     in effect do this): call with ``rows=splats.face_mask`` between ``backward()`` and ``step()``.
     """
     for name in names:

@@ -1,5 +1,5 @@
-"""Standard 3DGS PLY files: what splat viewers load (rendering-notes "PLY for viewers";
-official-release §5.5).
+"""Standard 3DGS PLY files: what splat viewers load (docs/method.md §4.6;
+docs/official-code.md §5.5).
 
 Written: binary little-endian, one ``vertex`` element, 62 float32 properties in this order:
 ``x y z nx ny nz f_dc_0..2 f_rest_0..44 opacity scale_0..2 rot_0..3``. Normals are zero, the

@@ -37,7 +37,7 @@ from ..prior.configs import (
 CLIP_MERGE_COUNT = 49152 - 256 - 2
 #: Path of the BPE vocabulary inside the open_clip_torch wheel.
 OPEN_CLIP_BPE_MEMBER = "open_clip/bpe_simple_vocab_16e6.txt.gz"
-#: Words given whole-word merges in the small fallback tokenizer (the prompts of spec §2).
+#: Words given whole-word merges in the small fallback tokenizer (the prompts of docs/method.md §2).
 FALLBACK_WORDS = ("photo", "of", "a", "id", "person", "front", "side", "back", "view")
 END_OF_WORD = "</w>"
 START_TOKEN, END_TOKEN = "<|startoftext|>", "<|endoftext|>"
@@ -198,7 +198,7 @@ LoraStyle = Literal["peft", "attn_processor", "lora_layer"]
 
 
 def lora_target_modules(unet: torch.nn.Module) -> list[str]:
-    """Names of the attention projections (to_q/to_k/to_v/to_out.0) of a diffusers UNet (spec §8)."""
+    """Names of the attention projections (to_q/to_k/to_v/to_out.0) of a diffusers UNet (docs/method.md §8)."""
     suffixes = (".to_q", ".to_k", ".to_v", ".to_out.0")
     return [n for n, m in unet.named_modules() if hasattr(m, "in_features") and n.endswith(suffixes)]
 

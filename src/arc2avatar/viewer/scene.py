@@ -48,7 +48,7 @@ class ViewerCameraConfig:
             the +z up vector is undefined).
         orbit_deg_per_px: degrees of azimuth / polar angle per pixel dragged.
         zoom_per_wheel_px: the radius is multiplied by exp(this · wheel delta in pixels).
-        near, far: clipping distances, world units (spec §5: 0.01, 100).
+        near, far: clipping distances, world units (docs/method.md §5: 0.01, 100).
     """
 
     radius: float = ViewRings.radius

@@ -1,4 +1,4 @@
-"""Where each weight file lives: the resolved paths handed to the loaders (spec §1–§2).
+"""Where each weight file lives: the resolved paths handed to the loaders (docs/method.md §1–§2).
 
 ``arc2avatar.weights.resolver`` fills a ``WeightsPaths`` from a local folder in the official
 layouts or from the Hugging Face Hub; loaders (``arc2avatar.prior``, ``arc2avatar.identity``)

@@ -1,6 +1,6 @@
 """Find (or fetch) every weight file arc2avatar needs and hand loaders a ``WeightsPaths``.
 
-Spec §1–§2, arc2face-flame-peers §1.4. Three sources, one answer:
+Spec §1–§2, docs/method.md §2.5. Three sources, one answer:
 
 * a local folder in any of the official layouts (see ``COMPONENTS``):
   ``root/arc2face/``, ``root/encoder/``, ``root/arcface.onnx``, the antelopev2 detector in
@@ -45,22 +45,22 @@ FileState = Literal["found", "missing", "truncated", "nested"]
 
 @dataclass(frozen=True)
 class WeightsConfig:
-    """Where weights are looked for and which Hub snapshots they come from (spec §1–§2).
+    """Where weights are looked for and which Hub snapshots they come from (docs/method.md §1–§2).
 
     Attributes:
         root: local weights folder. ``None`` -> env ``ARC2AVATAR_WEIGHTS`` ->
             ``~/.cache/arc2avatar/weights`` (see ``local_root``).
         arc2face_repo, arc2face_revision: Hub model repo with ``arc2face/``, ``encoder/`` and
-            ``arcface.onnx`` (arc2face-flame-peers §1.4). The revision is a commit seen pinned
+            ``arcface.onnx`` (docs/method.md §2.5). The revision is a commit seen pinned
             for ``arcface.onnx`` in public download scripts; that ``arc2face/`` and ``encoder/``
             sit in the same commit is assumed (they were published together), not verified.
         sd_repo, sd_revision: Stable Diffusion 1.5 (VAE, tokenizer, CLIP text encoder, scheduler
-            config; spec §2). Commit widely used as the snapshot of this repo.
+            config; docs/method.md §2). Commit widely used as the snapshot of this repo.
         detector_repo, detector_revision, detector_filename: a Hub copy of insightface's
-            antelopev2 SCRFD-10GF detector (spec §1); the official release downloads it from
-            ``lithiumice/insightface`` (official-release §1.1). Commit seen pinned for this
+            antelopev2 SCRFD-10GF detector (docs/method.md §1); the official release downloads it from
+            ``lithiumice/insightface`` (docs/official-code.md §1.1). Commit seen pinned for this
             exact file (with a sha256) in public download scripts.
-        lora: optional multi-view LoRA file (``pytorch_lora_weights.safetensors``, spec §8);
+        lora: optional multi-view LoRA file (``pytorch_lora_weights.safetensors``, docs/method.md §8);
             checked and passed on when set.
     """
 
@@ -117,7 +117,7 @@ class Component:
 _SD_BASES = ("", "stable-diffusion-v1-5")
 _ANTELOPE_BASES = ("antelopev2", "antelopev2/antelopev2", "models/antelopev2")
 
-# The official layouts (arc2face-flame-peers §1.4; official-release §1.1). One place.
+# The official layouts (docs/method.md §2.5; docs/official-code.md §1.1). One place.
 COMPONENTS: tuple[Component, ...] = (
     Component("arc2face_unet", "prior", ("arc2face",),
               ("config.json", "diffusion_pytorch_model.safetensors"),

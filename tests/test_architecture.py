@@ -1,0 +1,109 @@
+"""The layout's rules, checked (docs/architecture.md): no private names across packages, no import
+cycles between packages (imports inside functions counted), a torch-free config library, and no
+citation of a document that is not in the repository. The layer contract itself is import-linter's
+(``lint-imports``, run by CI; contracts in pyproject.toml)."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "arc2avatar"
+
+
+def _modules() -> dict[str, ast.Module]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = ast.parse(path.read_text(encoding="utf-8"))
+    return out
+
+
+def _imports(name: str, tree: ast.Module, is_package: bool) -> list[tuple[str, list[str]]]:
+    """(imported module, imported names) for every import of ``arc2avatar`` in the module, at any depth."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".") if is_package else name.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith("arc2avatar"):
+                found.append((target, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            found += [(a.name, []) for a in node.names if a.name.startswith("arc2avatar")]
+    return found
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _is_package(name: str) -> bool:
+    return (PACKAGE.parent / name.replace(".", "/") / "__init__.py").is_file()
+
+
+def test_no_module_imports_a_private_name_of_another_package() -> None:
+    offences = []
+    for name, tree in _modules().items():
+        for target, names in _imports(name, tree, _is_package(name)):
+            if _package(target) == _package(name) or _package(target).startswith("_") or not _package(target):
+                continue  # within a package, or the shared bottom modules (_io, _device, _cache, _timing)
+            private_module = any(part.startswith("_") for part in target.split(".")[2:])
+            private_names = [n for n in names if n.startswith("_")]
+            if private_module or private_names:
+                offences.append(f"{name} imports {target} {private_names or ''}")
+    assert not offences, "\n".join(offences)
+
+
+def test_no_import_cycles_between_packages() -> None:
+    edges: dict[str, set[str]] = defaultdict(set)
+    for name, tree in _modules().items():
+        for target, _ in _imports(name, tree, _is_package(name)):
+            if _package(target) and _package(target) != _package(name):
+                edges[_package(name)].add(_package(target))
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            node = todo.pop()
+            if node == goal:
+                return True
+            if node not in seen:
+                seen.add(node)
+                todo += edges.get(node, ())
+        return False
+
+    cycles = sorted({tuple(sorted((a, b))) for a in edges for b in edges[a] if reaches(b, a)})
+    assert not cycles, f"package import cycles: {cycles}"
+
+
+def test_the_config_library_imports_no_torch() -> None:
+    code = "import sys, arc2avatar.confkit; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_docs_cite_only_documents_in_the_repository() -> None:
+    banned = re.compile(r"\bspec §|official-release|shared/docs|arc2face-flame-peers|rendering-notes")
+    cited = re.compile(r"\bdocs/([\w.-]+\.md)")
+    offences = []
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "tests").glob("*.py"), *(ROOT / "benchmarks").glob("*.py"),
+                 *(ROOT / "docs").glob("*.md"), ROOT / "README.md"]:
+        if path == Path(__file__).resolve():
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if banned.search(line):
+                offences.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+            offences += [f"{path.relative_to(ROOT)}:{number}: docs/{doc} does not exist"
+                         for doc in cited.findall(line) if not (ROOT / "docs" / doc).is_file()]
+    assert not offences, "\n".join(offences)
