@@ -22,7 +22,7 @@ from arc2avatar.prior.guidance import GuidanceOutput, RgbLatentEncoder
 SMALL = [
     "resolution=64", "meanface.resolution=64", "meanface.iterations=60", "meanface.head_iterations=60",
     "rgb_latent_resolution=32",
-    "view_rings.turntable_frames=6", "log_every=10", "checkpoint_every=50",
+    "view_rings.turntable_frames=6", "outputs.size=64", "log_every=10", "checkpoint_every=50",
 ]
 
 

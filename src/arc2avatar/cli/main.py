@@ -14,6 +14,7 @@ import logging
 import sys
 
 from arc2avatar._cache import persist_compile_cache
+from arc2avatar._threads import THREADS_ENV, apply_threads
 from arc2avatar.errors import Arc2AvatarError
 
 # Modules in arc2avatar.cli that each register one or more subcommands, in help order.
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"arc2avatar {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help=f"CPU threads for PyTorch (default ${THREADS_ENV}, else $OMP_NUM_THREADS, else half "
+                             "the usable cores: a full team slows down many times when other programs use the CPU)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"arc2avatar.cli.{name}")
@@ -52,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     persist_compile_cache()  # compiled GPU kernels survive a reboot (arc2avatar/_cache.py)
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -61,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
+        apply_threads(args.threads)  # once, before any work (arc2avatar/_threads.py)
         return int(args.func(args) or 0)
     except Arc2AvatarError as error:
         print(f"arc2avatar: error: {error}", file=sys.stderr)
@@ -72,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
               "(create/demo: --set resolution, --set views_per_step), or close what else holds the memory",
               file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("arc2avatar: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        from arc2avatar.cli._interrupt import interrupted_message
+
+        print(f"arc2avatar: {interrupted_message(interrupt, args, argv)}", file=sys.stderr)
         return 130
 
 

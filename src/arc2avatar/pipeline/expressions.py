@@ -342,9 +342,14 @@ def express(
     flame_masks: str | os.PathLike | None = None,
     size: int = 256,
 ) -> Avatar:
-    """``arc2avatar express``: load an avatar folder, apply the expression, write a new folder."""
+    """``arc2avatar express``: load an avatar folder, apply the expression, write a new folder.
+    Expression names are checked against the template kind's before the template is built."""
+    from arc2avatar.head.names import check_expression_names
+
     _check_new_out_dir(Path(out_dir))
     avatar = Avatar.load(avatar_dir)
+    if avatar.template.get("kind") in ("builtin", "flame"):
+        check_expression_names(avatar.template["kind"], expression)
     setup = setup_for_avatar(avatar, flame, flame_masks)
     expressive = apply_expression(avatar, setup, expression, pose)
     save_avatar_folder(out_dir, expressive, size, setup)
@@ -541,8 +546,11 @@ def animate(
     flame: str | os.PathLike | None = None,
     flame_masks: str | os.PathLike | None = None,
     config: AnimationConfig = AnimationConfig(),
+    progress: bool | None = None,
 ) -> int:
-    """``arc2avatar animate``: render a sequence file or a preset to an MP4; returns the frame count."""
+    """``arc2avatar animate``: render a sequence file or a preset to an MP4; returns the frame count.
+    ``progress``: a bar per frame on stderr (None = only on a terminal)."""
+    from arc2avatar._progress import track
     from arc2avatar.pipeline.media import write_video
 
     if (sequence is None) == (preset is None):
@@ -551,7 +559,8 @@ def animate(
     avatar = Avatar.load(avatar_dir)
     setup = setup_for_avatar(avatar, flame, flame_masks)
     fps = seq.fps if float(seq.fps).is_integer() else round(seq.fps)
-    return write_video(animation_frames(avatar, setup, seq, config, orbit), out_path, fps=int(fps), quality=config.quality)
+    frames = track(animation_frames(avatar, setup, seq, config, orbit), seq.num_frames, "animate", progress, unit="frame")
+    return write_video(frames, out_path, fps=int(fps), quality=config.quality)
 
 
 # =============================================================================== correction
@@ -663,6 +672,10 @@ def refine_expression_folder(
         raise InputError(f"--iterations must be ≥ 1, got {iterations}")
     config = correction_config(base, iterations)
     avatar = Avatar.load(avatar_dir)
+    if avatar.template.get("kind") in ("builtin", "flame"):
+        from arc2avatar.head.names import check_expression_names
+
+        check_expression_names(avatar.template["kind"], expression)
     setup = setup_for_avatar(avatar, flame, flame_masks)
     expressive = apply_expression(avatar, setup, expression, pose)
     device = pick_device(config.device)
