@@ -111,9 +111,10 @@ def test_sigint_writes_a_checkpoint_and_stops(small_setup, tmp_path):
     config, setup = small_setup
     trainer = _trainer(config, setup, tmp_path)
     trainer.hooks = TrainerHooks(on_log=lambda record: os.kill(os.getpid(), signal.SIGINT))
-    with pytest.raises(TrainingInterrupted):
+    with pytest.raises(TrainingInterrupted) as info:
         trainer.run()
     assert trainer.state.iteration == config.log_every
+    assert info.value.checkpoint == tmp_path / "checkpoint.pt" and info.value.iteration == config.log_every  # for the CLI's message
     assert Trainer(config, trainer.prior, setup, initial_splats(setup), tmp_path, torch.device("cpu")).load_checkpoint() == config.log_every
 
 
