@@ -2,8 +2,9 @@
 
 PyTorch's default is one OpenMP thread per core. Its threads meet at a barrier after every
 parallel operator, so when any other process takes a core, the whole team waits for the
-descheduled thread: on a 2-core machine with one busy process next to it, ``demo`` went from
-1.4 s/it to 17 s/it (docs/benchmarks.md, "CPU threads under load"). Half the usable cores keeps
+descheduled thread: on a 2-core machine with one busy process next to it, a short ``demo`` ran
+at 24.4 s/it with PyTorch's 2 threads and at 1.84 s/it with 1 (docs/benchmarks.md, "CPU threads
+under load"). Half the usable cores keeps
 free room for the rest of the machine and loses little when it is idle (the CPU renderer and
 the small models scale poorly past a few threads anyway).
 
