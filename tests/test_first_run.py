@@ -109,6 +109,11 @@ def test_ctrl_c_names_the_checkpoint_and_the_resume_command(tmp_path, capsys, mo
     monkeypatch.setattr(api, "demo", before_checkpoint)
     assert main(["demo", "-o", str(out), "--no-progress"]) == 130
     assert "nothing to resume; the same command starts over" in capsys.readouterr().err
+    out.mkdir()
+    checkpoint.write_bytes(b"")                                      # a periodic checkpoint, then a second Ctrl-C
+    assert main(["demo", "-o", str(out), "--no-progress"]) == 130
+    assert f"the last checkpoint is {checkpoint}; continue with: arc2avatar demo -o '{out}' --no-progress --resume" \
+        in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------- 5. weights download offline

@@ -2,17 +2,21 @@
 
 ``create`` and ``demo`` checkpoint on SIGINT/SIGTERM (``Trainer``, ``TrainingInterrupted``
 carries the file); the same command line with ``--resume`` continues it (the saved
-``config.yaml`` is used then). Before the optimisation's first step there is no checkpoint,
-and the same command starts over.
+``config.yaml`` is used then). A second Ctrl-C stops at once: the last periodic checkpoint, if
+any, is named. Before the optimisation's first checkpoint there is none, and the same command
+starts over.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+from pathlib import Path
 from collections.abc import Sequence
 
 RESUME_FLAG = "--resume"
+#: Commands whose runs checkpoint on Ctrl-C through ``Trainer`` and continue with ``--resume``.
+TRAINER_COMMANDS: frozenset[str] = frozenset({"create", "demo"})
 
 
 def resume_command(argv: Sequence[str], program: str = "arc2avatar") -> str:
@@ -25,9 +29,14 @@ def interrupted_message(error: KeyboardInterrupt, args: argparse.Namespace | Non
     checkpoint = getattr(error, "checkpoint", None)
     resumable = args is not None and hasattr(args, "resume")
     if checkpoint is None:
-        if resumable:
+        if not (resumable and getattr(args, "command", None) in TRAINER_COMMANDS):
+            return "interrupted"
+        from arc2avatar.pipeline.trainer import CHECKPOINT_NAME
+
+        earlier = Path(args.out) / CHECKPOINT_NAME
+        if not earlier.is_file():  # stopped before the optimisation's first checkpoint
             return "interrupted before the first checkpoint: nothing to resume; the same command starts over"
-        return "interrupted"
+        return f"interrupted; the last checkpoint is {earlier}; continue with: {resume_command(argv)}"
     iteration = getattr(error, "iteration", None)
     where = f" at iteration {iteration}" if iteration is not None else ""
     if not resumable:
