@@ -21,7 +21,7 @@ from arc2avatar.errors import InputError
 from arc2avatar.pipeline.batch import SUMMARY_NAME, _attempt_of, _Worker, create_batch, discover_jobs
 
 TINY = ["resolution=32", "meanface.resolution=32", "meanface.iterations=5", "meanface.head_iterations=5",
-        "rgb_latent_resolution=16", "view_rings.turntable_frames=2", "iterations=2", "log_every=1"]
+        "rgb_latent_resolution=16", "view_rings.turntable_frames=2", "outputs.size=32", "iterations=2", "log_every=1"]
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ from arc2avatar.prior.guidance import GuidanceOutput, RgbLatentEncoder
 SMALL = [
     "resolution=64", "meanface.resolution=64", "meanface.iterations=60", "meanface.head_iterations=60",
     "rgb_latent_resolution=32",
-    "view_rings.turntable_frames=6", "log_every=10", "checkpoint_every=50",
+    "view_rings.turntable_frames=6", "outputs.size=64", "log_every=10", "checkpoint_every=50",
 ]
 
 
@@ -112,9 +112,10 @@ def test_sigint_writes_a_checkpoint_and_stops(small_setup, tmp_path):
     config, setup = small_setup
     trainer = _trainer(config, setup, tmp_path)
     trainer.hooks = TrainerHooks(on_log=lambda record: os.kill(os.getpid(), signal.SIGINT))
-    with pytest.raises(TrainingInterrupted):
+    with pytest.raises(TrainingInterrupted) as info:
         trainer.run()
     assert trainer.state.iteration == config.log_every
+    assert info.value.checkpoint == tmp_path / "checkpoint.pt" and info.value.iteration == config.log_every  # for the CLI's message
     assert Trainer(config, trainer.prior, setup, initial_splats(setup), tmp_path, torch.device("cpu")).load_checkpoint() == config.log_every
 
 

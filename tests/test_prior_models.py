@@ -176,5 +176,5 @@ def test_arc2face_guidance_injects_g_on_the_vae_latents(models) -> None:
     out = prior(renders, cams, GuidanceContext(torch.Generator().manual_seed(0)))
     out.loss.backward()
     assert encoder.latents.shape == (2, 4, 8, 8)
-    assert encoder.latents.grad.norm().item() == pytest.approx(out.grad_norm, rel=1e-5)
+    assert encoder.latents.grad.norm().item() == pytest.approx(float(out.grad_norm), rel=1e-5)  # grad_norm is a 0-d tensor (issue 9)
     assert renders.grad is not None and torch.isfinite(renders.grad).all() and renders.grad.abs().sum() > 0

@@ -145,7 +145,7 @@ def test_a_finished_run_writes_viewer_html(avatar, setup, tmp_path):
     from arc2avatar.pipeline.api import _finish
     from arc2avatar.pipeline.presets import resolve_config
 
-    config = resolve_config("cpu-smoke", None, ["resolution=16", "view_rings.turntable_frames=2"])
+    config = resolve_config("cpu-smoke", None, ["resolution=16", "outputs.size=16", "view_rings.turntable_frames=2"])
     files = _finish(tmp_path, avatar, config, {}, setup)
     assert files["viewer"] == tmp_path / VIEWER_NAME
     assert read_payload(files["viewer"])["count"] == avatar.splats.num_splats

@@ -178,6 +178,7 @@ def test_download_fetches_only_missing_files_at_pinned_revisions(tmp_path: Path,
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_hf_hub_download)
+    monkeypatch.setattr("arc2avatar.weights.resolver.probe_hub", lambda *a, **k: None)  # the fake Hub is "reachable"
     make_layout(tmp_path, skip=("arcface.onnx", "antelopev2/scrfd_10g_bnkps.onnx",
                                 "stable-diffusion-v1-5/vae/config.json"))
     paths = download_weights(WeightsConfig(), tmp_path)

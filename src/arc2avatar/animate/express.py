@@ -52,9 +52,14 @@ def express(
     flame_masks: str | os.PathLike | None = None,
     size: int = 256,
 ) -> Avatar:
-    """``arc2avatar express``: load an avatar folder, apply the expression, write a new folder."""
+    """``arc2avatar express``: load an avatar folder, apply the expression, write a new folder.
+    Expression names are checked against the template kind's before the template is built."""
+    from arc2avatar.head.names import check_expression_names
+
     check_new_out_dir(Path(out_dir))
     avatar = Avatar.load(avatar_dir)
+    if avatar.template.get("kind") in ("builtin", "flame"):
+        check_expression_names(avatar.template["kind"], expression)
     setup = setup_for_avatar(avatar, flame, flame_masks)
     expressive = apply_expression(avatar, setup, expression, pose)
     save_avatar_folder(out_dir, expressive, size, setup)

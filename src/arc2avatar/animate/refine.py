@@ -138,6 +138,10 @@ def refine_expression_folder(
         raise InputError(f"--iterations must be ≥ 1, got {iterations}")
     config = correction_config(base, iterations)
     avatar = Avatar.load(avatar_dir)
+    if avatar.template.get("kind") in ("builtin", "flame"):
+        from arc2avatar.head.names import check_expression_names
+
+        check_expression_names(avatar.template["kind"], expression)
     setup = setup_for_avatar(avatar, flame, flame_masks)
     expressive = apply_expression(avatar, setup, expression, pose)
     device = pick_device(config.device)

@@ -76,8 +76,11 @@ def animate(
     flame: str | os.PathLike | None = None,
     flame_masks: str | os.PathLike | None = None,
     config: AnimationConfig = AnimationConfig(),
+    progress: bool | None = None,
 ) -> int:
-    """``arc2avatar animate``: render a sequence file or a preset to an MP4; returns the frame count."""
+    """``arc2avatar animate``: render a sequence file or a preset to an MP4; returns the frame count.
+    ``progress``: a bar per frame on stderr (None = only on a terminal)."""
+    from arc2avatar._progress import track
     from arc2avatar.avatar.media import write_video
 
     if (sequence is None) == (preset is None):
@@ -86,4 +89,5 @@ def animate(
     avatar = Avatar.load(avatar_dir)
     setup = setup_for_avatar(avatar, flame, flame_masks)
     fps = seq.fps if float(seq.fps).is_integer() else round(seq.fps)
-    return write_video(animation_frames(avatar, setup, seq, config, orbit), out_path, fps=int(fps), quality=config.quality)
+    frames = track(animation_frames(avatar, setup, seq, config, orbit), seq.num_frames, "animate", progress, unit="frame")
+    return write_video(frames, out_path, fps=int(fps), quality=config.quality)

@@ -55,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--flame", type=Path, default=None, help="the FLAME file of a FLAME avatar (for expressions)")
     parser.add_argument("--flame-masks", type=Path, default=None, help="its FLAME_masks.pkl, if used at creation")
     parser.add_argument("--json", action="store_true", help="also print the report as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (shown on a terminal)")
     parser.set_defaults(func=run)
 
 
@@ -101,9 +102,9 @@ def _config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from arc2avatar.evaluate.run import evaluate
-    from arc2avatar.evaluate.similarity import view_entry
+    from arc2avatar.evaluate.similarity import match_summary, view_entry
 
-    result = evaluate(args.avatar, args.refs, args.report, _config(args))
+    result = evaluate(args.avatar, args.refs, args.report, _config(args), progress=False if args.no_progress else None)
     report = result.report
     for section in report["identity"]:
         rec = section["recognizer"]
@@ -111,8 +112,7 @@ def run(args: argparse.Namespace) -> int:
         front = "no face" if frontal is None or not frontal["detected"] else f"{frontal['mean_score']:.3f}"
         mean = section["distribution"]["mean"]
         print(f"{rec['name']}: frontal {front}, mean over views "
-              f"{'—' if mean is None else f'{mean:.3f}'} ({rec['same_person_rule']}), detection failures "
-              f"{section['detection_failures']}/{section['num_views']}")
+              f"{'—' if mean is None else f'{mean:.3f}'} ({rec['same_person_rule']}); {match_summary(section)}")
     fid = report["fid"]
     if "skipped" in fid:
         print("FID/KID skipped: " + fid["skipped"])

@@ -51,7 +51,8 @@ def _run_animate(args: argparse.Namespace) -> int:
     from arc2avatar.animate.render import AnimationConfig, animate
 
     frames = animate(args.avatar, args.out, sequence=args.sequence, preset=args.preset, orbit=args.orbit,
-                     flame=args.flame, flame_masks=args.flame_masks, config=AnimationConfig(size=args.size))
+                     flame=args.flame, flame_masks=args.flame_masks, config=AnimationConfig(size=args.size),
+                     progress=False if args.no_progress else None)
     print(f"wrote {args.out} ({frames} frames)")
     return 0
 
@@ -91,24 +92,41 @@ COMMANDS: dict[str, str] = {
 }
 
 
+def expression_names_help() -> str:
+    """The ``--help`` epilog of express / refine-expression: the names ``--set`` accepts."""
+    from arc2avatar.head.names import BUILTIN_EXPRESSION_NAMES, flame_expression_names
+
+    flame = flame_expression_names()
+    return (f"expression names (built-in template): {', '.join(BUILTIN_EXPRESSION_NAMES)}. "
+            f"A FLAME avatar's names come from its FLAME file: {flame[0]} … {flame[-1]} (its expression "
+            "PCA coefficients). See docs/expressions.md.")
+
+
 def register(subparsers: Any) -> None:
     express = subparsers.add_parser(
-        "express", help=COMMANDS["express"])
+        "express", help=COMMANDS["express"],
+        description="Move the face splats of a saved avatar with the template's expression blendshapes "
+                    "(and FLAME joint poses) and write the result as a new avatar folder.",
+        epilog=expression_names_help())
     _common(express, "the new avatar folder (must not exist yet)", 256)
     _expression_args(express)
     express.set_defaults(func=_run_express)
 
     animate = subparsers.add_parser(
-        "animate", help=COMMANDS["animate"])
+        "animate", help=COMMANDS["animate"],
+        description="Render a saved avatar through an expression sequence (a JSON/NPZ file of per-frame "
+                    "weights, or a built-in preset) to an MP4 video, frontal or on a slow orbit.")
     _common(animate, "the video to write (.mp4)", 512)
     source = animate.add_mutually_exclusive_group(required=True)
     source.add_argument("--sequence", help="a JSON or NPZ sequence of per-frame expression weights")
     source.add_argument("--preset", choices=("smile", "surprise", "talk", "blink"), help="a built-in sequence")
     animate.add_argument("--orbit", action="store_true", help="a slow orbit (±30°) instead of a fixed frontal camera")
+    animate.add_argument("--no-progress", action="store_true", help="no progress bar (shown on a terminal)")
     animate.set_defaults(func=_run_animate)
 
     refine = subparsers.add_parser(
-        "refine-expression", help=COMMANDS["refine-expression"])
+        "refine-expression", help=COMMANDS["refine-expression"],
+        epilog=expression_names_help())
     _common(refine, "the new avatar folder (must not exist yet)", 256)
     _expression_args(refine)
     refine.add_argument("--oracle", action="store_true",

@@ -14,6 +14,7 @@ import logging
 import sys
 
 from arc2avatar._cache import persist_compile_cache
+from arc2avatar._threads import THREADS_ENV, apply_threads
 from arc2avatar.errors import Arc2AvatarError
 
 # Modules in arc2avatar.cli that each register one or more subcommands, in help order.
@@ -45,8 +46,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"arc2avatar {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help=f"CPU threads for PyTorch (default ${THREADS_ENV}, else $OMP_NUM_THREADS, else half "
+                             "the usable cores: a full team slows down many times when other programs use the CPU)")
+    command = None if argv is None else _command_word(parser, argv)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    command = _command_word(argv)
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"arc2avatar.cli.{name}")
         if argv is None or command in module.COMMANDS:
@@ -57,14 +61,22 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _command_word(argv: list[str]) -> str | None:
-    """The subcommand named in ``argv`` (its first word that is not an option), if any."""
-    return next((arg for arg in argv if not arg.startswith("-")), None)
+def _command_word(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+    """The subcommand named in ``argv``: its first word that is neither an option of ``parser``
+    (the top-level options) nor the value of one (``--threads 2``)."""
+    takes_value = {flag for action in parser._actions if action.nargs != 0 for flag in action.option_strings}
+    words = iter(argv)
+    for word in words:
+        if word in takes_value:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     persist_compile_cache()  # compiled GPU kernels survive a reboot (arc2avatar/_cache.py)
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -75,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
+        apply_threads(args.threads)  # once, before any work (arc2avatar/_threads.py)
         return int(args.func(args) or 0)
     except Arc2AvatarError as error:
         print(f"arc2avatar: error: {error}", file=sys.stderr)
@@ -86,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
               "(create/demo: --set resolution, --set views_per_step), or close what else holds the memory",
               file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("arc2avatar: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        from arc2avatar.cli._interrupt import interrupted_message
+
+        print(f"arc2avatar: {interrupted_message(interrupt, args, argv)}", file=sys.stderr)
         return 130
 
 

@@ -9,7 +9,8 @@ def _run(args: argparse.Namespace) -> int:
     from arc2avatar.pipeline.api import render_avatar
 
     path = render_avatar(args.avatar, args.out, turntable=not args.sheet, size=args.size,
-                         frames=args.frames, polar_deg=args.polar, fps=args.fps)
+                         frames=args.frames, polar_deg=args.polar, fps=args.fps,
+                         progress=False if args.no_progress else None)
     print(f"wrote {path}")
     return 0
 
@@ -22,7 +23,9 @@ COMMANDS: dict[str, str] = {
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "render", help=COMMANDS["render"])
+        "render", help=COMMANDS["render"],
+        description="Render a saved avatar again, at any size: a turntable MP4 (default) or a PNG sheet of "
+                    "the 16 test views.")
     parser.add_argument("avatar", help="an output folder, a bundle folder or a .ply")
     parser.add_argument("-o", "--out", help="output file (default: turntable.mp4 / views.png beside the avatar)")
     mode = parser.add_mutually_exclusive_group()
@@ -32,4 +35,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--frames", type=int, default=120, help="turntable frames")
     parser.add_argument("--polar", type=float, default=90.0, help="turntable polar angle θ, degrees")
     parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (shown on a terminal)")
     parser.set_defaults(func=_run)

@@ -42,6 +42,7 @@ def run_download(args: argparse.Namespace) -> int:
     from arc2avatar.weights.resolver import WeightsConfig, download_weights
     from arc2avatar.weights.resolver import ALL_GROUPS
 
+    _log_hub_messages_once()
     config = WeightsConfig(root=args.to)
     root = config.local_root()
     download_weights(config, root, set(args.only) if args.only else ALL_GROUPS)
@@ -54,3 +55,13 @@ def run_path(args: argparse.Namespace) -> int:
 
     print(WeightsConfig(root=args.weights).local_root())
     return 0
+
+
+def _log_hub_messages_once() -> None:
+    """huggingface_hub logs through its own stderr handler; letting its records also reach the
+    CLI's root handler printed every retry twice (issue 20)."""
+    import logging
+
+    hub = logging.getLogger("huggingface_hub")
+    if hub.handlers:
+        hub.propagate = False

@@ -186,7 +186,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def summary_markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
     """A short human summary of ``report`` with links to the figures."""
-    from arc2avatar.evaluate.similarity import view_entry
+    from arc2avatar.evaluate.similarity import detection_summary, view_entry
 
     views = report["views"]
     lines = [
@@ -198,8 +198,9 @@ def summary_markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
         "",
         "## Identity similarity to the reference photos",
         "",
-        "| recogniser | same person | frontal | −30° | +30° | mean over views | median | detection failures | match rate |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| recogniser | same person | frontal | −30° | +30° | mean over views | median | faces found | "
+        "match rate (views with a face) | match rate (all views) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for section in report["identity"]:
         rec = section["recognizer"]
@@ -215,10 +216,10 @@ def summary_markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
         dist = section["distribution"]
         name = rec["name"] + (" *(guidance network)*" if rec["guidance_network"] else "")
         lines.append(f"| {name} | {rec['same_person_rule']} | {' | '.join(cells)} | {_fmt(dist['mean'])} | "
-                     f"{_fmt(dist['median'])} | {section['detection_failures']}/{section['num_views']} | "
-                     f"{_fmt(section['match_rate'], 2)} |")
-    lines += ["", "✓ / ✗: judged the same person as every reference photo / not. Failures are left out of the "
-              "distributions.", ""]
+                     f"{_fmt(dist['median'])} | {detection_summary(section)} | "
+                     f"{_fmt(section['match_rate'], 2)} | {_fmt(section['match_rate_counting_failures'], 2)} |")
+    lines += ["", "✓ / ✗: judged the same person as every reference photo / not. Views without a face are left "
+              "out of the distributions and of the first match rate; the second counts them as mismatches.", ""]
     for key in ("per_view", "distribution", "views"):
         if key in figures:
             lines.append(f"![{key}]({figures[key]})")

@@ -21,6 +21,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
+from arc2avatar._progress import progress_bar
 from arc2avatar.errors import Arc2AvatarError, InputError
 from arc2avatar.evaluate.expression import ExpressionEvalConfig, expression_consistency, expression_grid
 from arc2avatar.evaluate.fid import FidConfig, fid_kid, inception_file
@@ -95,6 +96,7 @@ def evaluate(
     references: Sequence[str | Path],
     report_dir: str | Path | None = None,
     config: EvaluateConfig = EvaluateConfig(),
+    progress: bool | None = None,
 ) -> EvaluationResult:
     """Evaluate the avatar in ``avatar_dir`` against ``references`` and write the report.
 
@@ -104,6 +106,8 @@ def evaluate(
         references: photos of the person (JPEG/PNG/WebP...); each must show a face.
         report_dir: where the report goes (default ``avatar_dir/evaluation``); replaced only if
             it holds an earlier report.
+        progress: a bar over the stages (render, each recogniser, FID/KID, expressions) on
+            stderr; None = only on a terminal.
 
     Raises:
         InputError: no or unreadable references, no face in a reference, no avatar, a report
@@ -124,25 +128,35 @@ def evaluate(
     timings["load_s"] = time.perf_counter() - started
 
     grid = config.views.grid()
-    mark = time.perf_counter()
-    renders = render_views(avatar, config.views, grid)
-    timings["render_s"] = time.perf_counter() - mark
+    bar = progress_bar(len(recognizers) + 3, "evaluate", progress, unit="stage")
+    with bar:
+        bar.set_postfix_str(f"rendering {len(grid)} views")
+        mark = time.perf_counter()
+        renders = render_views(avatar, config.views, grid)
+        timings["render_s"] = time.perf_counter() - mark
+        bar.update(1)
 
-    mark = time.perf_counter()
-    identity, neutral_seen = [], []
-    for recognizer, refs_seen in zip(recognizers, references_seen):
-        seen = observe(recognizer, renders)
-        neutral_seen.append(seen)
-        identity.append(summarise_views(recognizer, grid, seen, score_matrix(recognizer, seen, refs_seen)))
-    timings["identity_s"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        identity, neutral_seen = [], []
+        for recognizer, refs_seen in zip(recognizers, references_seen):
+            bar.set_postfix_str(f"faces by {recognizer.name}")
+            seen = observe(recognizer, renders)
+            neutral_seen.append(seen)
+            identity.append(summarise_views(recognizer, grid, seen, score_matrix(recognizer, seen, refs_seen)))
+            bar.update(1)
+        timings["identity_s"] = time.perf_counter() - mark
 
-    mark = time.perf_counter()
-    fid = _run_fid(fid_plan, renders, ref_images, config)
-    timings["fid_s"] = time.perf_counter() - mark
+        bar.set_postfix_str("FID/KID")
+        mark = time.perf_counter()
+        fid = _run_fid(fid_plan, renders, ref_images, config)
+        timings["fid_s"] = time.perf_counter() - mark
+        bar.update(1)
 
-    mark = time.perf_counter()
-    expressions = _run_expressions(avatar, recognizers, grid, neutral_seen, references_seen, config)
-    timings["expressions_s"] = time.perf_counter() - mark
+        bar.set_postfix_str("expressions")
+        mark = time.perf_counter()
+        expressions = _run_expressions(avatar, recognizers, grid, neutral_seen, references_seen, config)
+        timings["expressions_s"] = time.perf_counter() - mark
+        bar.update(1)
 
     report = {
         "tool": "arc2avatar evaluate",

@@ -130,11 +130,31 @@ def summarise_views(recognizer: FaceRecognizer, grid: Sequence[View], views: Obs
         "num_views": len(grid),
         "detection_failures": int((~detected).sum()),
         "detection_failure_rate": float((~detected).mean()) if len(grid) else None,
+        # Shown next to match_rate everywhere (issue 20): a match rate of 1.00 over the few views
+        # with a face says little when most views have none.
+        "detection_rate": float(detected.mean()) if len(grid) else None,
         "match_rate": matched / detected_pairs if detected_pairs else None,
         "match_rate_counting_failures": matched / pairs if pairs else None,
         "failures_policy": "renders without a detected face are excluded from the distributions and counted "
                            "in detection_failure_rate; match_rate_counting_failures counts them as mismatches",
     }
+
+
+def detection_summary(section: dict[str, Any]) -> str:
+    """``"11/26 (42%)"``: the views of a ``summarise_views`` section where a face was found."""
+    total = section["num_views"]
+    found = total - section["detection_failures"]
+    return f"{found}/{total} ({found / total:.0%})" if total else "0/0"
+
+
+def match_summary(section: dict[str, Any]) -> str:
+    """Detection and match rate side by side, e.g. ``"faces found in 11/26 (42%) views; match
+    rate 1.00 of those, 0.42 of all views"`` (a match rate alone hides undetected views)."""
+    def number(value: float | None) -> str:
+        return "—" if value is None else f"{value:.2f}"
+
+    return (f"faces found in {detection_summary(section)} views; match rate {number(section['match_rate'])} "
+            f"of those, {number(section['match_rate_counting_failures'])} of all views")
 
 
 def view_entry(summary: dict[str, Any], azimuth: float, polar: float) -> dict[str, Any] | None:
@@ -146,6 +166,6 @@ def view_entry(summary: dict[str, Any], azimuth: float, polar: float) -> dict[st
 
 
 __all__ = [
-    "Observations", "View", "distribution", "observe", "observe_references", "score_matrix", "summarise_views",
-    "view_entry",
+    "Observations", "View", "detection_summary", "distribution", "match_summary", "observe", "observe_references",
+    "score_matrix", "summarise_views", "view_entry",
 ]

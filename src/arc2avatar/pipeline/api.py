@@ -182,7 +182,7 @@ def _finish(out_dir: Path, avatar: Avatar, config: CreateConfig, metrics: dict[s
     files = write_avatar_outputs(
         out_dir,
         avatar,
-        size=min(config.resolution, 512),
+        size=config.outputs.size,
         rings=config.view_rings,
         fps=config.outputs.video_fps,
         quality=config.outputs.video_quality,
@@ -401,8 +401,13 @@ def render_avatar(
     frames: int = 120,
     polar_deg: float = 90.0,
     fps: int = 30,
+    progress: bool | None = None,
 ) -> Path:
-    """Re-render a saved avatar: a turntable video (or, with ``turntable=False``, the 16-view sheet)."""
+    """Re-render a saved avatar: a turntable video (or, with ``turntable=False``, the 16-view sheet).
+
+    ``progress``: a bar per frame / view on stderr (None = only on a terminal; ``arc2avatar._progress``).
+    """
+    from arc2avatar._progress import track
     from arc2avatar.cameras.samplers import ViewRings, test_ring_cameras
     from arc2avatar.avatar.media import write_sheet, write_video
 
@@ -410,7 +415,11 @@ def render_avatar(
     base = Path(avatar_dir) if Path(avatar_dir).is_dir() else Path(avatar_dir).parent
     if turntable:
         path = Path(out) if out is not None else base / "turntable.mp4"
-        write_video(avatar.turntable_frames(size, ViewRings(), frames, polar_deg), path, fps=fps)
+        stream = avatar.turntable_frames(size, ViewRings(), frames, polar_deg)
+        write_video(track(stream, frames, "turntable", progress, unit="frame"), path, fps=fps)
         return path
     path = Path(out) if out is not None else base / "views.png"
-    return write_sheet(avatar.render_cameras(test_ring_cameras(size, size)), path)
+    cameras = test_ring_cameras(size, size)
+    views = [avatar.render_cameras(cameras[i:i + 1]) for i in track(range(len(cameras)), len(cameras), "views",
+                                                                    progress, unit="view")]
+    return write_sheet(torch.cat(views), path)

@@ -115,11 +115,15 @@ class OutputConfig:
     The turntable's cameras (frames, θ) are in ``view_rings``.
 
     Attributes:
+        size: side of the images in ``views.png`` and the frames of ``turntable.mp4``, pixels
+            (square), whatever the training ``resolution`` (a 128² CPU run still shows 512²
+            outputs; issue 20).
         video_fps: frame rate of ``turntable.mp4`` (official: 40).
         video_quality: imageio-ffmpeg quality, 0–10 (10 = best; 8 is visually lossless for renders).
         sheet_columns: images per row of the test-view PNG sheet (8 = one ring of test views).
     """
 
+    size: int = 512
     video_fps: int = 30
     video_quality: int = 8
     sheet_columns: int = 8
@@ -244,6 +248,7 @@ def validate(cfg: CreateConfig) -> CreateConfig:
     need(all(0.0 <= c <= 1.0 for c in cfg.augment.background), "augment.background must be RGB in [0, 1]")
     for name in ("background_replace_prob", "random_color_fraction"):
         need(0.0 <= getattr(cfg.augment, name) <= 1.0, f"augment.{name} must be in [0, 1]")
+    need(16 <= cfg.outputs.size <= MAX_RESOLUTION, f"outputs.size must be in 16..{MAX_RESOLUTION} px, got {cfg.outputs.size}")
     need(cfg.outputs.video_fps >= 1, "outputs.video_fps must be ≥ 1")
     need(0 <= cfg.outputs.video_quality <= 10, "outputs.video_quality must be in 0..10")
     need(cfg.outputs.sheet_columns >= 1, "outputs.sheet_columns must be ≥ 1")

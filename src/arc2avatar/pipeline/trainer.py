@@ -67,7 +67,17 @@ class TrainingAborted(Arc2AvatarError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """SIGINT/SIGTERM arrived; a checkpoint was written first."""
+    """SIGINT/SIGTERM arrived; a checkpoint was written first.
+
+    Attributes:
+        checkpoint: the checkpoint file written (``--resume`` continues from it).
+        iteration: the last iteration completed.
+    """
+
+    def __init__(self, message: str, checkpoint: Path | None = None, iteration: int | None = None) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.iteration = iteration
 
 
 @dataclass
@@ -251,8 +261,9 @@ class Trainer:
                         with self.timer.stage("io"):
                             self.save_checkpoint(wait=False)
                     if stop.is_set():
-                        self.save_checkpoint()
-                        raise TrainingInterrupted(f"interrupted at iteration {it}; checkpoint written")
+                        path = self.save_checkpoint()
+                        raise TrainingInterrupted(f"interrupted at iteration {it}; checkpoint {path} written",
+                                                  checkpoint=path, iteration=it)
         finally:
             bar.close()
             logger.close()

@@ -30,6 +30,15 @@ from typing import Iterable, Literal
 from arc2avatar.errors import MissingWeightsError
 from arc2avatar.weights.integrity import check_file
 from arc2avatar.weights.layout import WeightsPaths
+from arc2avatar.weights.network import (
+    HubProbeConfig,
+    MissingFile,
+    file_url,
+    hub_endpoint,
+    is_network_error,
+    offline_message,
+    probe_hub,
+)
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +296,14 @@ def _fetch_hint(root: Path) -> str:
             f"point arc2avatar at another folder with --weights DIR or ${ENV_WEIGHTS_ROOT}.")
 
 
+def _copy_hint(root: Path) -> str:
+    """After a failed download: the routes that do not repeat it."""
+    return (f"Copy the files by hand into {root} in the official layout (arc2face/, encoder/, arcface.onnx, "
+            "antelopev2/, and SD-1.5's vae/ tokenizer/ text_encoder/ scheduler/ in the root or under "
+            f"stable-diffusion-v1-5/), or point arc2avatar at another folder with --weights DIR or "
+            f"${ENV_WEIGHTS_ROOT}; `arc2avatar demo` needs no weights.")
+
+
 def missing_weights_message(statuses: list[FileStatus], root: Path) -> str:
     """One message listing every missing and every broken file, and how to get them."""
     missing = [s for s in statuses if s.state == "missing"]
@@ -357,7 +374,7 @@ def hub_offline() -> bool:
 
 
 def download_weights(config: WeightsConfig, to: str | os.PathLike | None = None,
-                     need: Iterable[str] = ALL_GROUPS) -> WeightsPaths:
+                     need: Iterable[str] = ALL_GROUPS, probe: HubProbeConfig = HubProbeConfig()) -> WeightsPaths:
     """Fetch every missing or broken file of the ``need`` groups from the Hub into ``to``.
 
     Files already present and whole are kept. Each file comes from ``hf_hub_download(repo_id,
@@ -366,19 +383,22 @@ def download_weights(config: WeightsConfig, to: str | os.PathLike | None = None,
     under ``models/antelopev2/`` whatever its path in the detector repo). ``huggingface_hub``
     writes each file to a temporary name in ``<to>/.download/`` and renames it when complete;
     we then move it into place, so an interrupted download leaves no half file where the
-    resolver looks. A broken file is replaced in place.
+    resolver looks. A broken file is replaced in place. Before the first request one quick
+    probe checks that the Hub can be reached (``arc2avatar.weights.network``).
 
     Args:
         config: Hub repos/revisions; ``to`` defaults to ``config.local_root()``.
         to: destination root folder.
         need: groups to fetch (all by default).
+        probe: the reachability probe's settings.
 
     Returns:
         The resolved ``WeightsPaths`` of ``to``.
 
     Raises:
-        MissingWeightsError: offline (``HF_HUB_OFFLINE``), or the Hub could not deliver a file
-            (network, unknown revision, gated repo...). The message names the file.
+        MissingWeightsError: offline (``HF_HUB_OFFLINE``, the probe failed, or a connection
+            error): once, with the copy-by-hand route; or the Hub could not deliver a file
+            (unknown revision, gated repo...). The message names the file.
     """
     root = Path(to).expanduser() if to is not None else config.local_root()
     target = WeightsConfig(**{**config.__dict__, "root": root})
@@ -387,33 +407,43 @@ def download_weights(config: WeightsConfig, to: str | os.PathLike | None = None,
     if not todo:
         log.info("all weight files already present under %s", root)
         return resolve_weights(target, need)
+    by_name = {_canonical_name(c, n): (c, n) for c in COMPONENTS for n in c.files}
+    plan = []
+    for status in todo:
+        comp, name = by_name[status.key]
+        repo, revision = _hub_repo(target, comp.hub)
+        in_place = status.state == "truncated" and status.path.name == name
+        final = status.path if in_place else root / comp.download_base / name
+        plan.append((status, repo, revision, _hub_filename(target, comp, name), final))
+
+    def offline(reason: str) -> MissingWeightsError:
+        endpoint = hub_endpoint()
+        files = [MissingFile(s.key, final, file_url(endpoint, repo, rev, filename))
+                 for s, repo, rev, filename, final in plan]
+        return MissingWeightsError(offline_message(reason, files, root, ENV_WEIGHTS_ROOT))
+
     if hub_offline():
-        raise MissingWeightsError(
-            "HF_HUB_OFFLINE is set, so nothing can be downloaded.\n"
-            + missing_weights_message(todo, root)
-            + "\nUnset HF_HUB_OFFLINE on a machine with internet access, or copy the files by "
-              "hand.")
+        raise offline("HF_HUB_OFFLINE is set (unset it on a machine with internet access)")
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as error:  # pragma: no cover - huggingface_hub is a core dependency
         raise MissingWeightsError(
             "downloading needs huggingface_hub: pip install huggingface_hub") from error
-    by_name = {_canonical_name(c, n): (c, n) for c in COMPONENTS for n in c.files}
+    unreachable = probe_hub(hub_endpoint(), probe)
+    if unreachable is not None:
+        raise offline(f"cannot reach the Hugging Face Hub at {hub_endpoint()} ({unreachable})")
     staging = root / STAGING_DIR
-    for status in todo:
-        comp, name = by_name[status.key]
-        repo, revision = _hub_repo(target, comp.hub)
-        filename = _hub_filename(target, comp, name)
-        in_place = status.state == "truncated" and status.path.name == name
-        final = status.path if in_place else root / comp.download_base / name
+    for status, repo, revision, filename, final in plan:
         log.info("downloading %s@%s:%s -> %s (%s)", repo, revision[:12], filename, final,
                  "replacing a broken copy" if status.state == "truncated" else "missing")
         try:
             fetched = hf_hub_download(repo, filename, revision=revision, local_dir=staging)
         except Exception as error:  # network / Hub errors of many kinds
+            if is_network_error(error):
+                raise offline(f"the connection to {hub_endpoint()} failed ({_root_cause(error)})") from error
             raise MissingWeightsError(
                 f"could not download {filename} from {repo}@{revision}: "
-                f"{_root_cause(error)}\n{_fetch_hint(root)}") from error
+                f"{_root_cause(error)}\n{_copy_hint(root)}") from error
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(fetched, final)
     return resolve_weights(target, need)
