@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 from arc2avatar.cameras.model import Cameras, orbit_cameras
-from arc2avatar._io import file_sha256
+from arc2avatar._io import default_mode, file_sha256
 from arc2avatar.errors import InputError
 from arc2avatar.head.model import HeadModel
 from arc2avatar.pipeline.config import CreateConfig, TemplateConfig
@@ -321,6 +321,7 @@ def save_avatar_folder(out_dir: str | os.PathLike, avatar: Avatar, size: int = 2
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        os.chmod(work, default_mode(directory=True))  # mkdtemp's 0700 → what mkdir gives (issue 18)
         write_avatar_outputs(work, avatar, size=size, video=False)
         write_avatar_viewer(work / VIEWER_NAME, avatar, setup)
         if out_dir.exists():

@@ -1,7 +1,8 @@
 """What an avatar folder holds, and the ``Avatar`` object that reads one back.
 
 Layout of an output folder (every file written atomically):
-  avatar.ply        standard 3DGS PLY (62 floats, SH-3 padded) for splat viewers
+  avatar.ply        standard 3DGS PLY for splat viewers (compact: SH degree 0, 14 floats;
+                    outputs.ply_layout=unity: 62 floats, SH-3 padded; docs/exports.md)
   avatar/           the bundle: splats.safetensors + avatar.json (face binding, template info)
   views.png         the 16 test views (θ 90° and 60°, 8 azimuths each)
   turntable.mp4     a turntable at θ 90°
@@ -63,11 +64,20 @@ class Avatar:
         bundle = load_bundle(bundle_dir)
         return cls(bundle.splats.to(device), dict(bundle.template_info), dict(bundle.extra))
 
-    def save(self, out_dir: str | Path) -> None:
-        """Write ``avatar.ply`` and the bundle into ``out_dir``."""
+    def save(self, out_dir: str | Path, ply_layout: str = "compact") -> None:
+        """Write ``avatar.ply`` (``ply_layout``: "compact" or "unity") and the bundle into ``out_dir``."""
         out_dir = Path(out_dir)
-        write_ply(out_dir / PLY_NAME, self.splats)
+        write_ply(out_dir / PLY_NAME, self.splats, layout=ply_layout)
         save_bundle(out_dir / BUNDLE_NAME, self.splats, self.template, self.extra)
+
+    def export(self, path: str | Path, format: str | None = None, up: str | None = None, **options: Any) -> Path:
+        """Write the avatar in another tool's format (``arc2avatar.avatar.export.export_avatar``).
+
+        >>> Avatar.load("out/").export("head.spz", up="y")
+        """
+        from arc2avatar.avatar.export import export_avatar
+
+        return export_avatar(self, path, format=format, up=up, **options)
 
     @torch.no_grad()
     def render_cameras(self, cameras: Cameras, background: tuple[float, float, float] = (1.0, 1.0, 1.0), batch: int = 8) -> Tensor:
@@ -112,11 +122,12 @@ def write_avatar_outputs(
     quality: int = 8,
     columns: int = 8,
     video: bool = True,
+    ply_layout: str = "compact",
 ) -> dict[str, Path]:
-    """Write the PLY, the bundle, the test-view sheet and the turntable video."""
+    """Write the PLY (``ply_layout``: "compact" or "unity"), the bundle, the test-view sheet and the turntable video."""
     from arc2avatar.pipeline.media import write_sheet, write_video
 
-    avatar.save(out_dir)
+    avatar.save(out_dir, ply_layout=ply_layout)
     views = avatar.render_cameras(test_ring_cameras(size, size, rings))
     written = {"ply": out_dir / PLY_NAME, "bundle": out_dir / BUNDLE_NAME}
     written["sheet"] = write_sheet(views, out_dir / SHEET_NAME, columns=columns)
