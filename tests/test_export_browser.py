@@ -1,6 +1,6 @@
 """Claims about exports in a third-party viewer (issue 18): Spark (``@sparkjsdev/spark`` on three.js,
 installed from npm into tests/.npm-cache at test time, served from localhost: nothing is fetched at
-view time) loads our ``.ply`` and ``.spz`` (and ``.splat``) in headless Chromium and draws what our
+view time) loads our ``.ply``, ``.spz``, ``.ksplat`` and ``.splat`` in headless Chromium and draws what our
 renderer draws, from the front and the side, at ≥ 40 dB PSNR. Spark reads no ``.glb``, so glTF is
 checked with pygltflib in test_export.py. One page load per format."""
 
@@ -175,7 +175,8 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10.0 * np.log10(255.0**2 / max(mse, 1e-12)))
 
 
-@pytest.mark.parametrize("name, up", [("avatar.ply", "z"), ("avatar.spz", "y"), ("avatar.splat", "y")])
+@pytest.mark.parametrize("name, up", [("avatar.ply", "z"), ("avatar.spz", "y"), ("avatar.splat", "y"),
+                                       ("avatar.ksplat", "y")])
 def test_spark_draws_our_export_as_our_renderer_does_from_the_front_and_the_side(browser, site, avatar, name, up):
     from PIL import Image
     from selenium.common.exceptions import TimeoutException
@@ -198,4 +199,5 @@ def test_spark_draws_our_export_as_our_renderer_does_from_the_front_and_the_side
         reference = (avatar.render_cameras(cameras)[0].numpy() * 255.0 + 0.5).astype(np.uint8)
         assert (reference < 250).any(axis=-1).mean() > 0.1  # the head fills a good part of the view
         scores[view] = _psnr(shot, reference)
+    print(f"{name}: PSNR against our renderer {scores}")  # shown with pytest -s
     assert min(scores.values()) >= SAME_IMAGE_PSNR, f"{name}: PSNR against our renderer {scores}"

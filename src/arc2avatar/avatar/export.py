@@ -14,6 +14,7 @@ ply                .ply                compact 3DGS PLY, SH degree 0, 14 float32
 ply-unity          .ply                62-float 3DGS PLY, SH-3 zero padded (Unity importer)
 compressed-ply     .compressed.ply     PlayCanvas compressed PLY (gsply)
 spz                .spz                Niantic SPZ version 2 (by hand)
+ksplat             .ksplat             GaussianSplats3D SplatBuffer 0.1, level 1 (by hand)
 splat              .splat              antimatter15 .splat, 32 bytes per splat (by hand)
 glb                .glb                glTF 2.0 + KHR_gaussian_splatting, expression morph
                                        targets (by hand)
@@ -66,7 +67,7 @@ class ExportFormat:
 
 
 def _writers() -> dict[str, ExportFormat]:
-    from arc2avatar.avatar.formats import glb, ply, splat, spz
+    from arc2avatar.avatar.formats import glb, ksplat, ply, splat, spz
 
     formats = [
         ExportFormat("ply", (".ply",), ply.write_compact_ply, "z", "compact 3DGS PLY (SH degree 0, 14 floats)"),
@@ -74,13 +75,14 @@ def _writers() -> dict[str, ExportFormat]:
         ExportFormat("compressed-ply", (".compressed.ply",), ply.write_compressed_ply, "z",
                      "PlayCanvas compressed PLY (needs gsply)"),
         ExportFormat("spz", (".spz",), spz.write_spz, "z", "Niantic SPZ v2"),
+        ExportFormat("ksplat", (".ksplat",), ksplat.write_ksplat, "z", "GaussianSplats3D .ksplat (compression level 1)"),
         ExportFormat("splat", (".splat",), splat.write_splat, "z", "antimatter15 .splat (32 bytes per splat)"),
         ExportFormat("glb", (".glb",), glb.write_glb, "y", "glTF 2.0 with KHR_gaussian_splatting"),
     ]
     return {f.name: f for f in formats}
 
 
-FORMAT_NAMES: tuple[str, ...] = ("ply", "ply-unity", "compressed-ply", "spz", "splat", "glb")
+FORMAT_NAMES: tuple[str, ...] = ("ply", "ply-unity", "compressed-ply", "spz", "ksplat", "splat", "glb")
 
 
 def formats() -> dict[str, ExportFormat]:
