@@ -90,12 +90,12 @@ def test_every_export_and_the_output_folder_files_are_0644_under_umask_022(avata
     old = os.umask(0o022)
     try:
         write_avatar_outputs(tmp_path / "out", avatar, size=16, video=False)
-        for name in ("a.ply", "a.spz", "a.splat", "a.glb"):
+        for name in ("a.ply", "a.spz", "a.splat", "a.glb", "a.ksplat", "a.sog"):
             avatar.export(tmp_path / name, morph_targets=False)
     finally:
         os.umask(old)
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert len(files) >= 7
+    assert len(files) >= 9
     assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {"0o644"}
 
 
@@ -260,12 +260,13 @@ def test_the_format_follows_the_suffix_and_must_agree_with_format(tmp_path):
     assert resolve_format(tmp_path / "a.PLY").name == "ply"
     assert resolve_format(tmp_path / "a.compressed.ply").name == "compressed-ply"
     assert resolve_format(tmp_path / "a.ply", "ply-unity").name == "ply-unity"
-    assert [resolve_format(tmp_path / f"a{s}").name for s in (".spz", ".splat", ".glb")] == ["spz", "splat", "glb"]
+    suffixes = (".spz", ".splat", ".glb", ".ksplat", ".sog")
+    assert [resolve_format(tmp_path / f"a{s}").name for s in suffixes] == ["spz", "splat", "glb", "ksplat", "sog"]
     for path, fmt, words in [("a.ply", "spz", "ending in .spz"), ("a.compressed.ply", "ply", "ending in .ply"),
                              ("a.obj", None, "cannot tell"), ("a.ply", "usdz", "unknown export format")]:
         with pytest.raises(InputError, match=words):
             resolve_format(tmp_path / path, fmt)
-    assert set(FORMAT_NAMES) >= {"ply", "ply-unity", "compressed-ply", "spz", "splat", "glb"}
+    assert set(FORMAT_NAMES) == {"ply", "ply-unity", "compressed-ply", "spz", "sog", "ksplat", "splat", "glb"}
 
 
 def test_cli_bad_input_is_one_line_a_nonzero_exit_and_nothing_written(avatar, tmp_path, capsys):

@@ -1,6 +1,6 @@
 """Claims about exports in a third-party viewer (issue 18): Spark (``@sparkjsdev/spark`` on three.js,
 installed from npm into tests/.npm-cache at test time, served from localhost: nothing is fetched at
-view time) loads our ``.ply``, ``.spz``, ``.ksplat`` and ``.splat`` in headless Chromium and draws what our
+view time) loads our ``.ply``, ``.spz``, ``.ksplat``, ``.sog`` and ``.splat`` in headless Chromium and draws what our
 renderer draws, from the front and the side, at ≥ 40 dB PSNR. Spark reads no ``.glb``, so glTF is
 checked with pygltflib in test_export.py. One page load per format."""
 
@@ -176,7 +176,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("name, up", [("avatar.ply", "z"), ("avatar.spz", "y"), ("avatar.splat", "y"),
-                                       ("avatar.ksplat", "y")])
+                                       ("avatar.ksplat", "y"), ("avatar.sog", "y")])
 def test_spark_draws_our_export_as_our_renderer_does_from_the_front_and_the_side(browser, site, avatar, name, up):
     from PIL import Image
     from selenium.common.exceptions import TimeoutException

@@ -14,6 +14,7 @@ ply                .ply                compact 3DGS PLY, SH degree 0, 14 float32
 ply-unity          .ply                62-float 3DGS PLY, SH-3 zero padded (Unity importer)
 compressed-ply     .compressed.ply     PlayCanvas compressed PLY (gsply)
 spz                .spz                Niantic SPZ version 2 (by hand)
+sog                .sog                PlayCanvas SOG v2, bundled (by hand; y-up by default)
 ksplat             .ksplat             GaussianSplats3D SplatBuffer 0.1, level 1 (by hand)
 splat              .splat              antimatter15 .splat, 32 bytes per splat (by hand)
 glb                .glb                glTF 2.0 + KHR_gaussian_splatting, expression morph
@@ -22,8 +23,8 @@ glb                .glb                glTF 2.0 + KHR_gaussian_splatting, expres
 
 Up axis: ``up="z"`` keeps arc2avatar's frame (z up, face toward +y); ``up="y"`` turns the
 avatar by (x, y, z) → (−x, z, y) (``formats.data.Y_UP_MATRIX``) so it stands upright facing
-the default camera of y-up tools. ``up=None`` takes the format's convention: y for ``.glb``
-(glTF is +Y up by definition), z for the others (the same frame as ``avatar.ply``).
+the default camera of y-up tools. ``up=None`` takes the format's convention: y for ``.glb`` and
+``.sog`` (both formats define +Y up), z for the others (the same frame as ``avatar.ply``).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class ExportFormat:
 
 
 def _writers() -> dict[str, ExportFormat]:
-    from arc2avatar.avatar.formats import glb, ksplat, ply, splat, spz
+    from arc2avatar.avatar.formats import glb, ksplat, ply, sog, splat, spz
 
     formats = [
         ExportFormat("ply", (".ply",), ply.write_compact_ply, "z", "compact 3DGS PLY (SH degree 0, 14 floats)"),
@@ -75,6 +76,7 @@ def _writers() -> dict[str, ExportFormat]:
         ExportFormat("compressed-ply", (".compressed.ply",), ply.write_compressed_ply, "z",
                      "PlayCanvas compressed PLY (needs gsply)"),
         ExportFormat("spz", (".spz",), spz.write_spz, "z", "Niantic SPZ v2"),
+        ExportFormat("sog", (".sog",), sog.write_sog, "y", "PlayCanvas SOG v2, bundled (y-up by its definition)"),
         ExportFormat("ksplat", (".ksplat",), ksplat.write_ksplat, "z", "GaussianSplats3D .ksplat (compression level 1)"),
         ExportFormat("splat", (".splat",), splat.write_splat, "z", "antimatter15 .splat (32 bytes per splat)"),
         ExportFormat("glb", (".glb",), glb.write_glb, "y", "glTF 2.0 with KHR_gaussian_splatting"),
@@ -82,7 +84,7 @@ def _writers() -> dict[str, ExportFormat]:
     return {f.name: f for f in formats}
 
 
-FORMAT_NAMES: tuple[str, ...] = ("ply", "ply-unity", "compressed-ply", "spz", "ksplat", "splat", "glb")
+FORMAT_NAMES: tuple[str, ...] = ("ply", "ply-unity", "compressed-ply", "spz", "sog", "ksplat", "splat", "glb")
 
 
 def formats() -> dict[str, ExportFormat]:

@@ -31,6 +31,7 @@ import numpy as np
 
 from arc2avatar._io import atomic_write_bytes
 from arc2avatar.avatar.formats.data import SplatArrays
+from arc2avatar.avatar.formats.sog import morton_order
 
 HEADER_BYTES, SECTION_HEADER_BYTES = 4096, 1024
 VERSION = (0, 1)
@@ -38,25 +39,13 @@ COMPRESSION_LEVEL = 1
 BUCKET_SIZE = 256
 BUCKET_STORAGE_BYTES = 12  # a bucket centre: f32 × 3
 SCALE_RANGE = 32767  # u16 positions: offset · RANGE / (block / 2) + RANGE
-MORTON_BITS = 10  # per axis, for the bucket order
 RECORD = np.dtype([("position", "<u2", 3), ("scale", "<f2", 3), ("rotation", "<f2", 4), ("rgba", "u1", 4)])
-
-
-def _morton_order(means_n3: np.ndarray) -> np.ndarray:
-    """Indices sorting the points along a z-order curve (nearby points share buckets)."""
-    low, high = means_n3.min(axis=0), means_n3.max(axis=0)
-    cells = ((means_n3 - low) / np.maximum(high - low, 1e-12) * ((1 << MORTON_BITS) - 1)).astype(np.uint64)
-    code = np.zeros(len(means_n3), dtype=np.uint64)
-    for bit in range(MORTON_BITS):
-        for axis in range(3):
-            code |= ((cells[:, axis] >> np.uint64(bit)) & np.uint64(1)) << np.uint64(3 * bit + axis)
-    return np.argsort(code, kind="stable")
 
 
 def encode_ksplat(arrays: SplatArrays) -> bytes:
     """The ``.ksplat`` bytes of ``arrays`` (layout in the module docstring)."""
     n = arrays.count
-    order = _morton_order(arrays.means_n3.astype(np.float64)) if n else np.zeros(0, dtype=np.int64)
+    order = morton_order(arrays.means_n3.astype(np.float64)) if n else np.zeros(0, dtype=np.int64)
     means = arrays.means_n3.astype(np.float64)[order]
     full, rest = divmod(n, BUCKET_SIZE)
     starts = list(range(0, n, BUCKET_SIZE))
