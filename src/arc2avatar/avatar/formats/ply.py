@@ -20,7 +20,7 @@ from pathlib import Path
 
 from arc2avatar._io import atomic_write_bytes
 from arc2avatar.avatar.formats.data import SplatArrays
-from arc2avatar.errors import InputError
+from arc2avatar.errors import MissingDependencyError
 from arc2avatar.splats.ply import write_ply
 
 GSPLY_HINT = "pip install 'arc2avatar[export]' (or: pip install gsply)"
@@ -41,7 +41,8 @@ def write_compressed_ply(path: Path, arrays: SplatArrays) -> Path:
     try:
         import gsply
     except ImportError:
-        raise InputError(f"the compressed-ply format is written with gsply, which is not installed: {GSPLY_HINT}") from None
+        raise MissingDependencyError(
+            f"the compressed-ply format is written with gsply, which is not installed: {GSPLY_HINT}") from None
     blob = gsply.compress_to_bytes(arrays.means_n3, arrays.log_scales_n3, arrays.quats_n4, arrays.opacity_logits_n,
                                    arrays.f_dc_n3)
     atomic_write_bytes(path, blob)

@@ -43,6 +43,9 @@ from arc2avatar.avatar.formats.data import SplatArrays
 VERSION = 2
 CODEBOOK_SIZE = 256
 KMEANS_ITERATIONS = 16
+# Lossless WebP effort (Pillow's "quality" for lossless): 75 writes a 110K-splat image set in
+# ≈ 1.5 s instead of ≈ 17 s at 100, within 1 % of its size.
+WEBP_EFFORT = 75
 QUAT_RANGE = math.sqrt(0.5)  # the three kept components lie in [−√2/2, √2/2]
 FILES = {"means": ["means_l.webp", "means_u.webp"], "scales": ["scales.webp"], "quats": ["quats.webp"],
          "sh0": ["sh0.webp"]}
@@ -85,7 +88,7 @@ def _image(pixels_n_c: np.ndarray, width: int) -> bytes:
     grid[:n] = pixels_n_c
     buffer = io.BytesIO()
     Image.fromarray(grid.reshape(height, width, channels), "RGBA" if channels == 4 else "RGB").save(
-        buffer, "WEBP", lossless=True, quality=100, exact=True)
+        buffer, "WEBP", lossless=True, quality=WEBP_EFFORT, exact=True)
     return buffer.getvalue()
 
 
