@@ -1,6 +1,7 @@
 """Claims about exports (issue 18, docs/exports.md): files other tools open as they are.
 
-Round trips go through third-party readers (gsply, plyfile, pygltflib), not our own; an
+Round trips go through third-party readers (gsply, plyfile, pygltflib), not our own (``.ksplat``
+is read by Spark in test_export_browser.py); an
 orientation fixture catches axis, quaternion-order and opacity mistakes in the ``--up y`` turn;
 files get the umask's permissions; bad input is one line and writes nothing.
 """
@@ -192,7 +193,7 @@ def _check_up_y(means, quats_wxyz, alpha, scales, rgb, what: str) -> None:
     assert np.linalg.det(Y_UP_MATRIX) == pytest.approx(1.0)  # a rotation, not a mirror
 
 
-def test_up_y_turns_axes_quaternions_and_keeps_opacity_in_ply_spz_splat_and_glb(tmp_path):
+def test_up_y_turns_axes_quaternions_and_keeps_opacity_in_ply_spz_splat_sog_and_glb(tmp_path):
     import gsply
     import pygltflib
 
@@ -204,10 +205,17 @@ def test_up_y_turns_axes_quaternions_and_keeps_opacity_in_ply_spz_splat_and_glb(
 
     raw = np.frombuffer(export_avatar(fixture, tmp_path / "o.splat", up="y").read_bytes(), dtype=np.dtype(
         [("p", "<f4", 3), ("s", "<f4", 3), ("c", "u1", 4), ("q", "u1", 4)]))  # antimatter15's 32-byte record
-    order = [int(np.argmin(np.abs(raw["p"] - where).sum(-1))) for where in
-             np.asarray(_orientation_fixture().splats.means.detach()) @ Y_UP_MATRIX.T]
+    expected = np.asarray(fixture.splats.means.detach()) @ Y_UP_MATRIX.T
+    order = [int(np.argmin(np.abs(raw["p"] - where).sum(-1))) for where in expected]
     raw = raw[order]  # the file is sorted by size·opacity
     _check_up_y(raw["p"], (raw["q"] - 128.0) / 128.0, raw["c"][:, 3] / 255.0, raw["s"], raw["c"][:, :3] / 255.0, "splat")
+
+    from gsply.sog_reader import sogread  # decodes SOG's WebP images with imagecodecs
+
+    sog = sogread(str(export_avatar(fixture, tmp_path / "o.sog")))  # sog: y-up by default
+    order = [int(np.argmin(np.abs(sog.means - where).sum(-1))) for where in expected]  # the file is in Morton order
+    _check_up_y(sog.means[order], sog.quats[order], _sigmoid(sog.opacities[order]), np.exp(sog.scales[order]),
+                SH_C0 * sog.sh0[order] + 0.5, "sog")
 
     glb = pygltflib.GLTF2().load(str(export_avatar(fixture, tmp_path / "o.glb")))  # glb: y-up by default
     primitive = glb.meshes[0].primitives[0]
@@ -299,3 +307,19 @@ def test_cli_export_writes_the_expression_and_the_y_up_frame(avatar, setup, tmp_
     smiling = apply_expression(avatar, setup, {"smile": 0.8}).splats.means.detach().numpy()
     assert np.allclose(gsply.plyread(str(tmp_path / "smile.ply")).means, smiling @ Y_UP_MATRIX.T.astype(np.float32),
                        atol=1e-5)
+
+
+def test_express_writes_a_compact_ply_in_a_folder_others_can_enter_under_umask_022(avatar, tmp_path):
+    from plyfile import PlyData
+
+    from arc2avatar.pipeline.expressions import express
+
+    avatar.save(tmp_path / "av", ply_layout="unity")  # an old-style source folder
+    old = os.umask(0o022)
+    try:
+        express(tmp_path / "av", tmp_path / "smile", {"smile": 0.5}, size=16)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "smile").stat().st_mode) == 0o755  # not mkdtemp's 0700
+    assert stat.S_IMODE((tmp_path / "smile" / PLY_NAME).stat().st_mode) == 0o644
+    assert len(PlyData.read(str(tmp_path / "smile" / PLY_NAME))["vertex"].properties) == 14
