@@ -323,3 +323,16 @@ def test_express_writes_a_compact_ply_in_a_folder_others_can_enter_under_umask_0
     assert stat.S_IMODE((tmp_path / "smile").stat().st_mode) == 0o755  # not mkdtemp's 0700
     assert stat.S_IMODE((tmp_path / "smile" / PLY_NAME).stat().st_mode) == 0o644
     assert len(PlyData.read(str(tmp_path / "smile" / PLY_NAME))["vertex"].properties) == 14
+
+
+def test_a_finished_run_writes_the_ply_layout_its_config_names(avatar, setup, tmp_path):
+    from plyfile import PlyData
+
+    from arc2avatar.pipeline.api import _finish
+    from arc2avatar.pipeline.presets import resolve_config
+
+    small = ["resolution=16", "view_rings.turntable_frames=2", "view_rings.azimuths_per_ring=1"]
+    assert resolve_config("cpu-smoke", None, small).outputs.ply_layout == "compact"  # the default
+    config = resolve_config("cpu-smoke", None, [*small, "outputs.ply_layout=unity"])
+    _finish(tmp_path, avatar, config, {}, setup)  # what create and demo run at the end
+    assert len(PlyData.read(str(tmp_path / PLY_NAME))["vertex"].properties) == 62
