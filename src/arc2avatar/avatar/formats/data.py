@@ -6,7 +6,7 @@ wants (linear scales, alpha, RGB) are derived here once, with the rule our rende
 (``arc2avatar.splats.model``: rgb = SH_C0·f_dc + 0.5, alpha = sigmoid(logit), scale = exp).
 
 The up-axis change (docs/exports.md "Up axis"): arc2avatar's world is z up with the face toward
-+y; y-up tools (three.js, Spark, GaussianSplats3D, PlayCanvas, glTF, Unity) look from +z toward
++y; y-up tools (three.js, Spark, GaussianSplats3D, PlayCanvas, glTF) look from +z toward
 −z with +y up. ``Y_UP_MATRIX`` maps (x, y, z) → (−x, z, y): up (+z) becomes +y and the face
 (+y) turns to +z, toward the default camera. It is a proper rotation (det +1): 180° about the
 axis (0, 1, 1)/√2, quaternion (w, x, y, z) = (0, 0, 1/√2, 1/√2), so a splat's orientation
