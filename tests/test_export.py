@@ -325,7 +325,7 @@ def test_express_writes_a_compact_ply_in_a_folder_others_can_enter_under_umask_0
     assert len(PlyData.read(str(tmp_path / "smile" / PLY_NAME))["vertex"].properties) == 14
 
 
-def test_a_finished_run_writes_the_ply_layout_its_config_names(avatar, setup, tmp_path):
+def test_a_finished_run_writes_the_ply_layout_its_config_names_and_every_file_0644(avatar, setup, tmp_path):
     from plyfile import PlyData
 
     from arc2avatar.pipeline.api import _finish
@@ -334,5 +334,28 @@ def test_a_finished_run_writes_the_ply_layout_its_config_names(avatar, setup, tm
     small = ["resolution=16", "view_rings.turntable_frames=2", "view_rings.azimuths_per_ring=1"]
     assert resolve_config("cpu-smoke", None, small).outputs.ply_layout == "compact"  # the default
     config = resolve_config("cpu-smoke", None, [*small, "outputs.ply_layout=unity"])
-    _finish(tmp_path, avatar, config, {}, setup)  # what create and demo run at the end
+    old = os.umask(0o022)
+    try:
+        _finish(tmp_path, avatar, config, {}, setup)  # what create and demo run at the end
+    finally:
+        os.umask(old)
     assert len(PlyData.read(str(tmp_path / PLY_NAME))["vertex"].properties) == 62
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in tmp_path.rglob("*") if p.is_file()}
+    assert "turntable.mp4" in modes and "viewer.html" in modes and set(modes.values()) == {"0o644"}, modes
+
+
+def test_evaluation_report_folders_are_0755_not_mkdtemps_0700(tmp_path):
+    from arc2avatar._io import atomic_write_text
+    from arc2avatar.evaluate.report import write_atomically
+
+    def writer(folder):
+        atomic_write_text(folder / "summary.md", "ok\n")
+        return {"summary": folder / "summary.md"}
+
+    old = os.umask(0o022)
+    try:
+        written = write_atomically(tmp_path / "evaluation", writer)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "evaluation").stat().st_mode) == 0o755
+    assert stat.S_IMODE(written["summary"].stat().st_mode) == 0o644

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from arc2avatar._io import atomic_path, atomic_write_text
+from arc2avatar._io import atomic_path, atomic_write_text, default_mode
 from arc2avatar.errors import MissingDependencyError
 
 SHEET_PADDING_PX = 2  # gap between sheet tiles, pixels
@@ -148,6 +148,7 @@ def write_video(frames: Iterable[Any], path: str | os.PathLike, fps: int = 30, q
             raise ValueError(f"no frames to write to {final}")
         writer.close()
         writer = None
+        os.chmod(tmp, default_mode())  # mkstemp made it 0600; give it what open() would (issue 18)
         os.replace(tmp, final)
     finally:
         if writer is not None:
