@@ -9,7 +9,7 @@ import torch
 from arc2avatar.errors import InputError
 from arc2avatar.splats.bundle import load_bundle, save_bundle
 from arc2avatar.splats.model import GaussianSplats
-from arc2avatar.splats.ply import PLY_FIELDS, read_ply, write_ply
+from arc2avatar.splats.ply import COMPACT_FIELDS, PLY_FIELDS, read_ply, write_ply
 
 TEMPLATE = {"kind": "builtin", "name": "builtin-v1", "face_levels": 2, "rest_levels": 1}
 
@@ -52,9 +52,20 @@ def test_ply_round_trip_is_bit_exact(tmp_path):
     assert back.num_face == 0 and (back.vertex_index == -1).all()
 
 
-def test_ply_has_the_62_float_standard_layout_with_zero_normals_and_padding(tmp_path):
+def test_compact_ply_is_the_default_with_14_floats_and_reads_back_exactly(tmp_path):
     splats = _splats(n=5)
-    blob = write_ply(tmp_path / "a.ply", splats).read_bytes()
+    path = write_ply(tmp_path / "a.ply", splats)
+    header, body = path.read_bytes().split(b"end_header\n")
+    props = [line.split()[2] for line in header.decode().splitlines() if line.startswith("property")]
+    assert props == list(COMPACT_FIELDS) and len(props) == 14 and len(body) == 5 * 14 * 4
+    back = read_ply(path)
+    for name, tensor in splats.params.items():
+        assert np.array_equal(back.params[name].detach().numpy(), tensor.detach().numpy()), name
+
+
+def test_unity_ply_has_the_62_float_standard_layout_with_zero_normals_and_padding(tmp_path):
+    splats = _splats(n=5)
+    blob = write_ply(tmp_path / "a.ply", splats, layout="unity").read_bytes()
     header, body = blob.split(b"end_header\n")
     lines = header.decode().splitlines()
     assert lines[:2] == ["ply", "format binary_little_endian 1.0"] and "element vertex 5" in lines

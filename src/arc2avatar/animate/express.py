@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+from arc2avatar._io import default_mode
 from arc2avatar.avatar.model import Avatar
 from arc2avatar.avatar.outputs import write_avatar_outputs
 from arc2avatar.avatar.rig import apply_expression, setup_for_avatar
@@ -31,6 +32,7 @@ def save_avatar_folder(out_dir: str | os.PathLike, avatar: Avatar, size: int = 2
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        os.chmod(work, default_mode(directory=True))  # mkdtemp's 0700 → what mkdir gives (issue 18)
         write_avatar_outputs(work, avatar, size=size, video=False)
         write_avatar_viewer(work / VIEWER_NAME, avatar, setup)
         if out_dir.exists():

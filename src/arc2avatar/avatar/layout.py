@@ -1,7 +1,8 @@
 """What an avatar folder holds: the file names, one place for each.
 
 Layout of an output folder (every file written atomically):
-  avatar.ply        standard 3DGS PLY (62 floats, SH-3 padded) for splat viewers
+  avatar.ply        standard 3DGS PLY for splat viewers (compact: SH degree 0, 14 floats;
+                    outputs.ply_layout=unity: 62 floats, SH-3 padded; docs/exports.md)
   avatar/           the bundle: splats.safetensors + avatar.json (face binding, template info)
   views.png         the 16 test views (θ 90° and 60°, 8 azimuths each)
   turntable.mp4     a turntable at θ 90°

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from arc2avatar._io import JsonlLogger, atomic_path, atomic_write_text, jsonable, read_jsonl, write_json  # noqa: F401 (re-exported)
+from arc2avatar._io import JsonlLogger, atomic_path, atomic_write_text, default_mode, jsonable, read_jsonl, write_json  # noqa: F401 (re-exported)
 from arc2avatar.errors import MissingDependencyError
 
 SHEET_PADDING_PX = 2  # gap between sheet tiles, pixels
@@ -146,6 +146,7 @@ def write_video(frames: Iterable[Any], path: str | os.PathLike, fps: int = 30, q
             raise ValueError(f"no frames to write to {final}")
         writer.close()
         writer = None
+        os.chmod(tmp, default_mode())  # mkstemp made it 0600; give it what open() would (issue 18)
         os.replace(tmp, final)
     finally:
         if writer is not None:

@@ -53,11 +53,20 @@ class Avatar:
         bundle = load_bundle(bundle_dir)
         return cls(bundle.splats.to(device), dict(bundle.template_info), dict(bundle.extra))
 
-    def save(self, out_dir: str | Path) -> None:
-        """Write ``avatar.ply`` and the bundle into ``out_dir``."""
+    def save(self, out_dir: str | Path, ply_layout: str = "compact") -> None:
+        """Write ``avatar.ply`` (``ply_layout``: "compact" or "unity") and the bundle into ``out_dir``."""
         out_dir = Path(out_dir)
-        write_ply(out_dir / PLY_NAME, self.splats)
+        write_ply(out_dir / PLY_NAME, self.splats, layout=ply_layout)
         save_bundle(out_dir / BUNDLE_NAME, self.splats, self.template, self.extra)
+
+    def export(self, path: str | Path, format: str | None = None, up: str | None = None, **options: Any) -> Path:
+        """Write the avatar in another tool's format (``arc2avatar.avatar.export.export_avatar``).
+
+        >>> Avatar.load("out/").export("head.spz", up="y")
+        """
+        from arc2avatar.avatar.export import export_avatar
+
+        return export_avatar(self, path, format=format, up=up, **options)
 
     @torch.no_grad()
     def render_cameras(self, cameras: Cameras, background: tuple[float, float, float] = (1.0, 1.0, 1.0), batch: int = 8) -> Tensor:

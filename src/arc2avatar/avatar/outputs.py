@@ -20,9 +20,10 @@ def write_avatar_outputs(
     quality: int = 8,
     columns: int = 8,
     video: bool = True,
+    ply_layout: str = "compact",
 ) -> dict[str, Path]:
-    """Write the PLY, the bundle, the test-view sheet and the turntable video."""
-    avatar.save(out_dir)
+    """Write the PLY (``ply_layout``: "compact" or "unity"), the bundle, the test-view sheet and the turntable video."""
+    avatar.save(out_dir, ply_layout=ply_layout)
     views = avatar.render_cameras(test_ring_cameras(size, size, rings))
     written = {"ply": out_dir / PLY_NAME, "bundle": out_dir / BUNDLE_NAME}
     written["sheet"] = write_sheet(views, out_dir / SHEET_NAME, columns=columns)

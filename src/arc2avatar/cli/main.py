@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "weights",
     "doctor",
     "express",
+    "export",
     "finetune",
     "evaluate",
     "viewer",

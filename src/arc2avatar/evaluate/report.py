@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from arc2avatar._io import default_mode
 from arc2avatar.errors import InputError, MissingDependencyError
 
 REPORT_JSON = "report.json"
@@ -297,6 +298,7 @@ def write_atomically(report_dir: Path, writer: Callable[[Path], dict[str, Path]]
     report_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{report_dir.name}.", suffix=".tmp", dir=report_dir.parent))
     try:
+        os.chmod(staging, default_mode(directory=True))  # mkdtemp's 0700 → what mkdir gives (issue 18)
         written = writer(staging)
         if report_dir.exists():
             old = staging.with_suffix(".old")

@@ -187,6 +187,7 @@ def _finish(out_dir: Path, avatar: Avatar, config: CreateConfig, metrics: dict[s
         fps=config.outputs.video_fps,
         quality=config.outputs.video_quality,
         columns=config.outputs.sheet_columns,
+        ply_layout=config.outputs.ply_layout,
     )
     files["viewer"] = write_avatar_viewer(out_dir / VIEWER_NAME, avatar, setup)
     files["metrics"] = write_json(metrics, out_dir / METRICS_NAME)
@@ -384,7 +385,7 @@ def make_template(
     setup = build_head(config.template)
     splats, stats = fit_mean_face_for_run(setup, config, device, progress)
     avatar = Avatar(splats.detach_copy(), template=dict(setup.info), extra={"stage": "mean-face"})
-    avatar.save(out_dir)
+    avatar.save(out_dir, ply_layout=config.outputs.ply_layout)
     size = config.meanface.resolution
     cameras = orbit_cameras(4.5, 90.0, torch.arange(8, dtype=torch.float32) * 45.0, 0.7, size, size)
     sheet = write_sheet(avatar.render_cameras(cameras), out_dir / "views.png", columns=8)

@@ -121,12 +121,16 @@ class OutputConfig:
         video_fps: frame rate of ``turntable.mp4`` (official: 40).
         video_quality: imageio-ffmpeg quality, 0–10 (10 = best; 8 is visually lossless for renders).
         sheet_columns: images per row of the test-view PNG sheet (8 = one ring of test views).
+        ply_layout: layout of ``avatar.ply``: "compact" (the SH degree the avatar holds, 14
+            floats per splat; web viewers and most tools) or "unity" (62 floats, SH-3 zero
+            padded, for the Unity importer); docs/exports.md.
     """
 
     size: int = 512
     video_fps: int = 30
     video_quality: int = 8
     sheet_columns: int = 8
+    ply_layout: Literal["compact", "unity"] = "compact"
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,20 @@
-"""Standard 3DGS PLY files: what splat viewers load (docs/method.md §4.6;
+"""Standard 3DGS PLY files: what splat viewers load (docs/exports.md; docs/method.md §4.6;
 docs/official-code.md §5.5).
 
-Written: binary little-endian, one ``vertex`` element, 62 float32 properties in this order:
-``x y z nx ny nz f_dc_0..2 f_rest_0..44 opacity scale_0..2 rot_0..3``. Normals are zero, the
-SH-3 ``f_rest`` block is zero padding (we fit SH degree 0; Unity and other plugins reject the
-17-float SH-0 layout), ``opacity`` is the logit, ``scale_*`` the log std, ``rot_*`` the raw
-quaternion (w, x, y, z). The frame is arc2avatar's (z up, face toward +y); web viewers usually
-expect +y up, so rotate there, not here.
+Written: binary little-endian, one ``vertex`` element of float32 properties, in one of two
+layouts (``layout``):
+
+* ``"compact"`` (the default, 14 floats = 56 bytes per splat): ``x y z f_dc_0..2 opacity
+  scale_0..2 rot_0..3``, the spherical-harmonic degree the avatar really holds (ours hold colour
+  only: degree 0, no ``f_rest``). The layout gsply, PlayCanvas' splat-transform and the web
+  viewers write and read for SH-0 scenes.
+* ``"unity"`` (62 floats = 248 bytes): ``x y z nx ny nz f_dc_0..2 f_rest_0..44 opacity
+  scale_0..2 rot_0..3``, normals zero and the SH-3 ``f_rest`` block zero padding, for the Unity
+  importer (and other plugins) that accept only the 62-float layout.
+
+In both, ``opacity`` is the logit, ``scale_*`` the log std, ``rot_*`` the raw quaternion
+(w, x, y, z). The frame is arc2avatar's (z up, face toward +y) unless the caller rotated the
+splats first (``arc2avatar.avatar.export``, ``--up y``); ``frame`` names it in a header comment.
 
 Read: any binary PLY whose ``vertex`` element has at least x y z f_dc_0..2 opacity scale_0..2
 rot_0..3 as scalar properties, in any order and any numeric type (SH-0 17-float files, SH-3
@@ -32,13 +40,18 @@ from arc2avatar.errors import InputError
 from arc2avatar.splats.model import GaussianSplats
 
 SH3_REST_COEFFICIENTS = 45  # (16 − 1) SH-3 bands × 3 channels, zero padded
+PLY_LAYOUTS: tuple[str, ...] = ("compact", "unity")
+Z_UP_FRAME = "world z up, face toward +y"  # arc2avatar's own frame (header comment)
 PLY_FIELDS: tuple[str, ...] = (
     "x", "y", "z", "nx", "ny", "nz",
     "f_dc_0", "f_dc_1", "f_dc_2",
     *(f"f_rest_{i}" for i in range(SH3_REST_COEFFICIENTS)),
     "opacity", "scale_0", "scale_1", "scale_2",
     "rot_0", "rot_1", "rot_2", "rot_3",
-)  # fmt: skip
+)  # fmt: skip  the 62-float "unity" layout
+COMPACT_FIELDS: tuple[str, ...] = tuple(
+    name for name in PLY_FIELDS if not name.startswith(("f_rest_", "nx", "ny", "nz"))
+)  # the 14-float "compact" layout (SH degree 0)
 REQUIRED_FIELDS: tuple[str, ...] = (
     "x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
     "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3",
@@ -54,14 +67,23 @@ _PLY_TYPES: dict[str, str] = {
 _MAX_HEADER_BYTES = 1 << 16  # a sane header is a few kB; anything longer is not a splat PLY
 
 
-def write_ply(path: str | os.PathLike, splats: GaussianSplats) -> Path:
-    """Write ``splats`` as a standard 3DGS PLY (layout in the module docstring), atomically.
+def write_ply(
+    path: str | os.PathLike, splats: GaussianSplats, layout: str = "compact", frame: str = Z_UP_FRAME
+) -> Path:
+    """Write ``splats`` as a standard 3DGS PLY, atomically (layouts in the module docstring).
+
+    Args:
+        layout: ``"compact"`` (SH degree 0, 14 floats) or ``"unity"`` (62 floats, SH-3 padded).
+        frame: the coordinate frame, written as a header comment.
 
     Returns the path written.
     """
+    if layout not in PLY_LAYOUTS:
+        raise InputError(f"unknown PLY layout {layout!r}; use one of {', '.join(PLY_LAYOUTS)}")
+    fields = COMPACT_FIELDS if layout == "compact" else PLY_FIELDS
     tensors = {name: p.detach().cpu().float().numpy() for name, p in splats.params.items()}
     n = splats.num_splats
-    record = np.zeros(n, dtype=np.dtype([(name, "<f4") for name in PLY_FIELDS]))
+    record = np.zeros(n, dtype=np.dtype([(name, "<f4") for name in fields]))
     for axis, name in enumerate(("x", "y", "z")):
         record[name] = tensors["means"][:, axis]
     for i in range(3):
@@ -74,9 +96,9 @@ def write_ply(path: str | os.PathLike, splats: GaussianSplats) -> Path:
         [
             "ply",
             "format binary_little_endian 1.0",
-            "comment arc2avatar Gaussian splats: world z up, face toward +y",
+            f"comment arc2avatar Gaussian splats: {frame}",
             f"element vertex {n}",
-            *(f"property float {name}" for name in PLY_FIELDS),
+            *(f"property float {name}" for name in fields),
             "end_header",
         ]
     )
