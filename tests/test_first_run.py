@@ -190,7 +190,7 @@ def test_a_small_run_writes_its_views_and_turntable_at_outputs_size(avatar_dir, 
 # ----------------------------------------------------------------- 7. --help and express names
 def test_help_describes_commands_and_express_rejects_a_misspelt_name_before_building(avatar_dir, tmp_path, capsys,
                                                                                        monkeypatch):
-    from arc2avatar.pipeline import expressions
+    from arc2avatar.animate import express as expressions
 
     for command in ("render", "animate", "express"):
         with pytest.raises(SystemExit):
