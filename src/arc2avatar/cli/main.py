@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "weights",
     "doctor",
     "express",
+    "drive",
     "finetune",
     "evaluate",
     "viewer",

@@ -104,15 +104,16 @@ class LandmarkModel:
         return self.points + self.offsets + self.basis @ weights
 
 
-def landmark_model(head, vertex_index: np.ndarray, names: tuple[str, ...]) -> LandmarkModel:
-    """The ``LandmarkModel`` of a ``HeadModel`` at the given landmark vertices."""
+def landmark_model(head, points_l3: np.ndarray, vertex_index: np.ndarray, names: tuple[str, ...]) -> LandmarkModel:
+    """The ``LandmarkModel`` of a ``HeadModel``: landmarks at ``points_l3`` moving with the
+    blendshapes of the vertices ``vertex_index`` (``landmarks.template_landmarks``)."""
     missing = [n for n in names if n not in head.expression_names]
     if missing:
         from arc2avatar.errors import InputError
 
         raise InputError(f"template {head.name} has no expression(s) {', '.join(missing)} to fit")
     columns = [head.expression_names.index(n) for n in names]
-    points = head.vertices.detach().cpu().double().numpy()[vertex_index]
+    points = np.asarray(points_l3, dtype=np.float64)
     basis = head.expression_basis.detach().cpu().double().numpy()[vertex_index][:, :, columns]
     return LandmarkModel(points, basis, tuple(names))
 

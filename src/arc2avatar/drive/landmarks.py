@@ -1,24 +1,24 @@
 """The 68 iBUG 300-W landmarks on the built-in head: where each one sits on the template.
 
 Fitting a face video needs, for each of dlib's 68 points, the template point it corresponds to
-(docs/driving.md). For the built-in template ``builtin-v1`` these were found once by lifting dlib's
-own landmarks off a frontal render and are stored in ``builtin_landmarks.json`` (beside this
-module), as neutral world positions; ``calibrate_builtin_landmarks`` is the recipe that wrote it:
+(docs/driving.md). For the built-in template ``builtin-v1`` these were measured once and are
+stored in ``builtin_landmarks.json`` (beside this module) as neutral world positions;
+``calibrate_builtin_landmarks`` is the recipe that wrote it:
 
-1. the built-in template at ``face_levels=1`` is painted with scikit-image's astronaut photo,
-   projected onto the face by her five landmarks (the photo-textured oracle target of
-   ``pipeline.oracle.default_target``) and rendered as splats from the frontal evaluation camera;
-2. dlib's 68-point predictor finds the landmarks in that render;
-3. each landmark becomes the front-facing face vertex nearest to it in the image (among the
-   vertices within ``pick_radius_px``, the closest to the camera).
+1. the built-in template is painted with matplotlib's Grace Hopper portrait, projected onto the
+   face by her five landmarks (the photo-textured oracle target, ``pipeline.oracle.default_target``;
+   a different person from the astronaut of the closed-loop test) and rendered at 15 known head
+   poses (yaw ±24°, pitch ±12°);
+2. dlib's 68-point predictor finds the landmarks in every render;
+3. each landmark's 3D position is the least-squares triangulation over the views (started from
+   the face vertex it lies on in the frontal view): the point that best explains where dlib puts
+   it, including dlib's own habits (the jaw contour sliding along the silhouette, the nose).
 
-At run time each stored position picks the nearest face vertex of the avatar's own (upsampled)
-template, so the table serves every ``face_levels``. The actor's neutral face is matched at the
-start of a drive (``fit.neutral_offsets``), so the table need not fit any one person exactly.
-The jaw contour (points 0–16) follows the face's silhouette in turned views rather than fixed
-skin points; the fit gives it a lower weight (``FitConfig.contour_weight``).
+At run time a landmark follows the blendshapes of the avatar template's face vertex nearest to
+its position, so the table serves every ``face_levels``. The actor's neutral face is matched at
+the start of a drive (``fit``), so the table need not fit any one person exactly.
 
-Written by hand: the lifting (a few lines of projection); the landmarks are dlib's.
+Written by hand: the lifting and triangulation (a few lines); the solver is scipy's, the landmarks dlib's.
 """
 
 from __future__ import annotations
@@ -43,16 +43,21 @@ INNER_MOUTH = tuple(range(60, 68))
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    """How ``calibrate_builtin_landmarks`` lifts dlib's landmarks onto the template.
+    """How ``calibrate_builtin_landmarks`` places dlib's landmarks on the template.
 
     Attributes:
         size: square render size, pixels.
-        face_levels: template face subdivision levels of the render.
-        pick_radius_px: candidate vertices lie within this distance of a landmark, pixels.
+        radius: camera distance of the renders, world units (the face ≈ 150 px wide).
+        face_levels: template face subdivision levels of the textured target.
+        yaws_deg, pitches_deg: the head poses rendered (every combination), degrees.
+        pick_radius_px: frontal lifting: candidate vertices lie within this distance, pixels.
     """
 
-    size: int = 512
+    size: int = 384
+    radius: float = 3.2
     face_levels: int = 1
+    yaws_deg: tuple[float, ...] = (-24.0, -12.0, 0.0, 12.0, 24.0)
+    pitches_deg: tuple[float, ...] = (-12.0, 0.0, 12.0)
     pick_radius_px: float = 3.0
 
 
@@ -72,12 +77,14 @@ def landmark_vertices(head: HeadModel, positions_l3: np.ndarray) -> np.ndarray:
     return face[distance.argmin(axis=1)].astype(np.int64)
 
 
-def template_landmark_vertices(head: HeadModel) -> np.ndarray:
-    """(68,) vertex indices of the landmarks on ``head`` (built-in templates only)."""
+def template_landmarks(head: HeadModel) -> tuple[np.ndarray, np.ndarray]:
+    """(68, 3) neutral landmark positions on ``head`` and (68,) the face vertex nearest to each
+    (whose blendshape displacements the landmark follows). Built-in templates only."""
     if not head.name.startswith("builtin"):
         raise InputError(f"driving an avatar made on {head.name} is not supported yet: only the built-in template "
                          "has 68-landmark correspondences (docs/driving.md)")
-    return landmark_vertices(head, np.asarray(load_landmark_table()["positions"], dtype=np.float64))
+    positions = np.asarray(load_landmark_table()["positions"], dtype=np.float64)
+    return positions, landmark_vertices(head, positions)
 
 
 def lift_landmarks(head: HeadModel, landmarks_682: np.ndarray, camera, pick_radius_px: float) -> np.ndarray:
@@ -103,31 +110,51 @@ def lift_landmarks(head: HeadModel, landmarks_682: np.ndarray, camera, pick_radi
 
 def calibrate_builtin_landmarks(config: CalibrationConfig = CalibrationConfig()) -> dict:
     """Re-derive the stored table (see the module docstring); returns the JSON-ready dict."""
-    from arc2avatar.evaluate.testing import astronaut_photo, photo_avatar
+    from scipy.optimize import least_squares
+
+    from arc2avatar.avatar.pose import HeadPose
+    from arc2avatar.drive.fit import DriveCamera, FitConfig
+    from arc2avatar.drive.testing import KnownPerformance, known_sequence, render_textured_driver
+    from arc2avatar.evaluate.testing import grace_hopper_photo
     from arc2avatar.identity.dlib_faces import DlibFaceDetector
     from arc2avatar.pipeline.config import TemplateConfig
+    from arc2avatar.pipeline.expressions import ExpressionSequence
     from arc2avatar.pipeline.oracle import frontal_camera
     from arc2avatar.pipeline.template import build_head
 
-    photo = astronaut_photo()
+    photo = grace_hopper_photo()
     detector = DlibFaceDetector()
-    avatar = photo_avatar(photo, detector.largest_face(photo).keypoints, face_levels=config.face_levels)
+    keypoints = detector.largest_face(photo).keypoints
+    poses = [(yaw, pitch) for pitch in config.pitches_deg for yaw in config.yaws_deg]
+    table = np.zeros((len(poses), 7))
+    table[:, 0], table[:, 1], table[:, 6] = [p[0] for p in poses], [p[1] for p in poses], 1.0
+    sequence = ExpressionSequence(30.0, (), torch.zeros(len(poses), 0), torch.from_numpy(table).float())
+    frames = render_textured_driver(photo, keypoints, sequence, config.size, config.radius, config.face_levels)
+    camera = DriveCamera(config.size, config.size, FitConfig(radius=config.radius))
+    views: list[tuple[np.ndarray, np.ndarray]] = []  # (rotation, landmarks) per view with a face
+    for frame, row in zip(frames, table):
+        faces = detector.detect(frame)
+        if faces:
+            views.append((HeadPose.from_vector(row).rotation_matrix(), detector.landmarks_68(frame, faces[0].box)))
     head = build_head(TemplateConfig(face_levels=config.face_levels, rest_levels=0)).upsampled.head
-    camera = frontal_camera(config.size)
-    image = (avatar.render_cameras(camera)[0].numpy() * 255).round().astype(np.uint8)
-    faces = detector.detect(image)
-    if not faces:
-        raise RuntimeError("dlib found no face on the calibration render")
-    landmarks = detector.landmarks_68(image, faces[0].box)
-    index = lift_landmarks(head, landmarks, camera, config.pick_radius_px)
-    positions = head.vertices[torch.from_numpy(index)].double().numpy()
+    frontal = [lm for (rotation, lm), row in zip(views, table) if np.allclose(rotation, np.eye(3))]
+    start = head.vertices[torch.from_numpy(lift_landmarks(head, frontal[0], frontal_camera(config.size, config.radius),
+                                                          config.pick_radius_px))].double().numpy()
+    positions = np.empty_like(start)
+    for i in range(NUM_LANDMARKS):
+        def residuals(point: np.ndarray) -> np.ndarray:
+            return np.concatenate([camera.project((rotation @ point)[None])[0][0] - lm[i] for rotation, lm in views])
+
+        positions[i] = least_squares(residuals, start[i]).x
     return {"template": head.name, "scheme": "iBUG 300-W 68 points (dlib shape_predictor_68_face_landmarks)",
-            "recipe": "arc2avatar.drive.landmarks.calibrate_builtin_landmarks", "config": vars(config),
+            "recipe": "arc2avatar.drive.landmarks.calibrate_builtin_landmarks",
+            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()},
+            "views_used": len(views),
             "positions": [[round(float(v), 6) for v in p] for p in positions]}
 
 
 __all__ = [
     "CalibrationConfig", "EYE_IMAGE_LEFT", "EYE_IMAGE_RIGHT", "INNER_MOUTH", "JAW_CONTOUR", "LEFT_BROW", "NUM_LANDMARKS",
     "RIGHT_BROW", "TABLE_FILE", "calibrate_builtin_landmarks", "landmark_vertices", "load_landmark_table",
-    "template_landmark_vertices", "lift_landmarks",
+    "template_landmarks", "lift_landmarks",
 ]

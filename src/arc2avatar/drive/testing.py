@@ -73,4 +73,31 @@ def render_driver(avatar, setup, sequence: ExpressionSequence, size: int, radius
     return np.stack(frames)
 
 
-__all__ = ["KnownPerformance", "known_sequence", "render_driver"]
+
+
+
+def render_textured_driver(photo: np.ndarray, keypoints: np.ndarray, sequence: ExpressionSequence, size: int,
+                           radius: float = 4.5, face_levels: int = 1) -> np.ndarray:
+    """(T, size, size, 3) uint8 frames of ``sequence`` on the photo-textured oracle target
+    (``pipeline.oracle.default_target``: the photo sampled at full resolution, sharper than splats),
+    deformed by the built-in blendshapes and posed by ``avatar.pose``, from the frontal camera."""
+    from dataclasses import replace
+
+    from arc2avatar.avatar.pose import HeadPose, transform_points
+    from arc2avatar.pipeline.config import TemplateConfig
+    from arc2avatar.pipeline.oracle import default_target, frontal_camera
+    from arc2avatar.pipeline.template import build_head
+
+    head = build_head(TemplateConfig(face_levels=face_levels, rest_levels=0)).upsampled.head
+    target = default_target(head, photo=photo, photo_keypoints=keypoints)
+    camera = frontal_camera(size, radius=radius)
+    frames = []
+    for index in range(sequence.num_frames):
+        deformed = head.deform(head.expression_vector(sequence.frame(index)))
+        vertices = target.vertices + (deformed - head.vertices)
+        if sequence.head_pose is not None:
+            vertices = transform_points(vertices, HeadPose.from_vector(sequence.head_pose[index]))
+        image = replace(target, vertices=vertices).render(camera)[0]
+        frames.append((image.numpy() * 255).round().astype(np.uint8))
+    return np.stack(frames)
+__all__ = ["KnownPerformance", "known_sequence", "render_driver", "render_textured_driver"]

@@ -5,10 +5,12 @@
   derived from the previous frame's landmarks (the first detection's box, expressed relative to
   its landmarks' bounding box, is reused), so the detector runs only when needed.
 * **Re-detect** when the track degrades: the landmark box disagrees with the box it was
-  predicted from (IoU below ``min_track_iou``), the face leaves the frame, or every
-  ``redetect_every`` frames (to catch a second, larger face or a drift).
-* **Confidence** of a frame, in [0, 1]: the IoU of its landmark box with the box it came from
-  (1 = the predictor agrees with the track), 0 for a frame without a face.
+  predicted from (IoU below ``min_track_iou``), the face region no longer looks like the
+  previous frame's (normalised cross-correlation of ``patch_side``² grey patches below
+  ``min_track_ncc``, or a flat patch: the face left or the shot changed), the face leaves the
+  frame, or every ``redetect_every`` frames (to catch a second, larger face or a drift).
+* **Confidence** of a frame, in [0, 1]: 1 on a fresh detection; while tracking, the smaller of
+  the box IoU and the patch correlation; 0 for a frame without a face.
 * **Filtering** (``OneEuroFilter``): the One-Euro filter of Casiez, Roussel and Vogel (CHI 2012):
   a first-order low-pass whose cut-off rises with speed, so slow jitter is removed and fast
   motion (a blink) keeps its timing. It runs on landmarks normalised by the face size.
@@ -39,6 +41,10 @@ class TrackConfig:
         detect_upsample: dlib's upsampling of the detector's image (1: faces ≥ ≈ 40 px there).
         redetect_every: run the detector at least every this many frames.
         min_track_iou: below this IoU of landmark box vs. predicted box the track is lost.
+        min_track_ncc: below this correlation of the face patch with the previous frame's the
+            track is lost.
+        patch_side: side of the grey face patches compared, pixels.
+        min_patch_std: a patch with a smaller grey-level standard deviation (0–255) is flat.
         min_cutoff_hz: One-Euro minimum cut-off frequency at ``smooth = 1``, Hz.
         beta: One-Euro speed coefficient, per (face size / s).
         d_cutoff_hz: One-Euro cut-off of the speed estimate, Hz.
@@ -48,6 +54,9 @@ class TrackConfig:
     detect_upsample: int = 1
     redetect_every: int = 30
     min_track_iou: float = 0.5
+    min_track_ncc: float = 0.6
+    patch_side: int = 24
+    min_patch_std: float = 4.0
     min_cutoff_hz: float = 3.0
     beta: float = 1.5
     d_cutoff_hz: float = 1.0
@@ -126,6 +135,7 @@ class FaceTracker:
         self._box_shape: np.ndarray | None = None  # detector box relative to the landmark box
         self._since_detect = 0
         self._unit = 1.0
+        self._last_patch: np.ndarray | None = None
 
     def _detect(self, frame: np.ndarray) -> np.ndarray | None:
         height, width = frame.shape[:2]
@@ -154,6 +164,20 @@ class FaceTracker:
         landmarks = self.detector.landmarks_68(frame, box).astype(np.float64)
         return landmarks, _iou(self._box_from(landmarks), box)
 
+    def _patch(self, frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+        """Standardised grey patch of the landmarks' box, or None when it is flat."""
+        from PIL import Image
+
+        height, width = frame.shape[:2]
+        x1, y1, x2, y2 = landmark_box(landmarks)
+        box = (int(max(0, x1)), int(max(0, y1)), int(min(width, x2 + 1)), int(min(height, y2 + 1)))
+        if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+            return None
+        side = self.config.patch_side
+        grey = np.asarray(Image.fromarray(frame).crop(box).convert("L").resize((side, side), Image.BILINEAR), dtype=np.float64)
+        std = grey.std()
+        return None if std < self.config.min_patch_std else (grey - grey.mean()) / std
+
     def __call__(self, frame: np.ndarray) -> TrackedFrame:
         height, width = frame.shape[:2]
         result: tuple[np.ndarray, float] | None = None
@@ -163,8 +187,10 @@ class FaceTracker:
             inside = box[0] >= 0 and box[1] >= 0 and box[2] < width and box[3] < height
             if inside:
                 landmarks, iou = self._predict(frame, box)
-                if iou >= self.config.min_track_iou:
-                    result = (landmarks, iou)
+                patch = self._patch(frame, landmarks)
+                ncc = -1.0 if patch is None or self._last_patch is None else float((patch * self._last_patch).mean())
+                if iou >= self.config.min_track_iou and ncc >= self.config.min_track_ncc:
+                    result = (landmarks, min(iou, ncc))
         if result is None:
             detected = True
             self._since_detect = 0
@@ -173,14 +199,15 @@ class FaceTracker:
                 landmarks, iou = self._predict(frame, box)
                 self._remember_box(box, landmarks)
                 result = (landmarks, 1.0)
+                patch = self._patch(frame, landmarks)
         self._since_detect += 1
         if result is None:
-            self._previous = None
+            self._previous = self._last_patch = None
             if self.filter is not None:
                 self.filter.reset()
             return TrackedFrame(None, 0.0, detected)
         landmarks, confidence = result
-        self._previous = landmarks
+        self._previous, self._last_patch = landmarks, patch
         if self.filter is not None:  # in units of the face width when the track (re)started
             if self.filter.value is None:
                 self._unit = max(float(np.ptp(landmarks[:, 0])), 1.0)

@@ -5,10 +5,12 @@ module adds (written by hand, a few checks around ffmpeg):
 
 * **Checks.** A file ffmpeg cannot open, one without a video stream, or one that decodes to no
   frame is refused with one ``InputError`` naming the file.
-* **Variable frame rate.** ffmpeg's nominal rate is compared with the average rate (frames over
-  duration, ``imageio_ffmpeg.count_frames_and_secs``); when they differ by more than
-  ``VideoConfig.vfr_tolerance`` the video is resampled by ffmpeg's ``fps`` filter to its average
-  rate (constant; frames duplicated or dropped by timestamp) and ``VideoInfo.resampled`` says so.
+* **Variable frame rate.** Frames are always decoded through ffmpeg's ``fps`` filter at the
+  stream's nominal rate, so a variable-frame-rate video becomes a constant-rate one by its
+  timestamps (frames duplicated or dropped; a constant-rate video passes unchanged). A video
+  counts as variable-rate (``VideoInfo.resampled``, a warning) when its number of frames
+  (``imageio_ffmpeg.count_frames_and_secs``) differs from duration × nominal rate by more than
+  ``VideoConfig.vfr_tolerance`` (and 2 frames).
 * **Huge frames.** Frames whose longer side exceeds ``VideoConfig.max_side`` are downscaled by
   ffmpeg's ``scale`` filter while decoding (tracking works on faces of ≈ 80–400 px; the output
   video shows the downscaled frame too).
@@ -34,8 +36,8 @@ class VideoConfig:
 
     Attributes:
         max_side: frames with a longer side above this many pixels are downscaled to it.
-        vfr_tolerance: relative difference of nominal and average frame rate above which the
-            video counts as variable-frame-rate and is resampled to its average rate.
+        vfr_tolerance: relative difference of the frame count and duration × nominal rate above
+            which the video counts as variable-frame-rate.
     """
 
     max_side: int = 1280
@@ -52,7 +54,7 @@ class VideoInfo:
         source_size: (width, height) in the file, pixels.
         size: (width, height) of the decoded frames, pixels (smaller when downscaled).
         duration_s: the file's duration, seconds (0 when unknown).
-        resampled: True when a variable frame rate was resampled to ``fps``.
+        resampled: True when the video has a variable frame rate (resampled to ``fps``).
         downscaled: True when the frames are decoded smaller than stored.
         start_s, end_s: the time range decoded (end None = to the end).
     """
@@ -107,10 +109,10 @@ def probe_video(path: str | os.PathLike, config: VideoConfig = VideoConfig(), st
         frames, seconds = ffmpeg.count_frames_and_secs(str(path))
     except (OSError, RuntimeError):
         frames, seconds = 0, 0.0
-    if frames > 1 and seconds > 0:
-        average = frames / seconds
-        if abs(average - fps) > config.vfr_tolerance * fps:
-            fps, resampled = round(average, 3), True
+    span = seconds or duration
+    if frames > 1 and span > 0:
+        expected = span * fps
+        resampled = abs(frames - expected) > max(2.0, config.vfr_tolerance * expected)
     scale = min(1.0, config.max_side / max(width, height))
     size = (width, height) if scale == 1.0 else (_even(width * scale), _even(height * scale))
     return VideoInfo(path, fps, (width, height), size, duration, resampled, scale < 1.0, float(start_s or 0.0), end_s)
@@ -123,9 +125,7 @@ def read_frames(info: VideoInfo) -> Iterator[np.ndarray]:
     outputs: list[str] = []
     if info.end_s is not None:
         outputs += ["-t", f"{info.end_s - info.start_s:.6f}"]
-    filters = []
-    if info.resampled:
-        filters.append(f"fps={info.fps}")
+    filters = [f"fps={info.fps}"]
     if info.downscaled:
         filters.append(f"scale={info.size[0]}:{info.size[1]}")
     if filters:
