@@ -13,9 +13,13 @@ from dataclasses import replace
 def _run(args: argparse.Namespace) -> int:
     from arc2avatar.drive.run import DriveConfig, drive
 
+    config = replace(DriveConfig(), size=args.size)
+    if args.expressions:
+        names = tuple(n.strip() for n in args.expressions.split(",") if n.strip())
+        config = replace(config, fit=replace(config.fit, expressions=names))
     result = drive(args.avatar, args.video, args.out, sequence_out=args.sequence_out, side_by_side=args.side_by_side,
                    pose=not args.no_pose, neutral_frame=args.neutral_frame, smooth=args.smooth, start=args.start,
-                   end=args.end, config=replace(DriveConfig(), size=args.size), progress=not args.quiet)
+                   end=args.end, config=config, progress=not args.quiet)
     report = result.report
     print(json.dumps({k: report[k] for k in ("frames", "frames_without_face", "mean_confidence", "stage_fps")}, indent=1))
     print(f"wrote {args.out}" + (f" and {args.sequence_out}" if args.sequence_out else "")
@@ -39,5 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--start", type=float, help="start time in the video, seconds")
     parser.add_argument("--end", type=float, help="end time in the video, seconds")
     parser.add_argument("--size", type=int, default=512, help="size of the rendered avatar frames, pixels")
+    parser.add_argument("--expressions", help="comma-separated blendshapes to fit (default: jaw_open, smile, "
+                                              "blink_left, blink_right, brow_raise)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=_run)

@@ -48,8 +48,10 @@ class FitConfig:
         radius: distance of the drive camera from the head centre, world units (4.5 ≈ 63 cm,
             the animation camera's).
         fovy: the drive camera's vertical field of view, radians (0.7 ≈ 40°, a webcam's).
-        expressions: the blendshapes fitted (built-in names); others stay 0. ``cheek_puff``
-            is left out: 68 landmarks do not see it (docs/driving.md).
+        expressions: the blendshapes fitted (built-in names); others stay 0. The default five
+            are the ones the closed loop checks; ``frown``, ``pucker``, ``mouth_left`` and
+            ``mouth_right`` can be added (``--expressions``) but trade off against them on 68
+            landmarks; ``cheek_puff`` is invisible to 68 landmarks (docs/driving.md).
         lower, upper: bounds of every weight.
         expression_prior: ridge weight pulling weights to 0 (per unit weight, in inter-ocular
             distances).
@@ -61,8 +63,7 @@ class FitConfig:
 
     radius: float = 4.5
     fovy: float = 0.7
-    expressions: tuple[str, ...] = ("jaw_open", "smile", "blink_left", "blink_right", "brow_raise", "frown", "pucker",
-                                    "mouth_left", "mouth_right")
+    expressions: tuple[str, ...] = ("jaw_open", "smile", "blink_left", "blink_right", "brow_raise")
     lower: float = 0.0
     upper: float = 1.0
     expression_prior: float = 0.01

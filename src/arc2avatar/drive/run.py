@@ -12,8 +12,10 @@ encode. Outputs, each written atomically and only after every frame was fitted:
   interpolation of the fitted parameters from their neighbours), mean tracking confidence,
   frames/s of each stage.
 
-The sequence's head pose is relative to the neutral frame's position and size (the avatar stays
-centred and its size at rest) and absolute in rotation (a head turned at rest stays turned).
+The sequence's head pose is relative to the neutral frame: at rest the avatar faces the camera,
+centred, at its own size. (A generic template fitted to a particular face is off by a few
+degrees in its rest orientation, mostly in pitch; measuring turns from the rest frame cancels
+that. An actor whose rest frame is turned should pick a frontal one with ``--neutral-frame``.)
 Written by hand: the orchestration.
 """
 
@@ -84,10 +86,10 @@ def _fill_missing(values_tk: np.ndarray, found_t: np.ndarray) -> np.ndarray:
 
 
 def _relative_pose(pose: FramePose, neutral: FramePose) -> np.ndarray:
-    """(7,) pose table row: absolute rotation, translation and scale relative to the neutral frame."""
+    """(7,) pose table row relative to the neutral frame: ``R·R₀ᵀ``, ``(t − t₀)/s₀``, ``s/s₀``."""
     from arc2avatar.avatar.pose import angles_from_rotation
 
-    yaw, pitch, roll = angles_from_rotation(pose.rotation())
+    yaw, pitch, roll = angles_from_rotation(pose.rotation() @ neutral.rotation().T)
     translation = (pose.translation - neutral.translation) / neutral.scale
     return np.array([yaw, pitch, roll, *translation, pose.scale / neutral.scale])
 
