@@ -166,11 +166,11 @@ def drive(
     avatar_dir = Path(avatar)
     if not avatar_dir.is_dir():
         raise InputError(f"{avatar_dir} is not an avatar folder (written by `arc2avatar create`)")
+    info = probe_video(video, config.video, start, end)  # the cheap check first
     loaded = Avatar.load(avatar_dir)
     setup = setup_for_avatar(loaded)
     head = setup.upsampled.head
     points, vertex_index = template_landmarks(head)
-    info = probe_video(video, config.video, start, end)
     if info.resampled:
         log.warning("%s has a variable frame rate: resampled to a constant %.3f frames/s", info.path, info.fps)
     if info.downscaled:
