@@ -41,7 +41,11 @@ def main() -> None:
     from arc2avatar.drive.fit import DriveCamera, FitConfig, FrameFitter, landmark_model
     from arc2avatar.drive.landmarks import template_landmarks
     from arc2avatar.drive.run import track_video
-    from arc2avatar.drive.testing import KnownPerformance, known_sequence, render_textured_driver
+    from arc2avatar.drive.testing import (
+        KnownPerformance,
+        known_sequence,
+        render_textured_driver,
+    )
     from arc2avatar.drive.track import TrackConfig
     from arc2avatar.drive.video import probe_video
     from arc2avatar.evaluate.testing import astronaut_photo, photo_avatar

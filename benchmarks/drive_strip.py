@@ -28,7 +28,11 @@ def main() -> None:
     from arc2avatar.drive.run import DriveConfig, drive
     from arc2avatar.drive.testing import known_sequence, render_textured_driver
     from arc2avatar.drive.video import probe_video, read_frames
-    from arc2avatar.evaluate.testing import astronaut_photo, grace_hopper_photo, photo_avatar
+    from arc2avatar.evaluate.testing import (
+        astronaut_photo,
+        grace_hopper_photo,
+        photo_avatar,
+    )
     from arc2avatar.identity.dlib_faces import DlibFaceDetector
     from arc2avatar.pipeline.media import write_video
 

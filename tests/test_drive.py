@@ -18,12 +18,26 @@ import numpy as np
 import pytest
 import torch
 
-from arc2avatar.avatar.pose import HeadPose, pose_splats, rotation_angle_deg, rotation_from_angles, transform_points
+from arc2avatar.avatar.pose import (
+    HeadPose,
+    pose_splats,
+    rotation_angle_deg,
+    rotation_from_angles,
+    transform_points,
+)
 from arc2avatar.drive.run import DriveConfig, drive
-from arc2avatar.drive.testing import KnownPerformance, known_sequence, render_textured_driver
-from arc2avatar.drive.video import read_frames, probe_video
+from arc2avatar.drive.testing import (
+    KnownPerformance,
+    known_sequence,
+    render_textured_driver,
+)
+from arc2avatar.drive.video import probe_video, read_frames
 from arc2avatar.errors import InputError
-from arc2avatar.evaluate.testing import astronaut_photo, grace_hopper_photo, photo_avatar
+from arc2avatar.evaluate.testing import (
+    astronaut_photo,
+    grace_hopper_photo,
+    photo_avatar,
+)
 from arc2avatar.identity.dlib_faces import DlibFaceDetector
 from arc2avatar.pipeline.media import write_video
 
@@ -146,7 +160,12 @@ def test_a_second_avatar_driven_by_the_first_ones_video_stays_its_own_person(dri
     the video), so her frontal-ish driven frames are rendered from it the way ``drive`` does."""
     from arc2avatar.evaluate.recognizers import DlibRecognizer
     from arc2avatar.evaluate.similarity import observe
-    from arc2avatar.pipeline.expressions import AnimationConfig, ExpressionSequence, animation_frames, setup_for_avatar
+    from arc2avatar.pipeline.expressions import (
+        AnimationConfig,
+        ExpressionSequence,
+        animation_frames,
+        setup_for_avatar,
+    )
     from arc2avatar.pipeline.outputs import Avatar
 
     result, _ = driven
@@ -197,7 +216,7 @@ def test_a_video_without_a_face_and_a_folder_that_is_no_avatar_are_refused(avata
 def test_the_cli_prints_one_line_and_exits_non_zero(tmp_path):
     (tmp_path / "in.txt").write_text("hello")
     run = subprocess.run(["python", "-m", "arc2avatar.cli.main", "drive", str(tmp_path), str(tmp_path / "in.txt"),
-                          "-o", str(tmp_path / "o.mp4")], capture_output=True, text=True)
+                          "-o", str(tmp_path / "o.mp4")], check=False, capture_output=True, text=True)
     assert run.returncode != 0
     assert run.stderr.strip().count("\n") == 0 and run.stderr.startswith("arc2avatar: error:"), run.stderr
     _nothing_written(tmp_path)

@@ -54,7 +54,7 @@ class HeadPose:
     scale: float = 1.0
 
     @classmethod
-    def from_vector(cls, vector_7: np.ndarray | Tensor | list[float]) -> "HeadPose":
+    def from_vector(cls, vector_7: np.ndarray | Tensor | list[float]) -> HeadPose:
         v = [float(x) for x in np.asarray(vector_7, dtype=np.float64).reshape(-1)]
         if len(v) != len(POSE_FIELDS):
             raise ValueError(f"a head pose has {len(POSE_FIELDS)} numbers {POSE_FIELDS}, got {len(v)}")
@@ -177,6 +177,15 @@ def pose_table_rows(table_t7: Tensor | np.ndarray) -> list[dict[str, float]]:
 
 
 __all__ = [
-    "EULER_ORDER", "check_pose_table", "pose_rows_to_tensor", "pose_table_rows", "HeadPose", "POSE_FIELDS", "angles_from_rotation", "pose_splats", "rotation_angle_deg",
-    "rotation_from_angles", "transform_points",
+    "EULER_ORDER",
+    "POSE_FIELDS",
+    "HeadPose",
+    "angles_from_rotation",
+    "check_pose_table",
+    "pose_rows_to_tensor",
+    "pose_splats",
+    "pose_table_rows",
+    "rotation_angle_deg",
+    "rotation_from_angles",
+    "transform_points",
 ]

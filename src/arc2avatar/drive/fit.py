@@ -37,7 +37,12 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
-from arc2avatar.drive.landmarks import EYE_IMAGE_LEFT, EYE_IMAGE_RIGHT, JAW_CONTOUR, NUM_LANDMARKS
+from arc2avatar.drive.landmarks import (
+    EYE_IMAGE_LEFT,
+    EYE_IMAGE_RIGHT,
+    JAW_CONTOUR,
+    NUM_LANDMARKS,
+)
 
 
 @dataclass(frozen=True)
@@ -254,5 +259,13 @@ class FrameFitter:
         return pose
 
 
-__all__ = ["DriveCamera", "FitConfig", "FramePose", "FrameFitter", "LandmarkModel", "interocular", "landmark_model",
-           "landmark_weights"]
+__all__ = [
+    "DriveCamera",
+    "FitConfig",
+    "FrameFitter",
+    "FramePose",
+    "LandmarkModel",
+    "interocular",
+    "landmark_model",
+    "landmark_weights",
+]

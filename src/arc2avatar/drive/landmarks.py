@@ -35,7 +35,7 @@ from arc2avatar.head.model import HeadModel
 
 TABLE_FILE = Path(__file__).with_name("builtin_landmarks.json")
 NUM_LANDMARKS = 68
-JAW_CONTOUR = tuple(range(0, 17))  # iBUG 300-W: jaw line
+JAW_CONTOUR = tuple(range(17))  # iBUG 300-W: jaw line
 RIGHT_BROW, LEFT_BROW = tuple(range(17, 22)), tuple(range(22, 27))  # image-left brow first
 EYE_IMAGE_LEFT, EYE_IMAGE_RIGHT = tuple(range(36, 42)), tuple(range(42, 48))
 INNER_MOUTH = tuple(range(60, 68))
@@ -114,7 +114,9 @@ def calibrate_builtin_landmarks(config: CalibrationConfig = CalibrationConfig())
 
     from arc2avatar.avatar.pose import HeadPose
     from arc2avatar.drive.fit import DriveCamera, FitConfig
-    from arc2avatar.drive.testing import KnownPerformance, known_sequence, render_textured_driver
+    from arc2avatar.drive.testing import (
+        render_textured_driver,
+    )
     from arc2avatar.evaluate.testing import grace_hopper_photo
     from arc2avatar.identity.dlib_faces import DlibFaceDetector
     from arc2avatar.pipeline.config import TemplateConfig
@@ -142,7 +144,7 @@ def calibrate_builtin_landmarks(config: CalibrationConfig = CalibrationConfig())
                                                           config.pick_radius_px))].double().numpy()
     positions = np.empty_like(start)
     for i in range(NUM_LANDMARKS):
-        def residuals(point: np.ndarray) -> np.ndarray:
+        def residuals(point: np.ndarray, i: int = i) -> np.ndarray:
             return np.concatenate([camera.project((rotation @ point)[None])[0][0] - lm[i] for rotation, lm in views])
 
         positions[i] = least_squares(residuals, start[i]).x
@@ -154,7 +156,18 @@ def calibrate_builtin_landmarks(config: CalibrationConfig = CalibrationConfig())
 
 
 __all__ = [
-    "CalibrationConfig", "EYE_IMAGE_LEFT", "EYE_IMAGE_RIGHT", "INNER_MOUTH", "JAW_CONTOUR", "LEFT_BROW", "NUM_LANDMARKS",
-    "RIGHT_BROW", "TABLE_FILE", "calibrate_builtin_landmarks", "landmark_vertices", "load_landmark_table",
-    "template_landmarks", "lift_landmarks",
+    "EYE_IMAGE_LEFT",
+    "EYE_IMAGE_RIGHT",
+    "INNER_MOUTH",
+    "JAW_CONTOUR",
+    "LEFT_BROW",
+    "NUM_LANDMARKS",
+    "RIGHT_BROW",
+    "TABLE_FILE",
+    "CalibrationConfig",
+    "calibrate_builtin_landmarks",
+    "landmark_vertices",
+    "lift_landmarks",
+    "load_landmark_table",
+    "template_landmarks",
 ]

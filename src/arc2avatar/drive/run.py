@@ -25,14 +25,21 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
-from arc2avatar.drive.fit import DriveCamera, FitConfig, FramePose, FrameFitter, landmark_model
+from arc2avatar.drive.fit import (
+    DriveCamera,
+    FitConfig,
+    FrameFitter,
+    FramePose,
+    landmark_model,
+)
 from arc2avatar.drive.track import FaceTracker, TrackConfig, TrackedFrame
 from arc2avatar.drive.video import VideoConfig, VideoInfo, probe_video, read_frames
 from arc2avatar.errors import InputError
@@ -109,7 +116,7 @@ def track_video(info: VideoInfo, smooth: float, config: TrackConfig, progress: b
     results: list[TrackedFrame] = []
     decode_s = track_s = 0.0
     frames = read_frames(info)
-    total = None if not info.duration_s else int(round((((info.end_s or info.duration_s) - info.start_s)) * info.fps))
+    total = None if not info.duration_s else round(((info.end_s or info.duration_s) - info.start_s) * info.fps)
     start = time.perf_counter()
     for frame in _progress(frames, total, "tracking", progress):
         now = time.perf_counter()
@@ -154,9 +161,9 @@ def drive(
     Returns:
         A ``DriveResult``. Raises ``InputError`` for bad input (no video, no face, not an avatar…).
     """
-    from arc2avatar.pipeline.outputs import Avatar
-    from arc2avatar.pipeline.expressions import setup_for_avatar
     from arc2avatar.drive.landmarks import template_landmarks
+    from arc2avatar.pipeline.expressions import setup_for_avatar
+    from arc2avatar.pipeline.outputs import Avatar
 
     out = Path(out)
     if out.suffix.lower() != ".mp4":
@@ -255,7 +262,7 @@ def _draw_landmarks(frame: np.ndarray, landmarks: np.ndarray, height: int, radiu
     from PIL import Image, ImageDraw
 
     scale = height / frame.shape[0]
-    width = max(2, int(round(frame.shape[1] * scale / 2)) * 2)
+    width = max(2, round(frame.shape[1] * scale / 2) * 2)
     image = Image.fromarray(frame).resize((width, height), Image.BILINEAR)
     if not np.isnan(landmarks).any():
         draw = ImageDraw.Draw(image)
@@ -297,7 +304,7 @@ def _write_outputs(out: Path, avatar: Any, setup: Any, info: VideoInfo, names: t
 
     paths: dict[str, Path] = {}
     encode_start = time.perf_counter()
-    write_video(frames(), out, fps=max(1, int(round(info.fps))), quality=config.quality)
+    write_video(frames(), out, fps=max(1, round(info.fps)), quality=config.quality)
     timings["render_s"] = render_s[0]
     timings["encode_s"] = time.perf_counter() - encode_start - render_s[0]
     paths["video"] = out

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,7 @@ def _ffmpeg() -> Any:
 
 
 def _even(value: float) -> int:
-    return max(2, int(round(value / 2.0)) * 2)
+    return max(2, round(value / 2.0) * 2)
 
 
 def probe_video(path: str | os.PathLike, config: VideoConfig = VideoConfig(), start_s: float | None = None,
