@@ -9,6 +9,7 @@ and its outputs). Heavy pieces are imported lazily so ``import arc2avatar`` is c
 >>> arc2avatar.create(["me.jpg"], "out/")           # real Arc2Face prior (weights needed)
 >>> arc2avatar.demo("demo/")                        # offline oracle run
 >>> arc2avatar.Avatar.load("out/").render([0, 90])
+>>> arc2avatar.drive("out/", "face.mp4", "driven.mp4")   # driven by a face video
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ _LAZY = {
     "make_template": "arc2avatar.pipeline.api",
     "render_avatar": "arc2avatar.pipeline.api",
     "Avatar": "arc2avatar.avatar.model",
+    "drive": "arc2avatar.drive.run",
 }
 
 
@@ -35,4 +37,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'arc2avatar' has no attribute {name!r}")
 
 
-__all__ = ["Avatar", "__version__", "create", "create_batch", "demo", "make_template", "render_avatar"]
+__all__ = ["Avatar", "__version__", "create", "create_batch", "demo", "drive", "make_template", "render_avatar"]

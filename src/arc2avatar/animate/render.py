@@ -13,6 +13,7 @@ from torch import Tensor
 
 from arc2avatar.animate.sequence import ExpressionSequence, load_sequence, preset_sequence
 from arc2avatar.avatar.model import Avatar
+from arc2avatar.avatar.pose import HeadPose, pose_splats
 from arc2avatar.avatar.rig import FaceRig, name_list, setup_for_avatar
 from arc2avatar.avatar.template import HeadSetup
 from arc2avatar.cameras.model import Cameras, orbit_cameras
@@ -62,7 +63,10 @@ def animation_frames(
     rig = FaceRig(avatar.splats, setup)
     cameras = animation_cameras(sequence.num_frames, config, orbit)
     for index in range(sequence.num_frames):
-        posed = Avatar(rig.pose(sequence.frame(index)), avatar.template)
+        splats = rig.pose(sequence.frame(index))
+        if sequence.head_pose is not None:  # the whole head turns rigidly (arc2avatar.avatar.pose)
+            splats = pose_splats(splats, HeadPose.from_vector(sequence.head_pose[index]))
+        posed = Avatar(splats, avatar.template)
         yield posed.render_cameras(cameras[index:index + 1])[0]
 
 

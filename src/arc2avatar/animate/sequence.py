@@ -27,11 +27,15 @@ class ExpressionSequence:
         fps: frames per second of the video.
         names: the K expression names the columns refer to (a subset of the template's).
         weights: (T, K) float32 weights, one row per frame.
+        head_pose: optional (T, 7) float32 rigid head pose per frame (``arc2avatar.avatar.pose``:
+            yaw, pitch, roll in degrees, translation x, y, z, scale); ``animate`` turns the whole
+            avatar with it.
     """
 
     fps: float
     names: tuple[str, ...]
     weights: Tensor
+    head_pose: Tensor | None = None
 
     @property
     def num_frames(self) -> int:
@@ -41,7 +45,7 @@ class ExpressionSequence:
         return {name: float(w) for name, w in zip(self.names, self.weights[index])}
 
 
-def _sequence_from_rows(fps: Any, frames: Any, source: str) -> ExpressionSequence:
+def _sequence_from_rows(fps: Any, frames: Any, source: str, head_pose: Any = None) -> ExpressionSequence:
     if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not fps > 0:
         raise InputError(f"{source}: 'fps' must be a positive number, got {fps!r}")
     if not isinstance(frames, list) or not frames or not all(isinstance(f, dict) for f in frames):
@@ -51,15 +55,22 @@ def _sequence_from_rows(fps: Any, frames: Any, source: str) -> ExpressionSequenc
         weights = torch.tensor([[float(frame.get(n, 0.0)) for n in names] for frame in frames], dtype=torch.float32)
     except (TypeError, ValueError):
         raise InputError(f"{source}: every weight must be a number") from None
-    return ExpressionSequence(float(fps), names, weights.reshape(len(frames), len(names)))
+    pose = None
+    if head_pose is not None:
+        from arc2avatar.avatar.pose import pose_rows_to_tensor
+
+        pose = pose_rows_to_tensor(head_pose, len(frames), source)
+    return ExpressionSequence(float(fps), names, weights.reshape(len(frames), len(names)), pose)
 
 
 def load_sequence(path: str | os.PathLike, default_fps: float = 30.0) -> ExpressionSequence:
     """Read a sequence file (format in docs/expressions.md).
 
     JSON: ``{"fps": 30, "frames": [{"smile": 0.3}, {"smile": 0.5, "jaw_open": 0.1}, ...]}``
-    (a name missing from a frame weighs 0). NPZ: ``weights`` (T, K) float, ``names`` (K,) str,
-    optional scalar ``fps``. Raises ``InputError`` naming the file on any problem.
+    (a name missing from a frame weighs 0), optional ``"head_pose"``: one object per frame with
+    ``yaw_deg, pitch_deg, roll_deg, tx, ty, tz, scale`` (``arc2avatar.avatar.pose``). NPZ:
+    ``weights`` (T, K) float, ``names`` (K,) str, optional scalar ``fps``, optional ``head_pose``
+    (T, 7). Raises ``InputError`` naming the file on any problem.
     """
     path = Path(path)
     if not path.is_file():
@@ -69,7 +80,7 @@ def load_sequence(path: str | os.PathLike, default_fps: float = 30.0) -> Express
         data = read_json(path, "sequence file")
         if not isinstance(data, dict):
             raise InputError(f"sequence file {path} must hold a JSON object with 'fps' and 'frames'")
-        return _sequence_from_rows(data.get("fps", default_fps), data.get("frames"), str(path))
+        return _sequence_from_rows(data.get("fps", default_fps), data.get("frames"), str(path), data.get("head_pose"))
     if suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -87,7 +98,14 @@ def load_sequence(path: str | os.PathLike, default_fps: float = 30.0) -> Express
         fps = float(arrays["fps"]) if "fps" in arrays else default_fps
         if not fps > 0:
             raise InputError(f"sequence file {path}: 'fps' must be positive")
-        return ExpressionSequence(fps, tuple(str(n) for n in names), torch.from_numpy(weights.astype(np.float32)))
+        pose = None
+        if "head_pose" in arrays:
+            from arc2avatar.avatar.pose import check_pose_table
+
+            pose = check_pose_table(torch.from_numpy(np.asarray(arrays["head_pose"], dtype=np.float32)), str(path))
+            if pose.shape[0] != weights.shape[0]:
+                raise InputError(f"sequence file {path}: 'head_pose' has {pose.shape[0]} rows for {weights.shape[0]} frames")
+        return ExpressionSequence(fps, tuple(str(n) for n in names), torch.from_numpy(weights.astype(np.float32)), pose)
     raise InputError(f"sequence file {path}: expected a .json or .npz file")
 
 

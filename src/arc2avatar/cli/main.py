@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "doctor",
     "express",
     "export",
+    "drive",
     "finetune",
     "evaluate",
     "viewer",

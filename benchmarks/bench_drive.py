@@ -1,0 +1,128 @@
+"""Speed of ``arc2avatar drive`` (issue 16): tracking + fitting frames/s at 640×480 and rendering
+frames/s of the driven avatar at 512², as JSON.
+
+    python benchmarks/bench_drive.py --out drive.json                  # CPU; CUDA render if available
+    python benchmarks/bench_drive.py --out drive.json --frames 96 --device cuda
+
+The driver is the closed loop's performance (``testing.drive``: the astronaut photo-textured head,
+expressions, a ±20° turn and a nod) rendered at 480² and padded to 640×480, encoded as MP4. Timed:
+decoding, tracking (dlib) and fitting exactly as ``drive`` runs them (``drive.run.track_video`` +
+``FrameFitter``), then posing (``FaceRig`` + ``avatar.pose``) and rasterising the photo-textured
+splat avatar (``--face-levels``; the demo's template) from the frontal camera at ``--size``.
+Rendering uses gsplat on CUDA when it is installed, else our PyTorch rasteriser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", help="write the JSON here too")
+    parser.add_argument("--frames", type=int, default=64, help="frames of the driver video")
+    parser.add_argument("--render-frames", type=int, default=32, help="frames rendered for the render figure")
+    parser.add_argument("--size", type=int, default=512, help="render size, pixels")
+    parser.add_argument("--face-levels", type=int, default=1, help="template face subdivision of the avatar")
+    parser.add_argument("--device", default="auto", help="render device: auto, cpu or cuda")
+    args = parser.parse_args()
+
+    from arc2avatar.avatar.pose import HeadPose, pose_splats
+    from arc2avatar.cameras.model import orbit_cameras
+    from arc2avatar.drive.fit import DriveCamera, FitConfig, FrameFitter, landmark_model
+    from arc2avatar.drive.landmarks import template_landmarks
+    from arc2avatar.drive.run import track_video
+    from arc2avatar.testing.drive import (
+        KnownPerformance,
+        known_sequence,
+        render_textured_driver,
+    )
+    from arc2avatar.drive.track import TrackConfig
+    from arc2avatar.drive.video import probe_video
+    from arc2avatar.testing.photos import astronaut_photo, photo_avatar
+    from arc2avatar.identity.dlib_faces import DlibFaceDetector
+    from arc2avatar.avatar.rig import FaceRig, setup_for_avatar
+    from arc2avatar.avatar.media import write_video
+    from arc2avatar.avatar.model import Avatar
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    photo = astronaut_photo()
+    keypoints = DlibFaceDetector().largest_face(photo).keypoints
+    sequence = known_sequence(KnownPerformance(frames=args.frames))
+    square = render_textured_driver(photo, keypoints, sequence, 480, radius=3.2)
+    frames = np.pad(square, ((0, 0), (0, 0), (80, 80), (0, 0)), constant_values=255)  # (T, 480, 640, 3)
+    result: dict = {"device_render": str(device), "cpu": platform.processor() or platform.machine(),
+                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "load_average_before": list(os.getloadavg())}
+    with tempfile.TemporaryDirectory() as folder:
+        video = Path(folder) / "driver.mp4"
+        write_video(frames, video, fps=int(sequence.fps), quality=8)
+        info = probe_video(video)
+        cpu_start = time.process_time()
+        tracked, decode_s, track_s = track_video(info, 1.0, TrackConfig())
+        track_cpu_s = time.process_time() - cpu_start
+    avatar = photo_avatar(photo, keypoints, face_levels=args.face_levels)
+    setup = setup_for_avatar(avatar)
+    head = setup.upsampled.head
+    points, vertex_index = template_landmarks(head)
+    config = FitConfig()
+    fitter = FrameFitter(landmark_model(head, points, vertex_index, config.expressions),
+                         DriveCamera(info.size[0], info.size[1], config), config)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    fitter.set_neutral(tracked[0].landmarks)
+    fitted = [fitter.fit(t.landmarks) for t in tracked if t.landmarks is not None]
+    fit_s, fit_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+    count = len(tracked)
+    result.update({
+        "video_size": list(info.size), "frames": count, "frames_without_face": count - len(fitted),
+        "decode_fps": count / decode_s, "track_fps": count / track_s, "fit_fps": count / fit_s,
+        "track_fit_fps": count / (track_s + fit_s), "decode_track_fit_fps": count / (decode_s + track_s + fit_s),
+        # CPU time of this process (ffmpeg's decoding runs in its own process): the figure an idle core gives
+        "track_fit_fps_per_cpu_second": count / (track_cpu_s + fit_cpu_s),
+    })
+
+    rig = FaceRig(avatar.splats.to(device), setup)
+    camera = orbit_cameras(4.5, 90.0, 0.0, 0.7, args.size, args.size).to(device)
+    weights = torch.zeros(head.num_expressions)
+    pose_s = raster_s = 0.0
+    render_cpu_start = time.process_time()
+    n = min(args.render_frames, len(fitted))
+    for index in range(-2, n):  # two warm-up frames
+        f = fitted[max(index, 0)]
+        for name, value in zip(config.expressions, f.weights):
+            weights[head.expression_names.index(name)] = float(value)
+        t0 = time.perf_counter()
+        splats = pose_splats(rig.pose(weights), HeadPose(yaw_deg=float(sequence.head_pose[max(index, 0), 0])))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        image = Avatar(splats, avatar.template).render_cameras(camera)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        if index >= 0:
+            pose_s, raster_s = pose_s + t1 - t0, raster_s + t2 - t1
+    result.update({
+        "render_size": args.size, "splats": int(avatar.splats.means.shape[0]), "render_frames": n,
+        "pose_fps": n / pose_s, "raster_fps": n / raster_s, "render_fps": n / (pose_s + raster_s),
+        "render_fps_per_cpu_second": (n + 2) / (time.process_time() - render_cpu_start) if device.type == "cpu" else None,
+        "image_mean": float(image.mean()), "load_average_after": list(os.getloadavg()),
+    })
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""``arc2avatar drive``: an avatar driven by a face video (docs/driving.md).
+
+Argument parsing only; the work is in ``arc2avatar.drive.run.drive``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+
+
+def _run(args: argparse.Namespace) -> int:
+    from arc2avatar.drive.run import DriveConfig, drive
+
+    config = replace(DriveConfig(), size=args.size)
+    if args.expressions:
+        names = tuple(n.strip() for n in args.expressions.split(",") if n.strip())
+        config = replace(config, fit=replace(config.fit, expressions=names))
+    result = drive(args.avatar, args.video, args.out, sequence_out=args.sequence_out, side_by_side=args.side_by_side,
+                   pose=not args.no_pose, neutral_frame=args.neutral_frame, smooth=args.smooth, start=args.start,
+                   end=args.end, config=config, progress=not args.quiet)
+    report = result.report
+    print(json.dumps({k: report[k] for k in ("frames", "frames_without_face", "mean_confidence", "stage_fps")}, indent=1))
+    print(f"wrote {args.out}" + (f" and {args.sequence_out}" if args.sequence_out else "")
+          + f" (report: {result.paths['report']})")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("drive", help="drive an avatar with a face video (tracking → expressions, head pose)",
+                                   description="Track the face in VIDEO (dlib's 68 landmarks), fit head pose and "
+                                               "expression weights per frame and render the driven avatar.")
+    parser.add_argument("avatar", help="an avatar folder written by `arc2avatar create` (built-in template)")
+    parser.add_argument("video", help="the driving video (MP4, MOV, AVI, MKV, WebM…)")
+    parser.add_argument("-o", "--out", required=True, help="the driven video (.mp4); a .report.json goes beside it")
+    parser.add_argument("--sequence-out", help="also write the fitted sequence (JSON) for `animate --sequence`")
+    parser.add_argument("--side-by-side", action="store_true", help="show the input frame and its landmarks too")
+    parser.add_argument("--no-pose", action="store_true", help="expressions only: the avatar keeps facing the camera")
+    parser.add_argument("--neutral-frame", type=int, help="frame with the actor's resting face (default: the first "
+                                                          "frame with a face)")
+    parser.add_argument("--smooth", type=float, default=1.0, help="landmark smoothing strength (0 = off; default 1)")
+    parser.add_argument("--start", type=float, help="start time in the video, seconds")
+    parser.add_argument("--end", type=float, help="end time in the video, seconds")
+    parser.add_argument("--size", type=int, default=512, help="size of the rendered avatar frames, pixels")
+    parser.add_argument("--expressions", help="comma-separated blendshapes to fit (default: jaw_open, smile, "
+                                              "blink_left, blink_right, brow_raise)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=_run)

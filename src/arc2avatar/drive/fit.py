@@ -1,0 +1,271 @@
+"""Per-frame fit of head pose and expression weights to 68 tracked landmarks (docs/driving.md).
+
+The model of landmark i in a frame, in the built-in template's world frame
+(``arc2avatar.cameras.model``: z up, face toward +y):
+
+    X_i(w) = L_i + δ_i + Σ_k w_k · B_ik          (template point + actor offset + blendshapes)
+    p_i    = s · R · X_i(w) + t                  (head pose, ``arc2avatar.avatar.pose``)
+    u_i    = π(p_i)                              (the drive camera: frontal, pinhole)
+
+``L`` are the template's landmark vertices (``landmarks.template_landmark_vertices``), ``B`` their
+rows of the expression basis, ``R`` a rotation (fitted as an axis-angle vector), ``t = (t_x, 0,
+t_z)`` (depth is taken up by the scale ``s``: under a distant camera the two are nearly the same
+thing). The drive camera looks at the origin from ``radius`` in front of the face with vertical
+field of view ``fovy`` (a webcam at arm's length; ``FitConfig``).
+
+Each frame solves one regularised, bounded non-linear least-squares problem (scipy's
+``least_squares``, trust-region reflective): residuals are landmark reprojection errors in units
+of the inter-ocular distance (so the settings do not depend on the video's resolution), the jaw
+contour weighted by ``contour_weight``, plus ``expression_prior · w`` (a ridge toward neutral)
+and ``smoothness · (w − w_previous)``; weights are bounded to ``[lower, upper]``. Frames are
+warm-started from the previous one.
+
+**Neutral.** An actor's face is not the template's: at the neutral frame (the first frame with a
+face, or ``--neutral-frame``) the pose is fitted with zero expression and the remaining
+residual of each landmark is lifted back into the template frame as the actor's offset ``δ_i``
+(at the landmark's depth, in the image plane), a few times over. Afterwards the actor's resting
+face is exactly zero expression.
+
+Written by hand: the model and the residuals (ours); the solver is scipy's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.spatial.transform import Rotation
+
+from arc2avatar.drive.landmarks import (
+    EYE_IMAGE_LEFT,
+    EYE_IMAGE_RIGHT,
+    JAW_CONTOUR,
+    NUM_LANDMARKS,
+)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Fitting settings.
+
+    Attributes:
+        radius: distance of the drive camera from the head centre, world units (4.5 ≈ 63 cm,
+            the animation camera's).
+        fovy: the drive camera's vertical field of view, radians (0.7 ≈ 40°, a webcam's).
+        expressions: the blendshapes fitted (built-in names); others stay 0. The default five
+            are the ones the closed loop checks; ``frown``, ``pucker``, ``mouth_left`` and
+            ``mouth_right`` can be added (``--expressions``) but trade off against them on 68
+            landmarks; ``cheek_puff`` is invisible to 68 landmarks (docs/driving.md).
+        lower, upper: bounds of every weight.
+        expression_prior: ridge weight pulling weights to 0 (per unit weight, in inter-ocular
+            distances).
+        smoothness: weight of the change from the previous frame's weights.
+        contour_weight: weight of the jaw-contour landmarks (0–16) relative to the others.
+        neutral_iterations: pose/offset alternations at the neutral frame.
+        max_evaluations: cap on residual evaluations per frame.
+    """
+
+    radius: float = 4.5
+    fovy: float = 0.7
+    expressions: tuple[str, ...] = ("jaw_open", "smile", "blink_left", "blink_right", "brow_raise")
+    lower: float = 0.0
+    upper: float = 1.0
+    expression_prior: float = 0.01
+    smoothness: float = 0.0
+    contour_weight: float = 0.3
+    neutral_iterations: int = 3
+    max_evaluations: int = 60
+
+
+@dataclass
+class FramePose:
+    """A fitted frame: ``rotvec`` (3,) axis-angle radians, ``translation`` (3,) world units
+    (y = 0), ``scale``, ``weights`` (K,) in ``LandmarkModel.names`` order, ``rms`` the landmark
+    reprojection error in inter-ocular distances."""
+
+    rotvec: np.ndarray
+    translation: np.ndarray
+    scale: float
+    weights: np.ndarray
+    rms: float = 0.0
+
+    def rotation(self) -> np.ndarray:
+        return Rotation.from_rotvec(self.rotvec).as_matrix()
+
+
+@dataclass
+class LandmarkModel:
+    """The template side of the fit: ``points`` (68, 3) neutral landmark positions, ``basis``
+    (68, 3, K) their blendshape displacements for ``names``, ``offsets`` (68, 3) the actor's
+    neutral offsets (zero until ``neutral_offsets``)."""
+
+    points: np.ndarray
+    basis: np.ndarray
+    names: tuple[str, ...]
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros((NUM_LANDMARKS, 3)))
+
+    def shape(self, weights: np.ndarray) -> np.ndarray:
+        """(68, 3) landmark positions with the offsets and ``weights``."""
+        return self.points + self.offsets + self.basis @ weights
+
+
+def landmark_model(head, points_l3: np.ndarray, vertex_index: np.ndarray, names: tuple[str, ...]) -> LandmarkModel:
+    """The ``LandmarkModel`` of a ``HeadModel``: landmarks at ``points_l3`` moving with the
+    blendshapes of the vertices ``vertex_index`` (``landmarks.template_landmarks``)."""
+    missing = [n for n in names if n not in head.expression_names]
+    if missing:
+        from arc2avatar.errors import InputError
+
+        raise InputError(f"template {head.name} has no expression(s) {', '.join(missing)} to fit")
+    columns = [head.expression_names.index(n) for n in names]
+    points = np.asarray(points_l3, dtype=np.float64)
+    basis = head.expression_basis.detach().cpu().double().numpy()[vertex_index][:, :, columns]
+    return LandmarkModel(points, basis, tuple(names))
+
+
+class DriveCamera:
+    """The frontal pinhole camera of the fit for a frame of ``width`` × ``height`` pixels."""
+
+    def __init__(self, width: int, height: int, config: FitConfig) -> None:
+        from arc2avatar.cameras.model import orbit_cameras
+
+        camera = orbit_cameras(config.radius, 90.0, 0.0, config.fovy, width, height)
+        self.viewmat = camera.viewmats[0].double().numpy()  # (4, 4) world → OpenCV camera
+        self.K = camera.Ks[0].double().numpy()
+
+    def project(self, points_n3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 2) pixel indices (pixel (i, j) centred at (j, i), as dlib reports) and (N,) depths."""
+        cam = points_n3 @ self.viewmat[:3, :3].T + self.viewmat[:3, 3]
+        uv = cam @ self.K.T
+        return uv[:, :2] / uv[:, 2:3] - 0.5, cam[:, 2]
+
+
+def landmark_weights(config: FitConfig) -> np.ndarray:
+    """(68,) residual weights: ``contour_weight`` on the jaw contour, 1 elsewhere."""
+    weights = np.ones(NUM_LANDMARKS)
+    weights[list(JAW_CONTOUR)] = config.contour_weight
+    return weights
+
+
+def interocular(landmarks_682: np.ndarray) -> float:
+    """Distance of the two eye centres, pixels (the residuals' unit)."""
+    left = landmarks_682[list(EYE_IMAGE_LEFT)].mean(axis=0)
+    right = landmarks_682[list(EYE_IMAGE_RIGHT)].mean(axis=0)
+    return max(float(np.linalg.norm(left - right)), 1.0)
+
+
+class FrameFitter:
+    """Fits ``FramePose`` to landmarks, frame after frame (warm-started).
+
+    >>> fitter = FrameFitter(model, DriveCamera(640, 480, cfg), cfg)
+    >>> fitter.set_neutral(landmarks_at_rest)
+    >>> pose = fitter.fit(landmarks)
+    """
+
+    def __init__(self, model: LandmarkModel, camera: DriveCamera, config: FitConfig = FitConfig()) -> None:
+        self.model, self.camera, self.config = model, camera, config
+        self.weights_l = landmark_weights(config)
+        self.previous: FramePose | None = None
+
+    # parameters: rotvec (3), tx, tz, log scale, weights (K)
+    def _unpack(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        return x[:3], np.array([x[3], 0.0, x[4]]), float(np.exp(x[5])), x[6:]
+
+    def _project(self, x: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        rotvec, translation, scale, w = self._unpack(x)
+        shape = self.model.shape(w if weights is None else weights)
+        world = scale * shape @ Rotation.from_rotvec(rotvec).as_matrix().T + translation
+        return self.camera.project(world)[0]
+
+    def _initial(self, landmarks: np.ndarray) -> np.ndarray:
+        """A first guess: no rotation, scale and position from the landmarks' spread and centre."""
+        k = len(self.model.names)
+        x = np.zeros(6 + k)
+        projected = self._project(x)
+        spread = np.ptp(landmarks, axis=0).mean() / max(np.ptp(projected, axis=0).mean(), 1e-6)
+        x[5] = np.log(spread)
+        centre_px = landmarks.mean(axis=0) - self._project(x).mean(axis=0)
+        focal = self.camera.K[0, 0]
+        x[3] = -centre_px[0] * self.config.radius / focal  # world +x appears to the image's left
+        x[4] = -centre_px[1] * self.config.radius / focal  # world +z is up, image y is down
+        return x
+
+    def _solve(self, landmarks: np.ndarray, x0: np.ndarray, fit_expression: bool) -> np.ndarray:
+        cfg = self.config
+        unit = interocular(landmarks)
+        k = len(self.model.names)
+        sqrt_w = np.sqrt(self.weights_l)[:, None]
+        previous_w = self.previous.weights if self.previous is not None else np.zeros(k)
+
+        if fit_expression:
+            def residuals(x: np.ndarray) -> np.ndarray:
+                r = ((self._project(x) - landmarks) / unit * sqrt_w).ravel()
+                w = x[6:]
+                return np.concatenate([r, cfg.expression_prior * w, cfg.smoothness * (w - previous_w)])
+
+            lower = np.concatenate([np.full(6, -np.inf), np.full(k, cfg.lower)])
+            upper = np.concatenate([np.full(6, np.inf), np.full(k, cfg.upper)])
+            start = x0.copy()
+            start[6:] = np.clip(start[6:], cfg.lower + 1e-9, cfg.upper - 1e-9)
+            result = least_squares(residuals, start, bounds=(lower, upper), method="trf", x_scale="jac",
+                                   max_nfev=cfg.max_evaluations)
+            return result.x
+        zeros = np.zeros(k)
+
+        def pose_residuals(p: np.ndarray) -> np.ndarray:
+            return ((self._project(np.concatenate([p, zeros]), zeros) - landmarks) / unit * sqrt_w).ravel()
+
+        result = least_squares(pose_residuals, x0[:6], method="lm", max_nfev=cfg.max_evaluations * 4)
+        return np.concatenate([result.x, zeros])
+
+    def _pose(self, x: np.ndarray, landmarks: np.ndarray) -> FramePose:
+        rotvec, translation, scale, w = self._unpack(x)
+        rms = float(np.sqrt((((self._project(x) - landmarks) / interocular(landmarks)) ** 2).sum(-1).mean()))
+        return FramePose(rotvec.copy(), translation, scale, w.copy(), rms)
+
+    def set_neutral(self, landmarks_682: np.ndarray) -> FramePose:
+        """Fit the neutral frame (zero expression) and set the actor's offsets ``δ`` from it."""
+        landmarks = np.asarray(landmarks_682, dtype=np.float64)
+        self.model.offsets = np.zeros_like(self.model.points)
+        x = self._initial(landmarks)
+        for _ in range(self.config.neutral_iterations):
+            x = self._solve(landmarks, x, fit_expression=False)
+            rotvec, translation, scale, _ = self._unpack(x)
+            rotation = Rotation.from_rotvec(rotvec).as_matrix()
+            shape = self.model.shape(np.zeros(len(self.model.names)))
+            world = scale * shape @ rotation.T + translation
+            pixels, depth = self.camera.project(world)
+            focal = self.camera.K[0, 0]
+            # image-plane residual at each landmark's depth, back in world then template units
+            cam_delta = np.concatenate([(landmarks - pixels) * depth[:, None] / focal, np.zeros((NUM_LANDMARKS, 1))], 1)
+            world_delta = cam_delta @ self.camera.viewmat[:3, :3]  # camera → world (transpose of R_cw)
+            self.model.offsets = self.model.offsets + world_delta @ rotation / scale
+        neutral = self._pose(x, landmarks)
+        self.previous = neutral
+        return neutral
+
+    def fit(self, landmarks_682: np.ndarray) -> FramePose:
+        """The pose and weights of one frame's (68, 2) landmarks (pixel indices)."""
+        landmarks = np.asarray(landmarks_682, dtype=np.float64)
+        if self.previous is None:
+            x0 = self._solve(landmarks, self._initial(landmarks), fit_expression=False)
+        else:
+            p = self.previous
+            x0 = np.concatenate([p.rotvec, [p.translation[0], p.translation[2], np.log(p.scale)], p.weights])
+        x = self._solve(landmarks, x0, fit_expression=True)
+        pose = self._pose(x, landmarks)
+        self.previous = pose
+        return pose
+
+
+__all__ = [
+    "DriveCamera",
+    "FitConfig",
+    "FrameFitter",
+    "FramePose",
+    "LandmarkModel",
+    "interocular",
+    "landmark_model",
+    "landmark_weights",
+]

