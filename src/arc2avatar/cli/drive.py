@@ -27,8 +27,14 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+# The command(s) this module adds, with their one-line help (main.py lists them without importing more).
+COMMANDS: dict[str, str] = {
+    "drive": "drive an avatar with a face video (tracking → expressions, head pose)",
+}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("drive", help="drive an avatar with a face video (tracking → expressions, head pose)",
+    parser = subparsers.add_parser("drive", help=COMMANDS["drive"],
                                    description="Track the face in VIDEO (dlib's 68 landmarks), fit head pose and "
                                                "expression weights per frame and render the driven avatar.")
     parser.add_argument("avatar", help="an avatar folder written by `arc2avatar create` (built-in template)")
