@@ -103,3 +103,45 @@ def test_output_files_never_land_on_inputs_or_in_a_bundle(tmp_path) -> None:
     with pytest.raises(InputError, match="is a folder"):
         check_output_file(tmp_path / "out", bundles=[bundle])
     assert check_output_file(tmp_path / "out" / "turntable.mp4", bundles=[bundle]).name == "turntable.mp4"
+
+
+def _fake_avatar(tmp_path):
+    out = tmp_path / "out"
+    (out / "avatar").mkdir(parents=True)
+    for name in ("avatar/avatar.json", "avatar/splats.safetensors", "avatar.ply", "config.yaml"):
+        (out / name).write_text("original")
+    return out
+
+
+def test_a_second_demo_on_a_locked_folder_stops_with_one_line(tmp_path, capsys) -> None:
+    out = tmp_path / "demo"
+    with folder_lock(out):
+        code = main(["demo", "-o", str(out), "--set", "iterations=2", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and "in use by another arc2avatar run" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == [".arc2avatar.lock"]  # nothing of the refused run
+
+
+@pytest.mark.parametrize("argv", [
+    ["template", "-o", "{out}"],
+    ["render", "{out}", "-o", "{out}/avatar/splats.safetensors"],
+    ["render", "{out}/avatar", "-o", "{out}/avatar/avatar.json", "--sheet"],
+    ["render", "{out}", "-o", "{out}/config.yaml"],
+    ["render", "{out}/avatar.ply", "-o", "{out}/avatar.ply"],
+    ["viewer", "{out}", "-o", "{out}/avatar/viewer.html"],
+    ["viewer", "{out}", "-o", "{out}/avatar.ply"],
+])
+def test_derived_outputs_never_replace_the_avatars_own_files(tmp_path, capsys, argv) -> None:
+    out = _fake_avatar(tmp_path)
+    code = main([a.format(out=out) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("arc2avatar: error:") and len(err.strip().splitlines()) == 1, err
+    assert all(p.read_text() == "original" for p in out.rglob("*") if p.is_file())
+    assert not (out / "avatar" / "viewer.html").exists()
+
+
+@pytest.mark.parametrize("flag,value", [("--frames", "0"), ("--size", "0"), ("--fps", "0"), ("--polar", "nan")])
+def test_render_settings_are_checked_before_loading(tmp_path, capsys, flag, value) -> None:
+    out = _fake_avatar(tmp_path)
+    assert main(["render", str(out), flag, value]) == 1
+    assert "render:" in capsys.readouterr().err

@@ -11,15 +11,17 @@ loaded, so a bad path fails in a second with a message naming it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
 
+from arc2avatar._guard import folder_lock
 from arc2avatar.errors import InputError
 from arc2avatar.pipeline.config import CreateConfig, load_yaml, from_dict, save_yaml
 from arc2avatar.pipeline.outputs import (
@@ -101,6 +103,19 @@ def make_out_dir(out_dir: Path) -> None:
         probe.unlink()
     except OSError as error:
         raise InputError(f"cannot write into {out_dir}: {error.strerror}") from error
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: Path, resume: bool) -> Iterator[None]:
+    """Create the output folder and hold its exclusive lock (``_guard.folder_lock``) for the run.
+
+    A second run on the same folder stops at once with one line; the folder's state is checked
+    again under the lock (another run may have finished or left a checkpoint meanwhile).
+    """
+    make_out_dir(out_dir)
+    with folder_lock(out_dir):
+        check_out_dir(out_dir, resume)
+        yield
 
 
 def load_run_config(
@@ -250,20 +265,20 @@ def create(
         _check_flame(config)
     paths = resolve_weights(WeightsConfig(root=weights, lora=lora_path), need={"prior", "identity", "detector"})
     device = pick_device(config.device)
-    make_out_dir(out_dir)
-    if not resume:
-        save_yaml(config, out_dir / CONFIG_NAME, header=f"arc2avatar create — resolved config (preset {config.preset})")
-    identity = embed_photos(photo_paths, paths)
-    np.save(out_dir / "identity.npy", identity.vector)
-    prior = Arc2FaceGuidance.from_pretrained(
-        paths, torch.from_numpy(identity.vector), device=device, lora=lora_path, config=config.prior,
-        accel=config.accel,
-    )
-    setup = build_head(config.template)
-    avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress)
-    metrics["photos"] = [str(p) for p in identity.photos_used]
-    files = _finish(out_dir, avatar, config, metrics, setup)
-    return CreateResult(out_dir, avatar, files, metrics)
+    with run_lock(out_dir, resume):
+        if not resume:
+            save_yaml(config, out_dir / CONFIG_NAME, header=f"arc2avatar create — resolved config (preset {config.preset})")
+        identity = embed_photos(photo_paths, paths)
+        np.save(out_dir / "identity.npy", identity.vector)
+        prior = Arc2FaceGuidance.from_pretrained(
+            paths, torch.from_numpy(identity.vector), device=device, lora=lora_path, config=config.prior,
+            accel=config.accel,
+        )
+        setup = build_head(config.template)
+        avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress)
+        metrics["photos"] = [str(p) for p in identity.photos_used]
+        files = _finish(out_dir, avatar, config, metrics, setup)
+        return CreateResult(out_dir, avatar, files, metrics)
 
 
 # What a photo demo adds to the cpu-smoke preset (before the user's --set, which wins): the smoke
@@ -311,19 +326,19 @@ def demo(
         overrides = [*PHOTO_DEMO_OVERRIDES, *overrides]
     config = load_run_config(out_dir, resume, preset, config_path, overrides)
     device = pick_device(config.device)
-    make_out_dir(out_dir)
-    if not resume:
-        save_yaml(config, out_dir / CONFIG_NAME, header=f"arc2avatar demo — resolved config (preset {config.preset})")
-    setup = build_head(config.template)
-    target = default_target(setup.upsampled.head, photo=image, face_triangles=setup.upsampled.num_face_triangles,
-                            photo_keypoints=keypoints).to(device)
-    prior = OraclePrior(target, config.prior, _latent_encoder(config))
-    avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress)
-    metrics["heldout"] = heldout_metrics(avatar, target, config)
-    if photo_info:
-        metrics["photo"] = photo_info
-    files = _finish(out_dir, avatar, config, metrics, setup)
-    return CreateResult(out_dir, avatar, files, metrics)
+    with run_lock(out_dir, resume):
+        if not resume:
+            save_yaml(config, out_dir / CONFIG_NAME, header=f"arc2avatar demo — resolved config (preset {config.preset})")
+        setup = build_head(config.template)
+        target = default_target(setup.upsampled.head, photo=image, face_triangles=setup.upsampled.num_face_triangles,
+                                photo_keypoints=keypoints).to(device)
+        prior = OraclePrior(target, config.prior, _latent_encoder(config))
+        avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress)
+        metrics["heldout"] = heldout_metrics(avatar, target, config)
+        if photo_info:
+            metrics["photo"] = photo_info
+        files = _finish(out_dir, avatar, config, metrics, setup)
+        return CreateResult(out_dir, avatar, files, metrics)
 
 
 def heldout_metrics(avatar: Avatar, target: Any, config: CreateConfig) -> dict[str, Any]:
@@ -408,17 +423,29 @@ def make_template(
     overrides: Sequence[str] = (),
     progress: bool = True,
 ) -> CreateResult:
-    """The mean-face-initialised avatar of a template (no prior): PLY, bundle, 8-view sheet."""
-    from arc2avatar.cameras.model import orbit_cameras
-    from arc2avatar.pipeline.media import write_json, write_sheet
+    """The mean-face-initialised avatar of a template (no prior): PLY, bundle, 8-view sheet.
+
+    ``out_dir`` may not hold an avatar already (finished or not); it is locked while written.
+    """
+    from arc2avatar.pipeline.safety import check_template_out
 
     out_dir = Path(out_dir)
+    check_template_out(out_dir)
     flame_overrides = _flame_overrides(flame, flame_masks)
     config = resolve_config(preset, None, [*flame_overrides, *overrides])
     if config.template.kind == "flame":
         _check_flame(config)
-    out_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(config.device)
+    make_out_dir(out_dir)
+    with folder_lock(out_dir):
+        check_template_out(out_dir)  # again under the lock
+        return _write_template(out_dir, config, device, progress)
+
+
+def _write_template(out_dir: Path, config: CreateConfig, device: torch.device, progress: bool) -> CreateResult:
+    from arc2avatar.cameras.model import orbit_cameras
+    from arc2avatar.pipeline.media import write_json, write_sheet
+
     setup = build_head(config.template)
     splats, stats = fit_mean_face(
         setup, initial_splats(setup, config.splat_init), config.meanface, config.face_cameras,
@@ -444,10 +471,25 @@ def render_avatar(
     polar_deg: float = 90.0,
     fps: int = 30,
 ) -> Path:
-    """Re-render a saved avatar: a turntable video (or, with ``turntable=False``, the 16-view sheet)."""
-    from arc2avatar.cameras.samplers import ViewRings, test_ring_cameras
-    from arc2avatar.pipeline.media import write_sheet, write_video
+    """Re-render a saved avatar: a turntable video (or, with ``turntable=False``, the 16-view sheet).
 
+    ``out`` may not be the avatar's input, one of its folder's own files or lie in its bundle.
+    """
+    from arc2avatar.cameras.samplers import ViewRings, test_ring_cameras
+    from arc2avatar.pipeline.config import MAX_RESOLUTION
+    from arc2avatar.pipeline.media import write_sheet, write_video
+    from arc2avatar.pipeline.safety import check_derived_output
+
+    problems = [m for ok, m in (
+        (8 <= size <= MAX_RESOLUTION, f"--size must be in 8..{MAX_RESOLUTION} px (got {size})"),
+        (1 <= frames <= 100_000, f"--frames must be in 1..100000 (got {frames})"),
+        (1 <= fps <= 240, f"--fps must be in 1..240 (got {fps})"),
+        (np.isfinite(polar_deg) and 0.0 < polar_deg < 180.0, f"--polar must be in (0, 180) degrees (got {polar_deg})"),
+    ) if not ok]
+    if problems:
+        raise InputError("render: " + "; ".join(problems))
+    if out is not None:
+        check_derived_output(out, avatar_dir)
     avatar = Avatar.load(avatar_dir, device=pick_device("auto"))
     base = Path(avatar_dir) if Path(avatar_dir).is_dir() else Path(avatar_dir).parent
     if turntable:
