@@ -51,6 +51,11 @@ T = TypeVar("T")
 # px, largest render side accepted: the prior is SD-1.5 at 512², and 4 views at 2048² already need
 # ≈ 16× its memory (3.3 GB on a GPU at 512², docs/benchmarks.md).
 MAX_RESOLUTION = 2048
+# Largest seed: torch generators take 64-bit seeds and the run also seeds with seed + 1.
+MAX_SEED = 2**63 - 2
+# Most subdivision levels of a template part (each ≈ ×4 vertices; 4 levels of the face already
+# exceed spec §3's 40–60K face vertices, and 12 would never finish).
+MAX_TEMPLATE_LEVELS = 5
 DOC_METADATA_KEY = "doc"  # field(metadata={"doc": "..."}) overrides the class docstring's entry.
 
 
@@ -78,6 +83,26 @@ for _char in "-+0123456789.":
 
 def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 — a SafeLoader subclass
+
+
+# ─────────────────────────────── generic: value checks (issue 19) ───────────────────────────────
+
+
+def nonfinite_fields(cfg: Any, prefix: str = "") -> list[str]:
+    """One message per float field of a (nested) config that is NaN or ±inf, by dotted name.
+
+    Generic: every float of every group, inside tuples and mappings too. A config's own range
+    checks (its ``__post_init__`` or ``validate``) come on top of this one.
+    """
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return [m for f in dataclasses.fields(cfg) for m in nonfinite_fields(getattr(cfg, f.name), f"{prefix}{f.name}.")]
+    if isinstance(cfg, Mapping):
+        return [m for k, v in cfg.items() for m in nonfinite_fields(v, f"{prefix}{k}.")]
+    if isinstance(cfg, (list, tuple)):
+        return [m for i, v in enumerate(cfg) for m in nonfinite_fields(v, f"{prefix.rstrip('.')}[{i}].")]
+    if isinstance(cfg, float) and not math.isfinite(cfg):
+        return [f"{prefix.rstrip('.')} must be a finite number (got {cfg})"]
+    return []
 
 
 # ─────────────────────────────── generic: dataclass <-> plain data ───────────────────────────────
@@ -765,6 +790,8 @@ def validate(cfg: CreateConfig) -> CreateConfig:
         if not ok:
             problems.append(message)
 
+    problems += nonfinite_fields(cfg)
+    need(0 <= cfg.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED} (got {cfg.seed})")
     need(cfg.iterations >= 1, f"iterations must be ≥ 1 (got {cfg.iterations})")
     need(cfg.resolution >= 8 and cfg.resolution % 8 == 0,
          f"resolution must be a positive multiple of 8 (the VAE downsamples ×8), got {cfg.resolution}")
@@ -787,6 +814,11 @@ def validate(cfg: CreateConfig) -> CreateConfig:
          "e.g. --set template.flame_path=flame2023_Open.pkl")
     need(cfg.template.face_levels >= 0 and cfg.template.rest_levels >= 0, "template levels must be ≥ 0")
     need(cfg.meanface.iterations >= 0, "meanface.iterations must be ≥ 0")
+    need(cfg.meanface.head_iterations >= 0, "meanface.head_iterations must be ≥ 0")
+    need(cfg.meanface.views_per_step >= 1, f"meanface.views_per_step must be ≥ 1 (got {cfg.meanface.views_per_step})")
+    need(cfg.meanface.lr_scale > 0, f"meanface.lr_scale must be > 0 (got {cfg.meanface.lr_scale})")
+    need(cfg.template.face_levels <= MAX_TEMPLATE_LEVELS and cfg.template.rest_levels <= MAX_TEMPLATE_LEVELS,
+         f"template levels must be ≤ {MAX_TEMPLATE_LEVELS} (each level ≈ ×4 vertices)")
     need(0.0 <= cfg.meanface.dssim_weight <= 1.0, "meanface.dssim_weight must be in [0, 1]")
     need(cfg.meanface.resolution >= 8, "meanface.resolution must be ≥ 8")
     for name in ("tv_rgb", "tv_disparity", "scale", "face_position", "face_laplacian"):

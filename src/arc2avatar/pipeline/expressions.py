@@ -125,10 +125,13 @@ def parse_assignments(text: str, what: str = "--set") -> dict[str, float]:
         try:
             if not sep or not name.strip():
                 raise ValueError
-            out[name.strip()] = float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError
+            out[name.strip()] = number
         except ValueError:
-            raise InputError(f"{what}: cannot read {item!r}; write NAME=NUMBER pairs separated by commas, "
-                             "e.g. smile=0.8,jaw_open=0.5") from None
+            raise InputError(f"{what}: cannot read {item!r}; write NAME=NUMBER pairs (finite numbers) separated "
+                             "by commas, e.g. smile=0.8,jaw_open=0.5") from None
     return out
 
 
@@ -138,13 +141,29 @@ def _name_list(names: list[str]) -> str:
     return ", ".join(names)
 
 
+# Largest |weight| of an expression component: blendshape weights live in about [−3, 3] (FLAME's
+# PCA coefficients in standard deviations; the built-in template's in [0, 1]); far beyond, the
+# face turns inside out, and NaN/inf would render nothing.
+MAX_EXPRESSION_WEIGHT = 10.0
+# Largest |component| of a joint's axis-angle pose, radians (a full turn).
+MAX_POSE_RADIANS = 2 * math.pi
+
+
 def expression_coefficients(head: HeadModel, expression: Mapping[str, float] | Tensor | None) -> Tensor:
-    """(E,) float32 coefficients; unknown names raise one ``InputError`` listing the valid ones."""
+    """(E,) float32 coefficients; unknown names raise one ``InputError`` listing the valid ones,
+    and so do non-finite weights or weights beyond ±``MAX_EXPRESSION_WEIGHT``."""
     if isinstance(expression, Tensor):
         if expression.shape != (head.num_expressions,):
             raise InputError(f"template {head.name} has {head.num_expressions} expression components, "
                              f"got a vector of shape {tuple(expression.shape)}")
+        if not bool((expression.float().abs() <= MAX_EXPRESSION_WEIGHT).all()):
+            raise InputError(f"expression weights must be finite and within ±{MAX_EXPRESSION_WEIGHT:g}")
         return expression.float()
+    bad = [f"{k}={v}" for k, v in (expression or {}).items()
+           if not isinstance(v, (int, float)) or not abs(float(v)) <= MAX_EXPRESSION_WEIGHT]
+    if bad:
+        raise InputError(f"expression weight(s) {', '.join(bad[:5])} must be finite numbers within "
+                         f"±{MAX_EXPRESSION_WEIGHT:g}")
     unknown = sorted(set(expression or {}) - set(head.expression_names))
     if unknown:
         raise InputError(f"unknown expression name(s) {', '.join(unknown)} for template {head.name}; "
@@ -162,9 +181,11 @@ def pose_tensors(head: HeadModel, pose: Mapping[str, Any] | None) -> dict[str, T
     if unknown:
         raise InputError(f"unknown pose(s) {', '.join(unknown)}; valid: {', '.join(head.pose_names)}")
     out = {name: torch.as_tensor(value, dtype=torch.float32).reshape(-1) for name, value in pose.items()}
-    bad = [name for name, value in out.items() if value.shape != (3,)]
+    bad = [name for name, value in out.items()
+           if value.shape != (3,) or not bool((value.abs() <= MAX_POSE_RADIANS).all())]
     if bad:
-        raise InputError(f"pose(s) {', '.join(bad)} must be axis-angle 3-vectors (radians)")
+        raise InputError(f"pose(s) {', '.join(bad)} must be finite axis-angle 3-vectors (radians, "
+                         f"each within ±{MAX_POSE_RADIANS:.3g})")
     return out
 
 
