@@ -43,6 +43,10 @@ from arc2avatar.head.upsample import blend_rows
 FLAME_KEYS: tuple[str, ...] = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table")
 _NPZ_MAGIC = b"PK\x03\x04"
 _ROOT_PARENT_SENTINELS = (-1, 4294967295)  # kintree_table[0, 0]: int -1 or uint32 max
+# Most bytes a FLAME file may hold once decompressed (a .npz) or read (a .pkl): FLAME 2023's
+# arrays are ≈ 60 MB as float64 (shapedirs 5023×3×400, posedirs 5023×3×36); 1 GiB leaves room
+# for the dense J_regressor and float64 everywhere, and stops a decompression bomb up front.
+MAX_FLAME_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -214,6 +218,8 @@ class _FlameUnpickler(pickle.Unpickler):
 def safe_unpickle(path: Path, what: str = "FLAME file") -> Any:
     """Unpickle ``path`` through the allow-list; every failure is an ``InputError`` naming it."""
     try:
+        if path.stat().st_size > MAX_FLAME_BYTES:
+            raise InputError(f"{what} {path} is larger than {MAX_FLAME_BYTES >> 20} MiB; not a FLAME model")
         data = path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{what} {path} does not exist: download it from flame.is.tue.mpg.de") from None
@@ -262,6 +268,41 @@ def _to_array(value: Any, key: str, path: Path) -> np.ndarray:
         raise InputError(f"FLAME file {path}: '{key}' is not an array ({type(value).__name__}: {error})") from None
 
 
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _check_npz_sizes(path: Path, limit: int = MAX_FLAME_BYTES) -> None:
+    """Refuse a ``.npz`` whose arrays would decompress beyond ``limit`` bytes, BEFORE decompressing.
+
+    Both the zip directory's sizes and each member's ``.npy`` header (shape × item size: numpy
+    allocates that much before reading) are checked; only the headers are decompressed.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            declared = sum(member.file_size for member in members)
+            if declared > limit:
+                raise InputError(f"FLAME file {path} would decompress to {declared >> 20} MiB (more than "
+                                 f"{limit >> 20} MiB); not a FLAME model")
+            total = 0
+            for member in members:
+                with archive.open(member) as handle:
+                    version = np.lib.format.read_magic(handle)
+                    read_header = _NPY_HEADER_READERS.get(version)
+                    if read_header is None:
+                        raise ValueError(f"{member.filename}: unsupported .npy version {version}")
+                    shape, _, dtype = read_header(handle)  # the header only
+                if dtype.hasobject:
+                    raise InputError(f"FLAME file {path}: {member.filename} holds Python objects (needs pickle); refused")
+                size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                total += size
+                if total > limit or size > member.file_size:
+                    raise InputError(f"FLAME file {path}: {member.filename} declares arrays larger than the file "
+                                     f"holds or than {limit >> 20} MiB; the file is corrupt")
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+        raise InputError(f"FLAME file {path} is not a readable .npz ({type(error).__name__}: {error})") from None
+
+
 def _read_raw(path: Path) -> Mapping[str, Any]:
     """The key → value mapping of a FLAME ``.pkl`` or converted ``.npz``."""
     try:
@@ -271,6 +312,7 @@ def _read_raw(path: Path) -> Mapping[str, Any]:
     except OSError as error:
         raise InputError(f"FLAME file {path} cannot be read: {error}") from None
     if head == _NPZ_MAGIC:
+        _check_npz_sizes(path)
         try:
             with np.load(path, allow_pickle=False) as npz:
                 return {key: npz[key] for key in npz.files}

@@ -78,7 +78,7 @@ def setup_for_avatar(
             "this avatar has no template binding (a bare .ply, or a bundle without template info); "
             "expressions need the avatar folder written by `arc2avatar create`"
         )
-    levels = {"face_levels": int(info.get("face_levels", 2)), "rest_levels": int(info.get("rest_levels", 1))}
+    levels = _template_levels(info)
     if kind == "builtin":
         config = TemplateConfig(kind="builtin", **levels)
     else:
@@ -101,6 +101,21 @@ def setup_for_avatar(
     setup = build_head(config)
     check_binding(avatar.splats, setup)
     return setup
+
+
+def _template_levels(info: Mapping[str, Any]) -> dict[str, int]:
+    """The bundle's subdivision levels, checked: integers in 0..``MAX_TEMPLATE_LEVELS`` (a crafted
+    ``avatar.json`` with 12 levels would otherwise build a template that never finishes)."""
+    from arc2avatar.pipeline.config import MAX_TEMPLATE_LEVELS
+
+    levels: dict[str, int] = {}
+    for key, default in (("face_levels", TemplateConfig.face_levels), ("rest_levels", TemplateConfig.rest_levels)):
+        value = info.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TEMPLATE_LEVELS:
+            raise InputError(f"the avatar's avatar.json has template.{key}={value!r}; expected an integer in "
+                             f"0..{MAX_TEMPLATE_LEVELS}: the bundle is corrupt")
+        levels[key] = value
+    return levels
 
 
 def check_binding(splats: GaussianSplats, setup: HeadSetup) -> None:

@@ -31,6 +31,7 @@ from typing import Any, Mapping
 from arc2avatar import __version__
 from arc2avatar._io import atomic_write_bytes, atomic_write_text
 from arc2avatar.errors import InputError
+from arc2avatar.splats.checks import check_splat_values
 from arc2avatar.splats.model import BUFFER_NAMES, PARAM_NAMES, GaussianSplats
 
 FORMAT_VERSION = 1
@@ -109,8 +110,10 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path} is missing: {directory} is not an avatar bundle (or was not fully written)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, too-long integers
         raise InputError(f"{path} is not valid JSON ({exc}); the bundle is corrupt") from None
+    except RecursionError:
+        raise InputError(f"{path} is nested too deeply to be an avatar manifest; the bundle is corrupt") from None
     if not isinstance(manifest, dict):
         raise InputError(f"{path} must hold a JSON object; the bundle is corrupt")
     version = manifest.get("format_version")
@@ -165,6 +168,7 @@ def load_bundle(directory: str | os.PathLike) -> Bundle:
         splats = GaussianSplats.from_tensors(tensors)
     except ValueError as exc:
         raise InputError(f"{splats_path}: {exc}; the bundle is corrupt") from None
+    check_splat_values(splats.to_tensors(), str(splats_path))
     counts = manifest["counts"]
     if counts.get("splats") != splats.num_splats or counts.get("face") != splats.num_face:
         raise InputError(
