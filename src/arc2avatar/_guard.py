@@ -102,6 +102,22 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
         handle.close()  # closing releases the flock
 
 
+def remove_stale_temporaries(folder: str | os.PathLike, subfolders: Iterable[str] = ()) -> list[Path]:
+    """Delete the temp files a killed writer left (``_io.atomic_path``'s ``.NAME.*.tmp``).
+
+    Call only while holding ``folder_lock(folder)``: then no live writer owns them.
+    """
+    removed: list[Path] = []
+    for where in (Path(folder), *(Path(folder) / s for s in subfolders)):
+        if not where.is_dir():
+            continue
+        for path in where.glob(".*.tmp"):
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
 def check_output_file(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (),
                       bundles: Iterable[str | os.PathLike] = ()) -> Path:
     """Refuse an output file that is an input, a folder, or lies inside an avatar's bundle folder."""

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Literal, Sequence
 import numpy as np
 import torch
 
-from arc2avatar._guard import folder_lock
+from arc2avatar._guard import folder_lock, remove_stale_temporaries
 from arc2avatar.errors import InputError
 from arc2avatar.pipeline.config import CreateConfig, load_yaml, from_dict, save_yaml
 from arc2avatar.pipeline.outputs import (
@@ -33,7 +33,7 @@ from arc2avatar.pipeline.outputs import (
 )
 from arc2avatar.pipeline.presets import resolve_config
 from arc2avatar.pipeline.template import HeadSetup, build_head, fit_mean_face, initial_splats
-from arc2avatar.pipeline.trainer import CHECKPOINT_NAME, Trainer
+from arc2avatar.pipeline.trainer import CHECKPOINT_NAME, LOG_NAME, Trainer, truncate_log
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ def check_out_dir(out_dir: Path, resume: bool) -> bool:
     """Check the output folder without touching it; returns True when a checkpoint will be resumed.
 
     A folder with an unfinished run needs ``resume``; a folder with a finished avatar is never
-    overwritten.
+    overwritten. ``resume`` on a run stopped before its first checkpoint starts it over (with the
+    saved settings: ``load_run_config``).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -90,6 +91,10 @@ def check_out_dir(out_dir: Path, resume: bool) -> bool:
     if has_checkpoint and not resume:
         raise InputError(f"{out_dir} holds an unfinished run: pass --resume to continue it, or choose another folder")
     if resume and not has_checkpoint:
+        if (out_dir / CONFIG_NAME).is_file():  # stopped before its first checkpoint: start over, same settings
+            log.warning("%s has no %s yet (the run stopped before writing one): starting over with its saved "
+                        "settings", out_dir, CHECKPOINT_NAME)
+            return False
         raise InputError(f"--resume given but {out_dir} has no {CHECKPOINT_NAME} to continue from")
     return has_checkpoint
 
@@ -115,6 +120,9 @@ def run_lock(out_dir: Path, resume: bool) -> Iterator[None]:
     make_out_dir(out_dir)
     with folder_lock(out_dir):
         check_out_dir(out_dir, resume)
+        removed = remove_stale_temporaries(out_dir, [BUNDLE_NAME])  # left by a killed run
+        if removed:
+            log.info("removed %d temporary file(s) a stopped run left in %s", len(removed), out_dir)
         yield
 
 
@@ -176,6 +184,7 @@ def _optimise(
         trainer = Trainer(config, prior, setup, splats.to(device), out_dir, device, progress=progress)
         trainer.load_checkpoint()
     else:
+        truncate_log(out_dir / LOG_NAME, 0)  # a run started over drops the records of the stopped one
         splats, meanface = fit_mean_face(
             setup, splats, config.meanface, config.face_cameras, head_cameras=config.cameras, init=config.splat_init,
             position_weight=config.losses.face_position, device=device, seed=config.seed, progress=progress,
@@ -183,6 +192,7 @@ def _optimise(
         metrics["meanface"] = meanface
         trainer = Trainer(config, prior, setup, splats.to(device), out_dir, device, progress=progress)
     final = trainer.run()
+    trainer.save_checkpoint()  # the finished state: a run stopped while writing the outputs resumes here
     metrics["iterations"] = config.iterations
     metrics["skipped_steps"] = trainer.state.skipped_steps
     metrics["optimisation_s"] = round(trainer.state.elapsed_s, 2)
@@ -259,8 +269,8 @@ def create(
     photo_paths = check_photos(photos)
     lora_path = check_lora(lora)
     flame_overrides = _flame_overrides(flame, flame_masks)
-    resume = check_out_dir(out_dir, resume)
-    config = load_run_config(out_dir, resume, preset, config_path, [*flame_overrides, *overrides])
+    asked_resume, resume = resume, check_out_dir(out_dir, resume)
+    config = load_run_config(out_dir, asked_resume, preset, config_path, [*flame_overrides, *overrides])
     if config.template.kind == "flame":
         _check_flame(config)
     paths = resolve_weights(WeightsConfig(root=weights, lora=lora_path), need={"prior", "identity", "detector"})
@@ -319,12 +329,12 @@ def demo(
     photo_info: dict[str, Any] = {}
     if photo is not None:
         image, keypoints, photo_info = demo_photo(check_photos([photo])[0])
-    resume = check_out_dir(out_dir, resume)
-    if photo is not None and preset == "cpu-smoke" and not resume:
+    asked_resume, resume = resume, check_out_dir(out_dir, resume)
+    if photo is not None and preset == "cpu-smoke" and not asked_resume:
         log.info("photo demo on cpu-smoke: also %s (a recognisable face; --set overrides them)",
                  " ".join(PHOTO_DEMO_OVERRIDES))
         overrides = [*PHOTO_DEMO_OVERRIDES, *overrides]
-    config = load_run_config(out_dir, resume, preset, config_path, overrides)
+    config = load_run_config(out_dir, asked_resume, preset, config_path, overrides)
     device = pick_device(config.device)
     with run_lock(out_dir, resume):
         if not resume:
