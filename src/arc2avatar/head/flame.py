@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from arc2avatar._io import atomic_path
+from arc2avatar._io import atomic_path, npz_size_problem
 from arc2avatar.errors import InputError
 from arc2avatar.head.frame import FrameTransform, WorldFrameConfig, to_world_frame
 from arc2avatar.head.model import HeadModel
@@ -268,41 +268,6 @@ def _to_array(value: Any, key: str, path: Path) -> np.ndarray:
         raise InputError(f"FLAME file {path}: '{key}' is not an array ({type(value).__name__}: {error})") from None
 
 
-_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-
-
-def _check_npz_sizes(path: Path, limit: int = MAX_FLAME_BYTES) -> None:
-    """Refuse a ``.npz`` whose arrays would decompress beyond ``limit`` bytes, BEFORE decompressing.
-
-    Both the zip directory's sizes and each member's ``.npy`` header (shape × item size: numpy
-    allocates that much before reading) are checked; only the headers are decompressed.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-            declared = sum(member.file_size for member in members)
-            if declared > limit:
-                raise InputError(f"FLAME file {path} would decompress to {declared >> 20} MiB (more than "
-                                 f"{limit >> 20} MiB); not a FLAME model")
-            total = 0
-            for member in members:
-                with archive.open(member) as handle:
-                    version = np.lib.format.read_magic(handle)
-                    read_header = _NPY_HEADER_READERS.get(version)
-                    if read_header is None:
-                        raise ValueError(f"{member.filename}: unsupported .npy version {version}")
-                    shape, _, dtype = read_header(handle)  # the header only
-                if dtype.hasobject:
-                    raise InputError(f"FLAME file {path}: {member.filename} holds Python objects (needs pickle); refused")
-                size = int(np.prod(shape, dtype=object)) * dtype.itemsize
-                total += size
-                if total > limit or size > member.file_size:
-                    raise InputError(f"FLAME file {path}: {member.filename} declares arrays larger than the file "
-                                     f"holds or than {limit >> 20} MiB; the file is corrupt")
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
-        raise InputError(f"FLAME file {path} is not a readable .npz ({type(error).__name__}: {error})") from None
-
-
 def _read_raw(path: Path) -> Mapping[str, Any]:
     """The key → value mapping of a FLAME ``.pkl`` or converted ``.npz``."""
     try:
@@ -312,7 +277,9 @@ def _read_raw(path: Path) -> Mapping[str, Any]:
     except OSError as error:
         raise InputError(f"FLAME file {path} cannot be read: {error}") from None
     if head == _NPZ_MAGIC:
-        _check_npz_sizes(path)
+        problem = npz_size_problem(path, MAX_FLAME_BYTES)
+        if problem:
+            raise InputError(f"FLAME file {path}: {problem}")
         try:
             with np.load(path, allow_pickle=False) as npz:
                 return {key: npz[key] for key in npz.files}

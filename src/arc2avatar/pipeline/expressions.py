@@ -38,6 +38,7 @@ import math
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -47,7 +48,7 @@ import torch
 from torch import Tensor
 
 from arc2avatar.cameras.model import Cameras, orbit_cameras
-from arc2avatar._io import file_sha256
+from arc2avatar._io import file_sha256, npz_size_problem
 from arc2avatar.errors import InputError
 from arc2avatar.head.model import HeadModel
 from arc2avatar.pipeline.config import CreateConfig, TemplateConfig
@@ -418,9 +419,26 @@ def _sequence_from_rows(fps: Any, frames: Any, source: str) -> ExpressionSequenc
     names = tuple(sorted({name for frame in frames for name in frame}))
     try:
         weights = torch.tensor([[float(frame.get(n, 0.0)) for n in names] for frame in frames], dtype=torch.float32)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"{source}: every weight must be a number") from None
     return ExpressionSequence(float(fps), names, weights.reshape(len(frames), len(names)))
+
+
+# Limits of a sequence file: frames (an hour at 30 fps), frame rate and decompressed NPZ size.
+MAX_SEQUENCE_FRAMES = 108_000
+MAX_SEQUENCE_FPS = 240.0
+MAX_SEQUENCE_BYTES = 256 << 20
+
+
+def _checked_sequence(sequence: ExpressionSequence, path: Path) -> ExpressionSequence:
+    """The one value check of a loaded sequence (JSON or NPZ): frame count, fps, finite bounded weights."""
+    if not 0 < sequence.fps <= MAX_SEQUENCE_FPS:
+        raise InputError(f"sequence file {path}: 'fps' must be in (0, {MAX_SEQUENCE_FPS:g}], got {sequence.fps}")
+    if sequence.num_frames > MAX_SEQUENCE_FRAMES:
+        raise InputError(f"sequence file {path}: {sequence.num_frames} frames, more than the {MAX_SEQUENCE_FRAMES} accepted")
+    if not bool((sequence.weights.abs() <= MAX_EXPRESSION_WEIGHT).all()):
+        raise InputError(f"sequence file {path}: weights must be finite numbers within ±{MAX_EXPRESSION_WEIGHT:g}")
+    return sequence
 
 
 def load_sequence(path: str | os.PathLike, default_fps: float = 30.0) -> ExpressionSequence:
@@ -437,16 +455,21 @@ def load_sequence(path: str | os.PathLike, default_fps: float = 30.0) -> Express
     if suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, too-long integers
             raise InputError(f"sequence file {path} is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise InputError(f"sequence file {path} is nested too deeply to be a sequence") from None
         if not isinstance(data, dict):
             raise InputError(f"sequence file {path} must hold a JSON object with 'fps' and 'frames'")
-        return _sequence_from_rows(data.get("fps", default_fps), data.get("frames"), str(path))
+        return _checked_sequence(_sequence_from_rows(data.get("fps", default_fps), data.get("frames"), str(path)), path)
     if suffix == ".npz":
+        problem = npz_size_problem(path, MAX_SEQUENCE_BYTES)
+        if problem:
+            raise InputError(f"sequence file {path}: {problem}")
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {key: data[key] for key in data.files}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise InputError(f"sequence file {path} is not a readable NPZ ({exc})") from None
         if "weights" not in arrays or "names" not in arrays:
             raise InputError(f"sequence file {path} needs arrays 'weights' (T, K) and 'names' (K,)")
@@ -456,10 +479,12 @@ def load_sequence(path: str | os.PathLike, default_fps: float = 30.0) -> Express
                              f"got {weights.shape} and {names.shape}")
         if not np.issubdtype(weights.dtype, np.number) or names.dtype.kind not in "US":
             raise InputError(f"sequence file {path}: 'weights' must be numbers and 'names' strings")
-        fps = float(arrays["fps"]) if "fps" in arrays else default_fps
-        if not fps > 0:
-            raise InputError(f"sequence file {path}: 'fps' must be positive")
-        return ExpressionSequence(fps, tuple(str(n) for n in names), torch.from_numpy(weights.astype(np.float32)))
+        fps_array = arrays.get("fps", np.asarray(default_fps))
+        if fps_array.shape not in ((), (1,)) or not np.issubdtype(fps_array.dtype, np.number):
+            raise InputError(f"sequence file {path}: 'fps' must be one number")
+        fps = float(fps_array.reshape(()))
+        sequence = ExpressionSequence(fps, tuple(str(n) for n in names), torch.from_numpy(weights.astype(np.float32)))
+        return _checked_sequence(sequence, path)
     raise InputError(f"sequence file {path}: expected a .json or .npz file")
 
 
