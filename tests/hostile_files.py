@@ -52,17 +52,17 @@ def npz_bomb(path: Path, declared_shape: tuple[int, ...] = (1 << 20, 1 << 20)) -
     return path
 
 
-def zip_bomb_npz(path: Path, megabytes: int = 1100) -> Path:
-    """A .npz of one all-zero array that deflates ~1000:1 (``megabytes`` MB decompressed)."""
+def zip_bomb_npz(path: Path, declared_bytes: int = 2 << 30) -> Path:
+    """A .npz whose zip directory declares ``declared_bytes`` decompressed (as a real bomb's does:
+    zip readers trust it, and Python's stops there), over a few bytes of data."""
     header = io.BytesIO()
-    count = megabytes * (1 << 20) // 8
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (count,)})
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        with archive.open("v_template.npy", "w", force_zip64=True) as member:
-            member.write(header.getvalue())
-            block = b"\x00" * (1 << 20)
-            for _ in range(megabytes):
-                member.write(block)
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (declared_bytes // 8,)})
+    info = zipfile.ZipInfo("v_template.npy")
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(info, header.getvalue() + b"\x00" * 64)
+        info.file_size = declared_bytes  # the central directory, written at close, declares the bomb's size
     return path
 
 

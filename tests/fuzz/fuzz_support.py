@@ -18,6 +18,8 @@ from arc2avatar.errors import Arc2AvatarError
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
+# For readers whose every example costs ~0.1 s or more (a whole FLAME model, a checkpoint).
+FUZZ_FEW = settings(FUZZ, max_examples=8)
 
 
 def read_or_refuse(reader: Callable[[Path], Any], path: Path, *, names: str | None = None) -> Any:

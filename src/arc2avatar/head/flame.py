@@ -234,7 +234,7 @@ def safe_unpickle(path: Path, what: str = "FLAME file") -> Any:
         ) from None
     except Exception as error:  # any unpickling failure of a user file is an input problem
         raise InputError(
-            f"{what} {path} is not a readable FLAME pickle ({type(error).__name__}: {error}); "
+            f"{what} {path} is not a readable FLAME pickle ({type(error).__name__}: {' '.join(str(error).split())}); "
             "is the file complete (not truncated) and really a .pkl from flame.is.tue.mpg.de?"
         ) from None
 
