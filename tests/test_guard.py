@@ -145,3 +145,10 @@ def test_render_settings_are_checked_before_loading(tmp_path, capsys, flag, valu
     out = _fake_avatar(tmp_path)
     assert main(["render", str(out), flag, value]) == 1
     assert "render:" in capsys.readouterr().err
+
+
+def test_animate_never_writes_over_the_avatars_own_files(tmp_path, capsys) -> None:
+    out = _fake_avatar(tmp_path)
+    assert main(["animate", str(out), "--preset", "talk", "-o", str(out / "avatar.ply")]) == 1
+    assert "avatar.ply" in capsys.readouterr().err
+    assert (out / "avatar.ply").read_text() == "original"

@@ -608,7 +608,10 @@ def animate(
 
     if (sequence is None) == (preset is None):
         raise InputError("give exactly one of --sequence FILE or --preset NAME")
+    from arc2avatar.pipeline.safety import check_derived_output
+
     seq = load_sequence(sequence) if sequence is not None else preset_sequence(str(preset))
+    check_derived_output(out_path, avatar_dir)  # never over the avatar's own files
     avatar = Avatar.load(avatar_dir)
     setup = setup_for_avatar(avatar, flame, flame_masks)
     fps = seq.fps if float(seq.fps).is_integer() else round(seq.fps)
