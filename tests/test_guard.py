@@ -152,3 +152,18 @@ def test_animate_never_writes_over_the_avatars_own_files(tmp_path, capsys) -> No
     assert main(["animate", str(out), "--preset", "talk", "-o", str(out / "avatar.ply")]) == 1
     assert "avatar.ply" in capsys.readouterr().err
     assert (out / "avatar.ply").read_text() == "original"
+
+
+@pytest.mark.parametrize("code_name", ["ENOSPC", "EROFS", "EACCES"])
+def test_a_full_disk_or_read_only_folder_is_one_line(monkeypatch, capsys, code_name) -> None:
+    import errno
+
+    import arc2avatar.pipeline.api as api
+
+    def failing(*args, **kwargs):
+        raise OSError(getattr(errno, code_name), os.strerror(getattr(errno, code_name)), "out/views.png")
+
+    monkeypatch.setattr(api, "render_avatar", failing)
+    assert main(["render", "whatever", "--sheet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("arc2avatar: error: cannot write out/views.png") and len(err.strip().splitlines()) == 1
