@@ -67,15 +67,20 @@ class _Staging:
     """
 
     def __init__(self, target: Path, overwrite: bool, protected: tuple[str | os.PathLike | None, ...] = ()) -> None:
-        if target.exists() or target.is_symlink():
-            if not overwrite:
-                raise InputError(f"{target} already exists; pick another -o or pass --overwrite")
-            check_replaceable(target, DATASET_KIND, [p for p in protected if p is not None])
+        self.check(target, overwrite, protected)
         target.parent.mkdir(parents=True, exist_ok=True)
         self.target = target
         self.path = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         (self.path / "views").mkdir()
         mark_owned(self.path, DATASET_KIND)
+
+    @staticmethod
+    def check(target: Path, overwrite: bool, protected: tuple[str | os.PathLike | None, ...] = ()) -> None:
+        """Raise ``InputError`` unless ``target`` is new, or replaceable with ``overwrite``."""
+        if target.exists() or target.is_symlink():
+            if not overwrite:
+                raise InputError(f"{target} already exists; pick another -o or pass --overwrite")
+            check_replaceable(target, DATASET_KIND, [p for p in protected if p is not None])
 
     def __enter__(self) -> Path:
         return self.path
@@ -108,6 +113,7 @@ def build_from_avatar(avatar_dir: str | os.PathLike, out: str | os.PathLike,
     from ..pipeline.outputs import Avatar
 
     avatar_dir = Path(avatar_dir)
+    _Staging.check(Path(out), overwrite, (avatar_dir,))  # before any rendering
     avatar = Avatar.load(avatar_dir, device=device)
     angles = config.angles()
     az = torch.tensor([a for a, _ in angles], dtype=torch.float32)
@@ -171,6 +177,7 @@ def build_from_folder(renders: str | os.PathLike, out: str | os.PathLike, angles
 
     renders = Path(renders)
     sidecar = Path(angles_json) if angles_json else renders / "angles.json"
+    _Staging.check(Path(out), overwrite, (renders, sidecar, frontal, id_vector))  # before reading anything
     angles = read_angle_sidecar(sidecar)
     files = sorted(p for p in renders.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name in angles)
     missing = sorted(set(angles) - {p.name for p in files})
