@@ -93,8 +93,10 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
         raise InputError(f"{what} {file} does not exist")
     try:
         return json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, integers too long
         raise InputError(f"{what} {file} is not valid JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    except RecursionError:
+        raise InputError(f"{what} {file} is nested too deeply to be read") from None
 
 
 def jsonable(obj: Any) -> Any:
@@ -173,3 +175,37 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+def npz_size_problem(path: str | os.PathLike, limit: int) -> str | None:
+    """Why the ``.npz`` at ``path`` may not be loaded, found WITHOUT decompressing its arrays; else None.
+
+    Refused: not a zip; arrays that would decompress beyond ``limit`` bytes in all (a
+    decompression bomb); a member whose ``.npy`` header declares more data than the member holds
+    (numpy allocates the declared size before reading); arrays of Python objects (need pickle).
+    Only the zip directory and each member's ``.npy`` header are read.
+    """
+    import zipfile
+
+    import numpy as np
+
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            declared = sum(member.file_size for member in members)
+            if declared > limit:
+                return f"its arrays would decompress to {declared >> 20} MiB, more than the {limit >> 20} MiB accepted"
+            for member in members:
+                with archive.open(member) as handle:
+                    version = np.lib.format.read_magic(handle)
+                    if version not in readers:
+                        return f"{member.filename} is in .npy format {version}, which is not accepted"
+                    shape, _, dtype = readers[version](handle)
+                if dtype.hasobject:
+                    return f"{member.filename} holds Python objects (they need pickle); refused"
+                if int(np.prod(shape, dtype=object)) * dtype.itemsize > member.file_size:
+                    return f"{member.filename} declares more data than it holds; the file is corrupt"
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, RuntimeError, KeyError) as error:
+        return f"not a readable .npz ({type(error).__name__}: {error})"
+    return None

@@ -14,6 +14,7 @@ from torch import Tensor
 from arc2avatar.animate.sequence import ExpressionSequence, load_sequence, preset_sequence
 from arc2avatar.avatar.model import Avatar
 from arc2avatar.avatar.pose import HeadPose, pose_splats
+from arc2avatar.avatar.safety import check_derived_output
 from arc2avatar.avatar.rig import FaceRig, name_list, setup_for_avatar
 from arc2avatar.avatar.template import HeadSetup
 from arc2avatar.cameras.model import Cameras, orbit_cameras
@@ -90,6 +91,7 @@ def animate(
     if (sequence is None) == (preset is None):
         raise InputError("give exactly one of --sequence FILE or --preset NAME")
     seq = load_sequence(sequence) if sequence is not None else preset_sequence(str(preset))
+    check_derived_output(out_path, avatar_dir)  # never over the avatar's own files
     avatar = Avatar.load(avatar_dir)
     setup = setup_for_avatar(avatar, flame, flame_masks)
     fps = seq.fps if float(seq.fps).is_integer() else round(seq.fps)

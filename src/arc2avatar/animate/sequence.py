@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from arc2avatar._io import read_json
+from arc2avatar._io import npz_size_problem, read_json
+from arc2avatar.avatar.rig import MAX_EXPRESSION_WEIGHT
 from arc2avatar.errors import InputError
 
 
@@ -53,7 +55,7 @@ def _sequence_from_rows(fps: Any, frames: Any, source: str, head_pose: Any = Non
     names = tuple(sorted({name for frame in frames for name in frame}))
     try:
         weights = torch.tensor([[float(frame.get(n, 0.0)) for n in names] for frame in frames], dtype=torch.float32)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"{source}: every weight must be a number") from None
     pose = None
     if head_pose is not None:
@@ -61,6 +63,23 @@ def _sequence_from_rows(fps: Any, frames: Any, source: str, head_pose: Any = Non
 
         pose = pose_rows_to_tensor(head_pose, len(frames), source)
     return ExpressionSequence(float(fps), names, weights.reshape(len(frames), len(names)), pose)
+
+
+# Limits of a sequence file: frames (an hour at 30 fps), frame rate and decompressed NPZ size.
+MAX_SEQUENCE_FRAMES = 108_000
+MAX_SEQUENCE_FPS = 240.0
+MAX_SEQUENCE_BYTES = 256 << 20
+
+
+def _checked_sequence(sequence: ExpressionSequence, path: Path) -> ExpressionSequence:
+    """The one value check of a loaded sequence (JSON or NPZ): frame count, fps, finite bounded weights."""
+    if not 0 < sequence.fps <= MAX_SEQUENCE_FPS:
+        raise InputError(f"sequence file {path}: 'fps' must be in (0, {MAX_SEQUENCE_FPS:g}], got {sequence.fps}")
+    if sequence.num_frames > MAX_SEQUENCE_FRAMES:
+        raise InputError(f"sequence file {path}: {sequence.num_frames} frames, more than the {MAX_SEQUENCE_FRAMES} accepted")
+    if not bool((sequence.weights.abs() <= MAX_EXPRESSION_WEIGHT).all()):
+        raise InputError(f"sequence file {path}: weights must be finite numbers within ±{MAX_EXPRESSION_WEIGHT:g}")
+    return sequence
 
 
 def load_sequence(path: str | os.PathLike, default_fps: float = 30.0) -> ExpressionSequence:
@@ -80,12 +99,16 @@ def load_sequence(path: str | os.PathLike, default_fps: float = 30.0) -> Express
         data = read_json(path, "sequence file")
         if not isinstance(data, dict):
             raise InputError(f"sequence file {path} must hold a JSON object with 'fps' and 'frames'")
-        return _sequence_from_rows(data.get("fps", default_fps), data.get("frames"), str(path), data.get("head_pose"))
+        return _checked_sequence(
+            _sequence_from_rows(data.get("fps", default_fps), data.get("frames"), str(path), data.get("head_pose")), path)
     if suffix == ".npz":
+        problem = npz_size_problem(path, MAX_SEQUENCE_BYTES)
+        if problem:
+            raise InputError(f"sequence file {path}: {problem}")
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {key: data[key] for key in data.files}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise InputError(f"sequence file {path} is not a readable NPZ ({exc})") from None
         if "weights" not in arrays or "names" not in arrays:
             raise InputError(f"sequence file {path} needs arrays 'weights' (T, K) and 'names' (K,)")
@@ -95,9 +118,10 @@ def load_sequence(path: str | os.PathLike, default_fps: float = 30.0) -> Express
                              f"got {weights.shape} and {names.shape}")
         if not np.issubdtype(weights.dtype, np.number) or names.dtype.kind not in "US":
             raise InputError(f"sequence file {path}: 'weights' must be numbers and 'names' strings")
-        fps = float(arrays["fps"]) if "fps" in arrays else default_fps
-        if not fps > 0:
-            raise InputError(f"sequence file {path}: 'fps' must be positive")
+        fps_array = arrays.get("fps", np.asarray(default_fps))
+        if fps_array.shape not in ((), (1,)) or not np.issubdtype(fps_array.dtype, np.number):
+            raise InputError(f"sequence file {path}: 'fps' must be one number")
+        fps = float(fps_array.reshape(()))
         pose = None
         if "head_pose" in arrays:
             from arc2avatar.avatar.pose import check_pose_table
@@ -105,7 +129,8 @@ def load_sequence(path: str | os.PathLike, default_fps: float = 30.0) -> Express
             pose = check_pose_table(torch.from_numpy(np.asarray(arrays["head_pose"], dtype=np.float32)), str(path))
             if pose.shape[0] != weights.shape[0]:
                 raise InputError(f"sequence file {path}: 'head_pose' has {pose.shape[0]} rows for {weights.shape[0]} frames")
-        return ExpressionSequence(fps, tuple(str(n) for n in names), torch.from_numpy(weights.astype(np.float32)), pose)
+        sequence = ExpressionSequence(fps, tuple(str(n) for n in names), torch.from_numpy(weights.astype(np.float32)), pose)
+        return _checked_sequence(sequence, path)
     raise InputError(f"sequence file {path}: expected a .json or .npz file")
 
 

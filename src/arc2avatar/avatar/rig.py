@@ -25,6 +25,7 @@ frames). Rotation matrix → quaternion is scipy's.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -35,7 +36,7 @@ from torch import Tensor
 
 from arc2avatar._io import file_sha256
 from arc2avatar.avatar.model import Avatar
-from arc2avatar.avatar.template import HeadSetup, TemplateConfig, build_head
+from arc2avatar.avatar.template import MAX_TEMPLATE_LEVELS, HeadSetup, TemplateConfig, build_head
 from arc2avatar.errors import InputError
 from arc2avatar.head.model import HeadModel
 from arc2avatar.splats.model import GaussianSplats
@@ -61,7 +62,7 @@ def setup_for_avatar(
             "this avatar has no template binding (a bare .ply, or a bundle without template info); "
             "expressions need the avatar folder written by `arc2avatar create`"
         )
-    levels = {"face_levels": int(info.get("face_levels", 2)), "rest_levels": int(info.get("rest_levels", 1))}
+    levels = _template_levels(info)
     if kind == "builtin":
         config = TemplateConfig(kind="builtin", **levels)
     else:
@@ -86,6 +87,19 @@ def setup_for_avatar(
     return setup
 
 
+def _template_levels(info: Mapping[str, Any]) -> dict[str, int]:
+    """The bundle's subdivision levels, checked: integers in 0..``MAX_TEMPLATE_LEVELS`` (a crafted
+    ``avatar.json`` with 12 levels would otherwise build a template that never finishes)."""
+    levels: dict[str, int] = {}
+    for key, default in (("face_levels", TemplateConfig.face_levels), ("rest_levels", TemplateConfig.rest_levels)):
+        value = info.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TEMPLATE_LEVELS:
+            raise InputError(f"the avatar's avatar.json has template.{key}={value!r}; expected an integer in "
+                             f"0..{MAX_TEMPLATE_LEVELS}: the bundle is corrupt")
+        levels[key] = value
+    return levels
+
+
 def check_binding(splats: GaussianSplats, setup: HeadSetup) -> None:
     """``InputError`` unless every face splat is bound to a face vertex of ``setup``'s template."""
     head = setup.upsampled.head
@@ -108,10 +122,13 @@ def parse_assignments(text: str, what: str = "--set") -> dict[str, float]:
         try:
             if not sep or not name.strip():
                 raise ValueError
-            out[name.strip()] = float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError
+            out[name.strip()] = number
         except ValueError:
-            raise InputError(f"{what}: cannot read {item!r}; write NAME=NUMBER pairs separated by commas, "
-                             "e.g. smile=0.8,jaw_open=0.5") from None
+            raise InputError(f"{what}: cannot read {item!r}; write NAME=NUMBER pairs (finite numbers) separated "
+                             "by commas, e.g. smile=0.8,jaw_open=0.5") from None
     return out
 
 
@@ -121,13 +138,29 @@ def name_list(names: list[str]) -> str:
     return ", ".join(names)
 
 
+# Largest |weight| of an expression component: blendshape weights live in about [−3, 3] (FLAME's
+# PCA coefficients in standard deviations; the built-in template's in [0, 1]); far beyond, the
+# face turns inside out, and NaN/inf would render nothing.
+MAX_EXPRESSION_WEIGHT = 10.0
+# Largest |component| of a joint's axis-angle pose, radians (a full turn).
+MAX_POSE_RADIANS = 2 * math.pi
+
+
 def expression_coefficients(head: HeadModel, expression: Mapping[str, float] | Tensor | None) -> Tensor:
-    """(E,) float32 coefficients; unknown names raise one ``InputError`` listing the valid ones."""
+    """(E,) float32 coefficients; unknown names raise one ``InputError`` listing the valid ones,
+    and so do non-finite weights or weights beyond ±``MAX_EXPRESSION_WEIGHT``."""
     if isinstance(expression, Tensor):
         if expression.shape != (head.num_expressions,):
             raise InputError(f"template {head.name} has {head.num_expressions} expression components, "
                              f"got a vector of shape {tuple(expression.shape)}")
+        if not bool((expression.float().abs() <= MAX_EXPRESSION_WEIGHT).all()):
+            raise InputError(f"expression weights must be finite and within ±{MAX_EXPRESSION_WEIGHT:g}")
         return expression.float()
+    bad = [f"{k}={v}" for k, v in (expression or {}).items()
+           if not isinstance(v, (int, float)) or not abs(float(v)) <= MAX_EXPRESSION_WEIGHT]
+    if bad:
+        raise InputError(f"expression weight(s) {', '.join(bad[:5])} must be finite numbers within "
+                         f"±{MAX_EXPRESSION_WEIGHT:g}")
     unknown = sorted(set(expression or {}) - set(head.expression_names))
     if unknown:
         raise InputError(f"unknown expression name(s) {', '.join(unknown)} for template {head.name}; "
@@ -145,9 +178,11 @@ def pose_tensors(head: HeadModel, pose: Mapping[str, Any] | None) -> dict[str, T
     if unknown:
         raise InputError(f"unknown pose(s) {', '.join(unknown)}; valid: {', '.join(head.pose_names)}")
     out = {name: torch.as_tensor(value, dtype=torch.float32).reshape(-1) for name, value in pose.items()}
-    bad = [name for name, value in out.items() if value.shape != (3,)]
+    bad = [name for name, value in out.items()
+           if value.shape != (3,) or not bool((value.abs() <= MAX_POSE_RADIANS).all())]
     if bad:
-        raise InputError(f"pose(s) {', '.join(bad)} must be axis-angle 3-vectors (radians)")
+        raise InputError(f"pose(s) {', '.join(bad)} must be finite axis-angle 3-vectors (radians, "
+                         f"each within ±{MAX_POSE_RADIANS:.3g})")
     return out
 
 

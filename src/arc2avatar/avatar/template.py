@@ -20,6 +20,10 @@ if TYPE_CHECKING:  # the head modules load torch: imported where a template is b
 
 log = logging.getLogger(__name__)
 
+# Most subdivision levels of a template part (each ≈ ×4 vertices; 4 levels of the face already
+# exceed docs/method.md §3's 40–60K face vertices, and 12 would never finish).
+MAX_TEMPLATE_LEVELS = 5
+
 
 @dataclass(frozen=True)
 class TemplateConfig:

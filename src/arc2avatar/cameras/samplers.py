@@ -19,6 +19,7 @@ Fixed views: ``test_ring_cameras`` (16), ``heldout_cameras`` (16, never used in 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -123,6 +124,19 @@ class ViewRings:
     heldout_offset_deg: float = 22.5
     turntable_frames: int = 120
     turntable_polar_deg: float = 90.0
+
+    def __post_init__(self) -> None:
+        polars = (*self.test_polars_deg, *self.heldout_polars_deg, self.turntable_polar_deg)
+        for ok, message in (
+            (self.radius > 0, f"view_rings.radius must be > 0 (got {self.radius})"),
+            (0 < self.fovy < math.pi, f"view_rings.fovy must be in (0, π) radians (got {self.fovy})"),
+            (self.azimuths_per_ring >= 1, f"view_rings.azimuths_per_ring must be ≥ 1 (got {self.azimuths_per_ring})"),
+            (self.turntable_frames >= 1, f"view_rings.turntable_frames must be ≥ 1 (got {self.turntable_frames})"),
+            (all(0 < p < 180 for p in polars), f"view_rings polar angles must be in (0, 180) degrees (got {polars})"),
+            (math.isfinite(self.heldout_offset_deg), "view_rings.heldout_offset_deg must be finite"),
+        ):
+            if not ok:
+                raise ValueError(message)
 
 
 # Paper E.5: each batch of 4 holds one azimuth from each quadrant (front-left, front-right,

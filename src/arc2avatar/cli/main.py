@@ -9,6 +9,7 @@ running out of memory (exit code 1), with what to lower.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -101,11 +102,22 @@ def main(argv: list[str] | None = None) -> int:
               "(create/demo: --set resolution, --set views_per_step), or close what else holds the memory",
               file=sys.stderr)
         return 1
+    except OSError as error:
+        if error.errno not in _WRITE_ERRNOS:
+            raise
+        where = f" {error.filename}" if error.filename else ""
+        print(f"arc2avatar: error: cannot write{where}: {error.strerror}; free disk space or pick a writable -o "
+              "(an unfinished run continues with --resume)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as interrupt:
         from arc2avatar.cli._interrupt import interrupted_message
 
         print(f"arc2avatar: {interrupted_message(interrupt, args, argv)}", file=sys.stderr)
         return 130
+
+
+# Errors of the machine, not of arc2avatar: no space, quota, read-only or not permitted.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

@@ -41,11 +41,31 @@ T = TypeVar("T")
 
 # px, largest render side accepted: the prior is SD-1.5 at 512², and 4 views at 2048² already need
 # ≈ 16× its memory (3.3 GB on a GPU at 512², docs/benchmarks.md).
+MAX_CONFIG_BYTES = 1 << 20  # a resolved config.yaml is ≈ 20 KB; larger files are not configs
 DOC_METADATA_KEY = "doc"  # field(metadata={"doc": "..."}) overrides the class docstring's entry.
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that ``1e8`` / ``1e-5`` are floats (YAML 1.2), not strings."""
+    """PyYAML's safe loader, except that ``1e8`` / ``1e-5`` are floats (YAML 1.2), not strings, and
+    that aliases (``*name``: a config never needs them, and nested ones expand exponentially when
+    the config is copied) and duplicate keys (the second would silently win) are refused."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} is not accepted in a config "
+                                              "(write the values out)", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _FLOAT_TAG = "tag:yaml.org,2002:float"
@@ -68,6 +88,26 @@ for _char in "-+0123456789.":
 
 def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 — a SafeLoader subclass
+
+
+# ─────────────────────────────── generic: value checks (issue 19) ───────────────────────────────
+
+
+def nonfinite_fields(cfg: Any, prefix: str = "") -> list[str]:
+    """One message per float field of a (nested) config that is NaN or ±inf, by dotted name.
+
+    Generic: every float of every group, inside tuples and mappings too. A config's own range
+    checks (its ``__post_init__`` or ``validate``) come on top of this one.
+    """
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return [m for f in dataclasses.fields(cfg) for m in nonfinite_fields(getattr(cfg, f.name), f"{prefix}{f.name}.")]
+    if isinstance(cfg, Mapping):
+        return [m for k, v in cfg.items() for m in nonfinite_fields(v, f"{prefix}{k}.")]
+    if isinstance(cfg, (list, tuple)):
+        return [m for i, v in enumerate(cfg) for m in nonfinite_fields(v, f"{prefix.rstrip('.')}[{i}].")]
+    if isinstance(cfg, float) and not math.isfinite(cfg):
+        return [f"{prefix.rstrip('.')} must be a finite number (got {cfg})"]
+    return []
 
 
 # ─────────────────────────────── generic: dataclass <-> plain data ───────────────────────────────
@@ -120,6 +160,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         )
     try:
         value = _yaml_load(raw) if raw.strip() else None
+    except RecursionError:
+        raise InputError(f"--set {text[:60]!r}...: the value is nested too deeply") from None
     except yaml.YAMLError as error:
         raise InputError(f"--set {text!r}: the value is not valid YAML ({error.__class__.__name__}); "
                          "quote strings that contain ':' or '#'") from error
@@ -528,6 +570,8 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """
     file = Path(path)
     try:
+        if file.is_file() and file.stat().st_size > MAX_CONFIG_BYTES:
+            raise InputError(f"config file {file} is larger than {MAX_CONFIG_BYTES >> 10} KiB; not a config")
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError as error:
         raise InputError(f"config file {file} does not exist") from error
@@ -535,6 +579,8 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise InputError(f"config file {file} cannot be read: {error}") from error
     try:
         data = _yaml_load(text)
+    except RecursionError:
+        raise InputError(f"config file {file} is nested too deeply to be a config") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -20,6 +20,7 @@ import numpy as np
 
 from .._io import read_json
 from ..cameras.samplers import ViewRings
+from .._guard import check_replaceable, mark_owned
 from ..errors import InputError
 from .dataset import FRONTAL_PNG, ID_NPY, check_image, DatasetLimits, wrap_azimuth, write_views_json
 
@@ -55,16 +56,31 @@ class AvatarRenderConfig:
                 for k in range(n)]
 
 
-class _Staging:
-    """A hidden folder beside ``target`` that replaces it on success."""
+DATASET_KIND = "finetune-identity"  # the marker (``_guard.mark_owned``) of a folder built here
 
-    def __init__(self, target: Path, overwrite: bool) -> None:
-        if target.exists() and not overwrite:
-            raise InputError(f"{target} already exists; pick another -o or pass --overwrite")
+
+class _Staging:
+    """A hidden folder beside ``target`` that replaces it on success.
+
+    ``overwrite`` replaces only a folder this module built (its marker), never the working
+    folder, an input in ``protected`` or a folder holding one (``_guard.check_replaceable``).
+    """
+
+    def __init__(self, target: Path, overwrite: bool, protected: tuple[str | os.PathLike | None, ...] = ()) -> None:
+        self.check(target, overwrite, protected)
         target.parent.mkdir(parents=True, exist_ok=True)
         self.target = target
         self.path = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         (self.path / "views").mkdir()
+        mark_owned(self.path, DATASET_KIND)
+
+    @staticmethod
+    def check(target: Path, overwrite: bool, protected: tuple[str | os.PathLike | None, ...] = ()) -> None:
+        """Raise ``InputError`` unless ``target`` is new, or replaceable with ``overwrite``."""
+        if target.exists() or target.is_symlink():
+            if not overwrite:
+                raise InputError(f"{target} already exists; pick another -o or pass --overwrite")
+            check_replaceable(target, DATASET_KIND, [p for p in protected if p is not None])
 
     def __enter__(self) -> Path:
         return self.path
@@ -97,13 +113,14 @@ def build_from_avatar(avatar_dir: str | os.PathLike, out: str | os.PathLike,
     from ..avatar.model import Avatar
 
     avatar_dir = Path(avatar_dir)
+    _Staging.check(Path(out), overwrite, (avatar_dir,))  # before any rendering
     avatar = Avatar.load(avatar_dir, device=device)
     angles = config.angles()
     az = torch.tensor([a for a, _ in angles], dtype=torch.float32)
     polar = torch.tensor([90.0 - e for _, e in angles], dtype=torch.float32)
     cameras = orbit_cameras(config.radius, polar, az, config.fovy, config.size, config.size)
     images = avatar.render_cameras(cameras, background=config.background).numpy()  # (V, S, S, 3)
-    with _Staging(Path(out), overwrite) as stage:
+    with _Staging(Path(out), overwrite, (avatar_dir,)) as stage:
         entries = []
         for k, ((a, e), img) in enumerate(zip(angles, images)):
             _save_png(img, stage / f"views/{k:03d}.png")
@@ -157,6 +174,7 @@ def build_from_folder(renders: str | os.PathLike, out: str | os.PathLike, angles
 
     renders = Path(renders)
     sidecar = Path(angles_json) if angles_json else renders / "angles.json"
+    _Staging.check(Path(out), overwrite, (renders, sidecar, frontal, id_vector))  # before reading anything
     angles = read_angle_sidecar(sidecar)
     files = sorted(p for p in renders.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name in angles)
     missing = sorted(set(angles) - {p.name for p in files})
@@ -167,7 +185,7 @@ def build_from_folder(renders: str | os.PathLike, out: str | os.PathLike, angles
     problems = [p for f in files if (p := check_image(f, limits)) is not None]
     if problems:
         raise InputError("cannot build the dataset:\n  - " + "\n  - ".join(problems))
-    with _Staging(Path(out), overwrite) as stage:
+    with _Staging(Path(out), overwrite, (renders, sidecar, frontal, id_vector)) as stage:
         entries = []
         for k, f in enumerate(files):
             with Image.open(f) as img:

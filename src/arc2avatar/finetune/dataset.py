@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,10 +47,13 @@ class DatasetLimits:
         azimuth_range_deg: open-closed azimuth interval (−180, 180], degrees (cameras convention).
         elevation_range_deg: closed elevation interval, degrees.
         unit_norm_tolerance: |‖id‖ − 1| allowed for ``id.npy``.
+        max_side: largest image side in pixels, read from the header before any pixel is
+            decoded (a decompression-bomb guard; training resizes to 512² anyway).
     """
 
     min_views: int = 8
     min_side: int = 64
+    max_side: int = 8192
     azimuth_range_deg: tuple[float, float] = (-180.0, 180.0)
     elevation_range_deg: tuple[float, float] = (-90.0, 90.0)
     unit_norm_tolerance: float = 1e-3
@@ -125,10 +129,17 @@ def check_image(path: Path, limits: DatasetLimits) -> str | None:
     if not path.is_file():
         return f"{path}: file listed in views.json does not exist"
     try:
-        with Image.open(path) as img:
-            img.load()
-            width, height = img.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our max_side check replaces it
+            with Image.open(path) as img:
+                width, height = img.size
+                if max(width, height) > limits.max_side:
+                    return (f"{path}: image is too large ({width}×{height}, at most {limits.max_side} px a side); "
+                            "downscale it")
+                img.load()
+    except Image.DecompressionBombError as err:
+        return f"{path}: image is too large to decode safely ({err}); downscale it"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as err:
         return f"{path}: unreadable image ({type(err).__name__}: {err})"
     if width != height:
         return f"{path}: image is not square ({width}×{height}); crop it to a square around the head"
@@ -166,14 +177,31 @@ def _angle(entry: dict, key: str, where: str, interval: tuple[float, float], ope
     return float(value), None
 
 
+def _outside(folder: Path, name: str, where: str) -> str | None:
+    """The problem when ``name`` (from views.json) leaves ``folder``: an absolute path, ``..``, or a
+    symbolic link (of the file or a folder on its way) resolving outside it; else None."""
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts or not name.strip():
+        return f"{where}: file must be a path inside the identity folder (no absolute paths, no '..')"
+    try:
+        inside = (folder / relative).resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        inside = False
+    if not inside:
+        return f"{where}: file leads outside the identity folder (a symbolic link?); refused"
+    return None
+
+
 def _read_views_json(folder: Path) -> tuple[list | None, str | None]:
     path = folder / VIEWS_JSON
     if not path.is_file():
         return None, f"{path}: missing views.json (lists the views and their azimuth/elevation)"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, ValueError) as err:  # JSONDecodeError, too-long integers
         return None, f"{path}: not valid JSON ({err})"
+    except RecursionError:
+        return None, f"{path}: nested too deeply to be a views.json"
     views = data.get("views") if isinstance(data, dict) else None
     if not isinstance(views, list):
         return None, f"{path}: expected an object with a \"views\" list"
@@ -186,10 +214,10 @@ def check_identity(folder: Path, limits: DatasetLimits = DatasetLimits()) -> tup
     frontal = folder / FRONTAL_PNG
     id_path = folder / ID_NPY
     if id_path.exists():
-        if (p := check_id_vector(id_path, limits)) is not None:
+        if (p := _outside(folder, ID_NPY, str(id_path)) or check_id_vector(id_path, limits)) is not None:
             problems.append(p)
     elif frontal.exists():
-        if (p := check_image(frontal, limits)) is not None:
+        if (p := _outside(folder, FRONTAL_PNG, str(frontal)) or check_image(frontal, limits)) is not None:
             problems.append(p)
     else:
         problems.append(f"{folder}: neither {FRONTAL_PNG} nor {ID_NPY} (the identity that conditions every view)")
@@ -205,7 +233,7 @@ def check_identity(folder: Path, limits: DatasetLimits = DatasetLimits()) -> tup
         where = f"{where} ({entry['file']})"
         az, az_err = _angle(entry, "azimuth_deg", where, limits.azimuth_range_deg, open_low=True)
         el, el_err = _angle(entry, "elevation_deg", where, limits.elevation_range_deg, open_low=False)
-        image_err = check_image(folder / entry["file"], limits)
+        image_err = _outside(folder, entry["file"], where) or check_image(folder / entry["file"], limits)
         found = [e for e in (az_err, el_err, image_err) if e is not None]
         problems += found
         if not found:

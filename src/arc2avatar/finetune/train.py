@@ -115,6 +115,10 @@ class FinetuneConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        nonfinite = [f.name for f in dataclasses.fields(self)
+                     if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name))]
+        if nonfinite:
+            raise InputError(f"FinetuneConfig: {', '.join(nonfinite)} must be finite numbers")
         if self.rank < 1 or self.steps < 1 or self.batch_size < 1 or self.resolution % 8:
             raise InputError("FinetuneConfig: rank, steps and batch_size must be ≥ 1 and resolution a multiple of 8")
         if self.mixed_precision not in ("auto", "no", "fp16", "bf16"):

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from arc2avatar._io import atomic_path
+from arc2avatar._io import atomic_path, npz_size_problem
 from arc2avatar.errors import InputError
 from arc2avatar.head.frame import FrameTransform, WorldFrameConfig, to_world_frame
 from arc2avatar.head.model import HeadModel
@@ -43,6 +43,10 @@ from arc2avatar.head.upsample import blend_rows
 FLAME_KEYS: tuple[str, ...] = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table")
 _NPZ_MAGIC = b"PK\x03\x04"
 _ROOT_PARENT_SENTINELS = (-1, 4294967295)  # kintree_table[0, 0]: int -1 or uint32 max
+# Most bytes a FLAME file may hold once decompressed (a .npz) or read (a .pkl): FLAME 2023's
+# arrays are ≈ 60 MB as float64 (shapedirs 5023×3×400, posedirs 5023×3×36); 1 GiB leaves room
+# for the dense J_regressor and float64 everywhere, and stops a decompression bomb up front.
+MAX_FLAME_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -214,6 +218,8 @@ class _FlameUnpickler(pickle.Unpickler):
 def safe_unpickle(path: Path, what: str = "FLAME file") -> Any:
     """Unpickle ``path`` through the allow-list; every failure is an ``InputError`` naming it."""
     try:
+        if path.stat().st_size > MAX_FLAME_BYTES:
+            raise InputError(f"{what} {path} is larger than {MAX_FLAME_BYTES >> 20} MiB; not a FLAME model")
         data = path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{what} {path} does not exist: download it from flame.is.tue.mpg.de") from None
@@ -228,7 +234,7 @@ def safe_unpickle(path: Path, what: str = "FLAME file") -> Any:
         ) from None
     except Exception as error:  # any unpickling failure of a user file is an input problem
         raise InputError(
-            f"{what} {path} is not a readable FLAME pickle ({type(error).__name__}: {error}); "
+            f"{what} {path} is not a readable FLAME pickle ({type(error).__name__}: {' '.join(str(error).split())}); "
             "is the file complete (not truncated) and really a .pkl from flame.is.tue.mpg.de?"
         ) from None
 
@@ -271,6 +277,9 @@ def _read_raw(path: Path) -> Mapping[str, Any]:
     except OSError as error:
         raise InputError(f"FLAME file {path} cannot be read: {error}") from None
     if head == _NPZ_MAGIC:
+        problem = npz_size_problem(path, MAX_FLAME_BYTES)
+        if problem:
+            raise InputError(f"FLAME file {path}: {problem}")
         try:
             with np.load(path, allow_pickle=False) as npz:
                 return {key: npz[key] for key in npz.files}

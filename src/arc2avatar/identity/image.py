@@ -38,10 +38,18 @@ class ImageLimits:
         max_pixels: hard cap on width*height declared by the file header (a decompression-bomb
             guard); beyond it the photo is refused with a message. 150 MP is above common
             cameras and below Pillow's own hard limit (~179 MP), so this message is the one seen.
+        min_side: shortest side accepted, pixels, checked from the header (0 = any). Photos for
+            an avatar use ``FACE_PHOTO_LIMITS``: below 64 px no face is detectable (SCRFD's
+            smallest anchors are 16 px at a 640 px input, and a face fills only part of a photo).
     """
 
     max_side: int = 4096
     max_pixels: int = 150_000_000
+    min_side: int = 0
+
+
+#: The limits of a photo an avatar is made from (``create``, ``demo --photo``).
+FACE_PHOTO_LIMITS = ImageLimits(min_side=64)
 
 
 def _fail(path: Path, problem: str) -> InputError:
@@ -105,6 +113,9 @@ def load_image(path: str | Path, max_side: int = ImageLimits.max_side,
                 if width * height > limits.max_pixels:
                     raise _fail(path, f"{width}x{height} pixels is over the limit of "
                                       f"{limits.max_pixels:,}; downscale the photo first")
+                if min(width, height) < limits.min_side:
+                    raise _fail(path, f"{width}x{height} pixels is too small to hold a detectable face "
+                                      f"(at least {limits.min_side} px on the short side)")
                 if img.format == "JPEG":
                     # DCT-domain downscale (1/2, 1/4, 1/8) to no less than the requested size.
                     scale = max_side / max(width, height)

@@ -11,27 +11,29 @@ loaded, so a bad path fails in a second with a message naming it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
 
-from arc2avatar.prior.guidance import GuidancePrior
 from arc2avatar._device import pick_device
-from arc2avatar.errors import InputError
-from arc2avatar.confkit import from_dict, load_yaml, save_yaml
-from arc2avatar.pipeline.config import CreateConfig
-from arc2avatar.avatar.layout import BUNDLE_NAME, CONFIG_NAME, METRICS_NAME
+from arc2avatar._guard import folder_lock, remove_stale_temporaries
+from arc2avatar.avatar.layout import BUNDLE_NAME, CONFIG_NAME, LOG_NAME, METRICS_NAME
 from arc2avatar.avatar.model import Avatar
 from arc2avatar.avatar.outputs import write_avatar_outputs
-from arc2avatar.pipeline.presets import CPU_SMOKE, PHOTO_DEMO, resolve_config
 from arc2avatar.avatar.template import HeadSetup, build_head
+from arc2avatar.confkit import from_dict, load_yaml, save_yaml
+from arc2avatar.errors import InputError
+from arc2avatar.pipeline.config import CreateConfig
 from arc2avatar.pipeline.meanface import fit_mean_face_for_run, initial_splats
-from arc2avatar.pipeline.trainer import CHECKPOINT_NAME, Trainer
+from arc2avatar.pipeline.presets import CPU_SMOKE, PHOTO_DEMO, resolve_config
+from arc2avatar.pipeline.trainer import CHECKPOINT_NAME, Trainer, truncate_log
+from arc2avatar.prior.guidance import GuidancePrior
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,8 @@ def check_out_dir(out_dir: Path, resume: bool) -> bool:
     """Check the output folder without touching it; returns True when a checkpoint will be resumed.
 
     A folder with an unfinished run needs ``resume``; a folder with a finished avatar is never
-    overwritten.
+    overwritten. ``resume`` on a run stopped before its first checkpoint starts it over (with the
+    saved settings: ``load_run_config``).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -78,6 +81,10 @@ def check_out_dir(out_dir: Path, resume: bool) -> bool:
     if has_checkpoint and not resume:
         raise InputError(f"{out_dir} holds an unfinished run: pass --resume to continue it, or choose another folder")
     if resume and not has_checkpoint:
+        if (out_dir / CONFIG_NAME).is_file():  # stopped before its first checkpoint: start over, same settings
+            log.warning("%s has no %s yet (the run stopped before writing one): starting over with its saved "
+                        "settings", out_dir, CHECKPOINT_NAME)
+            return False
         raise InputError(f"--resume given but {out_dir} has no {CHECKPOINT_NAME} to continue from")
     return has_checkpoint
 
@@ -91,6 +98,22 @@ def make_out_dir(out_dir: Path) -> None:
         probe.unlink()
     except OSError as error:
         raise InputError(f"cannot write into {out_dir}: {error.strerror}") from error
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: Path, resume: bool) -> Iterator[None]:
+    """Create the output folder and hold its exclusive lock (``_guard.folder_lock``) for the run.
+
+    A second run on the same folder stops at once with one line; the folder's state is checked
+    again under the lock (another run may have finished or left a checkpoint meanwhile).
+    """
+    make_out_dir(out_dir)
+    with folder_lock(out_dir):
+        check_out_dir(out_dir, resume)
+        removed = remove_stale_temporaries(out_dir, [BUNDLE_NAME])  # left by a killed run
+        if removed:
+            log.info("removed %d temporary file(s) a stopped run left in %s", len(removed), out_dir)
+        yield
 
 
 def load_run_config(
@@ -109,14 +132,14 @@ def load_run_config(
 
 
 def check_photos(photos: Sequence[str | Path]) -> list[Path]:
-    """Every photo exists and decodes (before any model loads)."""
-    from arc2avatar.identity.image import load_image
+    """Every photo exists, decodes and is large enough to hold a face (before any model loads)."""
+    from arc2avatar.identity.image import FACE_PHOTO_LIMITS, load_image
 
     if not photos:
         raise InputError("no photo given")
     paths = [Path(p) for p in photos]
     for path in paths:
-        load_image(path)
+        load_image(path, limits=FACE_PHOTO_LIMITS)
     return paths
 
 
@@ -151,10 +174,12 @@ def _optimise(
         trainer = Trainer(config, prior, setup, splats.to(device), out_dir, device, progress=progress)
         trainer.load_checkpoint()
     else:
+        truncate_log(out_dir / LOG_NAME, 0)  # a run started over drops the records of the stopped one
         splats, meanface = fit_mean_face_for_run(setup, config, device, progress)
         metrics["meanface"] = meanface
         trainer = Trainer(config, prior, setup, splats.to(device), out_dir, device, progress=progress)
     final = trainer.run()
+    trainer.save_checkpoint()  # the finished state: a run stopped while writing the outputs resumes here
     metrics["iterations"] = config.iterations
     metrics["skipped_steps"] = trainer.state.skipped_steps
     metrics["optimisation_s"] = round(trainer.state.elapsed_s, 2)
@@ -232,26 +257,26 @@ def create(
     photo_paths = check_photos(photos)
     lora_path = check_lora(lora)
     flame_settings = flame_overrides(flame, flame_masks)
-    resume = check_out_dir(out_dir, resume)
-    config = load_run_config(out_dir, resume, preset, config_path, [*flame_settings, *overrides])
+    asked_resume, resume = resume, check_out_dir(out_dir, resume)
+    config = load_run_config(out_dir, asked_resume, preset, config_path, [*flame_settings, *overrides])
     if config.template.kind == "flame":
         _check_flame(config)
     paths = resolve_weights(WeightsConfig(root=weights, lora=lora_path), need={"prior", "identity", "detector"})
     device = pick_device(config.device)
-    make_out_dir(out_dir)
-    if not resume:
-        save_yaml(config, out_dir / CONFIG_NAME, header=f"arc2avatar create — resolved config (preset {config.preset})")
-    identity = embed_photos(photo_paths, paths)
-    np.save(out_dir / "identity.npy", identity.vector)
-    prior = Arc2FaceGuidance.from_pretrained(
-        paths, torch.from_numpy(identity.vector), device=device, lora=lora_path, config=config.prior,
-        accel=config.accel,
-    )
-    setup = build_head(config.template)
-    avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress)
-    metrics["photos"] = [str(p) for p in identity.photos_used]
-    files = _finish(out_dir, avatar, config, metrics, setup)
-    return CreateResult(out_dir, avatar, files, metrics)
+    with run_lock(out_dir, resume):
+        if not resume:
+            save_yaml(config, out_dir / CONFIG_NAME, header=f"arc2avatar create — resolved config (preset {config.preset})")
+        identity = embed_photos(photo_paths, paths)
+        np.save(out_dir / "identity.npy", identity.vector)
+        prior = Arc2FaceGuidance.from_pretrained(
+            paths, torch.from_numpy(identity.vector), device=device, lora=lora_path, config=config.prior,
+            accel=config.accel,
+        )
+        setup = build_head(config.template)
+        avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress)
+        metrics["photos"] = [str(p) for p in identity.photos_used]
+        files = _finish(out_dir, avatar, config, metrics, setup)
+        return CreateResult(out_dir, avatar, files, metrics)
 
 
 def demo(
@@ -279,25 +304,25 @@ def demo(
     photo_info: dict[str, Any] = {}
     if photo is not None:
         image, keypoints, photo_info = demo_photo(check_photos([photo])[0])
-    resume = check_out_dir(out_dir, resume)
-    if photo is not None and preset == CPU_SMOKE.name and not resume:
+    asked_resume, resume = resume, check_out_dir(out_dir, resume)
+    if photo is not None and preset == CPU_SMOKE.name and not asked_resume:
         log.info("photo demo: preset %s (cpu-smoke with a recognisable face; --set overrides it)", PHOTO_DEMO.name)
         preset = PHOTO_DEMO.name
-    config = load_run_config(out_dir, resume, preset, config_path, overrides)
+    config = load_run_config(out_dir, asked_resume, preset, config_path, overrides)
     device = pick_device(config.device)
-    make_out_dir(out_dir)
-    if not resume:
-        save_yaml(config, out_dir / CONFIG_NAME, header=f"arc2avatar demo — resolved config (preset {config.preset})")
-    setup = build_head(config.template)
-    target = default_target(setup.upsampled.head, photo=image, face_triangles=setup.upsampled.num_face_triangles,
-                            photo_keypoints=keypoints).to(device)
-    prior = OraclePrior(target, config.prior, oracle_latent_encoder(config))
-    avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress)
-    metrics["heldout"] = heldout_metrics(avatar, target, config)
-    if photo_info:
-        metrics["photo"] = photo_info
-    files = _finish(out_dir, avatar, config, metrics, setup)
-    return CreateResult(out_dir, avatar, files, metrics)
+    with run_lock(out_dir, resume):
+        if not resume:
+            save_yaml(config, out_dir / CONFIG_NAME, header=f"arc2avatar demo — resolved config (preset {config.preset})")
+        setup = build_head(config.template)
+        target = default_target(setup.upsampled.head, photo=image, face_triangles=setup.upsampled.num_face_triangles,
+                                photo_keypoints=keypoints).to(device)
+        prior = OraclePrior(target, config.prior, oracle_latent_encoder(config))
+        avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress)
+        metrics["heldout"] = heldout_metrics(avatar, target, config)
+        if photo_info:
+            metrics["photo"] = photo_info
+        files = _finish(out_dir, avatar, config, metrics, setup)
+        return CreateResult(out_dir, avatar, files, metrics)
 
 
 def heldout_metrics(avatar: Avatar, target: Any, config: CreateConfig) -> dict[str, Any]:
@@ -371,17 +396,29 @@ def make_template(
     overrides: Sequence[str] = (),
     progress: bool = True,
 ) -> CreateResult:
-    """The mean-face-initialised avatar of a template (no prior): PLY, bundle, 8-view sheet."""
-    from arc2avatar.cameras.model import orbit_cameras
-    from arc2avatar.avatar.media import write_json, write_sheet
+    """The mean-face-initialised avatar of a template (no prior): PLY, bundle, 8-view sheet.
+
+    ``out_dir`` may not hold an avatar already (finished or not); it is locked while written.
+    """
+    from arc2avatar.avatar.safety import check_template_out
 
     out_dir = Path(out_dir)
+    check_template_out(out_dir)
     flame_settings = flame_overrides(flame, flame_masks)
     config = resolve_config(preset, None, [*flame_settings, *overrides])
     if config.template.kind == "flame":
         _check_flame(config)
-    out_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(config.device)
+    make_out_dir(out_dir)
+    with folder_lock(out_dir):
+        check_template_out(out_dir)  # again under the lock
+        return _write_template(out_dir, config, device, progress)
+
+
+def _write_template(out_dir: Path, config: CreateConfig, device: torch.device, progress: bool) -> CreateResult:
+    from arc2avatar.cameras.model import orbit_cameras
+    from arc2avatar.avatar.media import write_json, write_sheet
+
     setup = build_head(config.template)
     splats, stats = fit_mean_face_for_run(setup, config, device, progress)
     avatar = Avatar(splats.detach_copy(), template=dict(setup.info), extra={"stage": "mean-face"})
@@ -407,11 +444,25 @@ def render_avatar(
     """Re-render a saved avatar: a turntable video (or, with ``turntable=False``, the 16-view sheet).
 
     ``progress``: a bar per frame / view on stderr (None = only on a terminal; ``arc2avatar._progress``).
+
+    ``out`` may not be the avatar's input, one of its folder's own files or lie in its bundle.
     """
     from arc2avatar._progress import track
-    from arc2avatar.cameras.samplers import ViewRings, test_ring_cameras
     from arc2avatar.avatar.media import write_sheet, write_video
+    from arc2avatar.avatar.safety import check_derived_output
+    from arc2avatar.cameras.samplers import ViewRings, test_ring_cameras
+    from arc2avatar.pipeline.config import MAX_RESOLUTION
 
+    problems = [m for ok, m in (
+        (8 <= size <= MAX_RESOLUTION, f"--size must be in 8..{MAX_RESOLUTION} px (got {size})"),
+        (1 <= frames <= 100_000, f"--frames must be in 1..100000 (got {frames})"),
+        (1 <= fps <= 240, f"--fps must be in 1..240 (got {fps})"),
+        (np.isfinite(polar_deg) and 0.0 < polar_deg < 180.0, f"--polar must be in (0, 180) degrees (got {polar_deg})"),
+    ) if not ok]
+    if problems:
+        raise InputError("render: " + "; ".join(problems))
+    if out is not None:
+        check_derived_output(out, avatar_dir)
     avatar = Avatar.load(avatar_dir, device=pick_device("auto"))
     base = Path(avatar_dir) if Path(avatar_dir).is_dir() else Path(avatar_dir).parent
     if turntable:

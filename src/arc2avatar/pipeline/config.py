@@ -11,17 +11,19 @@ from typing import Literal
 from arc2avatar.cameras.samplers import CameraRanges, FacePhaseRanges, ViewRings
 from arc2avatar.confkit import (  # noqa: F401  (re-exported: the config API's old home)
     apply_overrides, dump_yaml, field_docs, flatten, from_dict, get_value, has_schema, load_yaml, merge,
+    nonfinite_fields,
     parse_override, save_yaml, to_dict, unflatten,
 )
-from arc2avatar.avatar.template import TemplateConfig
+from arc2avatar.avatar.template import MAX_TEMPLATE_LEVELS, TemplateConfig
 from arc2avatar.errors import InputError
-from arc2avatar.prior.configs import AccelConfig
-from arc2avatar.prior.configs import PriorConfig
+from arc2avatar.prior.configs import AccelConfig, PriorConfig
 from arc2avatar.splats.densify import MaskedDensifyConfig
 from arc2avatar.splats.model import SplatInitConfig
 from arc2avatar.splats.optim import SplatOptimConfig
 
 MAX_RESOLUTION = 2048  # px: the largest render size any setting may ask for (the prior works at 512²)
+# Largest seed: torch generators take 64-bit seeds and the run also seeds with seed + 1.
+MAX_SEED = 2**63 - 2
 
 # ─────────────────────────────── the pipeline's configuration ───────────────────────────────
 
@@ -216,6 +218,8 @@ def validate(cfg: CreateConfig) -> CreateConfig:
         if not ok:
             problems.append(message)
 
+    problems += nonfinite_fields(cfg)
+    need(0 <= cfg.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED} (got {cfg.seed})")
     need(cfg.iterations >= 1, f"iterations must be ≥ 1 (got {cfg.iterations})")
     need(cfg.resolution >= 8 and cfg.resolution % 8 == 0,
          f"resolution must be a positive multiple of 8 (the VAE downsamples ×8), got {cfg.resolution}")
@@ -238,6 +242,11 @@ def validate(cfg: CreateConfig) -> CreateConfig:
          "e.g. --set template.flame_path=flame2023_Open.pkl")
     need(cfg.template.face_levels >= 0 and cfg.template.rest_levels >= 0, "template levels must be ≥ 0")
     need(cfg.meanface.iterations >= 0, "meanface.iterations must be ≥ 0")
+    need(cfg.meanface.head_iterations >= 0, "meanface.head_iterations must be ≥ 0")
+    need(cfg.meanface.views_per_step >= 1, f"meanface.views_per_step must be ≥ 1 (got {cfg.meanface.views_per_step})")
+    need(cfg.meanface.lr_scale > 0, f"meanface.lr_scale must be > 0 (got {cfg.meanface.lr_scale})")
+    need(cfg.template.face_levels <= MAX_TEMPLATE_LEVELS and cfg.template.rest_levels <= MAX_TEMPLATE_LEVELS,
+         f"template levels must be ≤ {MAX_TEMPLATE_LEVELS} (each level ≈ ×4 vertices)")
     need(0.0 <= cfg.meanface.dssim_weight <= 1.0, "meanface.dssim_weight must be in [0, 1]")
     need(cfg.meanface.resolution >= 8, "meanface.resolution must be ≥ 8")
     for name in ("tv_rgb", "tv_disparity", "scale", "face_position", "face_laplacian"):

@@ -14,19 +14,21 @@ import hashlib
 import json
 import logging
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from arc2avatar._cache import cache_root
+from arc2avatar._cache import cache_root, entry_lock
 from arc2avatar._io import atomic_path
 from arc2avatar.cameras.samplers import CameraRanges, FacePhaseRanges, sample_face_phase, sample_paper
 from arc2avatar.head.raster import render_mesh
 from arc2avatar.avatar.template import HeadSetup, TemplateConfig, build_head, load_base_head  # noqa: F401 (re-exported)
 from arc2avatar.pipeline.config import MeanFaceConfig
 from arc2avatar.pipeline.losses import face_position_loss, l1_dssim
+from arc2avatar.splats.checks import check_splat_values
 from arc2avatar.splats.model import GaussianSplats, SplatInitConfig
 from arc2avatar.splats.optim import SplatOptimConfig, make_optimizer, update_learning_rates
 from arc2avatar.splats.render import rasterize
@@ -90,13 +92,37 @@ def fit_mean_face(
     """
     key = _cache_key(setup, config, cameras, init, head_cameras)
     cache_file = cache_root() / "meanface" / f"{setup.info['name']}-{key}.safetensors"
-    stats: dict[str, float] = {"iterations": float(config.iterations), "head_iterations": float(config.head_iterations)}
-    if config.cache and cache_file.is_file():
+    if not config.cache:
+        return _fit_mean_face(setup, splats, config, cameras, head_cameras, position_weight, device, seed,
+                              progress, None)
+    with entry_lock(cache_file) as locked:  # another process computing this entry: wait, then read it
+        cached = _read_cached_mean_face(cache_file, splats)
+        if cached is not None:
+            return cached
+        return _fit_mean_face(setup, splats, config, cameras, head_cameras, position_weight, device, seed,
+                              progress, cache_file if locked else None)
+
+
+def _read_cached_mean_face(cache_file: Path, splats: GaussianSplats) -> tuple[GaussianSplats, dict[str, float]] | None:
+    """The cached fit, or None when absent or unreadable (a damaged entry is recomputed, with a warning)."""
+    if not cache_file.is_file():
+        return None
+    try:
         cached = load_file(str(cache_file))
         stats = {k[len("stat."):]: float(v) for k, v in cached.items() if k.startswith("stat.")}
         fitted = GaussianSplats.from_tensors({k: v for k, v in cached.items() if not k.startswith("stat.")})
-        stats["cached"] = 1.0
-        return fitted.to(splats.device), stats
+        check_splat_values(fitted.to_tensors(), str(cache_file))
+    except Exception as error:  # noqa: BLE001 — any damaged cache entry is recomputed
+        log.warning("mean-face cache entry %s is unreadable (%s); fitting again", cache_file, error)
+        return None
+    stats["cached"] = 1.0
+    return fitted.to(splats.device), stats
+
+
+def _fit_mean_face(setup: HeadSetup, splats: GaussianSplats, config: MeanFaceConfig, cameras: Any,
+                   head_cameras: Any, position_weight: float, device: Any, seed: int, progress: bool,
+                   cache_file: Path | None) -> tuple[GaussianSplats, dict[str, float]]:
+    stats: dict[str, float] = {"iterations": float(config.iterations), "head_iterations": float(config.head_iterations)}
     vertices, faces, colors = (t.to(device) for t in (setup.upsampled.head.vertices, setup.upsampled.head.faces,
                                                       setup.upsampled.head.vertex_colors))
     num_face_triangles = setup.upsampled.num_face_triangles
@@ -119,11 +145,14 @@ def fit_mean_face(
         stats["head_psnr"] = _psnr(work, vertices, faces, colors,
                                    sample_paper(head_cameras, 0, torch.Generator().manual_seed(12345), size, size, 8).to(device))
     work.rebase_anchors()
-    if config.cache:
+    if cache_file is not None:
         tensors = {k: v.detach().cpu().contiguous() for k, v in work.to_tensors().items()}
         tensors.update({f"stat.{k}": torch.tensor(v) for k, v in stats.items()})
-        with atomic_path(cache_file) as tmp:
-            save_file(tensors, str(tmp))
+        try:
+            with atomic_path(cache_file) as tmp:  # readers only ever see a complete entry
+                save_file(tensors, str(tmp))
+        except OSError as error:
+            log.warning("cannot write the mean-face cache %s (%s); continuing without it", cache_file, error.strerror)
     stats["cached"] = 0.0
     return work.to(splats.device), stats
 

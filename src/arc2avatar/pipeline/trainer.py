@@ -24,6 +24,7 @@ gradient is the same by the chain rule.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -37,7 +38,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import Tensor
 
-from arc2avatar._io import atomic_path
+from arc2avatar._io import atomic_path, atomic_write_text
 from arc2avatar._timing import NULL_TIMER
 from arc2avatar.avatar.layout import LOG_NAME
 from arc2avatar.avatar.media import JsonlLogger
@@ -49,6 +50,7 @@ from arc2avatar.head.laplacian import laplacian_loss, uniform_laplacian
 from arc2avatar.pipeline.config import CreateConfig
 from arc2avatar.prior.guidance import GuidanceContext, GuidancePrior
 from arc2avatar.pipeline.losses import disparity, regularisation_losses
+from arc2avatar.splats.checks import check_splat_values
 from arc2avatar.splats.densify import MaskedDensifier
 from arc2avatar.splats.model import GaussianSplats
 from arc2avatar.splats.optim import make_optimizer, update_learning_rates, zero_rows
@@ -212,10 +214,28 @@ class Trainer:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is the user's file problem
-            raise Arc2AvatarError(f"cannot read checkpoint {path}: {error}; delete it to start over") from error
+            raise Arc2AvatarError(f"cannot read checkpoint {path}: {_first_line(error)}; delete it to start over") from None
+        if not isinstance(payload, dict):
+            raise Arc2AvatarError(f"checkpoint {path} is not an arc2avatar checkpoint; delete it to start over")
         if payload.get("version") != CHECKPOINT_VERSION:
             raise Arc2AvatarError(f"checkpoint {path} has format {payload.get('version')}, expected {CHECKPOINT_VERSION}")
-        splats = GaussianSplats.from_tensors(payload["splats"]).to(self.device)
+        try:
+            iteration = self._restore(payload, path)
+        except Arc2AvatarError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as error:
+            raise Arc2AvatarError(f"checkpoint {path} is malformed ({type(error).__name__}: {_first_line(error)}); "
+                                  "delete it to start over") from None
+        truncate_log(self.out_dir / LOG_NAME, iteration)
+        return iteration
+
+    def _restore(self, payload: dict[str, Any], path: Path) -> int:
+        tensors = payload["splats"]
+        if not isinstance(tensors, dict) or not all(isinstance(v, Tensor) for v in tensors.values()):
+            raise TypeError("its splats are not a mapping of tensors")
+        splats = GaussianSplats.from_tensors(tensors)
+        check_splat_values(splats.to_tensors(), f"checkpoint {path}")
+        splats = splats.to(self.device)
         state = self._fresh_state(splats)
         state.optimizer.load_state_dict(payload["optimizer"])
         if payload["densifier"] is not None:
@@ -223,6 +243,8 @@ class Trainer:
         state.camera_generator.set_state(payload["camera_generator"])
         state.device_generator.set_state(payload["device_generator"].cpu())  # a CPU ByteTensor for any device
         state.iteration = int(payload["iteration"])
+        if not 0 <= state.iteration <= self.config.iterations:
+            raise ValueError(f"iteration {state.iteration} is outside 0..{self.config.iterations}")
         state.skipped_steps = int(payload["skipped_steps"])
         state.bad_in_a_row = int(payload["bad_in_a_row"])
         state.elapsed_s = float(payload["elapsed_s"])
@@ -413,8 +435,38 @@ def _to_host(value: Any) -> Any:
 
 
 def _write_checkpoint(payload: dict[str, Any], path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    """Write atomically; a full disk (torch reports a RuntimeError, the OS an OSError) is one
+    ``Arc2AvatarError`` and the previous checkpoint stays as it was (the temp file is removed)."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except (OSError, RuntimeError) as error:
+        raise Arc2AvatarError(f"cannot write checkpoint {path} ({_first_line(error)}); is the disk full or "
+                              "read-only? The previous checkpoint is kept: free space, then --resume") from None
+
+
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    lines = str(error).strip().splitlines()
+    line = lines[0] if lines else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def truncate_log(path: Path, iteration: int) -> None:
+    """Keep only the records of ``path`` (JSON lines) up to ``iteration``, atomically: a resumed run
+    repeats the iterations after its checkpoint, so their records (and a half-written last
+    line of a killed run) are dropped instead of appearing twice."""
+    if not path.is_file():
+        return
+    kept: list[str] = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("iteration"), int) and record["iteration"] > iteration:
+            continue
+        kept.append(line)
+    atomic_write_text(path, "".join(f"{line}\n" for line in kept))
 
 
 @contextmanager

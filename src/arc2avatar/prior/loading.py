@@ -183,7 +183,8 @@ def _read_lora_file(path: Path) -> dict[str, Tensor]:
     try:
         return load_file(path)
     except (SafetensorError, OSError, ValueError) as err:
-        raise InputError(f"LoRA file {path} is not a readable safetensors file ({err}); download it again.") from err
+        raise InputError(f"LoRA file {path} is not a readable safetensors file ({' '.join(str(err).split())}); "
+                         "download it again.") from err
 
 
 def _unet_lora_state(state: dict[str, Tensor], path: Path) -> dict[str, Tensor]:
@@ -233,7 +234,7 @@ def load_lora(
         unet.load_lora_adapter(state, prefix=None, adapter_name=adapter_name)
     except (ValueError, RuntimeError, KeyError) as err:
         raise InputError(
-            f"LoRA file {path} does not fit the Arc2Face UNet ({type(err).__name__}: {err}). "
+            f"LoRA file {path} does not fit the Arc2Face UNet ({type(err).__name__}: {' '.join(str(err).split())[:300]}). "
             "Is it a LoRA for an SD-1.5 UNet in the diffusers format?"
         ) from err
     loaded = _lora_parameter_count(unet, adapter_name)

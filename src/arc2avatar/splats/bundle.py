@@ -31,6 +31,7 @@ from typing import Any, Mapping
 from arc2avatar import __version__
 from arc2avatar._io import atomic_write_bytes, atomic_write_text, read_json
 from arc2avatar.errors import InputError
+from arc2avatar.splats.checks import check_splat_values
 from arc2avatar.splats.model import BUFFER_NAMES, PARAM_NAMES, GaussianSplats
 
 FORMAT_VERSION = 1
@@ -162,6 +163,7 @@ def load_bundle(directory: str | os.PathLike) -> Bundle:
         splats = GaussianSplats.from_tensors(tensors)
     except ValueError as exc:
         raise InputError(f"{splats_path}: {exc}; the bundle is corrupt") from None
+    check_splat_values(splats.to_tensors(), str(splats_path))
     counts = manifest["counts"]
     if counts.get("splats") != splats.num_splats or counts.get("face") != splats.num_face:
         raise InputError(

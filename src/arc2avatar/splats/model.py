@@ -84,6 +84,15 @@ class SplatInitConfig:
     opacity: float = 0.9
     outside_longer_mask_opacity: float = 0.5
 
+    def __post_init__(self) -> None:
+        if self.knn_neighbours < 1:
+            raise ValueError(f"splat_init.knn_neighbours must be ≥ 1 (got {self.knn_neighbours})")
+        if not self.min_scale > 0:
+            raise ValueError(f"splat_init.min_scale must be > 0 (got {self.min_scale})")
+        for name in ("opacity", "outside_longer_mask_opacity"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"splat_init.{name} must be in (0, 1) (got {getattr(self, name)})")
+
 
 def quat_to_rotmat(quats_n4: Tensor) -> Tensor:
     """(N, 3, 3) rotation matrices from (N, 4) quaternions (w, x, y, z); normalised here."""

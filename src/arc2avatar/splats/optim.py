@@ -64,6 +64,14 @@ class SplatOptimConfig:
             raise ValueError(f"cannot freeze {unknown}: splat parameters are {list(PARAM_NAMES)}")
         if self.max_steps <= 0:
             raise ValueError(f"max_steps must be positive, got {self.max_steps}")
+        rates = [f for f in self.__dataclass_fields__ if f.endswith(("_lr_init", "_lr_final")) or f == "spatial_lr_scale"]
+        bad = [f"{name}={getattr(self, name)}" for name in rates if not 0 <= getattr(self, name) < math.inf]
+        if bad:
+            raise ValueError(f"optim learning rates must be finite and ≥ 0 (got {', '.join(bad)})")
+        if not 0 < self.eps < 1:
+            raise ValueError(f"optim.eps must be in (0, 1) (got {self.eps})")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"optim.betas must be in [0, 1) (got {self.betas})")
 
     @classmethod
     def expression(cls, **overrides: object) -> "SplatOptimConfig":

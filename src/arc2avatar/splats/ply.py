@@ -37,6 +37,7 @@ import torch
 
 from arc2avatar._io import atomic_path
 from arc2avatar.errors import InputError
+from arc2avatar.splats.checks import SplatLimits, check_splat_values
 from arc2avatar.splats.model import GaussianSplats
 
 SH3_REST_COEFFICIENTS = 45  # (16 − 1) SH-3 bands × 3 channels, zero padded
@@ -172,6 +173,12 @@ def read_ply(path: str | os.PathLike) -> GaussianSplats:
                 f"{path}: element {name!r} has list properties before/in the splat data; "
                 "a splat PLY has one 'vertex' element of scalar properties"
             )
+        names = [prop for prop, _ in properties]
+        if len(set(names)) != len(names):
+            twice = sorted({prop for prop in names if names.count(prop) > 1})
+            raise InputError(f"{path}: element {name!r} names the properties {', '.join(twice)} more than once")
+        if name == "vertex" and count > SplatLimits.max_splats:
+            raise InputError(f"{path}: PLY declares {count} splats, more than the {SplatLimits.max_splats} accepted")
         dtype = np.dtype([(prop, order + kind) for prop, kind in properties])
         if name == "vertex":
             break
@@ -202,7 +209,5 @@ def read_ply(path: str | os.PathLike) -> GaussianSplats:
         "opacity_logits": columns("opacity")[:, 0].contiguous(),
         "quats": columns("rot_0", "rot_1", "rot_2", "rot_3"),
     }
-    bad = [name for name, tensor in params.items() if not bool(torch.isfinite(tensor).all())]
-    if bad:
-        raise InputError(f"{path}: PLY holds NaN or infinite values in {', '.join(bad)}")
+    check_splat_values(params, f"PLY {path}")
     return GaussianSplats(params)

@@ -44,9 +44,13 @@ def viewer_for_folder(
     from arc2avatar.avatar.rig import setup_for_avatar
     from arc2avatar.avatar.model import Avatar
 
+    from arc2avatar.avatar.safety import check_derived_output
+
     source = Path(avatar_dir)
     if not source.exists():
         raise InputError(f"{source} does not exist; give an avatar folder written by `arc2avatar create`")
+    if out is not None:
+        check_derived_output(out, source)
     avatar = Avatar.load(source)
     has_binding = avatar.template.get("kind") in ("builtin", "flame")
     setup = setup_for_avatar(avatar, flame, flame_masks) if expressions and has_binding else None

@@ -46,7 +46,7 @@ def check_safetensors(path: Path) -> str | None:
             return f"header length {header_len} does not fit in a {human_size(size)} file"
         try:
             header = json.loads(f.read(header_len))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # JSONDecodeError, too-long integers, nesting
             return "safetensors header is not valid JSON"
     if not isinstance(header, dict):
         return "safetensors header is not a JSON object"
@@ -56,7 +56,7 @@ def check_safetensors(path: Path) -> str | None:
             continue
         try:
             begin, end = (int(v) for v in entry["data_offsets"])
-        except (TypeError, KeyError, ValueError):
+        except (TypeError, KeyError, ValueError, OverflowError):
             return f"tensor {name!r} has no valid data_offsets"
         if not 0 <= begin <= end:
             return f"tensor {name!r} has invalid data_offsets {begin}..{end}"
