@@ -210,3 +210,19 @@ def test_refine_expression_with_the_real_prior_names_the_missing_identity_file_a
     assert code != 0
     assert "identity.npy is missing" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_matrix_to_quat_matches_scipy_signs_included_on_every_branch() -> None:
+    """The torch conversion (it runs where the splats are) gives scipy's quaternions, sign included,
+    for rotations that pick each of its four branches (trace, and each diagonal entry largest)."""
+    from scipy.spatial.transform import Rotation
+
+    from arc2avatar.avatar.rig import matrix_to_quat
+
+    rotations = Rotation.random(2000, random_state=0)
+    extra = Rotation.from_rotvec([[3.1, 0, 0], [0, 3.1, 0], [0, 0, 3.1], [0, 0, 0], [1e-9, 0, 0]])
+    matrices = torch.from_numpy(np.concatenate([rotations.as_matrix(), extra.as_matrix()])).float()
+    expected = Rotation.from_matrix(matrices.double().numpy()).as_quat()  # (N, 4) x, y, z, w
+    got = matrix_to_quat(matrices).double().numpy()
+    assert np.abs(got[:, [1, 2, 3, 0]] - expected).max() < 1e-6
+    assert matrix_to_quat(torch.zeros(0, 3, 3)).shape == (0, 4)

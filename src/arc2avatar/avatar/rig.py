@@ -20,7 +20,7 @@ The template is rebuilt from the avatar bundle's ``template`` info (built-in: re
 FLAME: the user's file, whose sha256 must match the one recorded at creation).
 
 Written by hand, and why: the per-vertex frames and the rig (no library binds splats to mesh
-frames). Rotation matrix → quaternion is scipy's.
+frames) and rotation matrix → quaternion in torch (Shepperd's method, as scipy's, so it runs on the GPU).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -223,14 +222,37 @@ def vertex_frames(vertices_v3: Tensor, faces_f3: Tensor, neighbours_v: Tensor) -
 
 
 def matrix_to_quat(rotations_n33: Tensor) -> Tensor:
-    """(N, 4) unit quaternions (w, x, y, z) of (N, 3, 3) rotations (scipy, float64 inside)."""
-    from scipy.spatial.transform import Rotation
+    """(N, 4) unit quaternions (w, x, y, z) of (N, 3, 3) rotation matrices, on their device.
 
-    if rotations_n33.shape[0] == 0:
-        return rotations_n33.new_zeros((0, 4))
-    xyzw = Rotation.from_matrix(rotations_n33.detach().cpu().double().numpy()).as_quat()
-    wxyz = np.concatenate([xyzw[:, 3:], xyzw[:, :3]], axis=1)
-    return torch.from_numpy(wxyz).to(rotations_n33)
+    Shepperd's method, branch by branch as scipy's ``Rotation.from_matrix`` (the largest of the
+    trace and the diagonal entries picks the stable formula; same signs as scipy's quaternions,
+    which the tests check), in float64, so expressions and driving pose the splats on the GPU
+    without a round trip through the host.
+    """
+    m = rotations_n33.double()  # (N, 3, 3)
+    n = m.shape[0]
+    diagonal = torch.diagonal(m, dim1=1, dim2=2)  # (N, 3)
+    trace = diagonal.sum(-1)
+    choice = torch.cat([diagonal, trace[:, None]], dim=1).argmax(dim=1)  # (N,) 0..2 a diagonal entry, 3 the trace
+    xyzw = torch.empty((n, 4), dtype=m.dtype, device=m.device)
+    on_trace = choice == 3
+    xyzw[on_trace] = torch.stack([
+        m[on_trace, 2, 1] - m[on_trace, 1, 2],
+        m[on_trace, 0, 2] - m[on_trace, 2, 0],
+        m[on_trace, 1, 0] - m[on_trace, 0, 1],
+        1.0 + trace[on_trace],
+    ], dim=-1)
+    for i in range(3):
+        rows = choice == i
+        j, k = (i + 1) % 3, (i + 2) % 3
+        q = torch.empty((int(rows.sum()), 4), dtype=m.dtype, device=m.device)
+        q[:, i] = 1.0 - trace[rows] + 2.0 * m[rows, i, i]
+        q[:, j] = m[rows, j, i] + m[rows, i, j]
+        q[:, k] = m[rows, k, i] + m[rows, i, k]
+        q[:, 3] = m[rows, k, j] - m[rows, j, k]
+        xyzw[rows] = q
+    xyzw = torch.nn.functional.normalize(xyzw, dim=-1)
+    return torch.cat([xyzw[:, 3:], xyzw[:, :3]], dim=1).to(rotations_n33.dtype)
 
 
 def quat_multiply(a_n4: Tensor, b_n4: Tensor) -> Tensor:
