@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from arc2avatar.cli.main import main
-from arc2avatar.finetune.dataset import DatasetLimits, check_dataset, write_synthetic_identity
+from arc2avatar.finetune.dataset import DatasetLimits, check_dataset
+from arc2avatar.testing.finetune_data import write_synthetic_identity
 
 LIMITS = DatasetLimits(min_views=1, min_side=8)
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from arc2avatar.head.flame import read_flame_arrays, read_flame_masks, synthetic_flame_arrays
+from arc2avatar.head.flame import read_flame_arrays, read_flame_masks
+from arc2avatar.testing.flame import synthetic_flame_arrays
 
 from fuzz_support import FUZZ, FUZZ_FEW, cli, read_or_refuse, refused, scratch
 from hostile_files import npz_bomb, pickle_payload, zip_bomb_npz

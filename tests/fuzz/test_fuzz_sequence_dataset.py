@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from arc2avatar.finetune.dataset import DatasetLimits, check_dataset, write_synthetic_identity
+from arc2avatar.finetune.dataset import DatasetLimits, check_dataset
+from arc2avatar.testing.finetune_data import write_synthetic_identity
 from arc2avatar.avatar.rig import MAX_EXPRESSION_WEIGHT
 from arc2avatar.animate.sequence import load_sequence
 
