@@ -47,6 +47,7 @@ class WeightsState:
 
     ok: bool
     message: str = ""
+    fetch_command: str = ""
 
 
 def weights_state(weights: str | None) -> WeightsState:
@@ -56,7 +57,8 @@ def weights_state(weights: str | None) -> WeightsState:
     statuses = check_weights(config, need=NEED_WEIGHTS)
     if all(s.usable for s in statuses):
         return WeightsState(True)
-    return WeightsState(False, missing_weights_message(statuses, config.local_root()))
+    root = config.local_root()
+    return WeightsState(False, missing_weights_message(statuses, root), f"arc2avatar weights download --to {root}")
 
 
 class Service:

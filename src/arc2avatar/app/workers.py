@@ -4,7 +4,8 @@ One worker process per GPU (none: ``AppConfig.cpu_workers`` CPU workers) takes `
 and one more takes the short ``express`` / ``animate`` / ``drive`` jobs, so these are not held
 behind a 15-minute optimisation. Each worker is create-batch's (``pipeline.batch``): a
 single-process spawn pool pinned to its GPU by ``CUDA_VISIBLE_DEVICES`` before torch starts;
-a worker that dies is made again and only its job fails.
+a worker that dies is made again and only its job fails. A CPU worker lowers its priority
+(``nice``), so the page stays responsive on a small machine.
 
 Inside a worker a job (``run_task``):
 * locks its folder (``fcntl.flock``), so a job re-queued after a server restart waits until the
@@ -12,7 +13,6 @@ Inside a worker a job (``run_task``):
 * writes its pid (``worker.pid``: cancel and shutdown send it SIGTERM; the trainer then writes
   a checkpoint and stops, ``pipeline.trainer``);
 * stops by itself when the server process is gone (it is re-queued at the next start);
-* lowers its CPU priority on CPU workers, so the page stays responsive on a small machine;
 * renders ``preview.png`` from each new checkpoint (``AppConfig.preview_every`` iterations).
 
 The ``Dispatcher`` thread of the web process hands queued jobs (``JobStore.claim``) to free
@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from arc2avatar.app.jobs import Job, JobStore
-from arc2avatar.pipeline.batch import Attempt, _attempt_of, _Worker, one_line, visible_gpus, worker_gpus, WorkerPlan
+from arc2avatar.pipeline.batch import (Attempt, WorkerPlan, _attempt_of, _init_worker, _Worker, one_line, visible_gpus,
+                                       worker_gpus)
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +137,23 @@ def write_preview(checkpoint: Path, target: Path, size: int) -> Path:
     return target
 
 
-def _nice_if_cpu() -> None:
-    if not os.environ.get("CUDA_VISIBLE_DEVICES") and hasattr(os, "nice"):
+def _init_app_worker(gpu: str | None, threads: int) -> None:
+    """create-batch's worker set-up; a CPU worker also lowers its priority (the page stays responsive)."""
+    _init_worker(gpu, threads)
+    if gpu is None and hasattr(os, "nice"):
         with contextlib.suppress(OSError):
             os.nice(CPU_NICENESS)
+
+
+class AppWorker(_Worker):
+    """create-batch's worker process (``pipeline.batch._Worker``) with ``_init_app_worker``."""
+
+    def _new_pool(self):  # noqa: ANN202 - a ProcessPoolExecutor, as in the base class
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_app_worker, initargs=(self.gpu, self.threads))
 
 
 def run_task(task: Task) -> Attempt:
@@ -155,7 +169,6 @@ def run_task(task: Task) -> Attempt:
                 job_dir / OUT_NAME, job_dir / PREVIEW_NAME, task.preview_size, stop)))
         for thread in watchers:
             thread.start()
-        _nice_if_cpu()
         try:
             output = _RUNNERS[task.kind](task, job_dir)
         except Exception as error:  # noqa: BLE001 - reported to the user as one line
@@ -231,7 +244,7 @@ _RUNNERS = {"create": _run_create, "express": _run_express, "animate": _run_anim
 class _Slot:
     name: str
     kinds: tuple[str, ...]
-    worker: _Worker
+    worker: AppWorker
     job: Job | None = None
     future: Future | None = None
 
@@ -251,9 +264,9 @@ class Dispatcher:
         available = visible_gpus() if gpus != 0 else []
         slots = worker_gpus(WorkerPlan(gpus=gpus, workers=None if available and gpus != 0 else cpu_workers), available)
         threads = max(1, (os.cpu_count() or 1) // max(len(slots), 1))
-        self.slots = [_Slot(f"gpu {g}" if g is not None else f"cpu {k}", CREATE_KINDS, _Worker(g, threads))
+        self.slots = [_Slot(f"gpu {g}" if g is not None else f"cpu {k}", CREATE_KINDS, AppWorker(g, threads))
                       for k, g in enumerate(slots)]
-        self.slots.append(_Slot("render", RENDER_KINDS, _Worker(slots[0] if slots else None, threads)))
+        self.slots.append(_Slot("render", RENDER_KINDS, AppWorker(slots[0] if slots else None, threads)))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="arc2avatar-dispatcher", daemon=True)
 
