@@ -107,3 +107,32 @@ def test_serve_warns_when_reachable_from_elsewhere_and_reads_auth():
     for bad in ("alice", ":x", "alice:"):
         with pytest.raises(InputError, match="USER:PASS"):
             parse_auth(bad)
+
+
+def _api_names(app) -> set[str]:
+    return {d.get("api_name") for d in app.config["dependencies"] if d.get("api_name")}
+
+
+def test_the_drive_tab_and_endpoint_appear_only_when_the_drive_module_is_installed(tmp_path, monkeypatch):
+    pytest.importorskip("gradio")
+    import importlib.machinery
+    import sys
+    import types
+
+    from arc2avatar.app import AppConfig
+    from arc2avatar.app.service import Service
+    from arc2avatar.app.ui import build_app
+
+    config = AppConfig(work_dir=tmp_path / "work")
+    service = Service(config, start_workers=False)
+    without = build_app(config, service=service)
+    assert {"create_avatar", "job_status", "cancel_job", "express", "animate"} <= _api_names(without)
+    assert "drive" not in _api_names(without) and "Drive" not in json.dumps(without.config["components"], default=str)
+
+    fake = types.ModuleType("arc2avatar.drive")
+    fake.__spec__ = importlib.machinery.ModuleSpec("arc2avatar.drive", loader=None)
+    fake.drive = lambda *args, **kwargs: None
+    monkeypatch.setitem(sys.modules, "arc2avatar.drive", fake)
+    with_drive = build_app(config, service=service)
+    assert "drive" in _api_names(with_drive) and '"Drive"' in json.dumps(with_drive.config["components"], default=str)
+    assert "weights download --to" in json.dumps(with_drive.config["components"], default=str) or service.weights.ok

@@ -113,6 +113,7 @@ class Service:
         job_id = new_job_id()
         job_dir = self.store.job_dir(job_id)
         inputs = job_dir / INPUTS_NAME
+        job_dir.mkdir(parents=True)
         try:
             stored = [] if mode == "demo" and not any(photos) else save_photos(photos, inputs, self.config.limits)
             lora_path = save_lora(lora, inputs, self.config.limits) if mode == "arc2face" else None
@@ -136,7 +137,7 @@ class Service:
         job = self.job(job_id, owner)
         before = self.store.cancel(job.id)
         if before is not None and before.state == "running" and self.dispatcher is not None:
-            self.dispatcher.interrupt(job.id)
+            self.dispatcher.cancel(job.id)
         return self.status(job.id, owner)
 
     def _finished(self, job: Job) -> None:

@@ -149,7 +149,7 @@ def build_app(config: AppConfig | None = None, service: Service | None = None, *
 
     def ui_pick(ids, evt: gr.SelectData):
         job_id = ids[evt.index] if ids and evt.index is not None and evt.index < len(ids) else ""
-        return job_id, {}, gr.Timer(active=True), gr.Tabs(selected="create"), job_id
+        return job_id, {}, gr.Timer(active=True), gr.Tabs(selected="create")
 
     def run_express(job_id, text, weights, request):
         from arc2avatar.pipeline.expressions import parse_assignments
@@ -320,7 +320,7 @@ def build_app(config: AppConfig | None = None, service: Service | None = None, *
         app.load(ui_gallery, None, [gallery, gallery_ids], api_visibility="private")
         refresh_btn.click(ui_gallery, None, [gallery, gallery_ids], api_visibility="private")
         tabs.select(ui_gallery, None, [gallery, gallery_ids], api_visibility="private")
-        gallery.select(ui_pick, [gallery_ids], [job_box, shown, timer, tabs, job_box], api_visibility="private")
+        gallery.select(ui_pick, [gallery_ids], [job_box, shown, timer, tabs], api_visibility="private")
         express_btn.click(ui_express, [job_box, *sliders], [express_image, express_zip, express_status],
                           api_visibility="private")
         anim_btn.click(ui_animate, [job_box, anim_preset, anim_orbit], [anim_video, anim_status],

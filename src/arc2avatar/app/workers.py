@@ -39,6 +39,7 @@ from arc2avatar.pipeline.batch import (Attempt, WorkerPlan, _attempt_of, _init_w
 log = logging.getLogger(__name__)
 
 PID_NAME = "worker.pid"
+CANCEL_NAME = "cancel"  # a job whose folder holds this file stops (or never starts)
 LOCK_NAME = ".lock"
 PREVIEW_NAME = "preview.png"
 EXPRESS_IMAGE = "express.png"
@@ -163,6 +164,9 @@ def run_task(task: Task) -> Attempt:
     stop = threading.Event()
     with _folder_lock(job_dir):
         (job_dir / PID_NAME).write_text(str(os.getpid()))
+        if (job_dir / CANCEL_NAME).exists():  # cancelled between the claim and this start
+            (job_dir / PID_NAME).unlink()
+            return Attempt(False, error="cancelled")
         watchers = [threading.Thread(target=_watch_parent, args=(task.parent_pid, stop), daemon=True)]
         if task.kind == "create":
             watchers.append(threading.Thread(target=_preview_loop, daemon=True, args=(
@@ -262,6 +266,11 @@ class Dispatcher:
     def __init__(self, store: JobStore, task_of: Any, gpus: int | None, cpu_workers: int, on_done: Any = None) -> None:
         self.store, self.task_of, self.on_done = store, task_of, on_done
         available = visible_gpus() if gpus != 0 else []
+        if gpus and gpus > len(available):
+            from arc2avatar.errors import InputError
+
+            raise InputError(f"serve: --gpus {gpus} asked for, but {len(available)} GPU(s) are visible"
+                             + ("" if available else "; without GPUs leave --gpus out (--cpu-workers N sets the workers)"))
         slots = worker_gpus(WorkerPlan(gpus=gpus, workers=None if available and gpus != 0 else cpu_workers), available)
         threads = max(1, (os.cpu_count() or 1) // max(len(slots), 1))
         self.slots = [_Slot(f"gpu {g}" if g is not None else f"cpu {k}", CREATE_KINDS, AppWorker(g, threads))
@@ -316,10 +325,12 @@ class Dispatcher:
             log.warning("job %s failed:\n%s", job.id, attempt.detail)
         log.info("job %s: %s%s", job.id, "done" if attempt.ok else "failed", "" if attempt.ok else f": {attempt.error}")
 
-    def interrupt(self, job_id: str) -> bool:
-        """SIGTERM to the worker running ``job_id`` (it checkpoints and stops); False if not running here."""
+    def cancel(self, job_id: str) -> bool:
+        """Stop a running job: a marker for a job not started yet, SIGTERM to its worker otherwise (it
+        checkpoints and stops); False if it is not running here."""
         for slot in self.slots:
             if slot.job is not None and slot.job.id == job_id:
+                (self.store.job_dir(job_id) / CANCEL_NAME).touch()
                 return _signal_job(self.store.job_dir(job_id))
         return False
 
