@@ -136,3 +136,22 @@ def test_the_drive_tab_and_endpoint_appear_only_when_the_drive_module_is_install
     with_drive = build_app(config, service=service)
     assert "drive" in _api_names(with_drive) and '"Drive"' in json.dumps(with_drive.config["components"], default=str)
     assert "weights download --to" in json.dumps(with_drive.config["components"], default=str) or service.weights.ok
+
+
+def test_with_private_jobs_another_users_job_reads_as_unknown(tmp_path):
+    from arc2avatar.app import AppConfig
+    from arc2avatar.app.service import Service
+
+    photo = tmp_path / "face.png"
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(photo)
+    service = Service(AppConfig(work_dir=tmp_path / "work", private_jobs=True), start_workers=False)
+    job = service.submit_create([str(photo)], "alice", mode="demo-photo", preset="cpu-smoke", seed=3)
+    assert service.status(job.id, "alice")["state"] == "queued"
+    assert (service.store.job_dir(job.id) / "inputs" / "photo_1.png").is_file()
+    for owner, job_id in (("bob", job.id), ("alice", job.id[:-1] + ("y" if job.id.endswith("x") else "x")), ("alice", "../" + job.id)):
+        with pytest.raises(InputError, match="no such job"):
+            service.status(job_id, owner)
+    assert [i for i, _, _ in service.gallery("bob")] == []
+    with pytest.raises(InputError, match="weights are missing|unknown mode"):
+        service.submit_create([str(photo)], "alice", mode="arc2face") if not service.weights.ok else \
+            service.submit_create([str(photo)], "alice", mode="nope")

@@ -146,9 +146,9 @@ class Service:
             make_zip(self.store.job_dir(job.id))
 
     # ------------------------------------------------------------------ reading
-    def status(self, job_id: str, owner: str) -> dict[str, Any]:
+    def status(self, job_id: str | Job, owner: str) -> dict[str, Any]:
         """A job's state and progress as plain JSON (the ``job_status`` endpoint's first output)."""
-        job = self.job(job_id, owner)
+        job = job_id if isinstance(job_id, Job) else self.job(job_id, owner)
         out = {"job_id": job.id, "kind": job.kind, "state": job.state, "mode": job.params.get("mode"),
                "preset": job.params.get("preset"), "created": round(job.created, 3), "error": job.error}
         if job.state == "queued":
@@ -185,9 +185,9 @@ class Service:
                 return None
         return self._iterations[job_id]
 
-    def files(self, job_id: str, owner: str) -> dict[str, Path]:
+    def files(self, job_id: str | Job, owner: str) -> dict[str, Path]:
         """A job's result files that exist (all inside its folder): ply, zip, turntable, viewer, views, preview."""
-        job = self.job(job_id, owner)
+        job = job_id if isinstance(job_id, Job) else self.job(job_id, owner)
         job_dir = self.store.job_dir(job.id)
         out_dir = job_dir / OUT_NAME
         candidates = {"preview": job_dir / PREVIEW_NAME}

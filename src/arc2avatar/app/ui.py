@@ -205,10 +205,10 @@ def build_app(config: AppConfig | None = None, service: Service | None = None, *
     async def api_status(job_id, request: gr.Request):  # async: ~3 ms of file reads, no thread hop
         owner = _owner(request)
         try:
-            status = service.status(job_id, owner)
-            files = service.files(job_id, owner)
+            job = service.job(job_id, owner)
         except InputError as error:
             raise fail(error) from None
+        status, files = service.status(job, owner), service.files(job, owner)
         return status, (str(files["ply"]) if "ply" in files else None), (str(files["zip"]) if "zip" in files else None)
 
     def api_cancel(job_id, request: gr.Request):
