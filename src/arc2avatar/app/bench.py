@@ -3,12 +3,14 @@
 ``poll_status`` runs N clients for a fixed time on threads; each calls ``job_status`` once per
 ``interval_s`` (the page's own refresh rate) and records the wall-clock latency of each call.
 ``via="http"``: Gradio's REST route for the endpoint (``POST /gradio_api/run/job_status``, one
-request, what scripts and curl use); ``via="gradio_client"``: the Python client (how Spaces are
+request, what scripts and curl use; each client sends a ``session_hash``, as Gradio's own clients do:
+without one Gradio builds a fresh session state, ~10 ms of CPU on this page, for every call); ``via="gradio_client"``: the Python client (how Spaces are
 scripted; it goes through Gradio's queue and an event stream, so each call costs more).
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from typing import Any, Literal
@@ -44,12 +46,13 @@ def poll_status(url: str, job_id: str, *, clients: int = 20, seconds: float = 30
 
             client = Client(url + "/", verbose=False, auth=auth)
             return lambda: client.predict(job_id, api_name="/job_status")[0]
-        http = httpx.Client(timeout=30.0, auth=None)
+        http = httpx.Client(timeout=30.0)
+        session = secrets.token_hex(8)  # Gradio keeps one session state per hash; without one it builds a new one per call
         if auth:
             http.post(f"{url}/login", data={"username": auth[0], "password": auth[1]}).raise_for_status()
 
         def call():
-            answer = http.post(f"{url}/gradio_api/run/job_status", json={"data": [job_id]})
+            answer = http.post(f"{url}/gradio_api/run/job_status", json={"data": [job_id], "session_hash": session})
             answer.raise_for_status()
             return answer.json()["data"][0]
         return call
