@@ -1,7 +1,9 @@
 """A bounded load generator for the app's status endpoint (tests/test_serve.py, benchmarks/bench_serve.py).
 
 ``poll_status`` runs N clients for a fixed time on threads; each calls ``job_status`` once per
-``interval_s`` (the page's own refresh rate) and records the wall-clock latency of each call.
+``interval_s`` (the page's own refresh rate) and records the wall-clock latency of each call. The
+clients' first calls are spread evenly over one interval (independent pollers are not in lock-step;
+started together, all N would call in the same millisecond every second).
 ``via="http"``: Gradio's REST route for the endpoint (``POST /gradio_api/run/job_status``, one
 request, what scripts and curl use; each client sends a ``session_hash``, as Gradio's own clients do:
 without one Gradio builds a fresh session state, ~10 ms of CPU on this page, for every call); ``via="gradio_client"``: the Python client (how Spaces are
@@ -57,7 +59,7 @@ def poll_status(url: str, job_id: str, *, clients: int = 20, seconds: float = 30
             return answer.json()["data"][0]
         return call
 
-    def worker() -> None:
+    def worker(phase_s: float) -> None:
         try:
             call = make_call()
         except Exception as error:  # noqa: BLE001 - counted, reported
@@ -66,6 +68,7 @@ def poll_status(url: str, job_id: str, *, clients: int = 20, seconds: float = 30
             ready.wait()
             return
         ready.wait()
+        time.sleep(phase_s)  # clients spread over the interval, as independent pollers are (not in lock-step)
         while time.perf_counter() < stop_at[0]:
             started = time.perf_counter()
             try:
@@ -79,7 +82,7 @@ def poll_status(url: str, job_id: str, *, clients: int = 20, seconds: float = 30
                     errors.append(repr(error))
             time.sleep(max(0.0, interval_s - (time.perf_counter() - started)))
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
+    threads = [threading.Thread(target=worker, args=(k * interval_s / clients,), daemon=True) for k in range(clients)]
     for thread in threads:
         thread.start()
     stop_at[0] = time.perf_counter() + 3600.0

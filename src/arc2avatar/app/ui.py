@@ -113,10 +113,13 @@ def build_app(config: AppConfig | None = None, service: Service | None = None, *
             return (f"**{error}**", *nothing, shown, gr.Timer(active=False))
         line = f"{describe(status)}  \njob `{status['job_id']}`"
         preview: Any = gr.skip()
+        results: tuple[Any, ...] = (gr.skip(),) * 4
+        if shown.get("job") != job_id:  # another job than the one shown: clear the previous one's results
+            shown = {"job": job_id}
+            preview, results = None, ("", None, None, None)
         if "preview" in files and files["preview"].stat().st_mtime != shown.get("preview"):
             shown["preview"] = files["preview"].stat().st_mtime
             preview = _read_png(files["preview"])
-        results: tuple[Any, ...] = (gr.skip(),) * 4
         if status["state"] == "done" and shown.get("done") != job_id:
             shown["done"] = job_id
             results = (viewer_html(files.get("viewer")), str(files["ply"]) if "ply" in files else None,
