@@ -18,7 +18,7 @@ from PIL import Image
 
 from arc2avatar.cli.main import main
 from arc2avatar.errors import InputError
-from arc2avatar.pipeline.batch import SUMMARY_NAME, _attempt_of, _Worker, create_batch, discover_jobs
+from arc2avatar.pipeline.batch import SUMMARY_NAME, attempt_of, Worker, create_batch, discover_jobs
 
 TINY = ["resolution=32", "meanface.resolution=32", "meanface.iterations=5", "meanface.head_iterations=5",
         "rgb_latent_resolution=16", "view_rings.turntable_frames=2", "outputs.size=32", "iterations=2", "log_every=1"]
@@ -113,9 +113,9 @@ def test_gpus_on_a_cpu_machine_is_one_message_and_writes_nothing(photos, tmp_pat
 
 
 def test_a_worker_that_dies_fails_only_its_own_job_and_is_replaced():
-    worker = _Worker(gpu=None, threads=1)
+    worker = Worker(gpu=None, threads=1)
     try:
-        attempt = _attempt_of(worker.pool.submit(os._exit, 3), worker)
+        attempt = attempt_of(worker.pool.submit(os._exit, 3), worker)
         assert not attempt.ok and "worker process died" in attempt.error
         assert worker.pool.submit(os.getpid).result(timeout=120) > 0  # a fresh process takes the next job
     finally:

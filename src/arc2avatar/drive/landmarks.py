@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from arc2avatar.errors import InputError
-from arc2avatar.head.model import HeadModel
+from arc2avatar.head.model import HeadModel, vertex_normals
 
 TABLE_FILE = Path(__file__).with_name("builtin_landmarks.json")
 NUM_LANDMARKS = 68
@@ -70,13 +70,12 @@ def lift_landmarks(head: HeadModel, landmarks_682: np.ndarray, camera, pick_radi
     face vertex of ``head`` seen by ``camera`` (one ``Cameras``), the closest to the camera among
     those within ``pick_radius_px``."""
     from arc2avatar.cameras.model import project_points
-    from arc2avatar.pipeline.oracle import _vertex_normals
 
     vertices = head.vertices.float()
     pixels, depth = project_points(camera, vertices)
     pixels, depth = pixels[0].double().numpy() - 0.5, depth[0].double().numpy()  # to pixel indices
     centre = camera.viewmats[0].inverse()[:3, 3]
-    facing = ((_vertex_normals(vertices, head.faces) * (centre - vertices)).sum(-1) > 0).numpy()
+    facing = ((vertex_normals(vertices, head.faces) * (centre - vertices)).sum(-1) > 0).numpy()
     candidates = np.flatnonzero(facing & head.face_mask.numpy())
     out = np.empty(NUM_LANDMARKS, dtype=np.int64)
     for i, point in enumerate(np.asarray(landmarks_682, dtype=np.float64)):

@@ -100,3 +100,11 @@ class HeadModel:
     def height(self) -> float:
         """Extent of the template along z (world units); used for relative tolerances."""
         return float(self.vertices[:, 2].max() - self.vertices[:, 2].min())
+
+
+def vertex_normals(vertices_v3: Tensor, faces_f3: Tensor) -> Tensor:
+    """(V, 3) unit vertex normals: the area-weighted sum of the incident triangles' normals."""
+    tri = vertices_v3[faces_f3]  # (F, 3, 3)
+    face_normals = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)  # |·| = 2·area
+    normals = torch.zeros_like(vertices_v3).index_add(0, faces_f3.reshape(-1), face_normals.repeat_interleave(3, 0))
+    return torch.nn.functional.normalize(normals, dim=-1)

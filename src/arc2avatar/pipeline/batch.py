@@ -175,7 +175,7 @@ def worker_gpus(plan: WorkerPlan, available: Sequence[str]) -> list[str | None]:
 
 
 # --------------------------------------------------------------------------- inside a worker
-def _init_worker(gpu: str | None, threads: int) -> None:
+def init_worker(gpu: str | None, threads: int) -> None:
     """Pin this worker to its GPU (an empty list for a CPU worker) before torch initialises CUDA;
     its warnings go to stderr marked with the worker's GPU."""
     if "torch" in sys.modules and sys.modules["torch"].cuda.is_initialized():
@@ -301,7 +301,7 @@ def write_summary(result: BatchResult, photos_dir: Path, options: BatchOptions, 
     return result.summary_path
 
 
-class _Worker:
+class Worker:
     """One worker process (a single-process spawn pool), pinned to one GPU or the CPU."""
 
     def __init__(self, gpu: str | None, threads: int) -> None:
@@ -311,7 +311,7 @@ class _Worker:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(self.gpu, self.threads))
+                                   initializer=init_worker, initargs=(self.gpu, self.threads))
 
     def restart(self) -> None:
         """A fresh process after this one died."""
@@ -396,8 +396,8 @@ def _run_batch(jobs: list[BatchJob], options: BatchOptions, plan: WorkerPlan, sl
         else:
             pending.append(job)
     threads = plan.threads_per_worker or max(1, (os.cpu_count() or 1) // len(slots))
-    workers = [_Worker(gpu, threads) for gpu in slots[:len(pending)]]
-    running: dict[Future, tuple[_Worker, BatchJob, float]] = {}
+    workers = [Worker(gpu, threads) for gpu in slots[:len(pending)]]
+    running: dict[Future, tuple[Worker, BatchJob, float]] = {}
     log.info("create-batch: %d job(s) to run, %d skipped, %d worker(s) (GPUs: %s)", len(pending),
              len(jobs) - len(pending), len(workers), ", ".join(g for g in slots if g is not None) or "none")
     try:
@@ -412,7 +412,7 @@ def _run_batch(jobs: list[BatchJob], options: BatchOptions, plan: WorkerPlan, sl
             for future in done:
                 worker, job, handed_over = running.pop(future)
                 reports[job.name].seconds = round(reports[job.name].seconds + time.perf_counter() - handed_over, 3)
-                if _record(reports[job.name], _attempt_of(future, worker), plan.retries):
+                if _record(reports[job.name], attempt_of(future, worker), plan.retries):
                     pending.append(job)
                 result.wall_s = time.perf_counter() - started
                 write_summary(result, photos_dir, options, slots)
@@ -424,7 +424,7 @@ def _run_batch(jobs: list[BatchJob], options: BatchOptions, plan: WorkerPlan, sl
     return result
 
 
-def _attempt_of(future: Future, worker: _Worker) -> Attempt:
+def attempt_of(future: Future, worker: Worker) -> Attempt:
     """The worker's ``Attempt``, or a failed one when the worker process itself died."""
     try:
         return future.result()

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from arc2avatar.cameras.model import Cameras, orbit_cameras
 from arc2avatar.errors import InputError
-from arc2avatar.head.model import HeadModel
+from arc2avatar.head.model import HeadModel, vertex_normals
 from arc2avatar.head.raster import render_mesh
 from arc2avatar.identity.align import estimate_similarity
 from arc2avatar.prior.configs import PriorConfig
@@ -157,7 +157,7 @@ def default_target(
         if name in head.regions:
             hair &= ~head.regions[name]
     colors[hair] = torch.tensor(config.hair_color)
-    normals = _vertex_normals(vertices, head.faces)
+    normals = vertex_normals(vertices, head.faces)
     vertices[hair] += config.hair_volume * normals[hair]
     texture = None
     if photo is not None:
@@ -165,13 +165,6 @@ def default_target(
         colors = _blend_vertex_colors(colors, texture)
     return OracleTarget(vertices=vertices, faces=head.faces.clone(), colors=colors.clamp(0, 1), face_triangles=face_triangles,
                         texture=texture)
-
-
-def _vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
-    tri = vertices[faces]  # (F, 3, 3)
-    face_normals = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
-    normals = torch.zeros_like(vertices).index_add(0, faces.reshape(-1), face_normals.repeat_interleave(3, 0))
-    return torch.nn.functional.normalize(normals, dim=-1)
 
 
 def template_landmarks(head: HeadModel) -> Tensor:

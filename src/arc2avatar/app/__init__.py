@@ -1,0 +1,25 @@
+"""The web app (issue 17): ``arc2avatar serve`` and ``build_app`` for embedding (docs/serve.md).
+
+>>> from arc2avatar.app import AppConfig, build_app
+>>> build_app(AppConfig(work_dir="work/")).launch()          # http://127.0.0.1:7860
+
+Layers: ``config`` (settings), ``uploads`` (checks by decoding, safe names), ``jobs`` (the SQLite
+queue), ``workers`` (worker processes, one per GPU), ``service`` (what the page and API do),
+``ui`` (the Gradio Blocks). Gradio is imported only by ``ui`` (the ``app`` extra).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arc2avatar.app.config import AppConfig, UploadLimits
+
+
+def build_app(config: AppConfig | None = None, **settings: Any) -> Any:
+    """The app as a ``gradio.Blocks`` (see ``arc2avatar.app.ui.build_app``)."""
+    from arc2avatar.app.ui import build_app as _build
+
+    return _build(config, **settings)
+
+
+__all__ = ["AppConfig", "UploadLimits", "build_app"]

@@ -1,0 +1,359 @@
+"""The app's workers: the web process never optimises; worker processes do (issue 17).
+
+One worker process per GPU (none: ``AppConfig.cpu_workers`` CPU workers) takes ``create`` jobs,
+and one more takes the short ``express`` / ``animate`` / ``drive`` jobs, so these are not held
+behind a 15-minute optimisation. Each worker is create-batch's (``pipeline.batch``): a
+single-process spawn pool pinned to its GPU by ``CUDA_VISIBLE_DEVICES`` before torch starts;
+a worker that dies is made again and only its job fails. A CPU worker lowers its priority
+(``nice``), so the page stays responsive on a small machine.
+
+Inside a worker a job (``run_task``):
+* locks its folder (``fcntl.flock``), so a job re-queued after a server restart waits until the
+  old process has written its checkpoint and exited;
+* writes its pid (``worker.pid``: cancel and shutdown send it SIGTERM; the trainer then writes
+  a checkpoint and stops, ``pipeline.trainer``);
+* stops by itself when the server process is gone (it is re-queued at the next start);
+* renders ``preview.png`` from each new checkpoint (``AppConfig.preview_every`` iterations).
+
+The ``Dispatcher`` thread of the web process hands queued jobs (``JobStore.claim``) to free
+workers and records how each ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from arc2avatar.app.jobs import Job, JobStore
+from arc2avatar.pipeline.batch import (Attempt, WorkerPlan, attempt_of, init_worker, Worker, one_line, visible_gpus,
+                                       worker_gpus)
+
+log = logging.getLogger(__name__)
+
+PID_NAME = "worker.pid"
+CANCEL_NAME = "cancel"  # a job whose folder holds this file stops (or never starts)
+LOCK_NAME = ".lock"
+PREVIEW_NAME = "preview.png"
+EXPRESS_IMAGE = "express.png"
+OUT_NAME = "out"
+INPUTS_NAME = "inputs"
+CREATE_KINDS = ("create",)
+RENDER_KINDS = ("express", "animate", "drive")
+POLL_S = 0.25  # dispatcher and watcher loop period, seconds
+CPU_NICENESS = 10  # added to a CPU worker's nice value
+STOP_WAIT_S = 60.0  # how long shutdown waits for workers to checkpoint
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a worker needs to run one job (picklable).
+
+    Attributes:
+        job_id, kind: the job.
+        job_dir: ``WORK/jobs/<id>``.
+        params: the job's parameters (``Service`` writes them; see ``run_task``).
+        overrides: server-wide "key=value" settings (``AppConfig.overrides``).
+        weights: weights folder or None.
+        preview_every, preview_size: see ``AppConfig``.
+        parent_pid: the web process; the job stops when it is gone.
+    """
+
+    job_id: str
+    kind: str
+    job_dir: str
+    params: dict[str, Any] = field(default_factory=dict)
+    overrides: tuple[str, ...] = ()
+    weights: str | None = None
+    preview_every: int = 50
+    preview_size: int = 256
+    parent_pid: int = 0
+
+
+# =========================================================================== inside a worker
+@contextlib.contextmanager
+def _folder_lock(job_dir: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (one server per work folder is assumed there)
+        yield
+        return
+    with open(job_dir / LOCK_NAME, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _watch_parent(parent_pid: int, stop: threading.Event) -> None:
+    """SIGTERM to this process once the server is gone (the trainer checkpoints and stops)."""
+    while not stop.wait(1.0):
+        if parent_pid and os.getppid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+
+
+def _preview_loop(out_dir: Path, target: Path, size: int, stop: threading.Event) -> None:
+    """Render ``target`` from each new ``checkpoint.pt`` until ``stop``."""
+    from arc2avatar.pipeline.trainer import CHECKPOINT_NAME
+
+    checkpoint, seen = out_dir / CHECKPOINT_NAME, 0.0
+    while not stop.wait(POLL_S):
+        try:
+            stamp = checkpoint.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if stamp != seen:
+            seen = stamp
+            try:
+                write_preview(checkpoint, target, size)
+            except Exception as error:  # noqa: BLE001 - a preview is never worth failing the job
+                log.debug("preview from %s failed: %s", checkpoint, error)
+
+
+def write_preview(checkpoint: Path, target: Path, size: int) -> Path:
+    """A frontal render of the splats in ``checkpoint`` as a PNG (atomically)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from arc2avatar._io import atomic_path
+    from arc2avatar.avatar.model import Avatar
+    from arc2avatar.splats.model import GaussianSplats
+
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    with torch.no_grad():
+        image = Avatar(GaussianSplats.from_tensors(payload["splats"])).render([0.0], size=size)[0]
+    pixels = (image.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    with atomic_path(target) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")
+    return target
+
+
+def _init_app_worker(gpu: str | None, threads: int) -> None:
+    """create-batch's worker set-up; a CPU worker also lowers its priority (the page stays responsive)."""
+    init_worker(gpu, threads)
+    if gpu is None and hasattr(os, "nice"):
+        with contextlib.suppress(OSError):
+            os.nice(CPU_NICENESS)
+
+
+class AppWorker(Worker):
+    """create-batch's worker process (``pipeline.batch.Worker``) with ``_init_app_worker``."""
+
+    def _new_pool(self):  # noqa: ANN202 - a ProcessPoolExecutor, as in the base class
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_app_worker, initargs=(self.gpu, self.threads))
+
+
+def run_task(task: Task) -> Attempt:
+    """Run one job in this worker process; failures are returned (``Attempt``), an interruption
+    (cancel, shutdown) is raised as the trainer's ``TrainingInterrupted``."""
+    job_dir = Path(task.job_dir)
+    stop = threading.Event()
+    with _folder_lock(job_dir):
+        (job_dir / PID_NAME).write_text(str(os.getpid()))
+        if (job_dir / CANCEL_NAME).exists():  # cancelled between the claim and this start
+            (job_dir / PID_NAME).unlink()
+            return Attempt(False, error="cancelled")
+        watchers = [threading.Thread(target=_watch_parent, args=(task.parent_pid, stop), daemon=True)]
+        if task.kind == "create":
+            watchers.append(threading.Thread(target=_preview_loop, daemon=True, args=(
+                job_dir / OUT_NAME, job_dir / PREVIEW_NAME, task.preview_size, stop)))
+        for thread in watchers:
+            thread.start()
+        try:
+            output = _RUNNERS[task.kind](task, job_dir)
+        except Exception as error:  # noqa: BLE001 - reported to the user as one line
+            import traceback
+
+            from arc2avatar.errors import Arc2AvatarError
+
+            detail = None if isinstance(error, Arc2AvatarError) else traceback.format_exc()
+            return Attempt(False, error=one_line(error), detail=detail)
+        finally:
+            stop.set()
+            with contextlib.suppress(FileNotFoundError):
+                (job_dir / PID_NAME).unlink()
+    return Attempt(True, output=str(output))
+
+
+def _run_create(task: Task, job_dir: Path) -> Path:
+    from arc2avatar.pipeline.api import create, demo, run_state
+
+    p = task.params
+    out_dir = job_dir / OUT_NAME
+    resume = run_state(out_dir) == "unfinished"
+    overrides = [*task.overrides, f"seed={int(p.get('seed', 0))}", f"checkpoint_every={task.preview_every}"]
+    common: dict[str, Any] = dict(preset=p["preset"], overrides=overrides, resume=resume, progress=False)
+    photos = [job_dir / INPUTS_NAME / name for name in p.get("photos", [])]
+    if p["mode"] == "demo":
+        demo(out_dir, **common)
+    elif p["mode"] == "demo-photo":
+        demo(out_dir, photo=photos[0], **common)
+    else:
+        lora = job_dir / INPUTS_NAME / p["lora"] if p.get("lora") else None
+        create(photos, out_dir, lora=lora, weights=task.weights, **common)
+    return out_dir
+
+
+def _run_express(task: Task, job_dir: Path) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    from arc2avatar.animate.express import express
+
+    p = task.params
+    out_dir = job_dir / OUT_NAME
+    avatar = express(p["avatar_dir"], out_dir, {k: float(v) for k, v in p["expression"].items()}, size=p["size"])
+    image = avatar.render([0.0], size=p["size"])[0]
+    Image.fromarray((image.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)).save(job_dir / EXPRESS_IMAGE)
+    return out_dir
+
+
+def _run_animate(task: Task, job_dir: Path) -> Path:
+    from arc2avatar.animate.render import AnimationConfig, animate
+
+    p = task.params
+    target = job_dir / "animate.mp4"
+    animate(p["avatar_dir"], target, preset=p["preset"], orbit=bool(p.get("orbit")), config=AnimationConfig(size=p["size"]))
+    return target
+
+
+def _run_drive(task: Task, job_dir: Path) -> Path:
+    import importlib
+
+    drive = importlib.import_module("arc2avatar.drive").drive
+    target = job_dir / "drive.mp4"
+    drive(task.params["avatar_dir"], job_dir / INPUTS_NAME / task.params["video"], target)
+    return target
+
+
+_RUNNERS = {"create": _run_create, "express": _run_express, "animate": _run_animate, "drive": _run_drive}
+
+
+# =========================================================================== the web process
+@dataclass
+class _Slot:
+    name: str
+    kinds: tuple[str, ...]
+    worker: AppWorker
+    job: Job | None = None
+    future: Future | None = None
+
+
+class Dispatcher:
+    """Hands queued jobs to free workers (a daemon thread) and records their end.
+
+    Args:
+        store: the queue.
+        task_of: builds a job's ``Task``.
+        gpus: GPUs for ``create`` jobs (None: all visible); cpu_workers: without GPUs.
+        on_done: called (in the dispatcher thread) with each job that finished well.
+    """
+
+    def __init__(self, store: JobStore, task_of: Any, gpus: int | None, cpu_workers: int, on_done: Any = None) -> None:
+        self.store, self.task_of, self.on_done = store, task_of, on_done
+        available = visible_gpus() if gpus != 0 else []
+        if gpus and gpus > len(available):
+            from arc2avatar.errors import InputError
+
+            raise InputError(f"serve: --gpus {gpus} asked for, but {len(available)} GPU(s) are visible"
+                             + ("" if available else "; without GPUs leave --gpus out (--cpu-workers N sets the workers)"))
+        slots = worker_gpus(WorkerPlan(gpus=gpus, workers=None if available and gpus != 0 else cpu_workers), available)
+        threads = max(1, (os.cpu_count() or 1) // max(len(slots), 1))
+        self.slots = [_Slot(f"gpu {g}" if g is not None else f"cpu {k}", CREATE_KINDS, AppWorker(g, threads))
+                      for k, g in enumerate(slots)]
+        self.slots.append(_Slot("render", RENDER_KINDS, AppWorker(slots[0] if slots else None, threads)))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="arc2avatar-dispatcher", daemon=True)
+
+    def start(self) -> "Dispatcher":
+        for job_id in self.store.requeue_unfinished():
+            log.info("job %s: continues (left unfinished by the previous server)", job_id)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for slot in self.slots:
+                try:
+                    self._tend(slot)
+                except Exception:  # noqa: BLE001 - the dispatcher must outlive any one job
+                    log.exception("dispatcher: slot %s", slot.name)
+            self._stop.wait(POLL_S)
+
+    def _tend(self, slot: _Slot) -> None:
+        if slot.future is not None and slot.future.done():
+            self._record(slot)
+        if slot.future is None and not self._stop.is_set():
+            job = self.store.claim(slot.kinds, slot.name)
+            if job is not None:
+                log.info("job %s (%s): started on worker %s", job.id, job.kind, slot.name)
+                slot.job, slot.future = job, slot.worker.pool.submit(run_task, self.task_of(job))
+
+    def _record(self, slot: _Slot) -> None:
+        job, future = slot.job, slot.future
+        slot.job = slot.future = None
+        assert job is not None and future is not None
+        try:
+            attempt = attempt_of(future, slot.worker)
+        except BaseException as error:  # noqa: BLE001 - TrainingInterrupted: cancelled or stopping
+            attempt = Attempt(False, error=f"interrupted ({one_line(error)})")
+        if self._stop.is_set():
+            self.store.requeue(job.id)  # the server is stopping: continue at the next start
+            return
+        if attempt.ok:
+            if self.on_done is not None:
+                try:
+                    self.on_done(job)
+                except Exception as error:  # noqa: BLE001
+                    attempt = Attempt(False, error=one_line(error))
+        self.store.finish(job.id, "done" if attempt.ok else "failed", attempt.error)
+        if attempt.detail:
+            log.warning("job %s failed:\n%s", job.id, attempt.detail)
+        log.info("job %s: %s%s", job.id, "done" if attempt.ok else "failed", "" if attempt.ok else f": {attempt.error}")
+
+    def cancel(self, job_id: str) -> bool:
+        """Stop a running job: a marker for a job not started yet, SIGTERM to its worker otherwise (it
+        checkpoints and stops); False if it is not running here."""
+        for slot in self.slots:
+            if slot.job is not None and slot.job.id == job_id:
+                (self.store.job_dir(job_id) / CANCEL_NAME).touch()
+                return _signal_job(self.store.job_dir(job_id))
+        return False
+
+    def close(self, wait_s: float = STOP_WAIT_S) -> None:
+        """Stop handing out jobs; running jobs checkpoint and go back to the queue."""
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        for slot in self.slots:
+            if slot.job is not None:
+                _signal_job(self.store.job_dir(slot.job.id))
+        deadline = time.monotonic() + wait_s
+        for slot in self.slots:
+            if slot.future is not None:
+                with contextlib.suppress(Exception):
+                    slot.future.exception(timeout=max(0.1, deadline - time.monotonic()))
+                self._record(slot)
+            slot.worker.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _signal_job(job_dir: Path) -> bool:
+    try:
+        pid = int((job_dir / PID_NAME).read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+        return True
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return False
