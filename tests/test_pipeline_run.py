@@ -217,3 +217,23 @@ def test_other_runtime_errors_keep_their_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr(api, "demo", bug)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         main(["demo", "-o", str(tmp_path / "out"), "--no-progress"])
+
+
+def test_test_every_writes_the_eye_level_views_while_the_run_goes_on(tmp_path, small_setup):
+    """``test_every`` renders the 8 eye-level test views to progress.png during the run (it was a
+    setting that did nothing); 0 turns it off."""
+    import numpy as np
+    from PIL import Image
+
+    config, setup = small_setup
+    from dataclasses import replace
+
+    trainer = _trainer(replace(config, test_every=10), setup, tmp_path / "on")
+    trainer.run(stop_after=10, checkpoint_at_stop=False)
+    with Image.open(tmp_path / "on" / "progress.png") as sheet:
+        image = np.asarray(sheet.convert("RGB"))
+    assert image.shape[0] < 2 * 64 and image.shape[1] >= 8 * 64  # one row of 8 views at the training size
+    assert image.min() < 200 and image.max() == 255  # a head on white
+    trainer = _trainer(replace(config, test_every=0), setup, tmp_path / "off")
+    trainer.run(stop_after=10, checkpoint_at_stop=False)
+    assert not (tmp_path / "off" / "progress.png").exists()

@@ -11,6 +11,7 @@ Layout of an output folder (every file written atomically):
   log.jsonl         the optimisation log
   metrics.json      oracle runs: held-out-view PSNR / SSIM (and timings)
   checkpoint.pt     the last checkpoint (for --resume; removed when the run completes)
+  progress.png      the eye-level test views during a run, every ``test_every`` iterations
 """
 
 PLY_NAME = "avatar.ply"
@@ -21,3 +22,4 @@ CONFIG_NAME = "config.yaml"
 METRICS_NAME = "metrics.json"
 VIEWER_NAME = "viewer.html"
 LOG_NAME = "log.jsonl"
+PROGRESS_NAME = "progress.png"

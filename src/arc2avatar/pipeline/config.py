@@ -150,7 +150,8 @@ class CreateConfig:
             only face splats with zoomed face cameras (docs/method.md §5 / paper §A.2: 0.1; 0 disables).
         checkpoint_every: iterations between resumable checkpoints (official: 1000).
         log_every: iterations between JSON-lines log records.
-        test_every: iterations between renders of the held-out test views (official: 1000).
+        test_every: iterations between renders of the eye-level test views to ``progress.png``
+            (official: 1000; 0 = never).
         device: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
         latent_encoder: how renders become the prior's latents: "vae" (SD-1.5 VAE, the method)
             or "rgb" (2x−1 resized to rgb_latent_resolution; CPU smoke and oracle runs only).
@@ -232,7 +233,8 @@ def validate(cfg: CreateConfig) -> CreateConfig:
          f"of 4 (got {cfg.views_per_step}); use --set sampler=release for other batch sizes")
     need(0.0 <= cfg.face_phase_fraction < 1.0,
          f"face_phase_fraction must be in [0, 1) (got {cfg.face_phase_fraction})")
-    for name in ("checkpoint_every", "log_every", "test_every"):
+    need(cfg.test_every >= 0, f"test_every must be ≥ 0 (0 = never; got {cfg.test_every})")
+    for name in ("checkpoint_every", "log_every"):
         need(getattr(cfg, name) >= 1, f"{name} must be ≥ 1 (got {getattr(cfg, name)})")
     need(cfg.device == "auto" or cfg.device == "cpu" or re.fullmatch(r"cuda(:\d+)?", cfg.device) is not None,
          f"device must be auto, cpu, cuda or cuda:N (got {cfg.device!r})")

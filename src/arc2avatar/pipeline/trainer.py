@@ -40,11 +40,11 @@ from torch import Tensor
 
 from arc2avatar._io import atomic_path, atomic_write_text
 from arc2avatar._timing import NULL_TIMER
-from arc2avatar.avatar.layout import LOG_NAME
-from arc2avatar.avatar.media import JsonlLogger
+from arc2avatar.avatar.layout import LOG_NAME, PROGRESS_NAME
+from arc2avatar.avatar.media import JsonlLogger, write_sheet
 from arc2avatar.avatar.template import HeadSetup
 from arc2avatar.cameras.model import Cameras
-from arc2avatar.cameras.samplers import sample_face_phase, sample_paper, sample_release
+from arc2avatar.cameras.samplers import sample_face_phase, sample_paper, sample_release, test_ring_cameras
 from arc2avatar.errors import Arc2AvatarError
 from arc2avatar.head.laplacian import laplacian_loss, uniform_laplacian
 from arc2avatar.pipeline.config import CreateConfig
@@ -177,6 +177,17 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.out_dir / CHECKPOINT_NAME
 
+    @torch.no_grad()
+    def write_progress_views(self) -> Path:
+        """The eye-level ring of test views (8 azimuths, training resolution, white) as one PNG row,
+        ``progress.png`` in the output folder: how the avatar looks while it is being made."""
+        cfg, splats = self.config, self.state.splats
+        cameras = test_ring_cameras(cfg.resolution, cfg.resolution, cfg.view_rings)[: cfg.view_rings.azimuths_per_ring]
+        background = torch.ones(len(cameras), 3, device=self.device)
+        out = rasterize(splats.means, splats.rotations, splats.scales, splats.opacities, splats.colors,
+                        cameras.to(self.device), background)
+        return write_sheet(out.rgb.clamp(0, 1).cpu(), self.out_dir / PROGRESS_NAME, columns=len(cameras))
+
     def save_checkpoint(self, wait: bool = True) -> Path:
         """Write the state atomically; ``wait=False`` copies it to the host and writes it on a
         background thread (the optimisation goes on meanwhile)."""
@@ -282,6 +293,9 @@ class Trainer:
                     if cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < cfg.iterations:
                         with self.timer.stage("io"):
                             self.save_checkpoint(wait=False)
+                    if cfg.test_every and it % cfg.test_every == 0 and it < cfg.iterations:
+                        with self.timer.stage("io"):
+                            self.write_progress_views()
                     if stop.is_set():
                         path = self.save_checkpoint()
                         raise TrainingInterrupted(f"interrupted at iteration {it}; checkpoint {path} written",
