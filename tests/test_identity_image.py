@@ -144,3 +144,18 @@ def test_truncated_jpeg_raises_input_error_naming_the_file(tmp_path: Path, astro
 def test_missing_file_raises_input_error(tmp_path: Path):
     with pytest.raises(InputError, match="no such file"):
         load_image(tmp_path / "absent.png")
+
+
+def test_embed_refuses_a_photo_too_small_for_a_face_before_loading_weights(tmp_path, capsys) -> None:
+    """``embed`` takes the same photo check as ``create`` (64 px on the short side), naming the
+    photo instead of the missing weights."""
+    from PIL import Image
+
+    from arc2avatar.cli.main import main
+
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (8, 8), (200, 150, 120)).save(tiny)
+    assert main(["embed", str(tiny), "-o", str(tmp_path / "id.npy"), "--weights", str(tmp_path / "none")]) != 0
+    err = capsys.readouterr().err
+    assert "tiny.png" in err and "64 px" in err and "weight" not in err.lower()
+    assert not (tmp_path / "id.npy").exists()

@@ -41,10 +41,10 @@ def run(args: argparse.Namespace) -> int:
 
     from arc2avatar._io import atomic_write_bytes
     from arc2avatar.identity import embed_photos
-    from arc2avatar.identity.image import check_readable
+    from arc2avatar.identity.image import check_face_photos
     from arc2avatar.weights.resolver import WeightsConfig, resolve_weights
 
-    check_readable(args.photos)
+    check_face_photos(args.photos)
     weights = resolve_weights(WeightsConfig(root=args.weights), {"identity", "detector"})
     identity = embed_photos(args.photos, weights, det_size=args.det_size)
     for photo in identity.per_photo:

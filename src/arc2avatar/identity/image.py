@@ -12,9 +12,11 @@ Pillow's; written by hand is only the normalisation Pillow leaves to the caller:
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -139,9 +141,15 @@ def load_image(path: str | Path, max_side: int = ImageLimits.max_side,
     return np.asarray(rgb, dtype=np.uint8).copy()
 
 
-def check_readable(paths: list[Path]) -> None:
-    """Fail fast: raise ONE InputError naming every photo that is missing or not a file."""
-    bad = [str(p) for p in paths if not Path(p).is_file() or Path(p).stat().st_size == 0]
-    if bad:
-        raise InputError("cannot read photo(s): " + ", ".join(bad)
-                         + " (missing, empty or not a file)")
+def check_face_photos(photos: Sequence[str | os.PathLike]) -> list[Path]:
+    """Every photo exists, decodes and is large enough to hold a face (``FACE_PHOTO_LIMITS``):
+    the one check of the photos ``create``, ``demo --photo``, ``embed`` and the web app take,
+    made before any model loads. Raises one ``InputError`` naming the first bad photo."""
+    if not photos:
+        raise InputError("no photo given")
+    paths = [Path(p) for p in photos]
+    for path in paths:
+        load_image(path, limits=FACE_PHOTO_LIMITS)
+    return paths
+
+

@@ -132,15 +132,11 @@ def load_run_config(
 
 
 def check_photos(photos: Sequence[str | Path]) -> list[Path]:
-    """Every photo exists, decodes and is large enough to hold a face (before any model loads)."""
-    from arc2avatar.identity.image import FACE_PHOTO_LIMITS, load_image
+    """Every photo exists, decodes and is large enough to hold a face (before any model loads;
+    ``identity.image.check_face_photos``)."""
+    from arc2avatar.identity.image import check_face_photos
 
-    if not photos:
-        raise InputError("no photo given")
-    paths = [Path(p) for p in photos]
-    for path in paths:
-        load_image(path, limits=FACE_PHOTO_LIMITS)
-    return paths
+    return check_face_photos(photos)
 
 
 def check_lora(path: str | Path | None) -> Path | None:
