@@ -231,9 +231,10 @@ class FaceTracker:
             box = self._box_from(self._previous)
             inside = box[0] >= 0 and box[1] >= 0 and box[2] < width and box[3] < height
             if inside:
-                if self.local_detector is not None:
-                    box = self._detect_near(frame, box)
-                landmarks, iou = self._predict(frame, box)
+                # the landmarks must agree with the prediction (the detector's box on the crop
+                # is compared with nothing: its size moves in steps of its image pyramid)
+                landmarks, _ = self._predict(frame, self._detect_near(frame, box) if self.local_detector else box)
+                iou = _iou(self._box_from(landmarks), box)
                 patch = self._patch(frame, landmarks)
                 ncc = -1.0 if patch is None or self._last_patch is None else float((patch * self._last_patch).mean())
                 if iou >= self.config.min_track_iou and ncc >= self.config.min_track_ncc:
