@@ -13,6 +13,10 @@ stored in ``builtin_landmarks.json`` (beside this module) as neutral world posit
 3. each landmark's 3D position is the least-squares triangulation over the views (started from
    the face vertex it lies on in the frontal view): the point that best explains where dlib puts
    it, including dlib's own habits (the jaw contour sliding along the silhouette, the nose).
+4. the RMS distance, over the views, between where dlib put each landmark and where its
+   triangulated point projects (``residual_px``, pixels at 384²) says how consistently dlib
+   places it on one point of the face: ≈ 2 px for the lips and eye corners, 4–14 px for the jaw
+   contour (which slides). The fit weights landmarks by it (``fit.landmark_weights``).
 
 At run time a landmark follows the blendshapes of the avatar template's face vertex nearest to
 its position, so the table serves every ``face_levels``. The actor's neutral face is matched at
@@ -55,6 +59,12 @@ def landmark_vertices(head: HeadModel, positions_l3: np.ndarray) -> np.ndarray:
     return face[distance.argmin(axis=1)].astype(np.int64)
 
 
+def landmark_residuals(path: Path = TABLE_FILE) -> np.ndarray | None:
+    """(68,) the table's ``residual_px`` (step 4 above), or None for a table without them."""
+    values = load_landmark_table(path).get("residual_px")
+    return None if values is None else np.asarray(values, dtype=np.float64)
+
+
 def template_landmarks(head: HeadModel) -> tuple[np.ndarray, np.ndarray]:
     """(68, 3) neutral landmark positions on ``head`` and (68,) the face vertex nearest to each
     (whose blendshape displacements the landmark follows). Built-in templates only."""
@@ -95,6 +105,7 @@ __all__ = [
     "NUM_LANDMARKS",
     "RIGHT_BROW",
     "TABLE_FILE",
+    "landmark_residuals",
     "landmark_vertices",
     "lift_landmarks",
     "load_landmark_table",
