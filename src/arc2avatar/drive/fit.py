@@ -15,16 +15,17 @@ field of view ``fovy`` (a webcam at arm's length; ``FitConfig``).
 
 Each frame solves one regularised, bounded non-linear least-squares problem (scipy's
 ``least_squares``, trust-region reflective): residuals are landmark reprojection errors in units
-of the inter-ocular distance (so the settings do not depend on the video's resolution), the jaw
-contour weighted by ``contour_weight``, plus ``expression_prior · w`` (a ridge toward neutral)
+of the inter-ocular distance (so the settings do not depend on the video's resolution), each
+weighted by how consistently dlib places that landmark (``landmark_weights``), plus ``expression_prior · w`` (a ridge toward neutral)
 and ``smoothness · (w − w_previous)``; weights are bounded to ``[lower, upper]``. Frames are
 warm-started from the previous one.
 
 **Neutral.** An actor's face is not the template's: at the neutral frame (the first frame with a
 face, or ``--neutral-frame``) the pose is fitted with zero expression and the remaining
 residual of each landmark is lifted back into the template frame as the actor's offset ``δ_i``
-(at the landmark's depth, in the image plane), a few times over. Afterwards the actor's resting
-face is exactly zero expression.
+(at the landmark's depth, in the image plane), a few times over; each landmark but the jaw
+contour then moves with the blendshapes of the template surface under the actor's landmark
+(``FrameFitter._follow_surface``). Afterwards the actor's resting face is exactly zero expression.
 
 Written by hand: the model and the residuals (ours); the solver is scipy's.
 """
@@ -166,7 +167,7 @@ def landmark_weights(config: FitConfig, residual_px: np.ndarray | None = None) -
     """(68,) weights of the landmarks' squared residuals. With the table's measured
     ``residual_px`` σ_i (``landmarks.landmark_residuals``: how consistently dlib puts landmark i
     on one point of the face) and ``config.measured_weights``: ``min(median(σ) / σ_i, 1)`` — the
-    sliding jaw contour counts ≈ 0.2–0.7, the lips and eye corners 1. (Full inverse-variance
+    sliding jaw contour counts ≈ 0.2–0.8, the lips and eye corners 1. (Full inverse-variance
     weighting, ``(median/σ_i)²``, was measured too: it lost the closed loop's second blink.)
     Otherwise ``contour_weight`` on the jaw contour and 1 elsewhere."""
     if residual_px is not None and config.measured_weights:
