@@ -24,8 +24,8 @@ warm-started from the previous one.
 face, or ``--neutral-frame``) the pose is fitted with zero expression and the remaining
 residual of each landmark is lifted back into the template frame as the actor's offset ``δ_i``
 (at the landmark's depth, in the image plane), a few times over; each landmark but the jaw
-contour then moves with the blendshapes of the template surface under the actor's landmark
-(``FrameFitter._follow_surface``). Afterwards the actor's resting face is exactly zero expression.
+contour and the inner lips then moves with the blendshapes of the template surface under the
+actor's landmark (``FrameFitter._follow_surface``). Afterwards the actor's resting face is exactly zero expression.
 
 Written by hand: the model and the residuals (ours); the solver is scipy's.
 """
@@ -42,6 +42,7 @@ from arc2avatar.drive.landmarks import (
     EYE_IMAGE_LEFT,
     EYE_IMAGE_RIGHT,
     JAW_CONTOUR,
+    LIP_SEAM,
     NUM_LANDMARKS,
 )
 
@@ -257,20 +258,23 @@ class FrameFitter:
 
     def _follow_surface(self, landmarks: np.ndarray, rotation: np.ndarray, scale: float,
                         translation: np.ndarray) -> None:
-        """Let each landmark (but the jaw contour, a silhouette) follow the blendshapes of the
-        template surface where the actor's landmark lies in the neutral frame: inverse-distance
-        interpolation over the ``surface_neighbours`` face vertices nearest to it in the image,
-        within ``surface_depth_band`` of the nearest one (the visible surface). An actor's
-        mouth corner that sits beside the template's moves as the face there moves when the
-        template smiles, not as the template's own corner does (measured on the closed loop:
-        smile r 0.70 → 0.86, brow_raise 0.78 → 0.83, docs/driving.md)."""
+        """Let each landmark follow the blendshapes of the template surface where the actor's
+        landmark lies in the neutral frame: inverse-distance interpolation over the
+        ``surface_neighbours`` face vertices nearest to it in the image, within
+        ``surface_depth_band`` of the nearest one (the visible surface). An actor's mouth corner
+        that sits beside the template's moves as the face there moves when the template smiles,
+        not as the template's own corner does (measured on the closed loop: smile r 0.70 →
+        0.85, docs/driving.md). Two groups keep the table's vertex: the jaw contour (a
+        silhouette, not a point of the surface) and the inner lip points between the corners
+        (``LIP_SEAM``): they lie where the upper and lower lip part, and interpolating there
+        would average the two lips' motion (closed loop: jaw_open r 0.89 → 0.92)."""
         cfg, model = self.config, self.model
         world = scale * model.surface @ rotation.T + translation
         pixels, depth = self.camera.project(world)
         basis = self._basis.copy()
-        contour = set(JAW_CONTOUR)
+        keep = set(JAW_CONTOUR) | set(LIP_SEAM)
         for i, point in enumerate(landmarks):
-            if i in contour:
+            if i in keep:
                 continue
             distance = np.linalg.norm(pixels - point, axis=1)
             near = np.argpartition(distance, cfg.surface_neighbours * 3)[:cfg.surface_neighbours * 3]

@@ -41,6 +41,7 @@ JAW_CONTOUR = tuple(range(17))  # iBUG 300-W: jaw line
 RIGHT_BROW, LEFT_BROW = tuple(range(17, 22)), tuple(range(22, 27))  # image-left brow first
 EYE_IMAGE_LEFT, EYE_IMAGE_RIGHT = tuple(range(36, 42)), tuple(range(42, 48))
 INNER_MOUTH = tuple(range(60, 68))
+LIP_SEAM = (61, 62, 63, 65, 66, 67)  # inner lip points but the corners: where the two lips part
 
 
 def load_landmark_table(path: Path = TABLE_FILE) -> dict:
@@ -100,6 +101,7 @@ __all__ = [
     "EYE_IMAGE_LEFT",
     "EYE_IMAGE_RIGHT",
     "INNER_MOUTH",
+    "LIP_SEAM",
     "JAW_CONTOUR",
     "LEFT_BROW",
     "NUM_LANDMARKS",
