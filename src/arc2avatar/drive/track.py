@@ -57,7 +57,8 @@ class TrackConfig:
         min_patch_std: a patch with a smaller grey-level standard deviation (0–255) is flat.
         min_cutoff_hz: One-Euro minimum cut-off frequency at ``smooth = 1``, Hz.
         beta: One-Euro speed coefficient, per (face size / s) (15: a blink or a quick turn keeps
-            its timing and depth; 1.5 lagged the closed loop's turn by ≈ 0.5° and halved its blinks).
+            its timing and depth; 1.5 lagged the closed loop's turn by ≈ 0.5° and lost one of
+            its two blinks).
         d_cutoff_hz: One-Euro cut-off of the speed estimate, Hz.
     """
 
@@ -197,8 +198,10 @@ class FaceTracker:
         return min(found, key=lambda b: float(np.linalg.norm((b[:2] + b[2:]) / 2 - centre)))
 
     def _box_from(self, landmarks: np.ndarray) -> np.ndarray:
+        if self._box_shape is None:  # no detection yet to take the box's shape from
+            return landmark_box(landmarks)
         centre, unit = stable_frame(landmarks)
-        rel = self._box_shape if self._box_shape is not None else np.array([-2.2, -2.0, 2.2, 2.6])
+        rel = self._box_shape
         return np.concatenate([centre + rel[:2] * unit, centre + rel[2:] * unit])
 
     def _remember_box(self, box: np.ndarray, landmarks: np.ndarray) -> None:
