@@ -114,7 +114,9 @@ class LandmarkModel:
     neutral offsets (zero until ``FrameFitter.set_neutral``); ``surface`` (V, 3) and
     ``surface_basis`` (V, 3, K) the template's face vertices and their displacements, whose
     motion the actor's landmarks follow where they lie (None: the table's vertices');
-    ``residual_px`` (68,) the table's measured landmark consistency (``landmark_weights``)."""
+    ``residual_px`` (68,) the table's measured landmark consistency (``landmark_weights``);
+    ``present`` (68,) bool, the landmarks the model has (None: all; FLAME's static embedding has
+    no jaw contour); ``lower``/``upper`` (K,) per-weight bounds (None: ``FitConfig``'s)."""
 
     points: np.ndarray
     basis: np.ndarray
@@ -123,6 +125,9 @@ class LandmarkModel:
     surface: np.ndarray | None = None
     surface_basis: np.ndarray | None = None
     residual_px: np.ndarray | None = None
+    present: np.ndarray | None = None
+    lower: np.ndarray | None = None
+    upper: np.ndarray | None = None
 
     def shape(self, weights: np.ndarray) -> np.ndarray:
         """(68, 3) landmark positions with the offsets and ``weights``."""
@@ -197,6 +202,8 @@ class FrameFitter:
     def __init__(self, model: LandmarkModel, camera: DriveCamera, config: FitConfig = FitConfig()) -> None:
         self.model, self.camera, self.config = model, camera, config
         self.weights_l = landmark_weights(config, model.residual_px)
+        self._used = np.ones(NUM_LANDMARKS, dtype=bool) if model.present is None else np.asarray(model.present, bool)
+        self.weights_l = self.weights_l * self._used
         self._basis = model.basis.copy()  # the table's, before ``set_neutral`` moves landmarks
         self.previous: FramePose | None = None
 
@@ -212,12 +219,12 @@ class FrameFitter:
 
     def _initial(self, landmarks: np.ndarray) -> np.ndarray:
         """A first guess: no rotation, scale and position from the landmarks' spread and centre."""
-        k = len(self.model.names)
+        k, used = len(self.model.names), self._used
         x = np.zeros(6 + k)
-        projected = self._project(x)
-        spread = np.ptp(landmarks, axis=0).mean() / max(np.ptp(projected, axis=0).mean(), 1e-6)
+        projected = self._project(x)[used]
+        spread = np.ptp(landmarks[used], axis=0).mean() / max(np.ptp(projected, axis=0).mean(), 1e-6)
         x[5] = np.log(spread)
-        centre_px = landmarks.mean(axis=0) - self._project(x).mean(axis=0)
+        centre_px = landmarks[used].mean(axis=0) - self._project(x)[used].mean(axis=0)
         focal = self.camera.K[0, 0]
         x[3] = -centre_px[0] * self.config.radius / focal  # world +x appears to the image's left
         x[4] = -centre_px[1] * self.config.radius / focal  # world +z is up, image y is down
@@ -236,10 +243,12 @@ class FrameFitter:
                 w = x[6:]
                 return np.concatenate([r, cfg.expression_prior * w, cfg.smoothness * (w - previous_w)])
 
-            lower = np.concatenate([np.full(6, -np.inf), np.full(k, cfg.lower)])
-            upper = np.concatenate([np.full(6, np.inf), np.full(k, cfg.upper)])
+            low = np.full(k, cfg.lower) if self.model.lower is None else np.asarray(self.model.lower, dtype=np.float64)
+            high = np.full(k, cfg.upper) if self.model.upper is None else np.asarray(self.model.upper, dtype=np.float64)
+            lower = np.concatenate([np.full(6, -np.inf), low])
+            upper = np.concatenate([np.full(6, np.inf), high])
             start = x0.copy()
-            start[6:] = np.clip(start[6:], cfg.lower + 1e-9, cfg.upper - 1e-9)
+            start[6:] = np.clip(start[6:], low + 1e-9, high - 1e-9)
             result = least_squares(residuals, start, bounds=(lower, upper), method="trf", x_scale="jac",
                                    max_nfev=cfg.max_evaluations)
             return result.x
@@ -253,7 +262,8 @@ class FrameFitter:
 
     def _pose(self, x: np.ndarray, landmarks: np.ndarray) -> FramePose:
         rotvec, translation, scale, w = self._unpack(x)
-        rms = float(np.sqrt((((self._project(x) - landmarks) / interocular(landmarks)) ** 2).sum(-1).mean()))
+        error = ((self._project(x) - landmarks) / interocular(landmarks))[self._used]
+        rms = float(np.sqrt((error ** 2).sum(-1).mean()))
         return FramePose(rotvec.copy(), translation, scale, w.copy(), rms)
 
     def _follow_surface(self, landmarks: np.ndarray, rotation: np.ndarray, scale: float,
