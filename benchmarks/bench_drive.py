@@ -42,7 +42,7 @@ def main() -> None:
     from arc2avatar.avatar.pose import HeadPose, pose_splats
     from arc2avatar.cameras.model import orbit_cameras
     from arc2avatar.drive.fit import DriveCamera, FitConfig, FrameFitter, landmark_model
-    from arc2avatar.drive.landmarks import template_landmarks
+    from arc2avatar.drive.landmarks import landmark_residuals, template_landmarks
     from arc2avatar.drive.run import track_video
     from arc2avatar.testing.drive import (
         KnownPerformance,
@@ -82,7 +82,7 @@ def main() -> None:
     head = setup.upsampled.head
     points, vertex_index = template_landmarks(head)
     config = FitConfig()
-    fitter = FrameFitter(landmark_model(head, points, vertex_index, config.expressions),
+    fitter = FrameFitter(landmark_model(head, points, vertex_index, config.expressions, landmark_residuals()),
                          DriveCamera(info.size[0], info.size[1], config), config)
     start, cpu_start = time.perf_counter(), time.process_time()
     fitter.set_neutral(tracked[0].landmarks)

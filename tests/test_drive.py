@@ -111,20 +111,21 @@ def test_closed_loop_recovers_expressions_blinks_and_head_pose(driven, performan
     assert report["mean_confidence"] > 0.8
     names = list(result.names)
     truth = dict(zip(sequence.names, sequence.weights.numpy().T))
-    # The targets are Pearson ≥ 0.9, blinks ±2 frames, median pose error ≤ 3°; this synthetic
-    # actor reaches jaw 0.68, smile 0.79, brow 0.88, the first blink only, 3.4° (docs/driving.md,
-    # "Closed loop"). The bounds below guard that level until the fit reaches the targets.
-    floors = {"jaw_open": 0.6, "smile": 0.7, "brow_raise": 0.8}
+    # The targets are Pearson ≥ 0.9, blinks ±2 frames, median pose error ≤ 3°. Measured
+    # (docs/driving.md, "Closed loop"): jaw 0.92, smile 0.82, brow 0.82, both blinks, 2.5°; jaw is
+    # held to the target, smile and brow to floors at their measured level until they reach it.
+    floors = {"jaw_open": 0.9, "smile": 0.8, "brow_raise": 0.8}
     for name, floor in floors.items():
         r = np.corrcoef(result.weights[:, names.index(name)], truth[name])[0, 1]
         assert r >= floor, (name, r)
     blink = result.weights[:, [names.index("blink_left"), names.index("blink_right")]].mean(axis=1)
     peaks = _peaks(blink, threshold=0.5)
-    first = KnownPerformance().blink_frames[0]
-    assert peaks and abs(peaks[0] - first) <= 2, (peaks, blink.round(2))
+    expected = KnownPerformance().blink_frames
+    assert len(peaks) == len(expected), (peaks, blink.round(2))
+    assert all(abs(p - e) <= 2 for p, e in zip(peaks, expected)), (peaks, blink.round(2))
     errors = [rotation_angle_deg(rotation_from_angles(*row[:3]), rotation_from_angles(*truth_row[:3].tolist()))
               for row, truth_row in zip(result.head_pose, sequence.head_pose)]
-    assert np.median(errors) <= 4.0, np.round(errors, 1)
+    assert np.median(errors) <= 3.0, np.round(errors, 1)
 
 
 def _peaks(signal: np.ndarray, threshold: float) -> list[int]:

@@ -15,16 +15,17 @@ field of view ``fovy`` (a webcam at arm's length; ``FitConfig``).
 
 Each frame solves one regularised, bounded non-linear least-squares problem (scipy's
 ``least_squares``, trust-region reflective): residuals are landmark reprojection errors in units
-of the inter-ocular distance (so the settings do not depend on the video's resolution), the jaw
-contour weighted by ``contour_weight``, plus ``expression_prior · w`` (a ridge toward neutral)
+of the inter-ocular distance (so the settings do not depend on the video's resolution), each
+weighted by how consistently dlib places that landmark (``landmark_weights``), plus ``expression_prior · w`` (a ridge toward neutral)
 and ``smoothness · (w − w_previous)``; weights are bounded to ``[lower, upper]``. Frames are
 warm-started from the previous one.
 
 **Neutral.** An actor's face is not the template's: at the neutral frame (the first frame with a
 face, or ``--neutral-frame``) the pose is fitted with zero expression and the remaining
 residual of each landmark is lifted back into the template frame as the actor's offset ``δ_i``
-(at the landmark's depth, in the image plane), a few times over. Afterwards the actor's resting
-face is exactly zero expression.
+(at the landmark's depth, in the image plane), a few times over; each landmark but the jaw
+contour and the inner lips then moves with the blendshapes of the template surface under the
+actor's landmark (``FrameFitter._follow_surface``). Afterwards the actor's resting face is exactly zero expression.
 
 Written by hand: the model and the residuals (ours); the solver is scipy's.
 """
@@ -41,6 +42,7 @@ from arc2avatar.drive.landmarks import (
     EYE_IMAGE_LEFT,
     EYE_IMAGE_RIGHT,
     JAW_CONTOUR,
+    LIP_SEAM,
     NUM_LANDMARKS,
 )
 
@@ -61,9 +63,17 @@ class FitConfig:
         expression_prior: ridge weight pulling weights to 0 (per unit weight, in inter-ocular
             distances).
         smoothness: weight of the change from the previous frame's weights.
-        contour_weight: weight of the jaw-contour landmarks (0–16) relative to the others.
+        contour_weight: weight of the jaw-contour landmarks (0–16) relative to the others, when
+            the landmark table has no measured residuals (or ``measured_weights`` is off).
+        measured_weights: weight each landmark by the table's measured consistency
+            (``landmark_weights``; closed loop: median pose error 2.9° → 2.5°).
         neutral_iterations: pose/offset alternations at the neutral frame.
         max_evaluations: cap on residual evaluations per frame.
+        surface_neighbours: at the neutral frame each landmark takes the blendshape
+            displacements of the template surface where it lies (``FrameFitter.set_neutral``),
+            interpolated from this many face vertices nearest to it in the image.
+        surface_depth_band: of those, only the ones within this depth of the nearest one (the
+            visible surface), world units.
     """
 
     radius: float = 4.5
@@ -74,8 +84,11 @@ class FitConfig:
     expression_prior: float = 0.01
     smoothness: float = 0.0
     contour_weight: float = 0.3
+    measured_weights: bool = True
     neutral_iterations: int = 3
     max_evaluations: int = 60
+    surface_neighbours: int = 8
+    surface_depth_band: float = 0.1
 
 
 @dataclass
@@ -98,19 +111,31 @@ class FramePose:
 class LandmarkModel:
     """The template side of the fit: ``points`` (68, 3) neutral landmark positions, ``basis``
     (68, 3, K) their blendshape displacements for ``names``, ``offsets`` (68, 3) the actor's
-    neutral offsets (zero until ``neutral_offsets``)."""
+    neutral offsets (zero until ``FrameFitter.set_neutral``); ``surface`` (V, 3) and
+    ``surface_basis`` (V, 3, K) the template's face vertices and their displacements, whose
+    motion the actor's landmarks follow where they lie (None: the table's vertices');
+    ``residual_px`` (68,) the table's measured landmark consistency (``landmark_weights``);
+    ``present`` (68,) bool, the landmarks the model has (None: all; FLAME's static embedding has
+    no jaw contour); ``lower``/``upper`` (K,) per-weight bounds (None: ``FitConfig``'s)."""
 
     points: np.ndarray
     basis: np.ndarray
     names: tuple[str, ...]
     offsets: np.ndarray = field(default_factory=lambda: np.zeros((NUM_LANDMARKS, 3)))
+    surface: np.ndarray | None = None
+    surface_basis: np.ndarray | None = None
+    residual_px: np.ndarray | None = None
+    present: np.ndarray | None = None
+    lower: np.ndarray | None = None
+    upper: np.ndarray | None = None
 
     def shape(self, weights: np.ndarray) -> np.ndarray:
         """(68, 3) landmark positions with the offsets and ``weights``."""
         return self.points + self.offsets + self.basis @ weights
 
 
-def landmark_model(head, points_l3: np.ndarray, vertex_index: np.ndarray, names: tuple[str, ...]) -> LandmarkModel:
+def landmark_model(head, points_l3: np.ndarray, vertex_index: np.ndarray, names: tuple[str, ...],
+                   residual_px: np.ndarray | None = None) -> LandmarkModel:
     """The ``LandmarkModel`` of a ``HeadModel``: landmarks at ``points_l3`` moving with the
     blendshapes of the vertices ``vertex_index`` (``landmarks.template_landmarks``)."""
     missing = [n for n in names if n not in head.expression_names]
@@ -120,8 +145,11 @@ def landmark_model(head, points_l3: np.ndarray, vertex_index: np.ndarray, names:
         raise InputError(f"template {head.name} has no expression(s) {', '.join(missing)} to fit")
     columns = [head.expression_names.index(n) for n in names]
     points = np.asarray(points_l3, dtype=np.float64)
-    basis = head.expression_basis.detach().cpu().double().numpy()[vertex_index][:, :, columns]
-    return LandmarkModel(points, basis, tuple(names))
+    all_basis = head.expression_basis.detach().cpu().double().numpy()[:, :, columns]
+    face = np.flatnonzero(head.face_mask.cpu().numpy())
+    return LandmarkModel(points, all_basis[vertex_index], tuple(names),
+                         surface=head.vertices.detach().cpu().double().numpy()[face], surface_basis=all_basis[face],
+                         residual_px=residual_px)
 
 
 class DriveCamera:
@@ -141,8 +169,16 @@ class DriveCamera:
         return uv[:, :2] / uv[:, 2:3] - 0.5, cam[:, 2]
 
 
-def landmark_weights(config: FitConfig) -> np.ndarray:
-    """(68,) residual weights: ``contour_weight`` on the jaw contour, 1 elsewhere."""
+def landmark_weights(config: FitConfig, residual_px: np.ndarray | None = None) -> np.ndarray:
+    """(68,) weights of the landmarks' squared residuals. With the table's measured
+    ``residual_px`` σ_i (``landmarks.landmark_residuals``: how consistently dlib puts landmark i
+    on one point of the face) and ``config.measured_weights``: ``min(median(σ) / σ_i, 1)`` — the
+    sliding jaw contour counts ≈ 0.2–0.8, the lips and eye corners 1. (Full inverse-variance
+    weighting, ``(median/σ_i)²``, was measured too: it lost the closed loop's second blink.)
+    Otherwise ``contour_weight`` on the jaw contour and 1 elsewhere."""
+    if residual_px is not None and config.measured_weights:
+        sigma = np.maximum(np.asarray(residual_px, dtype=np.float64), 1e-6)
+        return np.minimum(np.median(sigma) / sigma, 1.0)
     weights = np.ones(NUM_LANDMARKS)
     weights[list(JAW_CONTOUR)] = config.contour_weight
     return weights
@@ -165,7 +201,10 @@ class FrameFitter:
 
     def __init__(self, model: LandmarkModel, camera: DriveCamera, config: FitConfig = FitConfig()) -> None:
         self.model, self.camera, self.config = model, camera, config
-        self.weights_l = landmark_weights(config)
+        self.weights_l = landmark_weights(config, model.residual_px)
+        self._used = np.ones(NUM_LANDMARKS, dtype=bool) if model.present is None else np.asarray(model.present, bool)
+        self.weights_l = self.weights_l * self._used
+        self._basis = model.basis.copy()  # the table's, before ``set_neutral`` moves landmarks
         self.previous: FramePose | None = None
 
     # parameters: rotvec (3), tx, tz, log scale, weights (K)
@@ -180,12 +219,12 @@ class FrameFitter:
 
     def _initial(self, landmarks: np.ndarray) -> np.ndarray:
         """A first guess: no rotation, scale and position from the landmarks' spread and centre."""
-        k = len(self.model.names)
+        k, used = len(self.model.names), self._used
         x = np.zeros(6 + k)
-        projected = self._project(x)
-        spread = np.ptp(landmarks, axis=0).mean() / max(np.ptp(projected, axis=0).mean(), 1e-6)
+        projected = self._project(x)[used]
+        spread = np.ptp(landmarks[used], axis=0).mean() / max(np.ptp(projected, axis=0).mean(), 1e-6)
         x[5] = np.log(spread)
-        centre_px = landmarks.mean(axis=0) - self._project(x).mean(axis=0)
+        centre_px = landmarks[used].mean(axis=0) - self._project(x)[used].mean(axis=0)
         focal = self.camera.K[0, 0]
         x[3] = -centre_px[0] * self.config.radius / focal  # world +x appears to the image's left
         x[4] = -centre_px[1] * self.config.radius / focal  # world +z is up, image y is down
@@ -204,10 +243,12 @@ class FrameFitter:
                 w = x[6:]
                 return np.concatenate([r, cfg.expression_prior * w, cfg.smoothness * (w - previous_w)])
 
-            lower = np.concatenate([np.full(6, -np.inf), np.full(k, cfg.lower)])
-            upper = np.concatenate([np.full(6, np.inf), np.full(k, cfg.upper)])
+            low = np.full(k, cfg.lower) if self.model.lower is None else np.asarray(self.model.lower, dtype=np.float64)
+            high = np.full(k, cfg.upper) if self.model.upper is None else np.asarray(self.model.upper, dtype=np.float64)
+            lower = np.concatenate([np.full(6, -np.inf), low])
+            upper = np.concatenate([np.full(6, np.inf), high])
             start = x0.copy()
-            start[6:] = np.clip(start[6:], cfg.lower + 1e-9, cfg.upper - 1e-9)
+            start[6:] = np.clip(start[6:], low + 1e-9, high - 1e-9)
             result = least_squares(residuals, start, bounds=(lower, upper), method="trf", x_scale="jac",
                                    max_nfev=cfg.max_evaluations)
             return result.x
@@ -221,13 +262,43 @@ class FrameFitter:
 
     def _pose(self, x: np.ndarray, landmarks: np.ndarray) -> FramePose:
         rotvec, translation, scale, w = self._unpack(x)
-        rms = float(np.sqrt((((self._project(x) - landmarks) / interocular(landmarks)) ** 2).sum(-1).mean()))
+        error = ((self._project(x) - landmarks) / interocular(landmarks))[self._used]
+        rms = float(np.sqrt((error ** 2).sum(-1).mean()))
         return FramePose(rotvec.copy(), translation, scale, w.copy(), rms)
+
+    def _follow_surface(self, landmarks: np.ndarray, rotation: np.ndarray, scale: float,
+                        translation: np.ndarray) -> None:
+        """Let each landmark follow the blendshapes of the template surface where the actor's
+        landmark lies in the neutral frame: inverse-distance interpolation over the
+        ``surface_neighbours`` face vertices nearest to it in the image, within
+        ``surface_depth_band`` of the nearest one (the visible surface). An actor's mouth corner
+        that sits beside the template's moves as the face there moves when the template smiles,
+        not as the template's own corner does (measured on the closed loop: smile r 0.70 →
+        0.85, docs/driving.md). Two groups keep the table's vertex: the jaw contour (a
+        silhouette, not a point of the surface) and the inner lip points between the corners
+        (``LIP_SEAM``): they lie where the upper and lower lip part, and interpolating there
+        would average the two lips' motion (closed loop: jaw_open r 0.89 → 0.92)."""
+        cfg, model = self.config, self.model
+        world = scale * model.surface @ rotation.T + translation
+        pixels, depth = self.camera.project(world)
+        basis = self._basis.copy()
+        keep = set(JAW_CONTOUR) | set(LIP_SEAM)
+        for i, point in enumerate(landmarks):
+            if i in keep:
+                continue
+            distance = np.linalg.norm(pixels - point, axis=1)
+            near = np.argpartition(distance, cfg.surface_neighbours * 3)[:cfg.surface_neighbours * 3]
+            near = near[depth[near] <= depth[near].min() + cfg.surface_depth_band * scale]
+            near = near[np.argsort(distance[near])[:cfg.surface_neighbours]]
+            weight = 1.0 / (distance[near] + 1e-3)
+            basis[i] = np.einsum("v,vck->ck", weight / weight.sum(), model.surface_basis[near])
+        model.basis = basis
 
     def set_neutral(self, landmarks_682: np.ndarray) -> FramePose:
         """Fit the neutral frame (zero expression) and set the actor's offsets ``δ`` from it."""
         landmarks = np.asarray(landmarks_682, dtype=np.float64)
         self.model.offsets = np.zeros_like(self.model.points)
+        self.model.basis = self._basis.copy()
         x = self._initial(landmarks)
         for _ in range(self.config.neutral_iterations):
             x = self._solve(landmarks, x, fit_expression=False)
@@ -241,6 +312,8 @@ class FrameFitter:
             cam_delta = np.concatenate([(landmarks - pixels) * depth[:, None] / focal, np.zeros((NUM_LANDMARKS, 1))], 1)
             world_delta = cam_delta @ self.camera.viewmat[:3, :3]  # camera → world (transpose of R_cw)
             self.model.offsets = self.model.offsets + world_delta @ rotation / scale
+        if self.model.surface is not None:
+            self._follow_surface(landmarks, rotation, scale, translation)
         neutral = self._pose(x, landmarks)
         self.previous = neutral
         return neutral

@@ -13,6 +13,10 @@ stored in ``builtin_landmarks.json`` (beside this module) as neutral world posit
 3. each landmark's 3D position is the least-squares triangulation over the views (started from
    the face vertex it lies on in the frontal view): the point that best explains where dlib puts
    it, including dlib's own habits (the jaw contour sliding along the silhouette, the nose).
+4. the RMS distance, over the views, between where dlib put each landmark and where its
+   triangulated point projects (``residual_px``, pixels at 384²) says how consistently dlib
+   places it on one point of the face: ≈ 2 px for the lips and eye corners, 4–14 px for the jaw
+   contour (which slides). The fit weights landmarks by it (``fit.landmark_weights``).
 
 At run time a landmark follows the blendshapes of the avatar template's face vertex nearest to
 its position, so the table serves every ``face_levels``. The actor's neutral face is matched at
@@ -37,6 +41,7 @@ JAW_CONTOUR = tuple(range(17))  # iBUG 300-W: jaw line
 RIGHT_BROW, LEFT_BROW = tuple(range(17, 22)), tuple(range(22, 27))  # image-left brow first
 EYE_IMAGE_LEFT, EYE_IMAGE_RIGHT = tuple(range(36, 42)), tuple(range(42, 48))
 INNER_MOUTH = tuple(range(60, 68))
+LIP_SEAM = (61, 62, 63, 65, 66, 67)  # inner lip points but the corners: where the two lips part
 
 
 def load_landmark_table(path: Path = TABLE_FILE) -> dict:
@@ -53,6 +58,12 @@ def landmark_vertices(head: HeadModel, positions_l3: np.ndarray) -> np.ndarray:
     face = np.flatnonzero(head.face_mask.cpu().numpy())
     distance = np.linalg.norm(vertices[face][None, :, :] - np.asarray(positions_l3)[:, None, :], axis=-1)
     return face[distance.argmin(axis=1)].astype(np.int64)
+
+
+def landmark_residuals(path: Path = TABLE_FILE) -> np.ndarray | None:
+    """(68,) the table's ``residual_px`` (step 4 above), or None for a table without them."""
+    values = load_landmark_table(path).get("residual_px")
+    return None if values is None else np.asarray(values, dtype=np.float64)
 
 
 def template_landmarks(head: HeadModel) -> tuple[np.ndarray, np.ndarray]:
@@ -89,11 +100,13 @@ __all__ = [
     "EYE_IMAGE_LEFT",
     "EYE_IMAGE_RIGHT",
     "INNER_MOUTH",
+    "LIP_SEAM",
     "JAW_CONTOUR",
     "LEFT_BROW",
     "NUM_LANDMARKS",
     "RIGHT_BROW",
     "TABLE_FILE",
+    "landmark_residuals",
     "landmark_vertices",
     "lift_landmarks",
     "load_landmark_table",

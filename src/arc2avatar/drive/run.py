@@ -161,7 +161,7 @@ def drive(
     Returns:
         A ``DriveResult``. Raises ``InputError`` for bad input (no video, no face, not an avatar…).
     """
-    from arc2avatar.drive.landmarks import template_landmarks
+    from arc2avatar.drive.landmarks import landmark_residuals, template_landmarks
     from arc2avatar.avatar.rig import setup_for_avatar
     from arc2avatar.avatar.model import Avatar
 
@@ -199,7 +199,7 @@ def drive(
                          "must show a face")
 
     fit_start = time.perf_counter()
-    model = landmark_model(head, points, vertex_index, config.fit.expressions)
+    model = landmark_model(head, points, vertex_index, config.fit.expressions, landmark_residuals())
     fitter = FrameFitter(model, DriveCamera(info.size[0], info.size[1], config.fit), config.fit)
     neutral = fitter.set_neutral(tracked[neutral_index].landmarks)
     names = model.names

@@ -157,13 +157,17 @@ def calibrate_builtin_landmarks(config: CalibrationConfig = CalibrationConfig())
     start = head.vertices[torch.from_numpy(lift_landmarks(head, frontal[0], frontal_camera(config.size, config.radius),
                                                           config.pick_radius_px))].double().numpy()
     positions = np.empty_like(start)
+    residual_px = np.empty(NUM_LANDMARKS)
     for i in range(NUM_LANDMARKS):
         def residuals(point: np.ndarray, i: int = i) -> np.ndarray:
             return np.concatenate([camera.project((rotation @ point)[None])[0][0] - lm[i] for rotation, lm in views])
 
-        positions[i] = least_squares(residuals, start[i]).x
+        fitted = least_squares(residuals, start[i])
+        positions[i] = fitted.x
+        residual_px[i] = np.sqrt((fitted.fun.reshape(-1, 2) ** 2).sum(1).mean())
     return {"template": head.name, "scheme": "iBUG 300-W 68 points (dlib shape_predictor_68_face_landmarks)",
             "recipe": "arc2avatar.testing.drive.calibrate_builtin_landmarks",
             "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()},
             "views_used": len(views),
-            "positions": [[round(float(v), 6) for v in p] for p in positions]}
+            "positions": [[round(float(v), 6) for v in p] for p in positions],
+            "residual_px": [round(float(v), 3) for v in residual_px]}

@@ -1,0 +1,135 @@
+"""The fit's landmark model for a FLAME head: expression coefficients and the jaw (docs/driving.md).
+
+FLAME places its landmarks by a *landmark embedding*: for each landmark a triangle of the mesh
+(``lmk_face_idx``) and barycentric coordinates in it (``lmk_b_coords``). The file distributed with
+FLAME (``flame_static_embedding.pkl``, ``--flame-landmarks``) holds the 51 inner points of the
+iBUG 300-W scheme (brows, nose, eyes, mouth: landmarks 17–67; the jaw contour slides along the
+silhouette and is not embedded statically); a 68-point embedding with the same two keys is taken
+as it is. Landmarks the embedding lacks get no weight in the fit.
+
+The fitted quantities are FLAME's first ``num_expressions`` expression coefficients (the head's
+``exp_000``, ``exp_001``, … columns, bounded to ±``coefficient_bound``) and the jaw's opening, a
+rotation of FLAME's jaw joint about its x axis (``jaw_open_rad`` radians, bounded to
+``[0, max_jaw_rad]``). The fit (``fit.FrameFitter``) is linear in its weights, so the jaw enters
+linearised: its column is the landmarks' displacement per radian under FLAME's skinning, measured
+at ``linearise_at_rad`` (a central difference). That is exact to first order; at 0.3 rad the
+landmark error of the linearisation is a few per cent of the jaw's displacement.
+
+Written by hand: reading the two arrays and the barycentric sums; skinning is the head's own
+(``head.flame.FlameSkinning``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from arc2avatar.drive.fit import LandmarkModel
+from arc2avatar.drive.landmarks import NUM_LANDMARKS
+from arc2avatar.errors import InputError
+
+JAW_NAME = "jaw_open_rad"
+STATIC_FIRST = 17  # a 51-point embedding starts at iBUG landmark 17 (the first brow point)
+
+
+@dataclass(frozen=True)
+class FlameFitConfig:
+    """What the fit solves for on a FLAME head.
+
+    Attributes:
+        num_expressions: FLAME expression coefficients fitted (the first ones: they carry the
+            most variance); the rest stay 0.
+        coefficient_bound: each coefficient is bounded to ±this (FLAME's are unit-variance).
+        max_jaw_rad: the jaw opens at most this far, radians (0.5 ≈ 29°, a wide-open mouth).
+        linearise_at_rad: the jaw's column is the landmarks' central-difference derivative at
+            this opening, radians.
+        step_rad: the difference step, radians.
+    """
+
+    num_expressions: int = 10
+    coefficient_bound: float = 3.0
+    max_jaw_rad: float = 0.5
+    linearise_at_rad: float = 0.1
+    step_rad: float = 0.01
+
+
+@dataclass(frozen=True)
+class LandmarkEmbedding:
+    """``face_index`` (L,) mesh triangles, ``barycentric`` (L, 3), ``first`` the iBUG index of the
+    first landmark (17 for FLAME's 51-point static embedding, 0 for 68 points)."""
+
+    face_index: np.ndarray
+    barycentric: np.ndarray
+    first: int
+
+
+def read_landmark_embedding(path: str | Path) -> LandmarkEmbedding:
+    """FLAME's landmark embedding (``.pkl`` as distributed, or ``.npz``) with ``lmk_face_idx`` and
+    ``lmk_b_coords`` for 51 or 68 landmarks; ``InputError`` for anything else."""
+    from arc2avatar.head.flame import safe_unpickle
+
+    path = Path(path)
+    if path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                raw = {key: data[key] for key in data.files}
+        except (OSError, ValueError) as error:
+            raise InputError(f"FLAME landmark embedding {path} cannot be read: {error}") from None
+    else:
+        raw = safe_unpickle(path, what="FLAME landmark embedding")
+    if not isinstance(raw, dict) or not {"lmk_face_idx", "lmk_b_coords"} <= set(raw):
+        raise InputError(f"FLAME landmark embedding {path} has no lmk_face_idx and lmk_b_coords: pass FLAME's "
+                         "flame_static_embedding.pkl (or an .npz with those two arrays)")
+    faces = np.asarray(raw["lmk_face_idx"]).astype(np.int64).reshape(-1)
+    coords = np.asarray(raw["lmk_b_coords"], dtype=np.float64)
+    count = faces.shape[0]
+    if count not in (NUM_LANDMARKS - STATIC_FIRST, NUM_LANDMARKS) or coords.shape != (count, 3):
+        raise InputError(f"FLAME landmark embedding {path}: expected 51 or 68 landmarks with (L, 3) barycentric "
+                         f"coordinates, got lmk_face_idx {faces.shape} and lmk_b_coords {coords.shape}")
+    return LandmarkEmbedding(faces, coords, NUM_LANDMARKS - count)
+
+
+def _embed(values_v: torch.Tensor, faces_f3: torch.Tensor, embedding: LandmarkEmbedding) -> np.ndarray:
+    """(L, ...) barycentric sums of per-vertex ``values_v`` (V, ...) at the embedded landmarks."""
+    corners = values_v[faces_f3[torch.from_numpy(embedding.face_index)]].double().numpy()  # (L, 3, ...)
+    weights = embedding.barycentric.reshape(embedding.barycentric.shape + (1,) * (corners.ndim - 2))
+    return (corners * weights).sum(axis=1)
+
+
+def flame_landmark_model(head, embedding: LandmarkEmbedding, config: FlameFitConfig = FlameFitConfig()
+                         ) -> LandmarkModel:
+    """The ``LandmarkModel`` of a FLAME ``HeadModel``: weights ``exp_000`` … and ``jaw_open_rad``."""
+    if head.pose_fn is None or "jaw" not in (head.pose_names or ()):
+        raise InputError(f"template {head.name} is not a FLAME head (no jaw joint): use the built-in landmark table")
+    num_faces = head.faces.shape[0]
+    if embedding.face_index.min() < 0 or embedding.face_index.max() >= num_faces:
+        raise InputError(f"the FLAME landmark embedding names triangles up to {embedding.face_index.max()}, "
+                         f"but {head.name} has {num_faces}: is it the embedding of this FLAME version?")
+    count = min(config.num_expressions, head.num_expressions)
+    names = tuple(head.expression_names[:count]) + (JAW_NAME,)
+    vertices = head.vertices.double()
+
+    def jaw(angle: float) -> torch.Tensor:
+        return head.pose_fn(vertices, {"jaw": torch.tensor([angle, 0.0, 0.0], dtype=torch.float64)})
+
+    at, step = config.linearise_at_rad, config.step_rad
+    jaw_column = (jaw(at + step) - jaw(at - step)) / (2 * step)  # (V, 3) per radian
+    basis_v = torch.cat([head.expression_basis[:, :, :count].double(), jaw_column[:, :, None]], dim=2)
+    points = np.zeros((NUM_LANDMARKS, 3))
+    basis = np.zeros((NUM_LANDMARKS, 3, len(names)))
+    rows = slice(embedding.first, NUM_LANDMARKS)
+    points[rows] = _embed(vertices, head.faces, embedding)
+    basis[rows] = _embed(basis_v, head.faces, embedding)
+    present = np.zeros(NUM_LANDMARKS, dtype=bool)
+    present[rows] = True
+    points[~present] = points[present].mean(axis=0)  # unused (weight 0); finite for the projection
+    bound = config.coefficient_bound
+    lower = np.array([-bound] * count + [0.0])
+    upper = np.array([bound] * count + [config.max_jaw_rad])
+    return LandmarkModel(points, basis, names, present=present, lower=lower, upper=upper)
+
+
+__all__ = ["FlameFitConfig", "JAW_NAME", "LandmarkEmbedding", "flame_landmark_model", "read_landmark_embedding"]
