@@ -13,17 +13,15 @@ import functools
 import http.server
 import io
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from test_viewer import CHROMIUM_FLAGS, INSTALL_HINT, _find_browser
+from headless_chromium import headless_chromium
 
 from arc2avatar.avatar.formats.data import Y_UP_MATRIX
 from arc2avatar.cameras.model import orbit_cameras
@@ -116,28 +114,8 @@ def spark() -> Path:
 
 @pytest.fixture(scope="module")
 def browser():
-    found = _find_browser()
-    if isinstance(found, str):
-        message = f"the Spark export test needs headless Chromium: {found}; install with: {INSTALL_HINT}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = found[0]
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    profile = tempfile.mkdtemp(prefix="arc2avatar-chromium-")
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(found[1]), options=options)
-    driver.set_script_timeout(WAIT_S)
-    try:
+    with headless_chromium("the Spark export test", console=True, script_timeout_s=WAIT_S) as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

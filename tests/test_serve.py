@@ -18,12 +18,10 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -32,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from headless_chromium import headless_chromium
 from PIL import Image
 
 from arc2avatar.app.bench import poll_status
@@ -47,7 +46,7 @@ JOB_S = 240.0  # one tiny job, queue included
 # status call costs ~11 ms of server CPU, so a saturated machine queues (docs/benchmarks.md).
 LOAD_CLIENTS, LOAD_S = 20, 8.0
 P95_LIMIT_S = float(os.environ.get("ARC2AVATAR_SERVE_P95_S", "0.200"))
-WINDOW = "--window-size=1280,1700"
+WINDOW = (1280, 1700)  # pixels: the whole Create tab in one screenshot
 
 
 def _free_port() -> int:
@@ -101,28 +100,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    from test_viewer import CHROMIUM_FLAGS, INSTALL_HINT, _find_browser
-
-    found = _find_browser()
-    if isinstance(found, str):
-        message = f"the serve browser test needs headless Chromium: {found}; install with: {INSTALL_HINT}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = found[0]
-    profile = tempfile.mkdtemp(prefix="arc2avatar-chromium-")
-    for flag in (*(f for f in CHROMIUM_FLAGS if not f.startswith("--window-size")), WINDOW, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(found[1]), options=options)
-    try:
+    with headless_chromium("the serve browser test", window=WINDOW) as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ in a real headless Chromium draws what our renderer draws, with sliders that mov
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
 import tempfile
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from headless_chromium import headless_chromium
 import torch
 
 from arc2avatar.cameras.model import orbit_cameras
@@ -152,14 +152,6 @@ def test_a_finished_run_writes_viewer_html(avatar, setup, tmp_path):
 
 
 # ======================================================================= in a browser
-CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "chromium", "chromium-browser", "google-chrome")
-CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-    "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--window-size=720,540",
-)
-INSTALL_HINT = ("apt-get update && apt-get install -y chromium chromium-driver; pip install -e '.[test]' "
-                "(selenium); or set ARC2AVATAR_CHROMIUM / ARC2AVATAR_CHROMEDRIVER")
 WAIT_S = 60.0  # page load and frame waits (SwiftShader on a busy 2-core CPU)
 # The page against Avatar.render from the same camera: measured 54.4 dB; the same avatar with
 # its quaternions conjugated (a wrong rotation convention) scores 38.6 dB.
@@ -168,43 +160,10 @@ BACKGROUND_TOLERANCE = 2  # a pixel is background when every channel is within t
 CHANGED = 24  # a pixel changed when a channel moved by more than this (8-bit)
 
 
-def _find_browser() -> tuple[str, str] | str:
-    """(chromium, chromedriver) paths, or why there are none."""
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "the Python package selenium is not installed"
-    candidates = [os.environ.get("ARC2AVATAR_CHROMIUM", ""), *CHROMIUM_CANDIDATES]
-    chromium = next((shutil.which(c) for c in candidates if c and shutil.which(c)), None)
-    driver = os.environ.get("ARC2AVATAR_CHROMEDRIVER") or shutil.which("chromedriver")
-    if chromium is None or driver is None:
-        return f"no {'chromium' if chromium is None else 'chromedriver'} found"
-    return chromium, driver
-
-
 @pytest.fixture(scope="module")
 def browser():
-    found = _find_browser()
-    if isinstance(found, str):
-        message = f"the viewer's browser test needs headless Chromium: {found}; install with: {INSTALL_HINT}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = found[0]
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console, for failures
-    profile = tempfile.mkdtemp(prefix="arc2avatar-chromium-")
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(found[1]), options=options)
-    try:
+    with headless_chromium("the viewer's browser test", console=True) as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 class Page:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from arc2avatar.avatar.rig import quat_multiply
 from arc2avatar.splats.model import GaussianSplats
 
 POSE_FIELDS: tuple[str, ...] = ("yaw_deg", "pitch_deg", "roll_deg", "tx", "ty", "tz", "scale")
@@ -102,18 +103,6 @@ def _quat_wxyz(rotation_33: np.ndarray) -> np.ndarray:
     return np.array([w, x, y, z], dtype=np.float64)
 
 
-def _quat_multiply(a_4: Tensor, b_n4: Tensor) -> Tensor:
-    """(N, 4) Hamilton product a ⊗ b, (w, x, y, z): rotation b first, then a."""
-    aw, ax, ay, az = a_4.unbind(-1)
-    bw, bx, by, bz = b_n4.unbind(-1)
-    return torch.stack([
-        aw * bw - ax * bx - ay * by - az * bz,
-        aw * bx + ax * bw + ay * bz - az * by,
-        aw * by - ax * bz + ay * bw + az * bx,
-        aw * bz + ax * by - ay * bx + az * bw,
-    ], dim=-1)
-
-
 def transform_points(points_n3: Tensor, pose: HeadPose) -> Tensor:
     """(N, 3) points under the pose: ``scale · R · x + translation``."""
     rotation = torch.as_tensor(pose.rotation_matrix(), dtype=points_n3.dtype, device=points_n3.device)
@@ -132,7 +121,7 @@ def pose_splats(splats: GaussianSplats, pose: HeadPose) -> GaussianSplats:
     tensors["means"] = transform_points(means, pose)
     quat = torch.as_tensor(_quat_wxyz(pose.rotation_matrix()), dtype=tensors["quats"].dtype, device=means.device)
     quats = tensors["quats"]
-    tensors["quats"] = _quat_multiply(quat, quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+    tensors["quats"] = quat_multiply(quat, quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12))
     tensors["log_scales"] = tensors["log_scales"] + math.log(pose.scale)
     face = tensors["face_mask"].bool()
     tensors["anchors"] = torch.where(face[:, None], transform_points(tensors["anchors"], pose), tensors["anchors"])
