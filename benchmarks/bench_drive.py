@@ -107,17 +107,11 @@ def main() -> None:
         f = fitted[max(index, 0)]
         for name, value in zip(config.expressions, f.weights):
             weights[head.expression_names.index(name)] = float(value)
-        t0 = time.perf_counter()
-        splats = pose_splats(rig.pose(weights), HeadPose(yaw_deg=float(sequence.head_pose[max(index, 0), 0])))
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t1 = time.perf_counter()
-        image = Avatar(splats, avatar.template).render_cameras(camera)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t2 = time.perf_counter()
+        head_pose = HeadPose(yaw_deg=float(sequence.head_pose[max(index, 0), 0]))
+        image, dt_pose, dt_raster = timed_frame(lambda: pose_splats(rig.pose(weights), head_pose),
+                                                lambda splats: Avatar(splats, avatar.template).render_cameras(camera), device)
         if index >= 0:
-            pose_s, raster_s = pose_s + t1 - t0, raster_s + t2 - t1
+            pose_s, raster_s = pose_s + dt_pose, raster_s + dt_raster
     result.update({
         "render_size": args.size, "splats": int(avatar.splats.means.shape[0]), "render_frames": n,
         "pose_fps": n / pose_s, "raster_fps": n / raster_s, "render_fps": n / (pose_s + raster_s),
@@ -128,6 +122,19 @@ def main() -> None:
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
+
+
+def timed_frame(pose, render, device: torch.device) -> tuple[torch.Tensor, float, float]:
+    """One driven frame: (image, seconds posing, seconds rasterising), the GPU synchronised between."""
+    t0 = time.perf_counter()
+    splats = pose()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t1 = time.perf_counter()
+    image = render(splats)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return image, t1 - t0, time.perf_counter() - t1
 
 
 def render_known(args: argparse.Namespace, device: torch.device, photo: np.ndarray, sequence) -> None:
@@ -146,17 +153,11 @@ def render_known(args: argparse.Namespace, device: torch.device, photo: np.ndarr
     n = min(args.render_frames, sequence.num_frames)
     for index in range(-2, n):  # two warm-up frames
         frame = max(index, 0)
-        t0 = time.perf_counter()
-        splats = pose_splats(rig.pose(sequence.frame(frame)), HeadPose.from_vector(sequence.head_pose[frame]))
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t1 = time.perf_counter()
-        image = Avatar(splats, avatar.template).render_cameras(camera)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t2 = time.perf_counter()
+        image, dt_pose, dt_raster = timed_frame(
+            lambda: pose_splats(rig.pose(sequence.frame(frame)), HeadPose.from_vector(sequence.head_pose[frame])),
+            lambda splats: Avatar(splats, avatar.template).render_cameras(camera), device)
         if index >= 0:
-            pose_s, raster_s = pose_s + t1 - t0, raster_s + t2 - t1
+            pose_s, raster_s = pose_s + dt_pose, raster_s + dt_raster
     result = {"device_render": str(device), "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
               "render_size": args.size, "splats": int(avatar.splats.means.shape[0]), "render_frames": n,
               "pose_fps": n / pose_s, "raster_fps": n / raster_s, "render_fps": n / (pose_s + raster_s),
