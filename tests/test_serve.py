@@ -29,6 +29,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import imageio.v3 as iio
 import pytest
 from headless_chromium import headless_chromium
 from PIL import Image
@@ -263,6 +264,14 @@ def test_two_jobs_queued_at_once_both_finish_across_a_server_restart_via_the_nam
     with zipfile.ZipFile(folder) as archive:
         assert "avatar/avatar/avatar.json" in archive.namelist()
 
+    # a face video drives the finished avatar through /drive (the drive package has landed)
+    video = _driver_video(tmp_path / "driver.mp4", frames=16)
+    driven = client.predict(running, handle_file(str(video)), api_name="/drive")
+    driven = driven["video"] if isinstance(driven, dict) else driven
+    frames = iio.imread(driven, index=None)
+    assert frames.shape[0] == 16 and frames.shape[1:3] == (512, 512), frames.shape
+    assert frames.std() > 5  # an avatar, not a blank frame
+
     # the page of the restarted server follows a job given in its link
     _open(browser, f"{server.url}/?job={running}")
     assert _wait_status(browser, lambda line: line.startswith("done"), 60)[-1].startswith("done: iteration 20/20")
@@ -300,3 +309,19 @@ def _wait_for(probe, timeout: float, what: str):
             return value
         time.sleep(0.25)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _driver_video(path: Path, frames: int) -> Path:
+    """A short face video: the astronaut's photo on the built-in head performing the drive tests'
+    known sequence (``arc2avatar.testing.drive``), 320² MP4."""
+    from skimage.data import astronaut as pixels
+
+    from arc2avatar.avatar.media import write_video
+    from arc2avatar.identity.dlib_faces import DlibFaceDetector
+    from arc2avatar.testing.drive import KnownPerformance, known_sequence, render_textured_driver
+
+    photo = pixels()
+    keypoints = DlibFaceDetector().largest_face(photo).keypoints
+    sequence = known_sequence(KnownPerformance(frames=frames))
+    write_video(render_textured_driver(photo, keypoints, sequence, 320), path, fps=int(sequence.fps))
+    return path
