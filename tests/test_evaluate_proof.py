@@ -4,7 +4,7 @@ judge says the avatar's frontal render shows the person of the photo (distance <
 still does at ±30° azimuth.
 
 The whole run (``arc2avatar demo --photo`` + ``evaluate``: 4 min 9 s on 2 idle cores, 7 min 48 s
-under load, with a fresh mean-face cache) runs when ``ARC2AVATAR_RUN_SLOW=1``, which CI sets (it is
+under load, with a fresh mean-face cache; 6 min 55 s in CI once the outputs became 512²) runs when ``ARC2AVATAR_RUN_SLOW=1``, which CI sets (it is
 the only proof of the claim); its figures are in docs/benchmarks.md. The default run checks the
 links it rests on: the photo lands on the
 template's landmarks, the textured target is the person to the judge, and so are splats with
