@@ -22,7 +22,7 @@ FUZZ = settings(max_examples=25, deadline=None, derandomize=True, database=None,
 FUZZ_FEW = settings(FUZZ, max_examples=8)
 
 
-def read_or_refuse(reader: Callable[[Path], Any], path: Path, *, names: str | None = None) -> Any:
+def assert_read_or_refused(reader: Callable[[Path], Any], path: Path, *, names: str | None = None) -> Any:
     """``reader(path)``; an ``Arc2AvatarError`` must be one line naming ``names`` (default the file's
     name) and is returned (not raised) so the caller can inspect it; anything else fails the test."""
     try:
@@ -34,9 +34,9 @@ def read_or_refuse(reader: Callable[[Path], Any], path: Path, *, names: str | No
         return error
 
 
-def refused(reader: Callable[[Path], Any], path: Path, *, names: str | None = None, match: str = "") -> str:
+def assert_refused(reader: Callable[[Path], Any], path: Path, *, names: str | None = None, match: str = "") -> str:
     """``reader(path)`` must raise the one-line ``Arc2AvatarError`` (``match`` in its message)."""
-    result = read_or_refuse(reader, path, names=names)
+    result = assert_read_or_refused(reader, path, names=names)
     assert isinstance(result, Arc2AvatarError), f"{path} was accepted: {result!r}"
     assert match.lower() in str(result).lower(), str(result)
     return str(result)

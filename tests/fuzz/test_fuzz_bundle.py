@@ -16,7 +16,7 @@ from arc2avatar.avatar.model import Avatar
 from arc2avatar.splats.bundle import load_bundle, save_bundle
 from arc2avatar.splats.model import GaussianSplats
 
-from fuzz_support import FUZZ, cli, read_or_refuse, refused, scratch, tree
+from fuzz_support import FUZZ, cli, assert_read_or_refused, assert_refused, scratch, tree
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.floats() | st.text(max_size=8),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
@@ -77,7 +77,7 @@ TENSOR_CASES = [
 def test_hostile_tensor_values_are_refused(tmp_path, name, tensors, match) -> None:
     bundle = _bundle(tmp_path)
     _rewrite_tensors(bundle, tensors)
-    refused(load_bundle, bundle, names="bundle", match=match)
+    assert_refused(load_bundle, bundle, names="bundle", match=match)
 
 
 MANIFEST_CASES = [
@@ -97,13 +97,13 @@ def test_hostile_manifests_are_refused(tmp_path, name, text, match) -> None:
         manifest["format_version"] = 99
         text = json.dumps(manifest)
     (bundle / "avatar.json").write_text(text)
-    refused(load_bundle, bundle, names="bundle", match=match)
+    assert_refused(load_bundle, bundle, names="bundle", match=match)
 
 
 def test_checksum_mismatch_is_refused(tmp_path) -> None:
     bundle = _bundle(tmp_path)
     (bundle / "splats.safetensors").write_bytes((bundle / "splats.safetensors").read_bytes()[:-4] + b"\0\0\0\0")
-    refused(load_bundle, bundle, names="bundle", match="checksum")
+    assert_refused(load_bundle, bundle, names="bundle", match="checksum")
 
 
 @FUZZ
@@ -114,7 +114,7 @@ def test_any_manifest_value(key, value) -> None:
         manifest = json.loads((bundle / "avatar.json").read_text())
         manifest[key] = value
         (bundle / "avatar.json").write_text(json.dumps(manifest))
-        read_or_refuse(load_bundle, bundle, names="bundle")
+        assert_read_or_refused(load_bundle, bundle, names="bundle")
 
 
 @FUZZ
@@ -128,7 +128,7 @@ def test_any_tensor_file_bytes(body, prefix) -> None:
         manifest = json.loads((bundle / "avatar.json").read_text())
         manifest["files"]["splats.safetensors"]["sha256"] = hashlib.sha256(blob).hexdigest()
         (bundle / "avatar.json").write_text(json.dumps(manifest))
-        refused(load_bundle, bundle, names="bundle")
+        assert_refused(load_bundle, bundle, names="bundle")
 
 
 @FUZZ

@@ -16,7 +16,7 @@ from arc2avatar.pipeline.meanface import initial_splats
 from arc2avatar.pipeline.trainer import Trainer
 from arc2avatar.prior.guidance import RgbLatentEncoder
 
-from fuzz_support import FUZZ, FUZZ_FEW, cli, read_or_refuse, refused, scratch
+from fuzz_support import FUZZ, FUZZ_FEW, cli, assert_read_or_refused, assert_refused, scratch
 
 TINY = ["resolution=32", "rgb_latent_resolution=16", "iterations=8", "template.face_levels=0", "template.rest_levels=0"]
 
@@ -53,7 +53,7 @@ def test_a_pickle_payload_in_a_checkpoint_runs_nothing(trainer, tmp_path) -> Non
     marker = tmp_path / "pwned"
     path = tmp_path / "checkpoint.pt"
     torch.save({"version": 1, "splats": _Payload(marker)}, path)
-    refused(_load(trainer), path, match="cannot read checkpoint")
+    assert_refused(_load(trainer), path, match="cannot read checkpoint")
     assert not marker.exists()
 
 
@@ -88,7 +88,7 @@ CASES = {
 def test_malformed_checkpoints_are_one_line(trainer, good, tmp_path, name) -> None:
     path = tmp_path / "checkpoint.pt"
     torch.save(CASES[name](good), path)
-    refused(_load(trainer), path, names="checkpoint.pt")
+    assert_refused(_load(trainer), path, names="checkpoint.pt")
 
 
 @FUZZ
@@ -97,7 +97,7 @@ def test_random_bytes(trainer, body, prefix) -> None:
     with scratch() as folder:
         path = folder / "checkpoint.pt"
         path.write_bytes(prefix + body)
-        refused(_load(trainer), path)
+        assert_refused(_load(trainer), path)
 
 
 @FUZZ_FEW
@@ -108,7 +108,7 @@ def test_any_value_for_a_field(trainer, good, key, value) -> None:
     with scratch() as folder:
         path = folder / "checkpoint.pt"
         torch.save(_edited(good, **{key: value}), path)
-        read_or_refuse(_load(trainer), path)
+        assert_read_or_refused(_load(trainer), path)
 
 
 def test_cli_resume_from_a_tampered_checkpoint(tmp_path, capsys, monkeypatch) -> None:

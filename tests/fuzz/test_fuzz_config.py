@@ -11,7 +11,7 @@ from arc2avatar.errors import InputError
 from arc2avatar.pipeline.config import CreateConfig, flatten, load_yaml, nonfinite_fields, to_dict
 from arc2avatar.pipeline.presets import resolve_config
 
-from fuzz_support import FUZZ, cli, read_or_refuse, refused, scratch
+from fuzz_support import FUZZ, cli, assert_read_or_refused, assert_refused, scratch
 
 YAML_CASES = [
     ("python_tag.yaml", "seed: !!python/object/apply:os.system ['touch pwned']\n", "constructor"),
@@ -28,7 +28,7 @@ YAML_CASES = [
 def test_hostile_yaml_is_one_line(tmp_path, name, text, match) -> None:
     path = tmp_path / name
     path.write_bytes(b"\xff\xfe\x00\x01\x80" * 50 if text is None else text.encode())
-    refused(load_yaml, path, match=match)
+    assert_refused(load_yaml, path, match=match)
     assert not (tmp_path / "pwned").exists()
 
 
@@ -84,7 +84,7 @@ def test_any_yaml_text(text) -> None:
     with scratch() as folder:
         path = folder / "config.yaml"
         path.write_text(text, encoding="utf-8")
-        result = read_or_refuse(load_yaml, path)
+        result = assert_read_or_refused(load_yaml, path)
         if isinstance(result, dict):
             try:
                 _check_accepted(resolve_config("cpu-smoke", path, []))

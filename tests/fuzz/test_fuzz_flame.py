@@ -12,7 +12,7 @@ from hypothesis import given, strategies as st
 from arc2avatar.head.flame import read_flame_arrays, read_flame_masks
 from arc2avatar.testing.flame import synthetic_flame_arrays
 
-from fuzz_support import FUZZ, FUZZ_FEW, cli, read_or_refuse, refused, scratch
+from fuzz_support import FUZZ, FUZZ_FEW, cli, assert_read_or_refused, assert_refused, scratch
 from hostile_files import npz_bomb, pickle_payload, zip_bomb_npz
 
 
@@ -28,8 +28,8 @@ def _pickled(obj) -> bytes:
 def test_a_pickle_payload_runs_nothing(tmp_path, wrap) -> None:
     marker = tmp_path / "pwned"
     path = pickle_payload(tmp_path / "generic_model.pkl", marker, wrap=wrap)
-    refused(read_flame_arrays, path, match="refusing")
-    refused(lambda p: read_flame_masks(p, 5023), path, match="refusing")
+    assert_refused(read_flame_arrays, path, match="refusing")
+    assert_refused(lambda p: read_flame_masks(p, 5023), path, match="refusing")
     assert not marker.exists()
 
 
@@ -42,7 +42,7 @@ def test_unknown_classes_are_refused_by_name(tmp_path, module, name) -> None:
     # protocol-2 GLOBAL opcode naming module.name, then an empty tuple and REDUCE
     path = tmp_path / "model.pkl"
     path.write_bytes(b"\x80\x02c" + f"{module}\n{name}\n".encode() + b")R.")
-    message = refused(read_flame_arrays, path, match="refusing")
+    message = assert_refused(read_flame_arrays, path, match="refusing")
     assert f"{module}.{name}" in message or name in message
 
 
@@ -51,19 +51,19 @@ def test_wrong_shapes_are_named(tmp_path) -> None:
     arrays["shapedirs"] = arrays["shapedirs"][:, :, :10]
     path = tmp_path / "model.pkl"
     path.write_bytes(_pickled(arrays))
-    refused(read_flame_arrays, path, match="shapedirs")
+    assert_refused(read_flame_arrays, path, match="shapedirs")
     arrays = synthetic_flame_arrays()
     arrays["v_template"] = np.full_like(arrays["v_template"], np.nan)
     np.savez(tmp_path / "nan.npz", **arrays)
-    read_or_refuse(read_flame_arrays, tmp_path / "nan.npz")
+    assert_read_or_refused(read_flame_arrays, tmp_path / "nan.npz")
 
 
 def test_npz_bombs_are_refused_before_decompressing(tmp_path) -> None:
-    refused(read_flame_arrays, npz_bomb(tmp_path / "declared.npz"), match="declares more data")
-    refused(read_flame_arrays, zip_bomb_npz(tmp_path / "zeros.npz"), match="decompress to")
+    assert_refused(read_flame_arrays, npz_bomb(tmp_path / "declared.npz"), match="declares more data")
+    assert_refused(read_flame_arrays, zip_bomb_npz(tmp_path / "zeros.npz"), match="decompress to")
     objects = tmp_path / "objects.npz"
     np.savez(objects, v_template=np.array([{"a": 1}], dtype=object))
-    refused(read_flame_arrays, objects, match="pickle")
+    assert_refused(read_flame_arrays, objects, match="pickle")
 
 
 @FUZZ
@@ -72,7 +72,7 @@ def test_random_bytes(body, prefix) -> None:
     with scratch() as folder:
         path = folder / "generic_model.pkl"
         path.write_bytes(prefix + body)
-        refused(read_flame_arrays, path)
+        assert_refused(read_flame_arrays, path)
 
 
 ARRAYS = synthetic_flame_arrays()
@@ -87,7 +87,7 @@ def test_any_value_for_a_flame_key(key, value) -> None:
     with scratch() as folder:
         path = folder / "model.pkl"
         path.write_bytes(_pickled(arrays))
-        refused(read_flame_arrays, path)
+        assert_refused(read_flame_arrays, path)
 
 
 def test_cli_template_with_a_payload_flame_runs_nothing(tmp_path, capsys) -> None:

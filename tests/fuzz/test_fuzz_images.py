@@ -11,7 +11,7 @@ from PIL import Image
 
 from arc2avatar.identity.image import FACE_PHOTO_LIMITS, load_image
 
-from fuzz_support import FUZZ, cli, read_or_refuse, refused, scratch
+from fuzz_support import FUZZ, cli, assert_read_or_refused, assert_refused, scratch
 from hostile_files import bomb_png
 
 
@@ -71,20 +71,20 @@ def test_odd_but_valid_images_decode_to_upright_rgb(tmp_path, name, build, shape
 def test_broken_images_are_one_line_naming_the_file(tmp_path, name, build, match) -> None:
     path = tmp_path / name
     path.write_bytes(build())
-    refused(load_image, path, match=match)
+    assert_refused(load_image, path, match=match)
 
 
 def test_bombs_folders_and_links_are_refused(tmp_path) -> None:
-    refused(load_image, bomb_png(tmp_path / "bomb.png", 50_000), match="too large")
+    assert_refused(load_image, bomb_png(tmp_path / "bomb.png", 50_000), match="too large")
     (tmp_path / "folder.png").mkdir()
-    refused(load_image, tmp_path / "folder.png", match="not a regular file")
+    assert_refused(load_image, tmp_path / "folder.png", match="not a regular file")
     link = tmp_path / "passwd.png"
     link.symlink_to("/etc/passwd")
-    refused(load_image, link, match="not an image")
+    assert_refused(load_image, link, match="not an image")
     for side in (1, 8, 63):
         path = tmp_path / f"small{side}.png"
         path.write_bytes(_png((side, 200)))
-        refused(lambda p: load_image(p, limits=FACE_PHOTO_LIMITS), path, match="too small")
+        assert_refused(lambda p: load_image(p, limits=FACE_PHOTO_LIMITS), path, match="too small")
 
 
 MAGICS = [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"RIFF\x00\x00\x00\x00WEBPVP8 ", b"BM", b"II*\x00"]
@@ -96,7 +96,7 @@ def test_random_bytes_behind_an_image_signature(magic, body) -> None:
     with scratch() as folder:
         path = folder / "photo.img"
         path.write_bytes(magic + body)
-        read_or_refuse(load_image, path)
+        assert_read_or_refused(load_image, path)
 
 
 @FUZZ
@@ -109,7 +109,7 @@ def test_damaged_real_images(cut, flips, kind) -> None:
     with scratch() as folder:
         path = folder / f"photo.{kind}"
         path.write_bytes(bytes(data[: max(1, cut % (len(data) + 1))]))
-        result = read_or_refuse(load_image, path)
+        result = assert_read_or_refused(load_image, path)
         if isinstance(result, np.ndarray):
             assert result.ndim == 3 and result.shape[2] == 3
 

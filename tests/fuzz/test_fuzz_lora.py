@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 
 from arc2avatar.pipeline.api import check_lora
 
-from fuzz_support import FUZZ, read_or_refuse, refused, scratch
+from fuzz_support import FUZZ, assert_read_or_refused, assert_refused, scratch
 
 
 def _safetensors(header: object, data: bytes = b"") -> bytes:
@@ -34,7 +34,7 @@ def test_crafted_lora_headers(tmp_path) -> None:
     for name, data in CASES.items():
         path = tmp_path / f"{name}.safetensors"
         path.write_bytes(data)
-        refused(check_lora, path)
+        assert_refused(check_lora, path)
 
 
 @FUZZ
@@ -46,4 +46,4 @@ def test_any_header(header, data) -> None:
     with scratch() as folder:
         path = folder / "pytorch_lora_weights.safetensors"
         path.write_bytes(_safetensors(header, data))
-        read_or_refuse(check_lora, path)
+        assert_read_or_refused(check_lora, path)

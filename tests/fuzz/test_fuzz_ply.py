@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 
 from arc2avatar.splats.ply import read_ply
 
-from fuzz_support import FUZZ, cli, read_or_refuse, refused, scratch, tree
+from fuzz_support import FUZZ, cli, assert_read_or_refused, assert_refused, scratch, tree
 from hostile_files import SPLAT_PROPERTIES, good_rows, ply, splat_ply
 
 PROPS = [f"property float {p}" for p in SPLAT_PROPERTIES]
@@ -49,7 +49,7 @@ CRAFTED = [
 def test_crafted_ply_is_one_line_naming_the_file(tmp_path, name, build, match) -> None:
     path = tmp_path / f"{name}.ply"
     build(path)
-    refused(read_ply, path, match=match)
+    assert_refused(read_ply, path, match=match)
 
 
 def test_big_endian_and_extra_properties_are_read_exactly(tmp_path) -> None:
@@ -78,7 +78,7 @@ def test_mutated_headers_and_values(edits, cut, values) -> None:
     data = rows.astype("<f4").tobytes()
     with scratch() as folder:
         path = ply(folder / "splats.ply", header, data[: cut % (len(data) + 1)])
-        result = read_or_refuse(read_ply, path)
+        result = assert_read_or_refused(read_ply, path)
         if not isinstance(result, Exception):
             assert bool(torch.isfinite(result.means).all()) and result.num_splats >= 1
 
@@ -89,7 +89,7 @@ def test_random_bytes_after_a_ply_magic(body) -> None:
     with scratch() as folder:
         path = folder / "r.ply"
         path.write_bytes(b"ply\n" + body)
-        read_or_refuse(read_ply, path)
+        assert_read_or_refused(read_ply, path)
 
 
 def test_cli_render_of_a_crafted_ply_writes_nothing(tmp_path, capsys) -> None:

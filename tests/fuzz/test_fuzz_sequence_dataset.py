@@ -14,7 +14,7 @@ from arc2avatar.testing.finetune_data import write_synthetic_identity
 from arc2avatar.avatar.rig import MAX_EXPRESSION_WEIGHT
 from arc2avatar.animate.sequence import load_sequence
 
-from fuzz_support import FUZZ, cli, read_or_refuse, refused, scratch
+from fuzz_support import FUZZ, cli, assert_read_or_refused, assert_refused, scratch
 from hostile_files import npz_bomb
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.floats() | st.text(max_size=6),
@@ -34,7 +34,7 @@ def test_any_json_sequence(data) -> None:
     with scratch() as folder:
         path = folder / "seq.json"
         path.write_text(json.dumps(data))
-        _accepted_sequence(read_or_refuse(load_sequence, path))
+        _accepted_sequence(assert_read_or_refused(load_sequence, path))
 
 
 @FUZZ
@@ -45,7 +45,7 @@ def test_json_sequence_values(fps, frames) -> None:
     with scratch() as folder:
         path = folder / "seq.json"
         path.write_text(json.dumps({"fps": fps, "frames": frames}))
-        _accepted_sequence(read_or_refuse(load_sequence, path))
+        _accepted_sequence(assert_read_or_refused(load_sequence, path))
 
 
 SEQUENCE_CASES = {
@@ -64,7 +64,7 @@ SEQUENCE_CASES = {
 def test_hostile_sequences_are_one_line(tmp_path, name) -> None:
     path = tmp_path / name
     SEQUENCE_CASES[name](path)
-    refused(load_sequence, path)
+    assert_refused(load_sequence, path)
 
 
 LIMITS = DatasetLimits(min_views=1, min_side=8)
