@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from arc2avatar.avatar.rig import quat_multiply
+from arc2avatar.avatar.rig import matrix_to_quat, quat_multiply
 from arc2avatar.splats.model import GaussianSplats
 
 POSE_FIELDS: tuple[str, ...] = ("yaw_deg", "pitch_deg", "roll_deg", "tx", "ty", "tz", "scale")
@@ -96,13 +96,6 @@ def rotation_angle_deg(a_33: np.ndarray, b_33: np.ndarray) -> float:
     return float(math.degrees(math.acos(max(-1.0, min(1.0, cosine)))))
 
 
-def _quat_wxyz(rotation_33: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    x, y, z, w = Rotation.from_matrix(rotation_33).as_quat()
-    return np.array([w, x, y, z], dtype=np.float64)
-
-
 def transform_points(points_n3: Tensor, pose: HeadPose) -> Tensor:
     """(N, 3) points under the pose: ``scale · R · x + translation``."""
     rotation = torch.as_tensor(pose.rotation_matrix(), dtype=points_n3.dtype, device=points_n3.device)
@@ -119,7 +112,8 @@ def pose_splats(splats: GaussianSplats, pose: HeadPose) -> GaussianSplats:
         return GaussianSplats.from_tensors(tensors)
     means = tensors["means"]
     tensors["means"] = transform_points(means, pose)
-    quat = torch.as_tensor(_quat_wxyz(pose.rotation_matrix()), dtype=tensors["quats"].dtype, device=means.device)
+    rotation = torch.as_tensor(pose.rotation_matrix(), dtype=torch.float64)[None]  # (1, 3, 3)
+    quat = matrix_to_quat(rotation)[0].to(dtype=tensors["quats"].dtype, device=means.device)
     quats = tensors["quats"]
     tensors["quats"] = quat_multiply(quat, quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12))
     tensors["log_scales"] = tensors["log_scales"] + math.log(pose.scale)
