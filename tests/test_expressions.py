@@ -146,6 +146,33 @@ def test_sequence_files_json_and_npz_read_the_same_weights_and_bad_files_are_nam
         load_sequence(tmp_path / "bad.json")
 
 
+def test_joint_poses_read_the_same_from_json_and_npz_and_a_template_without_joints_refuses_them(avatar, setup, tmp_path):
+    """FLAME's jaw in a sequence (written by ``drive`` on FLAME avatars): JSON ``joints`` and NPZ
+    ``joint_names``/``joint_poses`` read alike; a joint missing from a frame is at rest."""
+    from arc2avatar.animate.render import AnimationConfig, animation_frames
+
+    (tmp_path / "j.json").write_text(json.dumps({"fps": 24, "frames": [{"smile": 0.1}, {"smile": 0.2}],
+                                                 "joints": [{"jaw": [0.2, 0, 0]}, {}]}))
+    np.savez(tmp_path / "j.npz", weights=np.array([[0.1], [0.2]], dtype=np.float32), names=np.array(["smile"]),
+             fps=24, joint_names=np.array(["jaw"]), joint_poses=np.array([[[0.2, 0, 0]], [[0, 0, 0]]], np.float32))
+    from_json, from_npz = load_sequence(tmp_path / "j.json"), load_sequence(tmp_path / "j.npz")
+    assert set(from_json.joints) == set(from_npz.joints) == {"jaw"}
+    assert torch.allclose(from_json.joints["jaw"], from_npz.joints["jaw"])
+    assert from_json.joint_frame(0) == {"jaw": [pytest.approx(0.2), 0.0, 0.0]}
+    assert from_json.joint_frame(1) == {"jaw": [0.0, 0.0, 0.0]}
+    for joints, match in (([{"jaw": [0.2, 0]}, {}], "3 numbers"), ([{"jaw": "open"}, {}], "3 numbers"),
+                          ([{"jaw": [0.2, 0, 0]}], "list of 2 objects"), ([{"jaw": [99.0, 0, 0]}, {}], "within")):
+        (tmp_path / "bad.json").write_text(json.dumps({"fps": 24, "frames": [{}, {}], "joints": joints}))
+        with pytest.raises(InputError, match=match):
+            load_sequence(tmp_path / "bad.json")
+    np.savez(tmp_path / "bad.npz", weights=np.zeros((2, 1), np.float32), names=np.array(["smile"]),
+             joint_poses=np.zeros((2, 1, 3), np.float32))
+    with pytest.raises(InputError, match="joint_names"):
+        load_sequence(tmp_path / "bad.npz")
+    with pytest.raises(InputError, match="has joints: none"):
+        next(animation_frames(avatar, setup, from_json, AnimationConfig(size=32)))
+
+
 def test_presets_are_smooth_sequences_that_start_neutral_and_reach_their_peak():
     for name in ("smile", "surprise", "talk", "blink"):
         sequence = preset_sequence(name)

@@ -61,10 +61,14 @@ def animation_frames(
     if unknown:
         raise InputError(f"the sequence uses expression name(s) {', '.join(unknown)} unknown to template {head.name}; "
                          f"valid names: {name_list(head.expression_names)}")
+    joints = sorted(sequence.joints or ())
+    if joints and not set(joints) <= set(head.pose_names or ()):
+        valid = ", ".join(head.pose_names) if head.pose_names else "none"
+        raise InputError(f"the sequence poses joint(s) {', '.join(joints)} but template {head.name} has joints: {valid}")
     rig = FaceRig(avatar.splats, setup)
     cameras = animation_cameras(sequence.num_frames, config, orbit)
     for index in range(sequence.num_frames):
-        splats = rig.pose(sequence.frame(index))
+        splats = rig.pose(sequence.frame(index), sequence.joint_frame(index))
         if sequence.head_pose is not None:  # the whole head turns rigidly (arc2avatar.avatar.pose)
             splats = pose_splats(splats, HeadPose.from_vector(sequence.head_pose[index]))
         posed = Avatar(splats, avatar.template)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from arc2avatar._io import npz_size_problem, read_json
-from arc2avatar.avatar.rig import MAX_EXPRESSION_WEIGHT
+from arc2avatar.avatar.rig import MAX_EXPRESSION_WEIGHT, MAX_POSE_RADIANS
 from arc2avatar.errors import InputError
 
 
@@ -32,12 +32,16 @@ class ExpressionSequence:
         head_pose: optional (T, 7) float32 rigid head pose per frame (``arc2avatar.avatar.pose``:
             yaw, pitch, roll in degrees, translation x, y, z, scale); ``animate`` turns the whole
             avatar with it.
+        joints: optional joint poses per frame, joint name → (T, 3) float32 axis-angle radians in
+            the template's own joint frame (FLAME: ``{"jaw": ...}``, ``HeadModel.pose_names``);
+            ``animate`` deforms the face through the template's skinning with them.
     """
 
     fps: float
     names: tuple[str, ...]
     weights: Tensor
     head_pose: Tensor | None = None
+    joints: dict[str, Tensor] | None = None
 
     @property
     def num_frames(self) -> int:
@@ -46,8 +50,32 @@ class ExpressionSequence:
     def frame(self, index: int) -> dict[str, float]:
         return {name: float(w) for name, w in zip(self.names, self.weights[index])}
 
+    def joint_frame(self, index: int) -> dict[str, list[float]] | None:
+        """Frame ``index``'s joint poses (``FaceRig.pose``'s ``pose``), or None without joints."""
+        if not self.joints:
+            return None
+        return {name: [float(v) for v in values[index]] for name, values in self.joints.items()}
 
-def _sequence_from_rows(fps: Any, frames: Any, source: str, head_pose: Any = None) -> ExpressionSequence:
+
+def _joints_from_rows(rows: Any, num_frames: int, source: str) -> dict[str, Tensor]:
+    """Joint name → (T, 3) from a JSON ``joints`` list (one ``{name: [x, y, z]}`` object per frame;
+    a joint missing from a frame is at rest)."""
+    if not isinstance(rows, list) or len(rows) != num_frames or not all(isinstance(r, dict) for r in rows):
+        raise InputError(f"{source}: 'joints' must be a list of {num_frames} objects (one per frame) mapping joint "
+                         "names to axis-angle [x, y, z] in radians")
+    names = sorted({name for row in rows for name in row})
+    try:
+        table = torch.tensor([[[float(v) for v in row.get(name, (0.0, 0.0, 0.0))] for name in names] for row in rows],
+                             dtype=torch.float32)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{source}: every joint pose must be a list of 3 numbers (axis-angle, radians)") from None
+    if table.shape != (num_frames, len(names), 3):
+        raise InputError(f"{source}: every joint pose must be a list of 3 numbers (axis-angle, radians)")
+    return {name: table[:, j] for j, name in enumerate(names)}
+
+
+def _sequence_from_rows(fps: Any, frames: Any, source: str, head_pose: Any = None, joints: Any = None
+                        ) -> ExpressionSequence:
     if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not fps > 0:
         raise InputError(f"{source}: 'fps' must be a positive number, got {fps!r}")
     if not isinstance(frames, list) or not frames or not all(isinstance(f, dict) for f in frames):
@@ -62,7 +90,8 @@ def _sequence_from_rows(fps: Any, frames: Any, source: str, head_pose: Any = Non
         from arc2avatar.avatar.pose import pose_rows_to_tensor
 
         pose = pose_rows_to_tensor(head_pose, len(frames), source)
-    return ExpressionSequence(float(fps), names, weights.reshape(len(frames), len(names)), pose)
+    joint_table = None if joints is None else _joints_from_rows(joints, len(frames), source)
+    return ExpressionSequence(float(fps), names, weights.reshape(len(frames), len(names)), pose, joint_table)
 
 
 # Limits of a sequence file: frames (an hour at 30 fps), frame rate and decompressed NPZ size.
@@ -79,6 +108,8 @@ def _checked_sequence(sequence: ExpressionSequence, path: Path) -> ExpressionSeq
         raise InputError(f"sequence file {path}: {sequence.num_frames} frames, more than the {MAX_SEQUENCE_FRAMES} accepted")
     if not bool((sequence.weights.abs() <= MAX_EXPRESSION_WEIGHT).all()):
         raise InputError(f"sequence file {path}: weights must be finite numbers within ±{MAX_EXPRESSION_WEIGHT:g}")
+    if sequence.joints and not all(bool((v.abs() <= MAX_POSE_RADIANS).all()) for v in sequence.joints.values()):
+        raise InputError(f"sequence file {path}: joint poses must be finite axis-angles within ±{MAX_POSE_RADIANS:.3g} rad")
     return sequence
 
 
@@ -89,7 +120,9 @@ def load_sequence(path: str | os.PathLike, default_fps: float = 30.0) -> Express
     (a name missing from a frame weighs 0), optional ``"head_pose"``: one object per frame with
     ``yaw_deg, pitch_deg, roll_deg, tx, ty, tz, scale`` (``arc2avatar.avatar.pose``). NPZ:
     ``weights`` (T, K) float, ``names`` (K,) str, optional scalar ``fps``, optional ``head_pose``
-    (T, 7). Raises ``InputError`` naming the file on any problem.
+    (T, 7). Optional joint poses (FLAME templates): JSON ``"joints"``, one ``{"jaw": [x, y, z]}``
+    object per frame; NPZ ``joint_names`` (J,) str with ``joint_poses`` (T, J, 3), radians.
+    Raises ``InputError`` naming the file on any problem.
     """
     path = Path(path)
     if not path.is_file():
@@ -100,7 +133,8 @@ def load_sequence(path: str | os.PathLike, default_fps: float = 30.0) -> Express
         if not isinstance(data, dict):
             raise InputError(f"sequence file {path} must hold a JSON object with 'fps' and 'frames'")
         return _checked_sequence(
-            _sequence_from_rows(data.get("fps", default_fps), data.get("frames"), str(path), data.get("head_pose")), path)
+            _sequence_from_rows(data.get("fps", default_fps), data.get("frames"), str(path), data.get("head_pose"),
+                                data.get("joints")), path)
     if suffix == ".npz":
         problem = npz_size_problem(path, MAX_SEQUENCE_BYTES)
         if problem:
@@ -129,9 +163,24 @@ def load_sequence(path: str | os.PathLike, default_fps: float = 30.0) -> Express
             pose = check_pose_table(torch.from_numpy(np.asarray(arrays["head_pose"], dtype=np.float32)), str(path))
             if pose.shape[0] != weights.shape[0]:
                 raise InputError(f"sequence file {path}: 'head_pose' has {pose.shape[0]} rows for {weights.shape[0]} frames")
-        sequence = ExpressionSequence(fps, tuple(str(n) for n in names), torch.from_numpy(weights.astype(np.float32)), pose)
+        joints = _npz_joints(arrays, weights.shape[0], path)
+        sequence = ExpressionSequence(fps, tuple(str(n) for n in names), torch.from_numpy(weights.astype(np.float32)), pose,
+                                      joints)
         return _checked_sequence(sequence, path)
     raise InputError(f"sequence file {path}: expected a .json or .npz file")
+
+
+def _npz_joints(arrays: dict[str, np.ndarray], num_frames: int, path: Path) -> dict[str, Tensor] | None:
+    """An NPZ sequence's ``joint_names`` (J,) and ``joint_poses`` (T, J, 3), or None without them."""
+    if "joint_names" not in arrays and "joint_poses" not in arrays:
+        return None
+    names, poses = arrays.get("joint_names"), arrays.get("joint_poses")
+    if (names is None or poses is None or names.ndim != 1 or names.dtype.kind not in "US"
+            or not np.issubdtype(poses.dtype, np.number) or poses.shape != (num_frames, names.shape[0], 3)):
+        raise InputError(f"sequence file {path}: joint poses need 'joint_names' (J,) strings and 'joint_poses' "
+                         f"({num_frames}, J, 3) numbers")
+    table = torch.from_numpy(poses.astype(np.float32))
+    return {str(name): table[:, j] for j, name in enumerate(names)}
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,23 @@ from dataclasses import replace
 def _run(args: argparse.Namespace) -> int:
     from arc2avatar.drive.run import DriveConfig, drive
 
+    from arc2avatar.errors import InputError
+
     config = replace(DriveConfig(), size=args.size)
+    if args.expressions and args.flame:
+        raise InputError("--expressions names built-in blendshapes; on FLAME the first --flame-coefficients "
+                         "expression coefficients and the jaw are fitted")
+    if args.flame_coefficients is not None:
+        if args.flame_coefficients < 0:
+            raise InputError(f"--flame-coefficients must be ≥ 0, got {args.flame_coefficients}")
+        config = replace(config, flame=replace(config.flame, num_expressions=args.flame_coefficients))
     if args.expressions:
         names = tuple(n.strip() for n in args.expressions.split(",") if n.strip())
         config = replace(config, fit=replace(config.fit, expressions=names))
     result = drive(args.avatar, args.video, args.out, sequence_out=args.sequence_out, side_by_side=args.side_by_side,
                    pose=not args.no_pose, neutral_frame=args.neutral_frame, smooth=args.smooth, start=args.start,
-                   end=args.end, config=config, progress=not args.quiet)
+                   end=args.end, flame=args.flame, flame_masks=args.flame_masks, flame_landmarks=args.flame_landmarks,
+                   config=config, progress=not args.quiet)
     report = result.report
     print(json.dumps({k: report[k] for k in ("frames", "frames_without_face", "mean_confidence", "stage_fps")}, indent=1))
     print(f"wrote {args.out}" + (f" and {args.sequence_out}" if args.sequence_out else "")
@@ -37,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("drive", help=COMMANDS["drive"],
                                    description="Track the face in VIDEO (dlib's 68 landmarks), fit head pose and "
                                                "expression weights per frame and render the driven avatar.")
-    parser.add_argument("avatar", help="an avatar folder written by `arc2avatar create` (built-in template)")
+    parser.add_argument("avatar", help="an avatar folder written by `arc2avatar create`")
     parser.add_argument("video", help="the driving video (MP4, MOV, AVI, MKV, WebM…)")
     parser.add_argument("-o", "--out", required=True, help="the driven video (.mp4); a .report.json goes beside it")
     parser.add_argument("--sequence-out", help="also write the fitted sequence (JSON) for `animate --sequence`")
@@ -49,7 +59,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--start", type=float, help="start time in the video, seconds")
     parser.add_argument("--end", type=float, help="end time in the video, seconds")
     parser.add_argument("--size", type=int, default=512, help="size of the rendered avatar frames, pixels")
-    parser.add_argument("--expressions", help="comma-separated blendshapes to fit (default: jaw_open, smile, "
-                                              "blink_left, blink_right, brow_raise)")
+    parser.add_argument("--expressions", help="comma-separated blendshapes to fit on the built-in template (default: "
+                                              "jaw_open, smile, blink_left, blink_right, brow_raise)")
+    parser.add_argument("--flame", help="a FLAME avatar's FLAME file (the same as at creation)")
+    parser.add_argument("--flame-coefficients", type=int, help="FLAME expression coefficients fitted (the first N; "
+                                                               "default 10)")
+    parser.add_argument("--flame-masks", help="FLAME_masks.pkl, if the avatar was made with it")
+    parser.add_argument("--flame-landmarks", help="FLAME's landmark embedding (flame_static_embedding.pkl); without "
+                                                  "it the built-in landmark table is carried onto FLAME (less exact)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=_run)

@@ -7,6 +7,15 @@ iBUG 300-W scheme (brows, nose, eyes, mouth: landmarks 17–67; the jaw contour 
 silhouette and is not embedded statically); a 68-point embedding with the same two keys is taken
 as it is. Landmarks the embedding lacks get no weight in the fit.
 
+**Without the embedding file** the built-in template's landmark table (``landmarks``) is carried
+over: each of its 68 neutral positions is moved along the viewing direction onto the front-most
+triangle of the FLAME skin under it (``frontal_embedding``; both templates live in the same world
+frame, height 2, face toward +y). That places the landmarks only approximately (FLAME's face has
+other proportions than the built-in head), so, as for the built-in head, each landmark then
+follows the FLAME surface under the actor's landmark in the neutral frame
+(``fit.FrameFitter._follow_surface``), and the actor's offsets absorb the rest. The embedding file
+is the more faithful of the two (docs/driving.md).
+
 The fitted quantities are FLAME's first ``num_expressions`` expression coefficients (the head's
 ``exp_000``, ``exp_001``, … columns, bounded to ±``coefficient_bound``) and the jaw's opening, a
 rotation of FLAME's jaw joint about its x axis (``jaw_open_rad`` radians, bounded to
@@ -15,8 +24,8 @@ linearised: its column is the landmarks' displacement per radian under FLAME's s
 at ``linearise_at_rad`` (a central difference). That is exact to first order; at 0.3 rad the
 landmark error of the linearisation is a few per cent of the jaw's displacement.
 
-Written by hand: reading the two arrays and the barycentric sums; skinning is the head's own
-(``head.flame.FlameSkinning``).
+Written by hand: reading the two arrays, the barycentric sums and the frontal projection; skinning
+is the head's own (``head.flame.FlameSkinning``).
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import numpy as np
 import torch
 
 from arc2avatar.drive.fit import LandmarkModel
-from arc2avatar.drive.landmarks import NUM_LANDMARKS
+from arc2avatar.drive.landmarks import NUM_LANDMARKS, load_landmark_table
 from arc2avatar.errors import InputError
 
 JAW_NAME = "jaw_open_rad"
@@ -99,11 +108,59 @@ def _embed(values_v: torch.Tensor, faces_f3: torch.Tensor, embedding: LandmarkEm
     return (corners * weights).sum(axis=1)
 
 
-def flame_landmark_model(head, embedding: LandmarkEmbedding, config: FlameFitConfig = FlameFitConfig()
-                         ) -> LandmarkModel:
-    """The ``LandmarkModel`` of a FLAME ``HeadModel``: weights ``exp_000`` … and ``jaw_open_rad``."""
+def _skin_triangles(head) -> np.ndarray:
+    """Indices of the triangles of ``head`` that touch no eyeball vertex (``regions["eyes"]``)."""
+    faces = head.faces.numpy()
+    eyes = head.regions.get("eyes")
+    if eyes is None:
+        return np.arange(faces.shape[0])
+    return np.flatnonzero(~eyes.numpy()[faces].any(axis=1))
+
+
+def frontal_embedding(head, positions_l3: np.ndarray) -> LandmarkEmbedding:
+    """A 68-point ``LandmarkEmbedding`` of ``head``: each position (world frame) moved along the
+    viewing direction (y) onto the front-most skin triangle whose x–z footprint holds it; a
+    position over no triangle takes the triangle whose centroid is nearest in x–z."""
+    vertices = head.vertices.double().numpy()
+    faces = head.faces.numpy()
+    skin = _skin_triangles(head)
+    corners = vertices[faces[skin]]  # (F, 3, 3)
+    a, b, c = corners[:, 0, [0, 2]], corners[:, 1, [0, 2]], corners[:, 2, [0, 2]]
+    e1, e2 = b - a, c - a
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    valid = np.abs(det) > 1e-12
+    face_index = np.empty(len(positions_l3), dtype=np.int64)
+    barycentric = np.empty((len(positions_l3), 3))
+    for i, point in enumerate(np.asarray(positions_l3, dtype=np.float64)):
+        d = point[[0, 2]] - a
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = (d[:, 0] * e2[:, 1] - d[:, 1] * e2[:, 0]) / det
+            v = (e1[:, 0] * d[:, 1] - e1[:, 1] * d[:, 0]) / det
+        inside = valid & (u >= 0) & (v >= 0) & (u + v <= 1)
+        if inside.any():
+            hits = np.flatnonzero(inside)
+            depth = (1 - u[hits] - v[hits]) * corners[hits, 0, 1] + u[hits] * corners[hits, 1, 1] + v[hits] * corners[hits, 2, 1]
+            best = hits[depth.argmax()]  # the front-most: largest y (the face looks toward +y)
+            weights = np.array([1 - u[best] - v[best], u[best], v[best]])
+        else:
+            best = np.linalg.norm(corners[:, :, [0, 2]].mean(axis=1) - point[[0, 2]], axis=1).argmin()
+            weights = np.full(3, 1 / 3)
+        face_index[i], barycentric[i] = skin[best], weights
+    return LandmarkEmbedding(face_index, barycentric, NUM_LANDMARKS - len(positions_l3))
+
+
+def flame_landmark_model(head, embedding: LandmarkEmbedding | None = None, config: FlameFitConfig = FlameFitConfig(),
+                         residual_px: np.ndarray | None = None) -> LandmarkModel:
+    """The ``LandmarkModel`` of a FLAME ``HeadModel`` (the base template, whose triangles the
+    embedding names): weights ``exp_000`` … and ``jaw_open_rad``. Without ``embedding`` the
+    built-in table is carried over (``frontal_embedding``) and the landmarks follow the surface
+    under the actor's landmarks; ``residual_px`` (the table's, ``landmarks.landmark_residuals``)
+    then weights them as for the built-in head."""
     if head.pose_fn is None or "jaw" not in (head.pose_names or ()):
         raise InputError(f"template {head.name} is not a FLAME head (no jaw joint): use the built-in landmark table")
+    frontal = embedding is None
+    if embedding is None:
+        embedding = frontal_embedding(head, np.asarray(load_landmark_table()["positions"], dtype=np.float64))
     num_faces = head.faces.shape[0]
     if embedding.face_index.min() < 0 or embedding.face_index.max() >= num_faces:
         raise InputError(f"the FLAME landmark embedding names triangles up to {embedding.face_index.max()}, "
@@ -129,7 +186,16 @@ def flame_landmark_model(head, embedding: LandmarkEmbedding, config: FlameFitCon
     bound = config.coefficient_bound
     lower = np.array([-bound] * count + [0.0])
     upper = np.array([bound] * count + [config.max_jaw_rad])
-    return LandmarkModel(points, basis, names, present=present, lower=lower, upper=upper)
+    model = LandmarkModel(points, basis, names, present=present, lower=lower, upper=upper)
+    if frontal:
+        skin = np.zeros(head.num_vertices, dtype=bool)
+        skin[head.faces.numpy()[_skin_triangles(head)].ravel()] = True
+        face = np.flatnonzero(head.face_mask.numpy() & skin)
+        model.surface = vertices.numpy()[face]
+        model.surface_basis = basis_v.numpy()[face]
+        model.residual_px = residual_px
+    return model
 
 
-__all__ = ["FlameFitConfig", "JAW_NAME", "LandmarkEmbedding", "flame_landmark_model", "read_landmark_embedding"]
+__all__ = ["FlameFitConfig", "JAW_NAME", "LandmarkEmbedding", "flame_landmark_model", "frontal_embedding",
+           "read_landmark_embedding"]

@@ -6,8 +6,8 @@ encode. Outputs, each written atomically and only after every frame was fitted:
 
 * ``OUT.mp4``: the driven avatar from the frontal animation camera (``--side-by-side``: the
   input frame with its tracked landmarks on the left);
-* ``--sequence-out SEQ.json``: per-frame weights and head pose in the sequence format that
-  ``animate --sequence`` reads (docs/expressions.md);
+* ``--sequence-out SEQ.json``: per-frame weights and head pose (and, on FLAME, the jaw's pose) in
+  the sequence format that ``animate --sequence`` reads (docs/expressions.md);
 * ``OUT.report.json`` beside the video (and printed): frames, frames without a face (filled by
   interpolation of the fitted parameters from their neighbours), mean tracking confidence,
   frames/s of each stage.
@@ -16,6 +16,11 @@ The sequence's head pose is relative to the neutral frame: at rest the avatar fa
 centred, at its own size. (A generic template fitted to a particular face is off by a few
 degrees in its rest orientation, mostly in pitch; measuring turns from the rest frame cancels
 that. An actor whose rest frame is turned should pick a frontal one with ``--neutral-frame``.)
+
+Templates: the built-in head fits its blendshapes (``FitConfig.expressions``) with the stored
+landmark table (``landmarks``); a FLAME head (the avatar's own FLAME file, ``--flame``) fits its
+first expression coefficients and the jaw's opening (``flame``), with FLAME's landmark embedding
+(``--flame-landmarks``) or else the table carried onto FLAME's surface.
 Written by hand: the orchestration.
 """
 
@@ -38,8 +43,10 @@ from arc2avatar.drive.fit import (
     FitConfig,
     FrameFitter,
     FramePose,
+    LandmarkModel,
     landmark_model,
 )
+from arc2avatar.drive.flame import JAW_NAME, FlameFitConfig
 from arc2avatar.drive.track import FaceTracker, TrackConfig, TrackedFrame
 from arc2avatar.drive.video import VideoConfig, VideoInfo, probe_video, read_frames
 from arc2avatar.errors import InputError
@@ -57,6 +64,7 @@ class DriveConfig:
         landmark_radius_px: radius of the landmark dots of ``--side-by-side``, output pixels.
         quality: imageio-ffmpeg quality 0–10.
         video, track, fit: the stages' settings.
+        flame: what is fitted on a FLAME avatar (coefficients, jaw bounds).
     """
 
     size: int = 512
@@ -67,12 +75,13 @@ class DriveConfig:
     video: VideoConfig = field(default_factory=VideoConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     fit: FitConfig = field(default_factory=FitConfig)
+    flame: FlameFitConfig = field(default_factory=FlameFitConfig)
 
 
 @dataclass
 class DriveResult:
     """What ``drive`` produced: the report (also written as JSON), the fitted ``weights`` (T, K)
-    for ``names``, ``head_pose`` (T, 7) (``avatar.pose.POSE_FIELDS``), ``landmarks`` (T, 68, 2)
+    for ``names`` (on FLAME the last is ``jaw_open_rad``, the jaw's opening in radians), ``head_pose`` (T, 7) (``avatar.pose.POSE_FIELDS``), ``landmarks`` (T, 68, 2)
     (NaN without a face), and the paths written."""
 
     report: dict[str, Any]
@@ -139,13 +148,16 @@ def drive(
     smooth: float = 1.0,
     start: float | None = None,
     end: float | None = None,
+    flame: str | os.PathLike | None = None,
+    flame_masks: str | os.PathLike | None = None,
+    flame_landmarks: str | os.PathLike | None = None,
     config: DriveConfig = DriveConfig(),
     progress: bool = True,
 ) -> DriveResult:
     """``arc2avatar drive``: drive the avatar folder ``avatar`` with the face in ``video``.
 
     Args:
-        avatar: an avatar folder (built-in template; FLAME avatars are not supported yet).
+        avatar: an avatar folder (built-in or FLAME template).
         video: the driving video (any format ffmpeg reads).
         out: the ``.mp4`` to write; the report goes beside it as ``OUT.report.json``.
         sequence_out: also write the fitted sequence (JSON, ``animate --sequence`` format).
@@ -155,13 +167,15 @@ def drive(
             default the first frame with a face.
         smooth: landmark smoothing strength (0 = off; the One-Euro cut-off is divided by it).
         start, end: time range of the video, seconds.
+        flame, flame_masks: a FLAME avatar's FLAME file (and masks), as at creation.
+        flame_landmarks: FLAME's landmark embedding (``flame_static_embedding.pkl``); FLAME
+            avatars only; without it the built-in landmark table is carried onto FLAME.
         config: the stages' settings.
         progress: show progress bars.
 
     Returns:
         A ``DriveResult``. Raises ``InputError`` for bad input (no video, no face, not an avatar…).
     """
-    from arc2avatar.drive.landmarks import landmark_residuals, template_landmarks
     from arc2avatar.avatar.rig import setup_for_avatar
     from arc2avatar.avatar.model import Avatar
 
@@ -175,9 +189,8 @@ def drive(
         raise InputError(f"{avatar_dir} is not an avatar folder (written by `arc2avatar create`)")
     info = probe_video(video, config.video, start, end)  # the cheap check first
     loaded = Avatar.load(avatar_dir)
-    setup = setup_for_avatar(loaded)
-    head = setup.upsampled.head
-    points, vertex_index = template_landmarks(head)
+    setup = setup_for_avatar(loaded, flame, flame_masks)
+    model = _landmark_model(setup, flame_landmarks, config)
     if info.resampled:
         log.warning("%s has a variable frame rate: resampled to a constant %.3f frames/s", info.path, info.fps)
     if info.downscaled:
@@ -199,7 +212,6 @@ def drive(
                          "must show a face")
 
     fit_start = time.perf_counter()
-    model = landmark_model(head, points, vertex_index, config.fit.expressions, landmark_residuals())
     fitter = FrameFitter(model, DriveCamera(info.size[0], info.size[1], config.fit), config.fit)
     neutral = fitter.set_neutral(tracked[neutral_index].landmarks)
     names = model.names
@@ -233,6 +245,8 @@ def drive(
         "frames_detected": int(sum(t.detected for t in tracked)),
         "mean_confidence": float(np.mean([t.confidence for t in tracked])),
         "neutral_frame": neutral_index,
+        "template": setup.info.get("kind"),
+        "landmarks": _landmark_source(setup, flame_landmarks),
         "head_pose": pose,
         "stage_fps": {name[:-2]: (frames / seconds if seconds > 0 else None) for name, seconds in timings.items()},
         "stage_seconds": timings,
@@ -246,14 +260,52 @@ def drive(
     return DriveResult(report, names, weights, table, landmarks, paths)
 
 
+def _landmark_model(setup: Any, flame_landmarks: str | os.PathLike | None, config: DriveConfig) -> LandmarkModel:
+    """The fit's template side: the built-in table, or FLAME's coefficients and jaw."""
+    from arc2avatar.drive.landmarks import landmark_residuals, template_landmarks
+
+    if setup.info.get("kind") == "flame":
+        from arc2avatar.drive.flame import flame_landmark_model, read_landmark_embedding
+
+        embedding = None if flame_landmarks is None else read_landmark_embedding(flame_landmarks)
+        return flame_landmark_model(setup.base, embedding, config.flame, landmark_residuals())
+    if flame_landmarks is not None:
+        raise InputError(f"--flame-landmarks is for avatars made on FLAME; this one was made on {setup.info.get('name')}")
+    head = setup.upsampled.head
+    points, vertex_index = template_landmarks(head)
+    return landmark_model(head, points, vertex_index, config.fit.expressions, landmark_residuals())
+
+
+def _landmark_source(setup: Any, flame_landmarks: str | os.PathLike | None) -> str:
+    if setup.info.get("kind") != "flame":
+        return "built-in table"
+    return f"FLAME embedding {Path(flame_landmarks).name}" if flame_landmarks else "built-in table carried onto FLAME"
+
+
+def split_joints(names: tuple[str, ...], weights: np.ndarray) -> tuple[tuple[str, ...], np.ndarray, np.ndarray | None]:
+    """Expression ``names``/``weights`` (T, K) without the jaw column, and the jaw's (T, 3)
+    axis-angle poses from it (a rotation about FLAME's jaw x axis; None when not fitted)."""
+    if JAW_NAME not in names:
+        return names, weights, None
+    column = names.index(JAW_NAME)
+    jaw = np.zeros((len(weights), 3))
+    jaw[:, 0] = weights[:, column]
+    keep = [i for i in range(len(names)) if i != column]
+    return tuple(names[i] for i in keep), weights[:, keep], jaw
+
+
 def sequence_json(names: tuple[str, ...], weights: np.ndarray, head_pose: np.ndarray | None, fps: float) -> dict:
-    """The ``animate --sequence`` JSON of fitted weights (and head pose)."""
+    """The ``animate --sequence`` JSON of fitted weights (and head pose; a fitted FLAME jaw goes
+    into ``joints``)."""
     from arc2avatar.avatar.pose import pose_table_rows
 
+    names, weights, jaw = split_joints(names, weights)
     data: dict[str, Any] = {"fps": float(fps),
                             "frames": [{n: round(float(w), 6) for n, w in zip(names, row)} for row in weights]}
     if head_pose is not None:
         data["head_pose"] = pose_table_rows(head_pose)
+    if jaw is not None:
+        data["joints"] = [{"jaw": [round(float(v), 6) for v in row]} for row in jaw]
     return data
 
 
@@ -283,6 +335,7 @@ def _write_outputs(out: Path, avatar: Any, setup: Any, info: VideoInfo, names: t
     from arc2avatar.avatar.model import Avatar
 
     rig = FaceRig(avatar.splats, setup)
+    expression_names, expression_weights, jaw = split_joints(names, weights)
     camera = orbit_cameras(config.radius, 90.0, 0.0, config.fovy, config.size, config.size)
     inputs = read_frames(info) if side_by_side else None
     render_s = [0.0]
@@ -290,7 +343,8 @@ def _write_outputs(out: Path, avatar: Any, setup: Any, info: VideoInfo, names: t
     def frames() -> Iterator[np.ndarray]:
         for index in _progress(range(len(weights)), len(weights), "rendering", progress):
             start = time.perf_counter()
-            splats = rig.pose(torch.from_numpy(_full_weights(setup, names, weights[index])))
+            joints = None if jaw is None else {"jaw": jaw[index].tolist()}
+            splats = rig.pose(torch.from_numpy(_full_weights(setup, expression_names, expression_weights[index])), joints)
             if head_pose is not None:
                 splats = pose_splats(splats, HeadPose.from_vector(head_pose[index]))
             image = (Avatar(splats, avatar.template).render_cameras(camera)[0].numpy() * 255).round().astype(np.uint8)
@@ -323,4 +377,4 @@ def _full_weights(setup: Any, names: tuple[str, ...], row: np.ndarray) -> np.nda
     return full
 
 
-__all__ = ["DriveConfig", "DriveResult", "drive", "sequence_json", "track_video"]
+__all__ = ["DriveConfig", "DriveResult", "drive", "sequence_json", "split_joints", "track_video"]
