@@ -82,7 +82,8 @@ def main() -> None:
     head = setup.upsampled.head
     points, vertex_index = template_landmarks(head)
     config = FitConfig()
-    fitter = FrameFitter(landmark_model(head, points, vertex_index, config.expressions, landmark_residuals()),
+    fitter = FrameFitter(landmark_model(head, points, vertex_index, config.expressions, landmark_residuals(),
+                                        config.agreeing_halves, config.half_blend),
                          DriveCamera(info.size[0], info.size[1], config), config)
     start, cpu_start = time.perf_counter(), time.process_time()
     fitter.set_neutral(tracked[0].landmarks)

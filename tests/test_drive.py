@@ -113,9 +113,9 @@ def test_closed_loop_recovers_expressions_blinks_and_head_pose(driven, performan
     names = list(result.names)
     truth = dict(zip(sequence.names, sequence.weights.numpy().T))
     # The issue's targets are Pearson ≥ 0.9, blinks ±2 frames, median pose error ≤ 3°. Measured
-    # (docs/driving.md, "Closed loop"): jaw 0.93, smile 0.81, brow 0.93, both blinks, 2.6°; jaw and
-    # brow are held to the target, smile to a floor at its measured level until it reaches it.
-    floors = {"jaw_open": 0.9, "smile": 0.8, "brow_raise": 0.9}
+    # (docs/driving.md, "Closed loop"): jaw 0.93, smile 0.87, brow 0.92, both blinks, 2.8°; jaw and
+    # brow are held to the target, smile to a floor below its measured level (it misses the target).
+    floors = {"jaw_open": 0.9, "smile": 0.85, "brow_raise": 0.9}
     for name, floor in floors.items():
         r = np.corrcoef(result.weights[:, names.index(name)], truth[name])[0, 1]
         assert r >= floor, (name, r)
@@ -127,6 +127,45 @@ def test_closed_loop_recovers_expressions_blinks_and_head_pose(driven, performan
     errors = [rotation_angle_deg(rotation_from_angles(*row[:3]), rotation_from_angles(*truth_row[:3].tolist()))
               for row, truth_row in zip(result.head_pose, sequence.head_pose)]
     assert np.median(errors) <= 3.0, np.round(errors, 1)
+
+
+def test_a_smile_fitted_in_halves_reads_a_symmetric_smile_whole_and_a_one_sided_one_as_its_weaker_side(avatars):
+    """Landmarks made by the fit's own model (no tracker): a symmetric smile under a 15° turn comes
+    back whole; a smile on one side only comes back as the other side's 0 (``agreeing_halves``)."""
+    from arc2avatar.avatar.model import Avatar
+    from arc2avatar.avatar.rig import setup_for_avatar
+    from arc2avatar.drive.fit import (
+        LEFT_HALF,
+        RIGHT_HALF,
+        DriveCamera,
+        FitConfig,
+        FrameFitter,
+        landmark_model,
+        merge_halves,
+    )
+    from arc2avatar.drive.landmarks import landmark_residuals, template_landmarks
+
+    head = setup_for_avatar(Avatar.load(avatars["astronaut"][0])).upsampled.head
+    points, vertex_index = template_landmarks(head)
+    config = FitConfig()
+    model = landmark_model(head, points, vertex_index, config.expressions, landmark_residuals(), ("smile",))
+    assert model.names[1:3] == ("smile" + RIGHT_HALF, "smile" + LEFT_HALF)
+    whole = landmark_model(head, points, vertex_index, config.expressions).basis[:, :, 1]
+    assert np.allclose(model.basis[:, :, 1] + model.basis[:, :, 2], whole)
+    camera = DriveCamera(320, 320, config)
+    rotation = rotation_from_angles(15.0, 0.0, 0.0)
+
+    def landmarks(weights: np.ndarray) -> np.ndarray:
+        return camera.project(0.9 * model.shape(weights) @ rotation.T)[0]
+
+    for halves, expected in (((0.6, 0.6), 0.6), ((0.6, 0.0), 0.0)):
+        fitter = FrameFitter(model, camera, config)
+        fitter.set_neutral(landmarks(np.zeros(len(model.names))))
+        weights = np.zeros(len(model.names))
+        weights[1:3] = halves
+        names, merged = merge_halves(model.names, fitter.fit(landmarks(weights)).weights[None])
+        assert names == config.expressions
+        assert merged[0, 1] == pytest.approx(expected, abs=0.05), merged
 
 
 def _peaks(signal: np.ndarray, threshold: float) -> list[int]:

@@ -42,6 +42,7 @@ RIGHT_BROW, LEFT_BROW = tuple(range(17, 22)), tuple(range(22, 27))  # image-left
 EYE_IMAGE_LEFT, EYE_IMAGE_RIGHT = tuple(range(36, 42)), tuple(range(42, 48))
 INNER_MOUTH = tuple(range(60, 68))
 LIP_SEAM = (61, 62, 63, 65, 66, 67)  # inner lip points but the corners: where the two lips part
+MOUTH_CORNERS = (48, 54, 60, 64)  # outer and inner corners: where the lip contours meet
 
 
 def load_landmark_table(path: Path = TABLE_FILE) -> dict:
@@ -103,6 +104,7 @@ __all__ = [
     "LIP_SEAM",
     "JAW_CONTOUR",
     "LEFT_BROW",
+    "MOUTH_CORNERS",
     "NUM_LANDMARKS",
     "RIGHT_BROW",
     "TABLE_FILE",

@@ -45,6 +45,7 @@ from arc2avatar.drive.fit import (
     FramePose,
     LandmarkModel,
     landmark_model,
+    merge_halves,
 )
 from arc2avatar.drive.flame import JAW_NAME, FlameFitConfig
 from arc2avatar.drive.track import FaceTracker, TrackConfig, TrackedFrame
@@ -222,7 +223,7 @@ def drive(
             frame_pose = fitter.fit(tracked[index].landmarks)
             weights[index] = frame_pose.weights
             table[index] = _relative_pose(frame_pose, neutral)
-    weights = _fill_missing(weights, found)
+    names, weights = merge_halves(names, _fill_missing(weights, found))
     table = _fill_missing(table, found)
     if not pose:
         table[:] = [0, 0, 0, 0, 0, 0, 1]
@@ -273,7 +274,8 @@ def _landmark_model(setup: Any, flame_landmarks: str | os.PathLike | None, confi
         raise InputError(f"--flame-landmarks is for avatars made on FLAME; this one was made on {setup.info.get('name')}")
     head = setup.upsampled.head
     points, vertex_index = template_landmarks(head)
-    return landmark_model(head, points, vertex_index, config.fit.expressions, landmark_residuals())
+    return landmark_model(head, points, vertex_index, config.fit.expressions, landmark_residuals(),
+                          config.fit.agreeing_halves, config.fit.half_blend)
 
 
 def _landmark_source(setup: Any, flame_landmarks: str | os.PathLike | None) -> str:
