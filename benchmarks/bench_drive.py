@@ -41,7 +41,7 @@ def main() -> None:
 
     from arc2avatar.avatar.pose import HeadPose, pose_splats
     from arc2avatar.cameras.model import orbit_cameras
-    from arc2avatar.drive.fit import DriveCamera, FitConfig, FrameFitter, landmark_model
+    from arc2avatar.drive.fit import DriveCamera, FitConfig, FrameFitter, landmark_model, merge_halves
     from arc2avatar.drive.landmarks import landmark_residuals, template_landmarks
     from arc2avatar.drive.run import track_video
     from arc2avatar.testing.drive import (
@@ -89,6 +89,8 @@ def main() -> None:
     fitter.set_neutral(tracked[0].landmarks)
     fitted = [fitter.fit(t.landmarks) for t in tracked if t.landmarks is not None]
     fit_s, fit_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+    names, fitted_weights = merge_halves(fitter.model.names, np.stack([f.weights for f in fitted]))
+    result["fit_fps_flame"] = flame_fit_fps(tracked, info.size)
     count = len(tracked)
     result.update({
         "video_size": list(info.size), "frames": count, "frames_without_face": count - len(fitted),
@@ -105,8 +107,7 @@ def main() -> None:
     render_cpu_start = time.process_time()
     n = min(args.render_frames, len(fitted))
     for index in range(-2, n):  # two warm-up frames
-        f = fitted[max(index, 0)]
-        for name, value in zip(config.expressions, f.weights):
+        for name, value in zip(names, fitted_weights[max(index, 0)]):
             weights[head.expression_names.index(name)] = float(value)
         head_pose = HeadPose(yaw_deg=float(sequence.head_pose[max(index, 0), 0]))
         image, dt_pose, dt_raster = timed_frame(lambda: pose_splats(rig.pose(weights), head_pose),
@@ -123,6 +124,29 @@ def main() -> None:
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
+
+
+def flame_fit_fps(tracked, size: tuple[int, int]) -> float:
+    """Frames/s of fitting the same landmarks on a FLAME head (the synthetic one, ``testing.flame``:
+    FLAME's counts; 10 coefficients + the jaw, the built-in table carried onto it)."""
+    from arc2avatar.drive.fit import DriveCamera, FitConfig, FrameFitter
+    from arc2avatar.drive.flame import flame_landmark_model
+    from arc2avatar.drive.landmarks import landmark_residuals
+    from arc2avatar.head.flame import flame_head
+    from arc2avatar.testing.flame import synthetic_flame_arrays
+
+    arrays = synthetic_flame_arrays(seed=0)
+    arrays["kintree_table"] = arrays["kintree_table"].astype(np.int64)
+    arrays["kintree_table"][0, 0] = -1  # what ``read_flame_arrays`` makes of the file's root sentinel
+    config = FitConfig()
+    model = flame_landmark_model(flame_head(arrays, name="synthetic-flame"), None, residual_px=landmark_residuals())
+    fitter = FrameFitter(model, DriveCamera(size[0], size[1], config), config)
+    landmarks = [t.landmarks for t in tracked if t.landmarks is not None]
+    start = time.perf_counter()
+    fitter.set_neutral(landmarks[0])
+    for frame in landmarks:
+        fitter.fit(frame)
+    return len(landmarks) / (time.perf_counter() - start)
 
 
 def timed_frame(pose, render, device: torch.device) -> tuple[torch.Tensor, float, float]:

@@ -160,7 +160,7 @@ def test_joint_poses_read_the_same_from_json_and_npz_and_a_template_without_join
     assert torch.allclose(from_json.joints["jaw"], from_npz.joints["jaw"])
     assert from_json.joint_frame(0) == {"jaw": [pytest.approx(0.2), 0.0, 0.0]}
     assert from_json.joint_frame(1) == {"jaw": [0.0, 0.0, 0.0]}
-    for joints, match in (([{"jaw": [0.2, 0]}, {}], "3 numbers"), ([{"jaw": "open"}, {}], "3 numbers"),
+    for joints, match in (([{"jaw": [0.2, 0]}, {}], "3 numbers"), ([{"jaw": "open"}, {}], "3 numbers"), ([{"jaw": "123"}, {}], "3 numbers"),
                           ([{"jaw": [0.2, 0, 0]}], "list of 2 objects"), ([{"jaw": [99.0, 0, 0]}, {}], "within")):
         (tmp_path / "bad.json").write_text(json.dumps({"fps": 24, "frames": [{}, {}], "joints": joints}))
         with pytest.raises(InputError, match=match):

@@ -48,6 +48,21 @@ def test_json_sequence_values(fps, frames) -> None:
         _accepted_sequence(assert_read_or_refused(load_sequence, path))
 
 
+@FUZZ
+@given(joints=st.lists(st.dictionaries(st.sampled_from(["jaw", "neck"]),
+                                       st.lists(st.floats() | st.integers(-10**30, 10**30), max_size=4)
+                                       | st.text(max_size=4) | st.floats()), max_size=3))
+def test_json_sequence_joint_poses(joints) -> None:
+    with scratch() as folder:
+        path = folder / "seq.json"
+        path.write_text(json.dumps({"fps": 30, "frames": [{"smile": 0.1}] * len(joints or [{}]), "joints": joints}))
+        result = assert_read_or_refused(load_sequence, path)
+        _accepted_sequence(result)
+        if not isinstance(result, Exception) and result.joints:
+            assert all(v.shape == (result.num_frames, 3) and bool(v.abs().le(2 * np.pi).all())
+                       for v in result.joints.values())
+
+
 SEQUENCE_CASES = {
     "objects.npz": lambda p: np.savez(p, weights=np.array([[0.1]]), names=np.array([{"x": 1}], dtype=object)),
     "bomb.npz": lambda p: npz_bomb(p),
