@@ -112,10 +112,9 @@ def test_closed_loop_recovers_expressions_blinks_and_head_pose(driven, performan
     assert report["mean_confidence"] > 0.8
     names = list(result.names)
     truth = dict(zip(sequence.names, sequence.weights.numpy().T))
-    # The issue's targets are Pearson ≥ 0.9, blinks ±2 frames, median pose error ≤ 3°. Measured
-    # (docs/driving.md, "Closed loop"): jaw 0.93, smile 0.87, brow 0.92, both blinks, 2.8°; jaw and
-    # brow are held to the target, smile to a floor below its measured level (it misses the target).
-    floors = {"jaw_open": 0.9, "smile": 0.85, "brow_raise": 0.9}
+    # The issue's targets: Pearson ≥ 0.9, blinks ±2 frames, median pose error ≤ 3°. Measured
+    # (docs/driving.md, "Closed loop"): jaw 0.95, smile 0.93, brow 0.92, both blinks, 2.9°.
+    floors = {"jaw_open": 0.9, "smile": 0.9, "brow_raise": 0.9}
     for name, floor in floors.items():
         r = np.corrcoef(result.weights[:, names.index(name)], truth[name])[0, 1]
         assert r >= floor, (name, r)
@@ -166,6 +165,35 @@ def test_a_smile_fitted_in_halves_reads_a_symmetric_smile_whole_and_a_one_sided_
         names, merged = merge_halves(model.names, fitter.fit(landmarks(weights)).weights[None])
         assert names == config.expressions
         assert merged[0, 1] == pytest.approx(expected, abs=0.05), merged
+
+
+def test_lip_points_follow_the_image_between_frames_and_fall_back_to_dlibs_where_the_flow_fails(performance):
+    """``LipFlow`` on a real driver frame shifted by a known amount: with "dlib's" points given 3 px
+    off, the blended points land near the true shift (the flow's precision, a ``flow_blend`` pull
+    toward dlib's); on a blank frame the flow fails and dlib's points are taken; after ``reset``
+    the first frame is dlib's alone."""
+    from dataclasses import replace
+
+    from arc2avatar.drive.track import LipFlow, TrackConfig
+
+    frame = performance[1][0]
+    landmarks = DlibFaceDetector().largest_face(frame)
+    points = DlibFaceDetector().landmarks_68(frame, landmarks.box).astype(np.float64)
+    config = replace(TrackConfig(), flow_blend=0.3)
+    flow = LipFlow(config)
+    lips = list(config.flow_landmarks)
+    assert np.array_equal(flow(frame, points), points)  # the first frame: dlib's points
+    shift = np.array([2.0, 1.0])
+    moved = np.roll(frame, (1, 2), axis=(0, 1))  # the image moves 2 px right and 1 px down
+    biased = points + shift + 3.0  # "dlib" is 3 px off on this frame
+    out = flow(moved, biased)
+    error = np.linalg.norm(out[lips] - (points[lips] + shift), axis=1)
+    assert np.median(error) < 0.3 * np.hypot(3.0, 3.0) + 0.3, error  # ≈ flow_blend of dlib's offset
+    assert np.array_equal(out[:48], biased[:48])  # the other points are dlib's
+    blank = np.full_like(frame, 128)
+    assert np.allclose(flow(blank, biased)[lips], biased[lips])  # nothing to follow: dlib's
+    flow.reset()
+    assert np.array_equal(flow(moved, biased), biased)
 
 
 def _peaks(signal: np.ndarray, threshold: float) -> list[int]:
@@ -266,7 +294,7 @@ def test_a_flame_avatar_opens_its_jaw_with_the_drivers_and_replays(flame_avatar,
     jaw = result.weights[:, -1]
     truth = sequence.weights[:, sequence.names.index("jaw_open")].numpy()
     r = np.corrcoef(jaw, truth)[0, 1]
-    assert r >= (0.9 if with_embedding else 0.8), r  # measured: 0.97 with the embedding, 0.85 carried
+    assert r >= (0.9 if with_embedding else 0.8), r  # measured: 0.98 with the embedding, 0.85 carried
     assert jaw[0] < 0.01 and jaw.max() > 0.05, (jaw[0], jaw.max())
     yaw = np.corrcoef(result.head_pose[:, 0], sequence.head_pose[:, 0].numpy())[0, 1]
     assert yaw > 0.9, yaw

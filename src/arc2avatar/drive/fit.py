@@ -85,7 +85,7 @@ class FitConfig:
             r 0.82 → 0.93, jaw_open 0.92 → 0.93, smile 0.82 → 0.81, pose 2.5° → 2.6°).
         corner_weight: extra weight of the mouth corners (``MOUTH_CORNERS``): the lip points that
             are features of the face rather than samples of the lip contour, and the ones a smile
-            moves most (closed loop 1 → 2: smile r 0.81 → 0.88, jaw_open 0.93 → 0.93, brow_raise
+            moves most (measured before the lip flow of ``track``; closed loop 1 → 2: smile r 0.81 → 0.88, jaw_open 0.93 → 0.93, brow_raise
             0.93 → 0.92, pose 2.6° → 2.7°, second blink's peak 0.53 → 0.52; the same performance on
             Grace Hopper: smile 0.63 → 0.65, brow 0.72 → 0.72; 4× lost the astronaut's second blink).
         agreeing_halves: blendshapes fitted as two halves, the subject's right (world x > 0) and
@@ -94,7 +94,8 @@ class FitConfig:
             side facing the camera drift outward, which a symmetric smile reads as smiling
             (closed loop, the false smiles all came at positive yaw from lip points 48, 49, 59, 60);
             the far side does not. Closed loop: smile r 0.88 → 0.87 on the astronaut, 0.65 → 0.78
-            on a second actor (docs/driving.md); a one-sided smile reads as its weaker side.
+            on a second actor; with the lip flow of ``track``: 0.93 → 0.93 and 0.78 → 0.84
+            (docs/driving.md). A one-sided smile reads as its weaker side.
         half_blend: across the midline, within this distance of x = 0 (world units), the two
             halves share the blendshape's displacement linearly.
     """
