@@ -113,7 +113,8 @@ def test_closed_loop_recovers_expressions_blinks_and_head_pose(driven, performan
     names = list(result.names)
     truth = dict(zip(sequence.names, sequence.weights.numpy().T))
     # The issue's targets: Pearson ≥ 0.9, blinks ±2 frames, median pose error ≤ 3°. Measured
-    # (docs/driving.md, "Closed loop"): jaw 0.95, smile 0.93, brow 0.92, both blinks, 2.9°.
+    # (docs/driving.md, "Closed loop"): jaw 0.950, smile 0.925, brow 0.925, both blinks (second peak
+    # 0.55), 2.9°.
     floors = {"jaw_open": 0.9, "smile": 0.9, "brow_raise": 0.9}
     for name, floor in floors.items():
         r = np.corrcoef(result.weights[:, names.index(name)], truth[name])[0, 1]
@@ -167,21 +168,23 @@ def test_a_smile_fitted_in_halves_reads_a_symmetric_smile_whole_and_a_one_sided_
         assert merged[0, 1] == pytest.approx(expected, abs=0.05), merged
 
 
-def test_lip_points_follow_the_image_between_frames_and_fall_back_to_dlibs_where_the_flow_fails(performance):
-    """``LipFlow`` on a real driver frame shifted by a known amount: with "dlib's" points given 3 px
+def test_lip_and_eyelid_points_follow_the_image_between_frames_and_fall_back_to_dlibs_where_the_flow_fails(
+        performance):
+    """``LandmarkFlow`` on a real driver frame shifted by a known amount: with "dlib's" points given 3 px
     off, the blended points land near the true shift (the flow's precision, a ``flow_blend`` pull
     toward dlib's); on a blank frame the flow fails and dlib's points are taken; after ``reset``
     the first frame is dlib's alone."""
     from dataclasses import replace
 
-    from arc2avatar.drive.track import LipFlow, TrackConfig
+    from arc2avatar.drive.track import LandmarkFlow, TrackConfig
 
     frame = performance[1][0]
     landmarks = DlibFaceDetector().largest_face(frame)
     points = DlibFaceDetector().landmarks_68(frame, landmarks.box).astype(np.float64)
     config = replace(TrackConfig(), flow_blend=0.3)
-    flow = LipFlow(config)
+    flow = LandmarkFlow(config)
     lips = list(config.flow_landmarks)
+    others = sorted(set(range(68)) - set(lips))
     assert np.array_equal(flow(frame, points), points)  # the first frame: dlib's points
     shift = np.array([2.0, 1.0])
     moved = np.roll(frame, (1, 2), axis=(0, 1))  # the image moves 2 px right and 1 px down
@@ -189,7 +192,7 @@ def test_lip_points_follow_the_image_between_frames_and_fall_back_to_dlibs_where
     out = flow(moved, biased)
     error = np.linalg.norm(out[lips] - (points[lips] + shift), axis=1)
     assert np.median(error) < 0.3 * np.hypot(3.0, 3.0) + 0.3, error  # ≈ flow_blend of dlib's offset
-    assert np.array_equal(out[:48], biased[:48])  # the other points are dlib's
+    assert np.array_equal(out[others], biased[others])  # the other points are dlib's
     blank = np.full_like(frame, 128)
     assert np.allclose(flow(blank, biased)[lips], biased[lips])  # nothing to follow: dlib's
     flow.reset()
