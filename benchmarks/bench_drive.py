@@ -102,15 +102,13 @@ def main() -> None:
 
     rig = FaceRig(avatar.splats.to(device), setup)
     camera = orbit_cameras(4.5, 90.0, 0.0, 0.7, args.size, args.size).to(device)
-    weights = torch.zeros(head.num_expressions)
     pose_s = raster_s = 0.0
     render_cpu_start = time.process_time()
     n = min(args.render_frames, len(fitted))
     for index in range(-2, n):  # two warm-up frames
-        for name, value in zip(names, fitted_weights[max(index, 0)]):
-            weights[head.expression_names.index(name)] = float(value)
+        expression = dict(zip(names, fitted_weights[max(index, 0)].tolist()))  # as ``drive`` poses the rig
         head_pose = HeadPose(yaw_deg=float(sequence.head_pose[max(index, 0), 0]))
-        image, dt_pose, dt_raster = timed_frame(lambda: pose_splats(rig.pose(weights), head_pose),
+        image, dt_pose, dt_raster = timed_frame(lambda: pose_splats(rig.pose(expression), head_pose),
                                                 lambda splats: Avatar(splats, avatar.template).render_cameras(camera), device)
         if index >= 0:
             pose_s, raster_s = pose_s + dt_pose, raster_s + dt_raster
@@ -132,14 +130,10 @@ def flame_fit_fps(tracked, size: tuple[int, int]) -> float:
     from arc2avatar.drive.fit import DriveCamera, FitConfig, FrameFitter
     from arc2avatar.drive.flame import flame_landmark_model
     from arc2avatar.drive.landmarks import landmark_residuals
-    from arc2avatar.head.flame import flame_head
-    from arc2avatar.testing.flame import synthetic_flame_arrays
+    from arc2avatar.testing.flame import synthetic_flame_head
 
-    arrays = synthetic_flame_arrays(seed=0)
-    arrays["kintree_table"] = arrays["kintree_table"].astype(np.int64)
-    arrays["kintree_table"][0, 0] = -1  # what ``read_flame_arrays`` makes of the file's root sentinel
     config = FitConfig()
-    model = flame_landmark_model(flame_head(arrays, name="synthetic-flame"), None, residual_px=landmark_residuals())
+    model = flame_landmark_model(synthetic_flame_head(seed=0), None, residual_px=landmark_residuals())
     fitter = FrameFitter(model, DriveCamera(size[0], size[1], config), config)
     landmarks = [t.landmarks for t in tracked if t.landmarks is not None]
     start = time.perf_counter()

@@ -26,18 +26,14 @@ from arc2avatar.drive.flame import (
 )
 from arc2avatar.drive.landmarks import load_landmark_table
 from arc2avatar.errors import InputError
-from arc2avatar.head.flame import flame_head
-from arc2avatar.testing.flame import synthetic_flame_arrays
+from arc2avatar.testing.flame import synthetic_flame_head
 
 COEFFICIENTS, FRAMES, SIZE = 10, 12, 320
 
 
 @pytest.fixture(scope="module")
 def head():
-    arrays = synthetic_flame_arrays(seed=0)
-    arrays["kintree_table"] = arrays["kintree_table"].astype(np.int64)
-    arrays["kintree_table"][0, 0] = -1  # what ``read_flame_arrays`` makes of the file's root sentinel
-    return flame_head(arrays, name="synthetic-flame")
+    return synthetic_flame_head(seed=0)
 
 
 @pytest.fixture(scope="module")

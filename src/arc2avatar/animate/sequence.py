@@ -64,15 +64,16 @@ def _joints_from_rows(rows: Any, num_frames: int, source: str) -> dict[str, Tens
         raise InputError(f"{source}: 'joints' must be a list of {num_frames} objects (one per frame) mapping joint "
                          "names to axis-angle [x, y, z] in radians")
     names = sorted({name for row in rows for name in row})
+    bad_pose = f"{source}: every joint pose must be a list of 3 numbers (axis-angle, radians)"
     if not all(isinstance(value, (list, tuple)) for row in rows for value in row.values()):
-        raise InputError(f"{source}: every joint pose must be a list of 3 numbers (axis-angle, radians)")
+        raise InputError(bad_pose)
     try:
         table = torch.tensor([[[float(v) for v in row.get(name, (0.0, 0.0, 0.0))] for name in names] for row in rows],
                              dtype=torch.float32)
     except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{source}: every joint pose must be a list of 3 numbers (axis-angle, radians)") from None
+        raise InputError(bad_pose) from None
     if table.shape != (num_frames, len(names), 3):
-        raise InputError(f"{source}: every joint pose must be a list of 3 numbers (axis-angle, radians)")
+        raise InputError(bad_pose)
     return {name: table[:, j] for j, name in enumerate(names)}
 
 

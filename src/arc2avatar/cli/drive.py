@@ -12,7 +12,6 @@ from dataclasses import replace
 
 def _run(args: argparse.Namespace) -> int:
     from arc2avatar.drive.run import DriveConfig, drive
-
     from arc2avatar.errors import InputError
 
     config = replace(DriveConfig(), size=args.size)

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from arc2avatar.drive.fit import (
     DriveCamera,
@@ -82,8 +81,9 @@ class DriveConfig:
 @dataclass
 class DriveResult:
     """What ``drive`` produced: the report (also written as JSON), the fitted ``weights`` (T, K)
-    for ``names`` (on FLAME the last is ``jaw_open_rad``, the jaw's opening in radians), ``head_pose`` (T, 7) (``avatar.pose.POSE_FIELDS``), ``landmarks`` (T, 68, 2)
-    (NaN without a face), and the paths written."""
+    for ``names`` (on FLAME the last is ``jaw_open_rad``, the jaw's opening in radians),
+    ``head_pose`` (T, 7) (``avatar.pose.POSE_FIELDS``), ``landmarks`` (T, 68, 2) (NaN without a
+    face), and the paths written."""
 
     report: dict[str, Any]
     names: tuple[str, ...]
@@ -346,7 +346,7 @@ def _write_outputs(out: Path, avatar: Any, setup: Any, info: VideoInfo, names: t
         for index in _progress(range(len(weights)), len(weights), "rendering", progress):
             start = time.perf_counter()
             joints = None if jaw is None else {"jaw": jaw[index].tolist()}
-            splats = rig.pose(torch.from_numpy(_full_weights(setup, expression_names, expression_weights[index])), joints)
+            splats = rig.pose(dict(zip(expression_names, expression_weights[index].tolist())), joints)
             if head_pose is not None:
                 splats = pose_splats(splats, HeadPose.from_vector(head_pose[index]))
             image = (Avatar(splats, avatar.template).render_cameras(camera)[0].numpy() * 255).round().astype(np.uint8)
@@ -369,14 +369,6 @@ def _write_outputs(out: Path, avatar: Any, setup: Any, info: VideoInfo, names: t
         atomic_write_text(sequence_out, text + "\n")
         paths["sequence"] = Path(sequence_out)
     return paths
-
-
-def _full_weights(setup: Any, names: tuple[str, ...], row: np.ndarray) -> np.ndarray:
-    head = setup.upsampled.head
-    full = np.zeros(head.num_expressions, dtype=np.float32)
-    for name, value in zip(names, row):
-        full[head.expression_names.index(name)] = value
-    return full
 
 
 __all__ = ["DriveConfig", "DriveResult", "drive", "sequence_json", "split_joints", "track_video"]

@@ -89,3 +89,15 @@ def synthetic_flame_arrays(seed: int = 0, config: FlameConfig = FlameConfig()) -
         "weights": weights,
         "kintree_table": kintree,
     }
+
+
+def synthetic_flame_head(seed: int = 0):
+    """The synthetic FLAME as a ``HeadModel`` (``head.flame.flame_head``), its kinematic tree's
+    root sentinel set as ``read_flame_arrays`` sets a file's."""
+    from arc2avatar.head.flame import flame_head
+
+    arrays = synthetic_flame_arrays(seed=seed)
+    arrays["kintree_table"] = arrays["kintree_table"].astype(np.int64)
+    arrays["kintree_table"][0, 0] = -1
+    return flame_head(arrays, name="synthetic-flame")
+
