@@ -30,3 +30,13 @@ class MissingDependencyError(Arc2AvatarError):
     """An optional package is needed for this feature; the message says what to install."""
 
     exit_code = 3
+
+
+def error_line(error: BaseException, limit: int = 160, last: bool = False) -> str:
+    """One line of ``error``'s message for a one-line report: its first line (``last``: its last
+    non-empty one, where tools such as ffmpeg put the cause), cut to ``limit`` characters; the
+    exception's class name when the message is empty."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    line = (lines[-1] if last else lines[0]) if lines else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+

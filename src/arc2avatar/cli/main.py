@@ -16,7 +16,7 @@ import sys
 
 from arc2avatar._cache import persist_compile_cache
 from arc2avatar._threads import THREADS_ENV, apply_threads
-from arc2avatar.errors import Arc2AvatarError
+from arc2avatar.errors import Arc2AvatarError, error_line
 
 # Modules in arc2avatar.cli that each register one or more subcommands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     except (MemoryError, RuntimeError) as error:  # torch.OutOfMemoryError is a RuntimeError
         if not _is_out_of_memory(error):
             raise
-        print(f"arc2avatar: error: out of memory ({_first_line(error)}); lower the resolution or the batch "
+        print(f"arc2avatar: error: out of memory ({error_line(error)}); lower the resolution or the batch "
               "(create/demo: --set resolution, --set views_per_step), or close what else holds the memory",
               file=sys.stderr)
         return 1
@@ -127,12 +127,6 @@ def _is_out_of_memory(error: BaseException) -> bool:
         return True
     text = str(error)
     return "out of memory" in text.lower() or "can't allocate memory" in text
-
-
-def _first_line(error: BaseException, limit: int = 160) -> str:
-    lines = str(error).strip().splitlines()
-    line = lines[0] if lines else type(error).__name__
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 if __name__ == "__main__":

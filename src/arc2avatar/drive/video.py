@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from arc2avatar.errors import InputError, MissingDependencyError
+from arc2avatar.errors import InputError, MissingDependencyError, error_line
 
 
 @dataclass(frozen=True)
@@ -96,8 +96,8 @@ def probe_video(path: str | os.PathLike, config: VideoConfig = VideoConfig(), st
     try:
         meta = next(reader)
     except (OSError, RuntimeError, StopIteration) as error:
-        raise InputError(f"{path} is not a video ffmpeg can read ({_first_line(error)}); give an MP4, MOV, AVI, "
-                         "MKV or WebM file") from None
+        raise InputError(f"{path} is not a video ffmpeg can read ({error_line(error, last=True)}); give an MP4, "
+                         "MOV, AVI, MKV or WebM file") from None
     finally:
         reader.close()
     width, height = (int(v) for v in meta.get("source_size") or meta.get("size") or (0, 0))
@@ -138,15 +138,9 @@ def read_frames(info: VideoInfo) -> Iterator[np.ndarray]:
         for buffer in reader:
             yield np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
     except (OSError, RuntimeError) as error:
-        raise InputError(f"{info.path}: decoding failed ({_first_line(error)})") from None
+        raise InputError(f"{info.path}: decoding failed ({error_line(error, last=True)})") from None
     finally:
         reader.close()
-
-
-def _first_line(error: BaseException, limit: int = 160) -> str:
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    line = lines[-1] if lines else type(error).__name__
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 __all__ = ["VideoConfig", "VideoInfo", "probe_video", "read_frames"]

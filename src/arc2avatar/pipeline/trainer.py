@@ -45,7 +45,7 @@ from arc2avatar.avatar.media import JsonlLogger, write_sheet
 from arc2avatar.avatar.template import HeadSetup
 from arc2avatar.cameras.model import Cameras
 from arc2avatar.cameras.samplers import sample_face_phase, sample_paper, sample_release, test_ring_cameras
-from arc2avatar.errors import Arc2AvatarError
+from arc2avatar.errors import Arc2AvatarError, error_line
 from arc2avatar.head.laplacian import laplacian_loss, uniform_laplacian
 from arc2avatar.pipeline.config import CreateConfig
 from arc2avatar.prior.guidance import GuidanceContext, GuidancePrior
@@ -225,7 +225,8 @@ class Trainer:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is the user's file problem
-            raise Arc2AvatarError(f"cannot read checkpoint {path}: {_first_line(error)}; delete it to start over") from None
+            raise Arc2AvatarError(f"cannot read checkpoint {path}: {error_line(error, limit=200)}; "
+                                  "delete it to start over") from None
         if not isinstance(payload, dict):
             raise Arc2AvatarError(f"checkpoint {path} is not an arc2avatar checkpoint; delete it to start over")
         if payload.get("version") != CHECKPOINT_VERSION:
@@ -235,8 +236,8 @@ class Trainer:
         except Arc2AvatarError:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as error:
-            raise Arc2AvatarError(f"checkpoint {path} is malformed ({type(error).__name__}: {_first_line(error)}); "
-                                  "delete it to start over") from None
+            raise Arc2AvatarError(f"checkpoint {path} is malformed ({type(error).__name__}: "
+                                  f"{error_line(error, limit=200)}); delete it to start over") from None
         truncate_log(self.out_dir / LOG_NAME, iteration)
         return iteration
 
@@ -455,14 +456,8 @@ def _write_checkpoint(payload: dict[str, Any], path: Path) -> None:
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
     except (OSError, RuntimeError) as error:
-        raise Arc2AvatarError(f"cannot write checkpoint {path} ({_first_line(error)}); is the disk full or "
+        raise Arc2AvatarError(f"cannot write checkpoint {path} ({error_line(error, limit=200)}); is the disk full or "
                               "read-only? The previous checkpoint is kept: free space, then --resume") from None
-
-
-def _first_line(error: BaseException, limit: int = 200) -> str:
-    lines = str(error).strip().splitlines()
-    line = lines[0] if lines else type(error).__name__
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def truncate_log(path: Path, iteration: int) -> None:

@@ -19,25 +19,15 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from arc2avatar.avatar.rig import quat_multiply
 from arc2avatar.splats.model import SH_C0, GaussianSplats
 
 UP_AXES: tuple[str, ...] = ("z", "y")
 Y_UP_MATRIX = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]], dtype=np.float64)
 Y_UP_QUAT = np.array([0.0, 0.0, math.sqrt(0.5), math.sqrt(0.5)], dtype=np.float64)  # (w, x, y, z)
 FRAME_NAMES = {"z": "world z up, face toward +y", "y": "y up, face toward +z (y-up viewers)"}
-
-
-def quat_multiply(a_n4: np.ndarray, b_n4: np.ndarray) -> np.ndarray:
-    """(N, 4) Hamilton products a ⊗ b of (w, x, y, z) quaternions (b first, then a)."""
-    aw, ax, ay, az = np.moveaxis(np.broadcast_to(a_n4, b_n4.shape), -1, 0)
-    bw, bx, by, bz = np.moveaxis(b_n4, -1, 0)
-    return np.stack([
-        aw * bw - ax * bx - ay * by - az * bz,
-        aw * bx + ax * bw + ay * bz - az * by,
-        aw * by - ax * bz + ay * bw + az * bx,
-        aw * bz + ax * by - ay * bx + az * bw,
-    ], axis=-1)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -63,16 +53,17 @@ class SplatArrays:
     @classmethod
     def from_splats(cls, splats: GaussianSplats, up: str = "z") -> "SplatArrays":
         """The splats' parameters (quaternions normalised), turned to ``up``."""
-        params = {name: p.detach().cpu().double().numpy() for name, p in splats.params.items()}
-        quats = params["quats"] / np.maximum(np.linalg.norm(params["quats"], axis=-1, keepdims=True), 1e-12)
-        means = params["means"]
+        params = {name: p.detach().cpu().double() for name, p in splats.params.items()}
+        quats = params["quats"] / params["quats"].norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        means = params["means"].numpy()
         if up == "y":
             means = means @ Y_UP_MATRIX.T
-            quats = quat_multiply(Y_UP_QUAT, quats)
+            quats = quat_multiply(torch.from_numpy(Y_UP_QUAT), quats)
         elif up != "z":
             raise ValueError(f"up must be one of {UP_AXES}, got {up!r}")
         return cls(*(np.ascontiguousarray(a, dtype=np.float32) for a in (
-            means, quats, params["log_scales"], params["opacity_logits"], params["f_dc"])), up=up)  # fmt: skip
+            means, quats.numpy(), params["log_scales"].numpy(), params["opacity_logits"].numpy(),
+            params["f_dc"].numpy())), up=up)  # fmt: skip
 
     @property
     def count(self) -> int:
