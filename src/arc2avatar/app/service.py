@@ -25,6 +25,7 @@ from arc2avatar.app.config import AppConfig
 from arc2avatar.app.jobs import Job, JobStore
 from arc2avatar.app.uploads import save_lora, save_photos, save_video
 from arc2avatar.app.workers import EXPRESS_IMAGE, INPUTS_NAME, OUT_NAME, PREVIEW_NAME, Dispatcher, Task
+from arc2avatar._io import atomic_path
 from arc2avatar.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -300,10 +301,8 @@ def make_zip(job_dir: Path) -> Path:
 
     out_dir = job_dir / OUT_NAME
     target = job_dir / ZIP_NAME
-    tmp = job_dir / f".{ZIP_NAME}.tmp"
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(out_dir.rglob("*")):
             if path.is_file() and path.name != "checkpoint.pt":
                 archive.write(path, Path("avatar") / path.relative_to(out_dir))
-    os.replace(tmp, target)
     return target

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -119,43 +118,35 @@ def write_video(frames: Iterable[Any], path: str | os.PathLike, fps: int = 30, q
             re-raised after the temporary file is removed.
     """
     iio = _imageio_ffmpeg()
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".mp4", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    writer = None
     count = 0
-    try:
-        size: tuple[int, ...] | None = None
-        for frame in frames:
-            image = to_uint8(frame)
-            if image.ndim != 3 or image.shape[-1] != 3:
-                raise ValueError(f"video frames must be (H, W, 3), got {image.shape}")
-            if size is None:
-                size = image.shape
-                writer = iio.get_writer(
-                    tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=quality,
-                    pixelformat="yuv420p", macro_block_size=1, ffmpeg_log_level="error",
-                )
-            elif image.shape != size:
-                raise ValueError(f"frame {count} is {image.shape}, the first frame was {size}")
-            writer.append_data(_even(image))
-            count += 1
-        if count == 0:
-            raise ValueError(f"no frames to write to {final}")
-        writer.close()
+    with atomic_path(path, suffix=".mp4") as tmp:  # ffmpeg picks the container by the suffix
         writer = None
-        os.chmod(tmp, default_mode())  # mkstemp made it 0600; give it what open() would (issue 18)
-        os.replace(tmp, final)
-    finally:
-        if writer is not None:
-            try:
-                writer.close()
-            except Exception:  # noqa: BLE001 — already failing; keep the original error
-                pass
-        if tmp.exists():
-            tmp.unlink()
+        try:
+            size: tuple[int, ...] | None = None
+            for frame in frames:
+                image = to_uint8(frame)
+                if image.ndim != 3 or image.shape[-1] != 3:
+                    raise ValueError(f"video frames must be (H, W, 3), got {image.shape}")
+                if size is None:
+                    size = image.shape
+                    writer = iio.get_writer(
+                        tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=quality,
+                        pixelformat="yuv420p", macro_block_size=1, ffmpeg_log_level="error",
+                    )
+                elif image.shape != size:
+                    raise ValueError(f"frame {count} is {image.shape}, the first frame was {size}")
+                writer.append_data(_even(image))
+                count += 1
+            if count == 0:
+                raise ValueError(f"no frames to write to {path}")
+            writer.close()
+            writer = None
+        finally:
+            if writer is not None:
+                try:
+                    writer.close()
+                except Exception:  # noqa: BLE001 — already failing; keep the original error
+                    pass
     return count
 
 
