@@ -169,7 +169,7 @@ def test_a_smile_fitted_in_halves_reads_a_symmetric_smile_whole_and_a_one_sided_
 
 
 def test_lip_and_eyelid_points_follow_the_image_between_frames_and_fall_back_to_dlibs_where_the_flow_fails(
-        performance):
+        performance, detector):
     """``LandmarkFlow`` on a real driver frame shifted by a known amount: with "dlib's" points given 3 px
     off, the blended points land near the true shift (the flow's precision, a ``flow_blend`` pull
     toward dlib's); on a blank frame the flow fails and dlib's points are taken; after ``reset``
@@ -179,8 +179,7 @@ def test_lip_and_eyelid_points_follow_the_image_between_frames_and_fall_back_to_
     from arc2avatar.drive.track import LandmarkFlow, TrackConfig
 
     frame = performance[1][0]
-    landmarks = DlibFaceDetector().largest_face(frame)
-    points = DlibFaceDetector().landmarks_68(frame, landmarks.box).astype(np.float64)
+    points = detector.landmarks_68(frame, detector.largest_face(frame).box).astype(np.float64)
     config = replace(TrackConfig(), flow_blend=0.3)
     flow = LandmarkFlow(config)
     lips = list(config.flow_landmarks)
