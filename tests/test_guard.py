@@ -11,7 +11,7 @@ import textwrap
 import pytest
 from PIL import Image
 
-from arc2avatar._guard import check_output_file, check_replaceable, folder_lock, mark_owned
+from arc2avatar._guard import check_output_file, check_replaceable, folder_lock, mark_owned, remove_stale_temporaries
 from arc2avatar.cli.main import main
 from arc2avatar.errors import InputError
 from arc2avatar.finetune.build import DATASET_KIND, build_from_folder
@@ -167,3 +167,20 @@ def test_a_full_disk_or_read_only_folder_is_one_line(monkeypatch, capsys, code_n
     assert main(["render", "whatever", "--sheet"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("arc2avatar: error: cannot write out/views.png") and len(err.strip().splitlines()) == 1
+
+
+def test_the_resume_sweep_removes_every_temporary_file_atomic_path_makes_and_nothing_else(tmp_path) -> None:
+    from arc2avatar._io import atomic_path
+
+    left = []
+    for name, suffix in (("avatar.ply", ""), ("turntable.mp4", ".mp4")):
+        with pytest.raises(KeyboardInterrupt), atomic_path(tmp_path / name, suffix=suffix) as tmp:
+            left.append(tmp.name)
+            raise KeyboardInterrupt
+    for name in left:  # what a killed writer leaves behind: its temporary file
+        (tmp_path / name).write_bytes(b"")
+    kept = [".keep", "notes.tmp", "turntable.mp4"]
+    for name in kept:
+        (tmp_path / name).write_bytes(b"x")
+    assert sorted(p.name for p in remove_stale_temporaries(tmp_path)) == sorted(left)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)

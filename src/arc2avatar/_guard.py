@@ -103,7 +103,8 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, subfolders: Iterable[str] = ()) -> list[Path]:
-    """Delete the temp files a killed writer left (``_io.atomic_path``'s ``.NAME.*.tmp``).
+    """Delete the temp files a killed writer left (``_io.atomic_path``'s ``.NAME.*.tmp``, and
+    ``.NAME.*.tmp.mp4`` for videos).
 
     Call only while holding ``folder_lock(folder)``: then no live writer owns them.
     """
@@ -111,7 +112,7 @@ def remove_stale_temporaries(folder: str | os.PathLike, subfolders: Iterable[str
     for where in (Path(folder), *(Path(folder) / s for s in subfolders)):
         if not where.is_dir():
             continue
-        for path in where.glob(".*.tmp"):
+        for path in (*where.glob(".*.tmp"), *where.glob(".*.tmp.*")):
             if path.is_file() and not path.is_symlink():
                 path.unlink()
                 removed.append(path)

@@ -44,16 +44,17 @@ def default_mode(directory: bool = False) -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
-    ``suffix``: the temporary file's (a writer that picks its format by suffix wants the real one).
+    The temporary file is ``.NAME.XXXX.tmp`` plus ``suffix`` (a writer that picks its format by the
+    file's suffix, as ffmpeg does, wants the real one: ``".mp4"``).
 
     >>> with atomic_path("out/avatar.ply") as tmp:
     ...     write_ply(tmp, splats)
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + suffix, dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
