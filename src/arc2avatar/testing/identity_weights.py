@@ -202,3 +202,67 @@ def plant_face(image_rgb: np.ndarray, centre_xy: tuple[float, float], side: floa
     x2, y2 = x1 + int(round(side)), y1 + int(round(side))
     image_rgb[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)] = FACE_RGB
     return np.array([x1, y1, x2, y2], dtype=np.float32)
+
+
+def write_random_scrfd(path: str | Path, seed: int = 0, strides: tuple[int, ...] = (8, 16, 32),
+                       score_bias: float = -2.5, box_scale: float = 3.0) -> Path:
+    """A SCRFD in the real I/O layout whose every output depends on the image (random weights).
+
+    Per stride s: s×s average pooling of the normalised input, then a random 1×1 convolution to
+    2·(1 + 4 + 10) channels, laid out per anchor (anchor-major channels, rows over (y, x, anchor)):
+    score = sigmoid(· + ``score_bias``), box distances = ``box_scale``·softplus(·) (positive,
+    different on each side), keypoint distances linear (signed). Unlike the red-square SCRFD its
+    four box sides, ten keypoint coordinates and both anchors of a cell all differ, so a decoder
+    that swaps sides, anchors or strides disagrees with another that does not (the parity tests).
+    """
+    onnx, helper = _onnx()
+    from onnx import numpy_helper
+    f32 = onnx.TensorProto.FLOAT
+    rng = np.random.default_rng(seed)
+    widths = (1, 4, 10)
+    anchors = 2
+    nodes, inits = [], []
+    outputs: dict[int, list] = {0: [], 1: [], 2: []}
+    for s in strides:
+        channels = anchors * sum(widths)
+        weight = rng.normal(0, 1.5, (channels, 3, 1, 1)).astype(np.float32)
+        bias = rng.normal(0, 0.5, (channels,)).astype(np.float32)
+        inits += [numpy_helper.from_array(weight, f"w_{s}"), numpy_helper.from_array(bias, f"b_{s}")]
+        nodes += [
+            helper.make_node("AveragePool", ["input.1"], [f"pool_{s}"], kernel_shape=[s, s], strides=[s, s]),
+            helper.make_node("Conv", [f"pool_{s}", f"w_{s}", f"b_{s}"], [f"feat_{s}"]),
+            helper.make_node("Transpose", [f"feat_{s}"], [f"nhwc_{s}"], perm=[0, 2, 3, 1]),
+        ]
+        start = 0
+        for kind, width in enumerate(widths):
+            # channels [anchor 0: score | box | kps][anchor 1: ...] -> per anchor slices
+            parts = []
+            for a in range(anchors):
+                lo = a * sum(widths) + start
+                inits += [numpy_helper.from_array(np.array([lo], np.int64), f"lo_{s}_{kind}_{a}"),
+                          numpy_helper.from_array(np.array([lo + width], np.int64), f"hi_{s}_{kind}_{a}"),
+                          numpy_helper.from_array(np.array([3], np.int64), f"ax_{s}_{kind}_{a}")]
+                nodes.append(helper.make_node("Slice", [f"nhwc_{s}", f"lo_{s}_{kind}_{a}", f"hi_{s}_{kind}_{a}",
+                                                        f"ax_{s}_{kind}_{a}"], [f"part_{s}_{kind}_{a}"]))
+                parts.append(f"part_{s}_{kind}_{a}")
+            nodes.append(helper.make_node("Concat", parts, [f"cat_{s}_{kind}"], axis=3))
+            inits.append(numpy_helper.from_array(np.array([-1, width], np.int64), f"shape_{s}_{kind}"))
+            nodes.append(helper.make_node("Reshape", [f"cat_{s}_{kind}", f"shape_{s}_{kind}"], [f"raw_{s}_{kind}"]))
+            name = ("score", "bbox", "kps")[kind] + f"_{s}"
+            if kind == 0:
+                inits.append(numpy_helper.from_array(np.array(score_bias, np.float32), f"sbias_{s}"))
+                nodes += [helper.make_node("Add", [f"raw_{s}_0", f"sbias_{s}"], [f"logit_{s}"]),
+                          helper.make_node("Sigmoid", [f"logit_{s}"], [name])]
+            elif kind == 1:
+                inits.append(numpy_helper.from_array(np.array(box_scale, np.float32), f"bscale_{s}"))
+                nodes += [helper.make_node("Softplus", [f"raw_{s}_1"], [f"soft_{s}"]),
+                          helper.make_node("Mul", [f"soft_{s}", f"bscale_{s}"], [name])]
+            else:
+                nodes.append(helper.make_node("Identity", [f"raw_{s}_2"], [name]))
+            outputs[kind].append(helper.make_tensor_value_info(name, f32, [None, width]))
+            start += width
+    graph = helper.make_graph(
+        nodes, "random_scrfd",
+        [helper.make_tensor_value_info("input.1", f32, [1, 3, "height", "width"])],
+        outputs[0] + outputs[1] + outputs[2], initializer=inits)
+    return _save(onnx, helper, graph, path)
