@@ -266,3 +266,53 @@ def write_random_scrfd(path: str | Path, seed: int = 0, strides: tuple[int, ...]
         [helper.make_tensor_value_info("input.1", f32, [1, 3, "height", "width"])],
         outputs[0] + outputs[1] + outputs[2], initializer=inits)
     return _save(onnx, helper, graph, path)
+
+
+def write_mirror_arcface(path: str | Path, swap_rb: bool = False, seed: int = 0,
+                         embedding_dim: int = 512, chroma_gain: float = 4.0) -> Path:
+    """A tiny ArcFace that behaves like a trained one in ``doctor --deep``'s three ArcFace checks.
+
+    Features per pixel: skin chroma relu(R − B)·``chroma_gain`` (faces are red-dominant, a
+    face-free grey or blue region is not) and luminance (R + G + B)/3; the feature map plus its
+    horizontal mirror (so the embedding of a mirrored crop is the same); 14×14 average pooling to
+    8×8 minus each map's mean (the pattern, not the overall colour); a fixed random linear map to
+    ``embedding_dim``. So: photo and mirror agree exactly, a face
+    and a face-free crop point in different directions, and a face in its true colours has a larger
+    norm than the same face with red and blue swapped. ``swap_rb`` builds the same network reading
+    its input channels in BGR order (the broken weight set: relu(B − R)).
+    """
+    onnx, helper = _onnx()
+    from onnx import numpy_helper
+    rng = np.random.default_rng(seed)
+    red, blue = (2, 0) if swap_rb else (0, 2)
+    feature_w = np.zeros((2, 3, 1, 1), np.float32)
+    feature_w[0, red], feature_w[0, blue] = chroma_gain, -chroma_gain
+    feature_w[1, :] = 1.0 / 3.0
+    pool, grid = 14, ARCFACE_CROP_SIZE // 14
+    fc_w = rng.normal(0, 0.1, (2 * grid * grid, embedding_dim)).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in (
+        (feature_w, "feature_w"), (fc_w, "fc_w"), (np.zeros(embedding_dim, np.float32), "fc_b"),
+        (np.array([-1], np.int64), "flip_start"), (np.array([-(2 ** 62)], np.int64), "flip_end"),
+        (np.array([3], np.int64), "flip_axis"), (np.array([-1], np.int64), "flip_step"),
+        (np.array([0], np.int64), "c0"), (np.array([1], np.int64), "c1"), (np.array([2], np.int64), "c2"),
+        (np.array([1], np.int64), "axis1"))]
+    nodes = [
+        helper.make_node("Conv", ["input.1", "feature_w"], ["features"]),
+        helper.make_node("Slice", ["features", "c0", "c1", "axis1"], ["chroma_raw"]),
+        helper.make_node("Slice", ["features", "c1", "c2", "axis1"], ["luma"]),
+        helper.make_node("Relu", ["chroma_raw"], ["chroma"]),
+        helper.make_node("Concat", ["chroma", "luma"], ["maps"], axis=1),
+        helper.make_node("Slice", ["maps", "flip_start", "flip_end", "flip_axis", "flip_step"], ["mirrored"]),
+        helper.make_node("Add", ["maps", "mirrored"], ["symmetric"]),
+        helper.make_node("AveragePool", ["symmetric"], ["pooled"], kernel_shape=[pool, pool], strides=[pool, pool]),
+        helper.make_node("ReduceMean", ["pooled"], ["level"], axes=[2, 3], keepdims=1),
+        helper.make_node("Sub", ["pooled", "level"], ["pattern"]),
+        helper.make_node("Flatten", ["pattern"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["embedding"]),
+    ]
+    f32 = onnx.TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes, "mirror_arcface",
+        [helper.make_tensor_value_info("input.1", f32, ["batch", 3, ARCFACE_CROP_SIZE, ARCFACE_CROP_SIZE])],
+        [helper.make_tensor_value_info("embedding", f32, ["batch", embedding_dim])], initializer=inits)
+    return _save(onnx, helper, graph, path)
