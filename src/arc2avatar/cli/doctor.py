@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "~/.cache/arc2avatar/weights)")
     parser.add_argument("--deep", action="store_true",
                         help="also run each network once on a bundled face photo and check it behaves like "
-                             "the real model (about a minute on a GPU; docs/first-run.md)")
+                             "the real model (docs/first-run.md)")
     parser.add_argument("--lora", type=Path, default=None, metavar="FILE",
                         help="with --deep: also check this multi-view LoRA (pytorch_lora_weights.safetensors)")
     parser.add_argument("--device", default=None, help="with --deep: torch device (default: cuda if available)")
