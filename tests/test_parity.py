@@ -140,6 +140,40 @@ def test_batched_scrfd_outputs_and_face_choice_match_arc2face(insightface_zoo, o
         assert np.abs(largest_face(faces).box - planted[1]).max() <= 1.0 * scale + 1
 
 
+def test_identity_vector_equals_arc2face_inference_through_insightface(insightface_zoo, onnx_files, tmp_path):
+    """``embed_photos`` on two photos with several faces against Arc2Face's inference done with
+    insightface: largest box, ``norm_crop``, ``get_feat``, unit vectors averaged and normalised."""
+    from PIL import Image
+
+    from arc2avatar.identity.embed import embed_photos
+    from arc2avatar.weights.layout import WeightsPaths
+
+    get_model, face_align = insightface_zoo
+    detector = get_model(str(onnx_files["red_scrfd"]), providers=["CPUExecutionProvider"])
+    recogniser = get_model(str(onnx_files["arcface"]), providers=["CPUExecutionProvider"])
+    paths, vectors = [], []
+    for name in ("astronaut", "grace_hopper"):
+        image = PHOTOS[name].copy()
+        scale = max(image.shape[:2]) / DET_SIZE
+        for (cx, cy), side in (((96, 96), 32), ((320, 160), 128), ((480, 96), 64)):
+            plant_face(image, (cx * scale, cy * scale), side * scale)
+        image[int(150 * scale):int(190 * scale), int(300 * scale):int(340 * scale)] = (40, 200, 90)   # texture inside the face
+        Image.fromarray(image).save(tmp_path / f"{name}.png")
+        paths.append(tmp_path / f"{name}.png")
+        det, kps = _reference_detect(detector, image)
+        best = int(np.argmax((det[:, 2] - det[:, 0]) * (det[:, 3] - det[:, 1])))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            crop = face_align.norm_crop(np.ascontiguousarray(image[:, :, ::-1]), kps[best])
+        feature = recogniser.get_feat([crop])[0]
+        vectors.append(feature / np.linalg.norm(feature))
+    reference = np.mean(vectors, axis=0)
+    reference /= np.linalg.norm(reference)
+    ours = embed_photos(paths, WeightsPaths(scrfd_onnx=onnx_files["red_scrfd"], arcface_onnx=onnx_files["arcface"]))
+    assert [p.faces_found for p in ours.per_photo] == [3, 3]
+    assert float(ours.vector @ reference) >= COSINE_MIN
+
+
 @pytest.mark.parametrize("name", list(PHOTOS))
 def test_aligned_crops_and_embeddings_equal_norm_crop_and_get_feat(insightface_zoo, onnx_files, name):
     get_model, face_align = insightface_zoo
