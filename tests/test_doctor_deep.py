@@ -14,7 +14,7 @@ from arc2avatar.cli.main import main
 from arc2avatar.identity.arcface import ArcFaceEmbedder
 from arc2avatar.identity.detect import ScrfdDetector, letterbox
 from arc2avatar.pipeline.doctor import (
-    DeepCheckConfig, DoctorPhoto, bundled_photo, check_arcface, check_detector, check_prior, deep_check,
+    DeepCheckConfig, DeepReport, DoctorPhoto, bundled_photo, check_arcface, check_detector, check_prior, deep_check,
     format_deep_report,
 )
 from arc2avatar.testing.identity_weights import (
@@ -53,12 +53,9 @@ class LinearDenoiserProbe:
     the latents' variance predicts)."""
 
     def __init__(self, scaling_factor: float = SCALING, lora_gain: float | None = None):
-        from diffusers import DDPMScheduler
-
-        from arc2avatar.prior.configs import scheduler_config
-
         self.scaling_factor = scaling_factor
-        self.alphas_cumprod = DDPMScheduler.from_config(scheduler_config()).alphas_cumprod
+        betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2   # SD-1.5's scaled-linear schedule
+        self.alphas_cumprod = torch.cumprod(1.0 - betas, 0).float()
         self.context = torch.zeros(1, 77, 768)
         self.lora_error, self.has_lora, self.lora_gain, self.scale = None, lora_gain is not None, lora_gain, 0.0
 
@@ -79,6 +76,15 @@ class LinearDenoiserProbe:
         self.scale = scale
 
 
+def test_the_bundled_photos_reference_points_are_dlibs(photo):
+    from arc2avatar.identity.dlib_faces import DlibFaceDetector
+
+    face = DlibFaceDetector().largest_face(photo.image)
+    assert np.abs(face.keypoints - photo.keypoints).max() < 0.5
+    x, y = photo.nonface_xy
+    assert DlibFaceDetector().detect(np.ascontiguousarray(photo.image[y:y + 112, x:x + 112])) == []
+
+
 # ------------------------------------------------------------------------------------------- pass
 def test_synthetic_weights_that_behave_like_trained_ones_pass_every_check(tmp_path, photo, planted):
     detector = ScrfdDetector(write_tiny_scrfd(tmp_path / "scrfd.onnx"))
@@ -87,7 +93,7 @@ def test_synthetic_weights_that_behave_like_trained_ones_pass_every_check(tmp_pa
                *check_prior(LinearDenoiserProbe(lora_gain=0.1), photo, FAST)]
     assert [r.name for r in results if not r.passed] == []
     assert len(results) == 8
-    text = format_deep_report(type("R", (), {"results": results, "ok": True})())
+    text = format_deep_report(DeepReport(results))
     assert text.count("PASS") == 8 and "relative error 0.2" in text      # ≈ ᾱ_500 = 0.28: the linear denoiser's error
 
 
