@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "doctor", help=COMMANDS["doctor"],
         description="List every weight file (found / missing / wrong size / nested) and the "
-                    "compute environment. Exit 0 if all weights are usable, 2 otherwise.")
+                    "compute environment; with --deep, also run each network once on a bundled face "
+                    "photo and check that it behaves like the real model. Exit 0 if all weights are "
+                    "usable (and no deep check failed), 2 if files are missing, 1 if a deep check failed.")
     parser.add_argument("--weights", type=Path, default=None, metavar="DIR",
                         help="weights folder (default: $ARC2AVATAR_WEIGHTS or "
                              "~/.cache/arc2avatar/weights)")
