@@ -141,3 +141,16 @@ def test_doctor_deep_on_a_missing_folder_reports_every_check_as_not_run(tmp_path
     assert main(["doctor", "--deep", "--device", "cpu", "--weights", str(tmp_path)]) == 2
     out = capsys.readouterr().out
     assert "deep check" in out and out.count("  skip  ") >= 6 and "FAIL" not in out
+
+
+def test_nan_outputs_as_from_an_fp16_overflow_fail_the_vae_and_unet_checks(photo):
+    class Overflowing(LinearDenoiserProbe):
+        def decode(self, latents):
+            return torch.full_like(super().decode(latents), float("nan"))
+
+        def predict_eps(self, latents, timestep, context):
+            return torch.full_like(latents, float("nan"))
+
+    results = {r.name: r for r in check_prior(Overflowing(), photo, FAST)}
+    for name in ("VAE reconstructs the photo", "UNet predicts the noise"):
+        assert results[name].passed is False and "fp16 overflow" in results[name].hint
