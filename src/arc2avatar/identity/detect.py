@@ -144,7 +144,8 @@ def letterbox(image_rgb: np.ndarray, det_size: int) -> tuple[np.ndarray, float]:
     else:
         new_w, new_h = det_size, int(det_size * (height / width))
     new_w, new_h = max(1, new_w), max(1, new_h)
-    resized = _cv2().resize(np.ascontiguousarray(image_rgb), (new_w, new_h), interpolation=_cv2().INTER_LINEAR)
+    cv2 = _cv2()
+    resized = cv2.resize(np.ascontiguousarray(image_rgb), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     canvas = np.zeros((det_size, det_size, 3), dtype=np.uint8)
     canvas[:new_h, :new_w] = resized
     return canvas, new_h / height
