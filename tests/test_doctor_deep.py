@@ -154,3 +154,17 @@ def test_nan_outputs_as_from_an_fp16_overflow_fail_the_vae_and_unet_checks(photo
     results = {r.name: r for r in check_prior(Overflowing(), photo, FAST)}
     for name in ("VAE reconstructs the photo", "UNet predicts the noise"):
         assert results[name].passed is False and "fp16 overflow" in results[name].hint
+
+
+def test_deep_check_runs_the_identity_files_through_the_real_loaders(tmp_path, capsys):
+    paths = WeightsPaths(scrfd_onnx=write_random_scrfd(tmp_path / "scrfd.onnx"),
+                         arcface_onnx=write_mirror_arcface(tmp_path / "arcface.onnx", swap_rb=True))
+    report = deep_check(paths, config=FAST)                 # the bundled photo; no prior files
+    text = format_deep_report(report)
+    assert _line(text, "detector").lstrip().startswith("FAIL")
+    assert _line(text, "colour order").lstrip().startswith("WARN")
+    assert _line(text, "UNet").lstrip().startswith("skip") and not report.ok
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx file")
+    text = format_deep_report(deep_check(WeightsPaths(arcface_onnx=broken), config=FAST))
+    assert _line(text, "photo vs its mirror").lstrip().startswith("FAIL") and "broken.onnx" in text
