@@ -1,13 +1,17 @@
 """SCRFD face detection (antelopev2 ``scrfd_10g_bnkps.onnx``) through onnxruntime, no insightface.
 
 Spec §1 (detection size 640). Written by hand because the only packaged decoder, insightface,
-drags in OpenCV and a model zoo to run 60 lines of numpy; the behaviour below matches its
-``SCRFD.detect`` (read, not copied):
+drags in a second OpenCV wheel, a model zoo and a GUI to run 60 lines of numpy; the behaviour
+below matches its ``SCRFD.detect`` (read, not copied; tests/test_parity.py compares the two on
+the same ONNX files: equal boxes, scores and keypoints):
 
 * **Letterbox.** The photo is resized (aspect kept) to fit ``det_size``×``det_size`` and placed at
   the TOP-LEFT of a black canvas; ``det_scale`` = new height / original height maps detections
-  back. (insightface resizes with ``cv2.resize`` INTER_LINEAR, which does not antialias; we use
-  Pillow's bilinear, which does — smoother on large downscales, same geometry.)
+  back. The resize is OpenCV's ``cv2.resize`` INTER_LINEAR, as insightface's: it does not
+  antialias, and SCRFD was run that way in Arc2Face and the official release, so a photo
+  downscaled any other way (Pillow's antialiased bilinear, say) shows the network a different
+  image (tests/test_parity.py measured boxes up to hundreds of pixels apart on a random-weight
+  SCRFD; docs/official-code.md §1.1).
 * **Input blob.** insightface feeds a BGR image through ``cv2.dnn.blobFromImage(img, 1/128,
   size, (127.5,)*3, swapRB=True)``: the network sees **RGB**, ``(x − 127.5) / 128``, NCHW
   float32. Our images are RGB already, so no channel swap.
@@ -32,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from arc2avatar.errors import InputError
 
@@ -84,6 +87,18 @@ class Face:
         return float(max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1]))
 
 
+def _cv2():
+    """OpenCV (``opencv-python-headless``, a core dependency): the resize and warp SCRFD/ArcFace
+    inputs were made with in the reference code."""
+    try:
+        import cv2
+    except ImportError as error:  # pragma: no cover - a core dependency
+        from arc2avatar.errors import MissingDependencyError
+        raise MissingDependencyError(
+            "face detection needs OpenCV: pip install opencv-python-headless") from error
+    return cv2
+
+
 def _onnxruntime():
     try:
         import onnxruntime
@@ -129,9 +144,10 @@ def letterbox(image_rgb: np.ndarray, det_size: int) -> tuple[np.ndarray, float]:
     else:
         new_w, new_h = det_size, int(det_size * (height / width))
     new_w, new_h = max(1, new_w), max(1, new_h)
-    resized = Image.fromarray(image_rgb).resize((new_w, new_h), Image.Resampling.BILINEAR)
+    cv2 = _cv2()
+    resized = cv2.resize(np.ascontiguousarray(image_rgb), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     canvas = np.zeros((det_size, det_size, 3), dtype=np.uint8)
-    canvas[:new_h, :new_w] = np.asarray(resized)
+    canvas[:new_h, :new_w] = resized
     return canvas, new_h / height
 
 

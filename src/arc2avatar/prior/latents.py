@@ -48,6 +48,12 @@ class VaeLatentEncoder:
             sample = posterior.sample(generator=generator)
         return sample * self.vae.config.scaling_factor
 
+    def decode(self, latents: Tensor) -> Tensor:
+        """(B, 4, h, w) scaled latents → (B, 3, 8h, 8w) images in about [−1, 1] (not clamped): the
+        pipeline's ``vae.decode(latents / scaling_factor)``; the inverse of ``encode`` up to the VAE's loss."""
+        scaled = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
+        return self.vae.decode(scaled).sample
+
 
 class RgbLatentEncoder:
     """RGB-space identity "latents" for CPU oracle runs: 2x−1 itself, optionally area-resized.

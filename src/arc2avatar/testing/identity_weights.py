@@ -202,3 +202,117 @@ def plant_face(image_rgb: np.ndarray, centre_xy: tuple[float, float], side: floa
     x2, y2 = x1 + int(round(side)), y1 + int(round(side))
     image_rgb[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)] = FACE_RGB
     return np.array([x1, y1, x2, y2], dtype=np.float32)
+
+
+def write_random_scrfd(path: str | Path, seed: int = 0, strides: tuple[int, ...] = (8, 16, 32),
+                       score_bias: float = -2.5, box_scale: float = 3.0) -> Path:
+    """A SCRFD in the real I/O layout whose every output depends on the image (random weights).
+
+    Per stride s: s×s average pooling of the normalised input, then a random 1×1 convolution to
+    2·(1 + 4 + 10) channels, laid out per anchor (anchor-major channels, rows over (y, x, anchor)):
+    score = sigmoid(· + ``score_bias``), box distances = ``box_scale``·softplus(·) (positive,
+    different on each side), keypoint distances linear (signed). Unlike the red-square SCRFD its
+    four box sides, ten keypoint coordinates and both anchors of a cell all differ, so a decoder
+    that swaps sides, anchors or strides disagrees with another that does not (the parity tests).
+    """
+    onnx, helper = _onnx()
+    from onnx import numpy_helper
+    f32 = onnx.TensorProto.FLOAT
+    rng = np.random.default_rng(seed)
+    widths = (1, 4, 10)
+    anchors = 2
+    nodes, inits = [], []
+    outputs: dict[int, list] = {0: [], 1: [], 2: []}
+    for s in strides:
+        channels = anchors * sum(widths)
+        weight = rng.normal(0, 1.5, (channels, 3, 1, 1)).astype(np.float32)
+        bias = rng.normal(0, 0.5, (channels,)).astype(np.float32)
+        inits += [numpy_helper.from_array(weight, f"w_{s}"), numpy_helper.from_array(bias, f"b_{s}")]
+        nodes += [
+            helper.make_node("AveragePool", ["input.1"], [f"pool_{s}"], kernel_shape=[s, s], strides=[s, s]),
+            helper.make_node("Conv", [f"pool_{s}", f"w_{s}", f"b_{s}"], [f"feat_{s}"]),
+            helper.make_node("Transpose", [f"feat_{s}"], [f"nhwc_{s}"], perm=[0, 2, 3, 1]),
+        ]
+        start = 0
+        for kind, width in enumerate(widths):
+            # channels [anchor 0: score | box | kps][anchor 1: ...] -> per anchor slices
+            parts = []
+            for a in range(anchors):
+                lo = a * sum(widths) + start
+                inits += [numpy_helper.from_array(np.array([lo], np.int64), f"lo_{s}_{kind}_{a}"),
+                          numpy_helper.from_array(np.array([lo + width], np.int64), f"hi_{s}_{kind}_{a}"),
+                          numpy_helper.from_array(np.array([3], np.int64), f"ax_{s}_{kind}_{a}")]
+                nodes.append(helper.make_node("Slice", [f"nhwc_{s}", f"lo_{s}_{kind}_{a}", f"hi_{s}_{kind}_{a}",
+                                                        f"ax_{s}_{kind}_{a}"], [f"part_{s}_{kind}_{a}"]))
+                parts.append(f"part_{s}_{kind}_{a}")
+            nodes.append(helper.make_node("Concat", parts, [f"cat_{s}_{kind}"], axis=3))
+            inits.append(numpy_helper.from_array(np.array([-1, width], np.int64), f"shape_{s}_{kind}"))
+            nodes.append(helper.make_node("Reshape", [f"cat_{s}_{kind}", f"shape_{s}_{kind}"], [f"raw_{s}_{kind}"]))
+            name = ("score", "bbox", "kps")[kind] + f"_{s}"
+            if kind == 0:
+                inits.append(numpy_helper.from_array(np.array(score_bias, np.float32), f"sbias_{s}"))
+                nodes += [helper.make_node("Add", [f"raw_{s}_0", f"sbias_{s}"], [f"logit_{s}"]),
+                          helper.make_node("Sigmoid", [f"logit_{s}"], [name])]
+            elif kind == 1:
+                inits.append(numpy_helper.from_array(np.array(box_scale, np.float32), f"bscale_{s}"))
+                nodes += [helper.make_node("Softplus", [f"raw_{s}_1"], [f"soft_{s}"]),
+                          helper.make_node("Mul", [f"soft_{s}", f"bscale_{s}"], [name])]
+            else:
+                nodes.append(helper.make_node("Identity", [f"raw_{s}_2"], [name]))
+            outputs[kind].append(helper.make_tensor_value_info(name, f32, [None, width]))
+            start += width
+    graph = helper.make_graph(
+        nodes, "random_scrfd",
+        [helper.make_tensor_value_info("input.1", f32, [1, 3, "height", "width"])],
+        outputs[0] + outputs[1] + outputs[2], initializer=inits)
+    return _save(onnx, helper, graph, path)
+
+
+def write_mirror_arcface(path: str | Path, swap_rb: bool = False, seed: int = 0,
+                         embedding_dim: int = 512, chroma_gain: float = 4.0) -> Path:
+    """A tiny ArcFace that behaves like a trained one in ``doctor --deep``'s three ArcFace checks.
+
+    Features per pixel: skin chroma relu(R − B)·``chroma_gain`` (faces are red-dominant, a
+    face-free grey or blue region is not) and luminance (R + G + B)/3; the feature map plus its
+    horizontal mirror (so the embedding of a mirrored crop is the same); 14×14 average pooling to
+    8×8 minus each map's mean (the pattern, not the overall colour); a fixed random linear map to
+    ``embedding_dim``. So: photo and mirror agree exactly, a face
+    and a face-free crop point in different directions, and a face in its true colours has a larger
+    norm than the same face with red and blue swapped. ``swap_rb`` builds the same network reading
+    its input channels in BGR order (the broken weight set: relu(B − R)).
+    """
+    onnx, helper = _onnx()
+    from onnx import numpy_helper
+    rng = np.random.default_rng(seed)
+    red, blue = (2, 0) if swap_rb else (0, 2)
+    feature_w = np.zeros((2, 3, 1, 1), np.float32)
+    feature_w[0, red], feature_w[0, blue] = chroma_gain, -chroma_gain
+    feature_w[1, :] = 1.0 / 3.0
+    pool, grid = 14, ARCFACE_CROP_SIZE // 14
+    fc_w = rng.normal(0, 0.1, (2 * grid * grid, embedding_dim)).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in (
+        (feature_w, "feature_w"), (fc_w, "fc_w"), (np.zeros(embedding_dim, np.float32), "fc_b"),
+        (np.array([-1], np.int64), "flip_start"), (np.array([-(2 ** 62)], np.int64), "flip_end"),
+        (np.array([3], np.int64), "flip_axis"), (np.array([-1], np.int64), "flip_step"),
+        (np.array([0], np.int64), "c0"), (np.array([1], np.int64), "c1"), (np.array([2], np.int64), "c2"),
+        (np.array([1], np.int64), "axis1"))]
+    nodes = [
+        helper.make_node("Conv", ["input.1", "feature_w"], ["features"]),
+        helper.make_node("Slice", ["features", "c0", "c1", "axis1"], ["chroma_raw"]),
+        helper.make_node("Slice", ["features", "c1", "c2", "axis1"], ["luma"]),
+        helper.make_node("Relu", ["chroma_raw"], ["chroma"]),
+        helper.make_node("Concat", ["chroma", "luma"], ["maps"], axis=1),
+        helper.make_node("Slice", ["maps", "flip_start", "flip_end", "flip_axis", "flip_step"], ["mirrored"]),
+        helper.make_node("Add", ["maps", "mirrored"], ["symmetric"]),
+        helper.make_node("AveragePool", ["symmetric"], ["pooled"], kernel_shape=[pool, pool], strides=[pool, pool]),
+        helper.make_node("ReduceMean", ["pooled"], ["level"], axes=[2, 3], keepdims=1),
+        helper.make_node("Sub", ["pooled", "level"], ["pattern"]),
+        helper.make_node("Flatten", ["pattern"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["embedding"]),
+    ]
+    f32 = onnx.TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes, "mirror_arcface",
+        [helper.make_tensor_value_info("input.1", f32, ["batch", 3, ARCFACE_CROP_SIZE, ARCFACE_CROP_SIZE])],
+        [helper.make_tensor_value_info("embedding", f32, ["batch", embedding_dim])], initializer=inits)
+    return _save(onnx, helper, graph, path)
