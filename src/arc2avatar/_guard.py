@@ -9,6 +9,8 @@ Light on purpose (standard library only): every package and the CLI may import i
   held for a whole run, so two runs on one folder cannot interleave; the second stops at once.
 * ``check_output_file``: an output file given with ``-o`` may not be one of the inputs nor lie
   inside an avatar's bundle folder, whose files describe the avatar.
+* ``check_stays_inside``: a file read from an avatar folder may not be a symbolic link (or lie
+  under one) that leads out of that folder.
 
 Written by hand: the rules are this project's (which folders are ours, what must never be
 replaced); the locking is the operating system's ``flock``.
@@ -133,4 +135,19 @@ def check_output_file(out: str | os.PathLike, inputs: Iterable[str | os.PathLike
         if bundle is not None and Path(bundle).is_dir() and _contains(_resolved(bundle), path):
             raise InputError(f"output {given} lies inside the avatar bundle {bundle}; refusing to overwrite "
                              "the avatar's files (pick another -o)")
+    return given
+
+
+def check_stays_inside(path: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """``path`` unless it leads out of ``folder`` through a symbolic link (``InputError``).
+
+    A link inside the folder to another file of the folder is fine; one to anywhere else is
+    refused, so an avatar folder handed over (or unpacked) cannot make a reader open files
+    outside it.
+    """
+    given = Path(path)
+    target, outer = _resolved(given), _resolved(folder)
+    if not _contains(outer, target):
+        raise InputError(f"{given} is a symbolic link to {target}, outside {folder}; refusing to follow it "
+                         "(copy the file into the avatar folder instead)")
     return given
