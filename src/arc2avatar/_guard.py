@@ -82,26 +82,46 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
     """Hold an exclusive lock on ``folder`` (created if needed) for the block.
 
     A second holder (another process, or the same one) gets ``InputError`` at once, naming the
-    folder. The lock file stays (an empty ``.arc2avatar.lock``); the lock itself ends with the
-    process, so a killed run never leaves a stale lock.
+    folder. The holder removes the lock file when the block ends, still holding the lock, so a
+    finished folder keeps no empty ``.arc2avatar.lock`` (issue 26); a run that took the lock on a
+    file removed meanwhile (it opened the file just before the previous holder removed it) sees
+    that the path no longer names its file and stops as "in use". The lock itself ends with the
+    process, so a killed run never leaves a stale lock (only its empty file).
     """
     import fcntl
 
     folder = Path(folder)
+    lock_path = folder / LOCK_NAME
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle: IO[bytes] = open(folder / LOCK_NAME, "a+b")  # noqa: SIM115 — closed below
+        handle: IO[bytes] = open(lock_path, "a+b")  # noqa: SIM115 — closed below
     except OSError as error:
         raise InputError(f"cannot write into {folder}: {error.strerror}") from error
+    held = False
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
+            held = _same_file(lock_path, handle)
+        except OSError:
+            pass
+        if not held:
             raise InputError(f"{folder} is in use by another arc2avatar run (its lock {LOCK_NAME} is held); "
-                             "wait for it to finish or pick another -o") from error
+                             "wait for it to finish or pick another -o")
         yield folder
     finally:
+        if held and _same_file(lock_path, handle):
+            with contextlib.suppress(OSError):
+                lock_path.unlink()
         handle.close()  # closing releases the flock
+
+
+def _same_file(path: Path, handle: IO[bytes]) -> bool:
+    """True when ``path`` still names the open file ``handle`` (same device and inode)."""
+    try:
+        named, opened = path.stat(), os.fstat(handle.fileno())
+    except OSError:
+        return False
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, subfolders: Iterable[str] = ()) -> list[Path]:
