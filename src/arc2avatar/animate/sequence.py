@@ -94,8 +94,14 @@ def _joints_from_rows(rows: Any, num_frames: int, source: str) -> dict[str, Tens
         raise InputError(f"{source}: 'joints' must be a list of {num_frames} objects (one per frame) mapping joint "
                          "names to axis-angle [x, y, z] in radians")
     names = _column_names(rows, MAX_SEQUENCE_JOINTS, "joint", source)
-    column = {name: j for j, name in enumerate(names)}
     table = np.zeros((num_frames, len(names), 3), dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32 becomes ±inf, refused by the value check
+        _fill_joints(table, rows, {name: j for j, name in enumerate(names)}, source)
+    return {name: torch.from_numpy(table[:, j].copy()) for j, name in enumerate(names)}
+
+
+def _fill_joints(table: np.ndarray, rows: list[dict[str, Any]], column: dict[str, int], source: str) -> None:
+    """Write each frame's joint poses into ``table`` (T, J, 3); each value must be 3 JSON numbers."""
     for t, row in enumerate(rows):
         for name, value in row.items():
             if not isinstance(value, list) or len(value) != 3 or not all(_is_number(v) for v in value):
@@ -105,7 +111,6 @@ def _joints_from_rows(rows: Any, num_frames: int, source: str) -> dict[str, Tens
                 table[t, column[name]] = value
             except OverflowError:  # an integer beyond float range; the value check names the bound
                 table[t, column[name]] = math.inf
-    return {name: torch.from_numpy(table[:, j].copy()) for j, name in enumerate(names)}
 
 
 def _sequence_from_rows(fps: Any, frames: Any, source: str, head_pose: Any = None, joints: Any = None
@@ -117,8 +122,20 @@ def _sequence_from_rows(fps: Any, frames: Any, source: str, head_pose: Any = Non
     if len(frames) > MAX_SEQUENCE_FRAMES:
         raise InputError(f"{source}: {len(frames)} frames, more than the {MAX_SEQUENCE_FRAMES} accepted")
     names = _column_names(frames, MAX_SEQUENCE_NAMES, "expression", source)
-    column = {name: k for k, name in enumerate(names)}
     weights = np.zeros((len(frames), len(names)), dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32 becomes ±inf, refused by the value check
+        _fill_weights(weights, frames, {name: k for k, name in enumerate(names)}, source)
+    pose = None
+    if head_pose is not None:
+        from arc2avatar.avatar.pose import pose_rows_to_tensor
+
+        pose = pose_rows_to_tensor(head_pose, len(frames), source)
+    joint_table = None if joints is None else _joints_from_rows(joints, len(frames), source)
+    return ExpressionSequence(float(fps), tuple(names), torch.from_numpy(weights), pose, joint_table)
+
+
+def _fill_weights(weights: np.ndarray, frames: list[dict[str, Any]], column: dict[str, int], source: str) -> None:
+    """Write each frame's weights into ``weights`` (T, K); each must be a JSON number."""
     for t, frame in enumerate(frames):
         for name, weight in frame.items():
             if not _is_number(weight):
@@ -128,13 +145,6 @@ def _sequence_from_rows(fps: Any, frames: Any, source: str, head_pose: Any = Non
                 weights[t, column[name]] = weight
             except OverflowError:  # an integer beyond float range; the value check names the bound
                 weights[t, column[name]] = math.inf
-    pose = None
-    if head_pose is not None:
-        from arc2avatar.avatar.pose import pose_rows_to_tensor
-
-        pose = pose_rows_to_tensor(head_pose, len(frames), source)
-    joint_table = None if joints is None else _joints_from_rows(joints, len(frames), source)
-    return ExpressionSequence(float(fps), tuple(names), torch.from_numpy(weights), pose, joint_table)
 
 
 def _checked_sequence(sequence: ExpressionSequence, path: Path) -> ExpressionSequence:
