@@ -119,7 +119,7 @@ def test_a_second_demo_on_a_locked_folder_stops_with_one_line(tmp_path, capsys) 
         code = main(["demo", "-o", str(out), "--set", "iterations=2", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 1 and "in use by another arc2avatar run" in err and len(err.strip().splitlines()) == 1
-    assert sorted(p.name for p in out.iterdir()) == [".arc2avatar.lock"]  # nothing of the refused run
+    assert sorted(p.name for p in out.iterdir()) == []  # nothing of the refused run, and the holder's lock file went
 
 
 @pytest.mark.parametrize("argv", [

@@ -37,4 +37,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'arc2avatar' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    """The lazy exports too: ``dir(arc2avatar)`` shows the API before any of it is imported (and
+    not this module's own typing helpers)."""
+    return sorted((set(globals()) | set(_LAZY)) - {"Any", "annotations"})
+
+
 __all__ = ["Avatar", "__version__", "create", "create_batch", "demo", "drive", "make_template", "render_avatar"]

@@ -9,6 +9,8 @@ Light on purpose (standard library only): every package and the CLI may import i
   held for a whole run, so two runs on one folder cannot interleave; the second stops at once.
 * ``check_output_file``: an output file given with ``-o`` may not be one of the inputs nor lie
   inside an avatar's bundle folder, whose files describe the avatar.
+* ``check_stays_inside``: a file read from an avatar folder may not be a symbolic link (or lie
+  under one) that leads out of that folder.
 
 Written by hand: the rules are this project's (which folders are ours, what must never be
 replaced); the locking is the operating system's ``flock``.
@@ -80,26 +82,46 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
     """Hold an exclusive lock on ``folder`` (created if needed) for the block.
 
     A second holder (another process, or the same one) gets ``InputError`` at once, naming the
-    folder. The lock file stays (an empty ``.arc2avatar.lock``); the lock itself ends with the
-    process, so a killed run never leaves a stale lock.
+    folder. The holder removes the lock file when the block ends, still holding the lock, so a
+    finished folder keeps no empty ``.arc2avatar.lock`` (issue 26); a run that took the lock on a
+    file removed meanwhile (it opened the file just before the previous holder removed it) sees
+    that the path no longer names its file and stops as "in use". The lock itself ends with the
+    process, so a killed run never leaves a stale lock (only its empty file).
     """
     import fcntl
 
     folder = Path(folder)
+    lock_path = folder / LOCK_NAME
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle: IO[bytes] = open(folder / LOCK_NAME, "a+b")  # noqa: SIM115 — closed below
+        handle: IO[bytes] = open(lock_path, "a+b")  # noqa: SIM115 — closed below
     except OSError as error:
         raise InputError(f"cannot write into {folder}: {error.strerror}") from error
+    held = False
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
+            held = _same_file(lock_path, handle)
+        except OSError:
+            pass
+        if not held:
             raise InputError(f"{folder} is in use by another arc2avatar run (its lock {LOCK_NAME} is held); "
-                             "wait for it to finish or pick another -o") from error
+                             "wait for it to finish or pick another -o")
         yield folder
     finally:
+        if held and _same_file(lock_path, handle):
+            with contextlib.suppress(OSError):
+                lock_path.unlink()
         handle.close()  # closing releases the flock
+
+
+def _same_file(path: Path, handle: IO[bytes]) -> bool:
+    """True when ``path`` still names the open file ``handle`` (same device and inode)."""
+    try:
+        named, opened = path.stat(), os.fstat(handle.fileno())
+    except OSError:
+        return False
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, subfolders: Iterable[str] = ()) -> list[Path]:
@@ -133,4 +155,19 @@ def check_output_file(out: str | os.PathLike, inputs: Iterable[str | os.PathLike
         if bundle is not None and Path(bundle).is_dir() and _contains(_resolved(bundle), path):
             raise InputError(f"output {given} lies inside the avatar bundle {bundle}; refusing to overwrite "
                              "the avatar's files (pick another -o)")
+    return given
+
+
+def check_stays_inside(path: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """``path`` unless it leads out of ``folder`` through a symbolic link (``InputError``).
+
+    A link inside the folder to another file of the folder is fine; one to anywhere else is
+    refused, so an avatar folder handed over (or unpacked) cannot make a reader open files
+    outside it.
+    """
+    given = Path(path)
+    target, outer = _resolved(given), _resolved(folder)
+    if not _contains(outer, target):
+        raise InputError(f"{given} is a symbolic link to {target}, outside {folder}; refusing to follow it "
+                         "(copy the file into the avatar folder instead)")
     return given

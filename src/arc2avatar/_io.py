@@ -8,6 +8,7 @@ so a web server running as another user can serve an output folder (issue 18).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -17,7 +18,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from arc2avatar.errors import InputError
+from arc2avatar.errors import InputError, OutputError
 
 
 def current_umask() -> int:
@@ -49,22 +50,46 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     The temporary file is ``.NAME.XXXX.tmp`` plus ``suffix`` (a writer that picks its format by the
     file's suffix, as ffmpeg does, wants the real one: ``".mp4"``).
 
+    A failure to create the folder or the temporary file, to write the temporary file (an
+    ``OSError`` naming it) or to rename it raises ``OutputError``: one line naming ``path`` and
+    the system's reason (``/proc/x.ply``: no such file or directory), never a traceback.
+
     >>> with atomic_path("out/avatar.ply") as tmp:
     ...     write_ply(tmp, splats)
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + suffix, dir=final.parent)
-    os.close(fd)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + suffix, dir=final.parent)
+        os.close(fd)
+    except OSError as error:
+        raise _write_error(final, error) from None
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        if tmp.exists():
-            os.chmod(tmp, default_mode())  # mkstemp made it 0600; give it what open() would
-        os.replace(tmp, final)
+        try:
+            yield tmp
+        except OSError as error:
+            if error.filename is None or Path(os.fsdecode(error.filename)) != tmp:
+                raise  # not about our file (an input the writer reads): keep it as it is
+            raise _write_error(final, error) from None
+        try:
+            if tmp.exists():
+                os.chmod(tmp, default_mode())  # mkstemp made it 0600; give it what open() would
+            os.replace(tmp, final)
+        except OSError as error:
+            raise _write_error(final, error) from None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _write_error(final: Path, error: OSError) -> OutputError:
+    """One line: the output ``final`` and why it cannot be written."""
+    reason = error.strerror or type(error).__name__
+    if error.errno in (errno.EEXIST, errno.ENOTDIR):  # mkdir/mkstemp under a path that is a file
+        reason = f"{error.filename} is not a folder" if error.filename else "a folder on its path is a file"
+    hint = "; free disk space or pick another -o" if error.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return OutputError(f"cannot write {final}: {reason}{hint}")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -87,18 +112,33 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+def read_json(path: str | os.PathLike, what: str = "file", max_bytes: int | None = None) -> Any:
     """The JSON value in ``path``; ``InputError`` naming ``what`` and the file when it is missing,
-    unreadable or not JSON (one reader for every JSON file a user hands us)."""
+    unreadable, larger than ``max_bytes`` (checked before reading), not JSON, or holds an object
+    with a duplicate key (``{"smile": 0.2, "smile": 0.9}``: JSON parsers silently keep one of
+    them). One reader for every JSON file a user hands us."""
     file = Path(path)
     if not file.is_file():
         raise InputError(f"{what} {file} does not exist")
+    if max_bytes is not None and file.stat().st_size > max_bytes:
+        raise InputError(f"{what} {file} is {file.stat().st_size >> 20} MiB, more than the {max_bytes >> 20} MiB "
+                         "accepted")
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
+        return json.loads(file.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
     except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, integers too long
         raise InputError(f"{what} {file} is not valid JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     except RecursionError:
         raise InputError(f"{what} {file} is nested too deeply to be read") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``'s object hook: a dict, or ``ValueError`` naming a key given twice."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"the key {duplicate[:40]!r} appears twice in one object")
+    return out
 
 
 def jsonable(obj: Any) -> Any:

@@ -16,3 +16,13 @@ def lazy_exports(package: str, table: Mapping[str, str]) -> Callable[[str], Any]
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def lazy_dir(namespace: Mapping[str, Any], table: Mapping[str, str]) -> Callable[[], list[str]]:
+    """A module ``__dir__`` listing the module's own names and its lazy exports, so ``dir()`` and
+    tab completion show the public API before any of it is imported."""
+
+    def __dir__() -> list[str]:
+        return sorted(set(namespace) | set(table))
+
+    return __dir__

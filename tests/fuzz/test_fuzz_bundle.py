@@ -136,10 +136,10 @@ def test_any_tensor_file_bytes(body, prefix) -> None:
        key=st.sampled_from(["face_levels", "rest_levels"]))
 def test_template_levels_from_a_bundle_are_bounded(levels, key) -> None:
     from arc2avatar.errors import InputError
-    from arc2avatar.avatar.rig import _template_levels
+    from arc2avatar.avatar.template import template_levels
 
     try:
-        checked = _template_levels({"kind": "builtin", key: levels})
+        checked = template_levels({"kind": "builtin", key: levels})
     except InputError as error:
         assert "\n" not in str(error) and key in str(error)
     else:

@@ -34,7 +34,7 @@ def save_avatar_folder(out_dir: str | os.PathLike, avatar: Avatar, size: int = 2
     try:
         os.chmod(work, default_mode(directory=True))  # mkdtemp's 0700 → what mkdir gives (issue 18)
         write_avatar_outputs(work, avatar, size=size, video=False)
-        write_avatar_viewer(work / VIEWER_NAME, avatar, setup)
+        write_avatar_viewer(work / VIEWER_NAME, avatar, setup, final_path=out_dir / VIEWER_NAME)
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above)
         os.rename(work, out_dir)

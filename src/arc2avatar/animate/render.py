@@ -18,7 +18,7 @@ from arc2avatar.avatar.safety import check_derived_output
 from arc2avatar.avatar.rig import FaceRig, name_list, setup_for_avatar
 from arc2avatar.avatar.template import HeadSetup
 from arc2avatar.cameras.model import Cameras, orbit_cameras
-from arc2avatar.errors import InputError
+from arc2avatar.errors import InputError, short_list
 
 
 @dataclass(frozen=True)
@@ -59,12 +59,12 @@ def animation_frames(
     head = setup.upsampled.head
     unknown = sorted(set(sequence.names) - set(head.expression_names))
     if unknown:
-        raise InputError(f"the sequence uses expression name(s) {', '.join(unknown)} unknown to template {head.name}; "
+        raise InputError(f"the sequence uses expression name(s) {short_list(unknown)} unknown to template {head.name}; "
                          f"valid names: {name_list(head.expression_names)}")
     joints = sorted(sequence.joints or ())
     if joints and not set(joints) <= set(head.pose_names or ()):
         valid = ", ".join(head.pose_names) if head.pose_names else "none"
-        raise InputError(f"the sequence poses joint(s) {', '.join(joints)} but template {head.name} has joints: {valid}")
+        raise InputError(f"the sequence poses joint(s) {short_list(joints)} but template {head.name} has joints: {valid}")
     rig = FaceRig(avatar.splats, setup)
     cameras = animation_cameras(sequence.num_frames, config, orbit)
     for index in range(sequence.num_frames):

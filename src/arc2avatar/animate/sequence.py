@@ -5,6 +5,7 @@ Formats in docs/expressions.md. Written by hand: the formats and presets are our
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import zipfile
@@ -18,7 +19,7 @@ from torch import Tensor
 
 from arc2avatar._io import npz_size_problem, read_json
 from arc2avatar.avatar.rig import MAX_EXPRESSION_WEIGHT, MAX_POSE_RADIANS
-from arc2avatar.errors import InputError
+from arc2avatar.errors import InputError, short_list
 
 
 @dataclass(frozen=True)
@@ -57,50 +58,93 @@ class ExpressionSequence:
         return {name: [float(v) for v in values[index]] for name, values in self.joints.items()}
 
 
+# Limits of a sequence file: frames (an hour at 30 fps), frame rate, distinct expression names
+# (the FLAME template has 100 components, the built-in one 12), distinct joints (FLAME: 5), the
+# JSON file's size (an hour of 30 fps with a dozen names per frame is ≈ 30 MB) and the NPZ's
+# decompressed size. Every limit is checked before a table is built, so a hostile file costs
+# time and memory in proportion to its size, never its frames × names (issue 26).
+MAX_SEQUENCE_FRAMES = 108_000
+MAX_SEQUENCE_FPS = 240.0
+MAX_SEQUENCE_NAMES = 256
+MAX_SEQUENCE_JOINTS = 16
+MAX_SEQUENCE_JSON_BYTES = 64 << 20
+MAX_SEQUENCE_BYTES = 256 << 20
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number (not a bool, not a string such as ``"0.5"``)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _column_names(rows: list[dict[str, Any]], limit: int, what: str, source: str) -> list[str]:
+    """The sorted distinct keys of ``rows``, refused (once, in one short line) beyond ``limit``."""
+    names: set[str] = set()
+    for row in rows:
+        names.update(row)
+        if len(names) > limit:
+            raise InputError(f"{source}: more than {limit} distinct {what} names (e.g. {short_list(sorted(names), 4)}); "
+                             f"no template has that many")
+    return sorted(names)
+
+
 def _joints_from_rows(rows: Any, num_frames: int, source: str) -> dict[str, Tensor]:
     """Joint name → (T, 3) from a JSON ``joints`` list (one ``{name: [x, y, z]}`` object per frame;
     a joint missing from a frame is at rest)."""
     if not isinstance(rows, list) or len(rows) != num_frames or not all(isinstance(r, dict) for r in rows):
         raise InputError(f"{source}: 'joints' must be a list of {num_frames} objects (one per frame) mapping joint "
                          "names to axis-angle [x, y, z] in radians")
-    names = sorted({name for row in rows for name in row})
-    bad_pose = f"{source}: every joint pose must be a list of 3 numbers (axis-angle, radians)"
-    if not all(isinstance(value, (list, tuple)) for row in rows for value in row.values()):
-        raise InputError(bad_pose)
-    try:
-        table = torch.tensor([[[float(v) for v in row.get(name, (0.0, 0.0, 0.0))] for name in names] for row in rows],
-                             dtype=torch.float32)
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(bad_pose) from None
-    if table.shape != (num_frames, len(names), 3):
-        raise InputError(bad_pose)
-    return {name: table[:, j] for j, name in enumerate(names)}
+    names = _column_names(rows, MAX_SEQUENCE_JOINTS, "joint", source)
+    table = np.zeros((num_frames, len(names), 3), dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32 becomes ±inf, refused by the value check
+        _fill_joints(table, rows, {name: j for j, name in enumerate(names)}, source)
+    return {name: torch.from_numpy(table[:, j].copy()) for j, name in enumerate(names)}
+
+
+def _fill_joints(table: np.ndarray, rows: list[dict[str, Any]], column: dict[str, int], source: str) -> None:
+    """Write each frame's joint poses into ``table`` (T, J, 3); each value must be 3 JSON numbers."""
+    for t, row in enumerate(rows):
+        for name, value in row.items():
+            if not isinstance(value, list) or len(value) != 3 or not all(_is_number(v) for v in value):
+                raise InputError(f"{source}: frame {t}: joint {name[:40]!r} must be a list of 3 numbers (axis-angle, "
+                                 f"radians), got {json.dumps(value)[:40]}")
+            try:
+                table[t, column[name]] = value
+            except OverflowError:  # an integer beyond float range; the value check names the bound
+                table[t, column[name]] = math.inf
 
 
 def _sequence_from_rows(fps: Any, frames: Any, source: str, head_pose: Any = None, joints: Any = None
                         ) -> ExpressionSequence:
-    if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not fps > 0:
-        raise InputError(f"{source}: 'fps' must be a positive number, got {fps!r}")
+    if not _is_number(fps) or not fps > 0:
+        raise InputError(f"{source}: 'fps' must be a positive number, got {json.dumps(fps)[:40]}")
     if not isinstance(frames, list) or not frames or not all(isinstance(f, dict) for f in frames):
         raise InputError(f"{source}: 'frames' must be a non-empty list of {{name: weight}} objects")
-    names = tuple(sorted({name for frame in frames for name in frame}))
-    try:
-        weights = torch.tensor([[float(frame.get(n, 0.0)) for n in names] for frame in frames], dtype=torch.float32)
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{source}: every weight must be a number") from None
+    if len(frames) > MAX_SEQUENCE_FRAMES:
+        raise InputError(f"{source}: {len(frames)} frames, more than the {MAX_SEQUENCE_FRAMES} accepted")
+    names = _column_names(frames, MAX_SEQUENCE_NAMES, "expression", source)
+    weights = np.zeros((len(frames), len(names)), dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32 becomes ±inf, refused by the value check
+        _fill_weights(weights, frames, {name: k for k, name in enumerate(names)}, source)
     pose = None
     if head_pose is not None:
         from arc2avatar.avatar.pose import pose_rows_to_tensor
 
         pose = pose_rows_to_tensor(head_pose, len(frames), source)
     joint_table = None if joints is None else _joints_from_rows(joints, len(frames), source)
-    return ExpressionSequence(float(fps), names, weights.reshape(len(frames), len(names)), pose, joint_table)
+    return ExpressionSequence(float(fps), tuple(names), torch.from_numpy(weights), pose, joint_table)
 
 
-# Limits of a sequence file: frames (an hour at 30 fps), frame rate and decompressed NPZ size.
-MAX_SEQUENCE_FRAMES = 108_000
-MAX_SEQUENCE_FPS = 240.0
-MAX_SEQUENCE_BYTES = 256 << 20
+def _fill_weights(weights: np.ndarray, frames: list[dict[str, Any]], column: dict[str, int], source: str) -> None:
+    """Write each frame's weights into ``weights`` (T, K); each must be a JSON number."""
+    for t, frame in enumerate(frames):
+        for name, weight in frame.items():
+            if not _is_number(weight):
+                raise InputError(f"{source}: frame {t}: the weight of {name[:40]!r} must be a number, got "
+                                 f"{json.dumps(weight)[:40]}")
+            try:
+                weights[t, column[name]] = weight
+            except OverflowError:  # an integer beyond float range; the value check names the bound
+                weights[t, column[name]] = math.inf
 
 
 def _checked_sequence(sequence: ExpressionSequence, path: Path) -> ExpressionSequence:
@@ -132,7 +176,7 @@ def load_sequence(path: str | os.PathLike, default_fps: float = 30.0) -> Express
         raise InputError(f"sequence file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".json":
-        data = read_json(path, "sequence file")
+        data = read_json(path, "sequence file", max_bytes=MAX_SEQUENCE_JSON_BYTES)
         if not isinstance(data, dict):
             raise InputError(f"sequence file {path} must hold a JSON object with 'fps' and 'frames'")
         return _checked_sequence(
@@ -153,16 +197,20 @@ def load_sequence(path: str | os.PathLike, default_fps: float = 30.0) -> Express
         if weights.ndim != 2 or names.ndim != 1 or weights.shape[1] != names.shape[0] or weights.shape[0] == 0:
             raise InputError(f"sequence file {path}: 'weights' must be (T, K) with T ≥ 1 and 'names' (K,); "
                              f"got {weights.shape} and {names.shape}")
-        if not np.issubdtype(weights.dtype, np.number) or names.dtype.kind not in "US":
-            raise InputError(f"sequence file {path}: 'weights' must be numbers and 'names' strings")
+        if weights.dtype.kind not in REAL_KINDS or names.dtype.kind not in "US":
+            raise InputError(f"sequence file {path}: 'weights' must be real numbers (not {weights.dtype}) and 'names' "
+                             "strings")
+        _check_npz_names(names, MAX_SEQUENCE_NAMES, "expression", path)
         fps_array = arrays.get("fps", np.asarray(default_fps))
-        if fps_array.shape not in ((), (1,)) or not np.issubdtype(fps_array.dtype, np.number):
-            raise InputError(f"sequence file {path}: 'fps' must be one number")
+        if fps_array.shape not in ((), (1,)) or fps_array.dtype.kind not in REAL_KINDS:
+            raise InputError(f"sequence file {path}: 'fps' must be one real number")
         fps = float(fps_array.reshape(()))
         pose = None
         if "head_pose" in arrays:
             from arc2avatar.avatar.pose import check_pose_table
 
+            if arrays["head_pose"].dtype.kind not in REAL_KINDS:
+                raise InputError(f"sequence file {path}: 'head_pose' must be real numbers, not {arrays['head_pose'].dtype}")
             pose = check_pose_table(torch.from_numpy(np.asarray(arrays["head_pose"], dtype=np.float32)), str(path))
             if pose.shape[0] != weights.shape[0]:
                 raise InputError(f"sequence file {path}: 'head_pose' has {pose.shape[0]} rows for {weights.shape[0]} frames")
@@ -173,15 +221,30 @@ def load_sequence(path: str | os.PathLike, default_fps: float = 30.0) -> Express
     raise InputError(f"sequence file {path}: expected a .json or .npz file")
 
 
+# numpy dtype kinds accepted as numbers in an NPZ sequence: integers and floats (not complex, not bool).
+REAL_KINDS = "iuf"
+
+
+def _check_npz_names(names: np.ndarray, limit: int, what: str, path: Path) -> None:
+    """An NPZ's column names: at most ``limit``, none given twice (one short ``InputError``)."""
+    if names.shape[0] > limit:
+        raise InputError(f"sequence file {path}: {names.shape[0]} {what} names, more than the {limit} accepted")
+    seen: set[str] = set()
+    twice = sorted({str(n) for n in names if str(n) in seen or seen.add(str(n))})
+    if twice:
+        raise InputError(f"sequence file {path}: {what} name(s) {short_list(twice)} appear more than once")
+
+
 def _npz_joints(arrays: dict[str, np.ndarray], num_frames: int, path: Path) -> dict[str, Tensor] | None:
     """An NPZ sequence's ``joint_names`` (J,) and ``joint_poses`` (T, J, 3), or None without them."""
     if "joint_names" not in arrays and "joint_poses" not in arrays:
         return None
     names, poses = arrays.get("joint_names"), arrays.get("joint_poses")
     if (names is None or poses is None or names.ndim != 1 or names.dtype.kind not in "US"
-            or not np.issubdtype(poses.dtype, np.number) or poses.shape != (num_frames, names.shape[0], 3)):
+            or poses.dtype.kind not in REAL_KINDS or poses.shape != (num_frames, names.shape[0], 3)):
         raise InputError(f"sequence file {path}: joint poses need 'joint_names' (J,) strings and 'joint_poses' "
-                         f"({num_frames}, J, 3) numbers")
+                         f"({num_frames}, J, 3) real numbers")
+    _check_npz_names(names, MAX_SEQUENCE_JOINTS, "joint", path)
     table = torch.from_numpy(poses.astype(np.float32))
     return {str(name): table[:, j] for j, name in enumerate(names)}
 

@@ -140,6 +140,7 @@ def export_avatar(
     flame: str | os.PathLike | None = None,
     flame_masks: str | os.PathLike | None = None,
     morph_targets: bool | None = None,
+    source: str | os.PathLike | None = None,
 ) -> Path:
     """Write ``avatar`` to ``path`` in another tool's format; returns the path written.
 
@@ -153,6 +154,8 @@ def export_avatar(
         morph_targets: ``.glb`` only: write the template's named expressions as morph targets.
             None: when the avatar has a template binding that can be rebuilt, no expression is
             applied, and the template has at most ``MAX_MORPH_TARGETS`` expressions.
+        source: the folder, bundle or ``.ply`` the avatar was loaded from: ``path`` may then not
+            be one of its own files (``arc2avatar.avatar.safety``; the CLI always passes it).
     """
     path = Path(path)
     chosen = resolve_format(path, format)
@@ -161,6 +164,10 @@ def export_avatar(
         raise InputError(f"unknown up axis {up!r}; use one of {', '.join(UP_AXES)}")
     if path.is_dir():
         raise InputError(f"{path} is a folder; give the file to write")
+    if source is not None:
+        from arc2avatar.avatar.safety import check_derived_output
+
+        check_derived_output(path, source)  # never over the avatar's own files (issue 26)
     if morph_targets and chosen.name != "glb":
         raise InputError(f"morph targets exist only in the glb format, not {chosen.name}")
 

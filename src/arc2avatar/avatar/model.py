@@ -17,7 +17,9 @@ from torch import Tensor
 
 from arc2avatar.cameras.model import Cameras, orbit_cameras
 from arc2avatar.cameras.samplers import ViewRings, turntable_cameras
+from arc2avatar._guard import check_stays_inside
 from arc2avatar.avatar.layout import BUNDLE_NAME, PLY_NAME
+from arc2avatar.avatar.template import template_levels
 from arc2avatar.errors import InputError
 from arc2avatar.splats.bundle import load_bundle, save_bundle
 from arc2avatar.splats.model import GaussianSplats
@@ -41,16 +43,22 @@ class Avatar:
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> "Avatar":
-        """Read an output folder, a bundle folder, or a bare ``.ply`` (no face binding then)."""
+        """Read an output folder, a bundle folder, or a bare ``.ply`` (no face binding then).
+
+        ``InputError`` for anything ``load_bundle`` refuses, template info no reader can use
+        (``avatar.template.template_levels``) and a file or bundle folder that is a symbolic link
+        leading out of the avatar folder."""
         path = Path(path)
         if path.is_file() and path.suffix.lower() == ".ply":
             return cls(read_ply(path).to(device))
         bundle_dir = path / BUNDLE_NAME if (path / BUNDLE_NAME).is_dir() else path
         if not (bundle_dir / "avatar.json").is_file():
             if (path / PLY_NAME).is_file():
-                return cls(read_ply(path / PLY_NAME).to(device))
+                return cls(read_ply(check_stays_inside(path / PLY_NAME, path)).to(device))
             raise InputError(f"{path} holds no avatar (no {BUNDLE_NAME}/avatar.json and no {PLY_NAME})")
+        check_stays_inside(bundle_dir, path)  # the bundle folder itself may not link out of the avatar folder
         bundle = load_bundle(bundle_dir)
+        template_levels(bundle.template_info)  # the one check of the template info, for every reader
         return cls(bundle.splats.to(device), dict(bundle.template_info), dict(bundle.extra))
 
     def save(self, out_dir: str | Path, ply_layout: str = "compact") -> None:

@@ -35,6 +35,12 @@ from arc2avatar.avatar.rig import matrix_to_quat, quat_multiply
 from arc2avatar.splats.model import GaussianSplats
 
 POSE_FIELDS: tuple[str, ...] = ("yaw_deg", "pitch_deg", "roll_deg", "tx", "ty", "tz", "scale")
+# Accepted ranges of a sequence's head pose (issue 26: a scale of 1e30 was accepted): angles within
+# ±360° (any turn, written without wrapping), translations within ±10 world units (the head is
+# ≈ 2 across and the camera 4.5 away: beyond that it is long out of view), scale in [0.1, 10].
+MAX_POSE_DEGREES = 360.0
+MAX_POSE_TRANSLATION = 10.0
+POSE_SCALE_RANGE: tuple[float, float] = (0.1, 10.0)
 EULER_ORDER = "ZXY"  # scipy: upper case = intrinsic; yaw about z, then pitch about x', roll about y''
 
 
@@ -135,22 +141,30 @@ def pose_rows_to_tensor(rows: object, num_frames: int, source: str) -> Tensor:
     unknown = sorted({key for row in rows for key in row} - set(POSE_FIELDS))
     if unknown:
         raise InputError(f"{source}: unknown head_pose field(s) {', '.join(unknown)}; valid: {', '.join(POSE_FIELDS)}")
+    values = [[row.get(k, identity[k]) for k in POSE_FIELDS] for row in rows]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for row in values for v in row):
+        raise InputError(f"{source}: every head_pose value must be a number (not a string or true/false)")
     try:
-        table = torch.tensor([[float(row.get(k, identity[k])) for k in POSE_FIELDS] for row in rows], dtype=torch.float32)
-    except (TypeError, ValueError):
-        raise InputError(f"{source}: every head_pose value must be a number") from None
+        table = torch.tensor(values, dtype=torch.float64).float()
+    except (TypeError, ValueError, OverflowError, RuntimeError):
+        raise InputError(f"{source}: every head_pose value must be a number within its range") from None
     return check_pose_table(table, source)
 
 
 def check_pose_table(table_t7: Tensor, source: str) -> Tensor:
-    """``table_t7`` if it is a finite (T, 7) table with positive scales, else ``InputError``."""
+    """``table_t7`` if it is a finite (T, 7) table within the accepted ranges (``MAX_POSE_DEGREES``,
+    ``MAX_POSE_TRANSLATION``, ``POSE_SCALE_RANGE``), else ``InputError``."""
     from arc2avatar.errors import InputError
 
     if table_t7.ndim != 2 or table_t7.shape[1] != len(POSE_FIELDS):
         raise InputError(f"{source}: 'head_pose' must be (T, {len(POSE_FIELDS)}) ({', '.join(POSE_FIELDS)}), "
                          f"got {tuple(table_t7.shape)}")
-    if not bool(torch.isfinite(table_t7).all()) or not bool((table_t7[:, 6] > 0).all()):
-        raise InputError(f"{source}: 'head_pose' values must be finite and every scale positive")
+    table = table_t7.double()
+    low, high = POSE_SCALE_RANGE
+    if not (bool((table[:, :3].abs() <= MAX_POSE_DEGREES).all()) and bool((table[:, 3:6].abs() <= MAX_POSE_TRANSLATION).all())
+            and bool(((table[:, 6] >= low) & (table[:, 6] <= high)).all())):
+        raise InputError(f"{source}: 'head_pose' values must be finite, angles within ±{MAX_POSE_DEGREES:g}°, "
+                         f"translations within ±{MAX_POSE_TRANSLATION:g} world units and every scale in [{low:g}, {high:g}]")
     return table_t7.float()
 
 

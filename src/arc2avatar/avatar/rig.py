@@ -35,8 +35,8 @@ from torch import Tensor
 
 from arc2avatar._io import file_sha256
 from arc2avatar.avatar.model import Avatar
-from arc2avatar.avatar.template import MAX_TEMPLATE_LEVELS, HeadSetup, TemplateConfig, build_head
-from arc2avatar.errors import InputError
+from arc2avatar.avatar.template import HeadSetup, TemplateConfig, build_head, template_levels
+from arc2avatar.errors import InputError, short_list
 from arc2avatar.head.model import HeadModel
 from arc2avatar.splats.model import GaussianSplats
 
@@ -61,7 +61,7 @@ def setup_for_avatar(
             "this avatar has no template binding (a bare .ply, or a bundle without template info); "
             "expressions need the avatar folder written by `arc2avatar create`"
         )
-    levels = _template_levels(info)
+    levels = template_levels(info)
     if kind == "builtin":
         config = TemplateConfig(kind="builtin", **levels)
     else:
@@ -84,19 +84,6 @@ def setup_for_avatar(
     setup = build_head(config)
     check_binding(avatar.splats, setup)
     return setup
-
-
-def _template_levels(info: Mapping[str, Any]) -> dict[str, int]:
-    """The bundle's subdivision levels, checked: integers in 0..``MAX_TEMPLATE_LEVELS`` (a crafted
-    ``avatar.json`` with 12 levels would otherwise build a template that never finishes)."""
-    levels: dict[str, int] = {}
-    for key, default in (("face_levels", TemplateConfig.face_levels), ("rest_levels", TemplateConfig.rest_levels)):
-        value = info.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TEMPLATE_LEVELS:
-            raise InputError(f"the avatar's avatar.json has template.{key}={value!r}; expected an integer in "
-                             f"0..{MAX_TEMPLATE_LEVELS}: the bundle is corrupt")
-        levels[key] = value
-    return levels
 
 
 def check_binding(splats: GaussianSplats, setup: HeadSetup) -> None:
@@ -162,7 +149,7 @@ def expression_coefficients(head: HeadModel, expression: Mapping[str, float] | T
                          f"±{MAX_EXPRESSION_WEIGHT:g}")
     unknown = sorted(set(expression or {}) - set(head.expression_names))
     if unknown:
-        raise InputError(f"unknown expression name(s) {', '.join(unknown)} for template {head.name}; "
+        raise InputError(f"unknown expression name(s) {short_list(unknown)} for template {head.name}; "
                          f"valid names: {name_list(head.expression_names)}")
     return head.expression_vector(dict(expression or {}))
 
@@ -172,15 +159,15 @@ def pose_tensors(head: HeadModel, pose: Mapping[str, Any] | None) -> dict[str, T
     if not pose:
         return None
     if not head.pose_names:
-        raise InputError(f"template {head.name} has no joints; poses {sorted(pose)} cannot be applied")
+        raise InputError(f"template {head.name} has no joints; poses {short_list(sorted(pose))} cannot be applied")
     unknown = sorted(set(pose) - set(head.pose_names))
     if unknown:
-        raise InputError(f"unknown pose(s) {', '.join(unknown)}; valid: {', '.join(head.pose_names)}")
+        raise InputError(f"unknown pose(s) {short_list(unknown)}; valid: {', '.join(head.pose_names)}")
     out = {name: torch.as_tensor(value, dtype=torch.float32).reshape(-1) for name, value in pose.items()}
     bad = [name for name, value in out.items()
            if value.shape != (3,) or not bool((value.abs() <= MAX_POSE_RADIANS).all())]
     if bad:
-        raise InputError(f"pose(s) {', '.join(bad)} must be finite axis-angle 3-vectors (radians, "
+        raise InputError(f"pose(s) {short_list(bad)} must be finite axis-angle 3-vectors (radians, "
                          f"each within ±{MAX_POSE_RADIANS:.3g})")
     return out
 

@@ -1,9 +1,12 @@
-"""Which files of an avatar folder a derived output (``render -o``, ``viewer -o``, ``template -o``)
-must never replace (issue 19). The rules themselves are in ``arc2avatar._guard``.
+"""Which files of an avatar folder a derived output (``render -o``, ``viewer -o``, ``animate -o``,
+``export -o``, ``template -o``) must never replace (issues 19, 26). The rules themselves are in
+``arc2avatar._guard``.
 
-An avatar folder's own files are the bundle (every file under ``avatar/``) and the files that
-describe the run (``outputs`` module docstring); derived files (``views.png``, ``turntable.mp4``,
-``viewer.html``) may be rewritten.
+An avatar folder's own files are the bundle (every file under ``avatar/``), the files that
+describe the run and the media the run itself wrote (``views.png``, ``turntable.mp4``,
+``progress.png``; ``layout`` module docstring): ``render`` without ``-o`` writes
+``RENDERED_VIDEO`` / ``RENDERED_SHEET`` beside them instead. Only ``viewer.html`` is rewritten in
+place (``arc2avatar viewer`` exists to write it again).
 """
 
 from __future__ import annotations
@@ -14,8 +17,13 @@ from pathlib import Path
 from arc2avatar._guard import check_output_file
 from arc2avatar.errors import InputError
 
-#: Files of an output folder that describe the avatar or its run (never replaced by a derived output).
-OWN_FILES: tuple[str, ...] = ("avatar.ply", "config.yaml", "log.jsonl", "metrics.json", "identity.npy", "checkpoint.pt")
+#: Files of an output folder that describe the avatar or its run, or that the run rendered
+#: (never replaced by a derived output).
+OWN_FILES: tuple[str, ...] = ("avatar.ply", "config.yaml", "log.jsonl", "metrics.json", "identity.npy", "checkpoint.pt",
+                              "views.png", "turntable.mp4", "progress.png")
+#: ``render``'s outputs when no ``-o`` is given (beside the run's own ``turntable.mp4`` / ``views.png``).
+RENDERED_VIDEO = "rendered_turntable.mp4"
+RENDERED_SHEET = "rendered_views.png"
 BUNDLE_FILES: tuple[str, ...] = ("avatar.json", "splats.safetensors")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from arc2avatar._io import file_sha256
 from arc2avatar.errors import InputError
@@ -61,6 +61,33 @@ class HeadSetup:
     base: HeadModel
     upsampled: UpsampledHead
     info: dict[str, Any]
+
+
+TEMPLATE_KINDS: tuple[str, ...] = ("builtin", "flame")
+
+
+def template_levels(info: Mapping[str, Any]) -> dict[str, int]:
+    """A bundle's ``template`` info, checked (one check for every reader: ``Avatar.load`` runs it,
+    so ``export`` refuses what ``animate`` refuses); returns its subdivision levels.
+
+    Refused: a ``kind`` other than ``TEMPLATE_KINDS``; levels that are not integers in
+    0..``MAX_TEMPLATE_LEVELS`` (a crafted ``avatar.json`` with 12 levels would otherwise build a
+    template that never finishes). An empty info (an avatar read from a bare PLY) has no levels.
+    """
+    if not info:
+        return {}
+    kind = info.get("kind")
+    if kind not in TEMPLATE_KINDS:
+        raise InputError(f"the avatar's avatar.json has template.kind={repr(kind)[:40]}; expected one of "
+                         f"{', '.join(TEMPLATE_KINDS)}: the bundle is corrupt")
+    levels: dict[str, int] = {}
+    for key, default in (("face_levels", TemplateConfig.face_levels), ("rest_levels", TemplateConfig.rest_levels)):
+        value = info.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TEMPLATE_LEVELS:
+            raise InputError(f"the avatar's avatar.json has template.{key}={repr(value)[:40]}; expected an integer "
+                             f"in 0..{MAX_TEMPLATE_LEVELS}: the bundle is corrupt")
+        levels[key] = value
+    return levels
 
 
 def load_base_head(config: TemplateConfig) -> tuple[HeadModel, dict[str, Any]]:

@@ -7,10 +7,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from dataclasses import replace
 
 
 def _run(args: argparse.Namespace) -> int:
+    root = logging.getLogger()
+    level = root.level
+    if args.quiet:  # warnings and errors only: no INFO lines (main() set the level before this runs)
+        root.setLevel(max(logging.WARNING, level))
+    try:
+        return _drive(args)
+    finally:
+        root.setLevel(level)
+
+
+def _drive(args: argparse.Namespace) -> int:
     from arc2avatar.drive.run import DriveConfig, drive
     from arc2avatar.errors import InputError
 
@@ -30,7 +42,9 @@ def _run(args: argparse.Namespace) -> int:
                    end=args.end, flame=args.flame, flame_masks=args.flame_masks, flame_landmarks=args.flame_landmarks,
                    config=config, progress=not args.quiet)
     report = result.report
-    print(json.dumps({k: report[k] for k in ("frames", "frames_without_face", "mean_confidence", "stage_fps")}, indent=1))
+    if not args.quiet:
+        print(json.dumps({k: report[k] for k in ("frames", "frames_without_face", "mean_confidence", "stage_fps")},
+                         indent=1))
     print(f"wrote {args.out}" + (f" and {args.sequence_out}" if args.sequence_out else "")
           + f" (report: {result.paths['report']})")
     return 0
@@ -66,5 +80,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--flame-masks", help="FLAME_masks.pkl, if the avatar was made with it")
     parser.add_argument("--flame-landmarks", help="FLAME's landmark embedding (flame_static_embedding.pkl); without "
                                                   "it the built-in landmark table is carried onto FLAME (less exact)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars, log lines or report summary: only the line naming what was written")
     parser.set_defaults(func=_run)

@@ -16,7 +16,10 @@ def _run(args: argparse.Namespace) -> int:
     from arc2avatar.avatar.rig import parse_assignments
     from arc2avatar.avatar.model import Avatar
 
+    from arc2avatar.avatar.safety import check_derived_output
+
     chosen = resolve_format(args.out, args.format)  # a bad format or suffix fails before the avatar is read
+    check_derived_output(args.out, args.avatar)  # nor over the avatar's own files
     if args.up not in (None, *UP_AXES):
         raise InputError(f"--up: unknown axis {args.up!r}; use one of {', '.join(UP_AXES)}")
     weights: dict[str, float] = {}
@@ -25,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
     avatar = Avatar.load(args.avatar)
     morphs = None if args.morphs == "auto" else args.morphs == "on"
     path = export_avatar(avatar, args.out, format=chosen.name, up=args.up, expression=weights or None,
-                         flame=args.flame, flame_masks=args.flame_masks, morph_targets=morphs)
+                         flame=args.flame, flame_masks=args.flame_masks, morph_targets=morphs, source=args.avatar)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
 

@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Render a saved avatar again, at any size: a turntable MP4 (default) or a PNG sheet of "
                     "the 16 test views.")
     parser.add_argument("avatar", help="an output folder, a bundle folder or a .ply")
-    parser.add_argument("-o", "--out", help="output file (default: turntable.mp4 / views.png beside the avatar)")
+    parser.add_argument("-o", "--out", help="output file (default: rendered_turntable.mp4 / rendered_views.png beside the avatar; "
+                             "the run's own turntable.mp4 and views.png are never replaced)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--turntable", action="store_true", help="a turntable video (default)")
     mode.add_argument("--sheet", action="store_true", help="a PNG sheet of the 16 test views instead")

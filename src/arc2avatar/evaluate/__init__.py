@@ -11,7 +11,7 @@ and only ``cli`` imports it. Heavy optional dependencies (dlib, torchmetrics, ma
 
 from __future__ import annotations
 
-from arc2avatar._lazy import lazy_exports
+from arc2avatar._lazy import lazy_dir, lazy_exports
 
 _EXPORTS = {
     'AlignedFace': 'recognizers',
@@ -27,4 +27,5 @@ _EXPORTS = {
     'EvalViews': 'views',
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
+__dir__ = lazy_dir(globals(), _EXPORTS)
 __all__ = sorted(_EXPORTS)  # noqa: PLE0605 (a list)

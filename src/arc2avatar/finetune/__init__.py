@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from arc2avatar._lazy import lazy_exports
+from arc2avatar._lazy import lazy_dir, lazy_exports
 
 _EXPORTS = {
     'DatasetLimits': 'dataset',
@@ -22,4 +22,5 @@ _EXPORTS = {
     'train_lora': 'train',
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
+__dir__ = lazy_dir(globals(), _EXPORTS)
 __all__ = sorted(_EXPORTS)  # noqa: PLE0605 (a list)

@@ -12,7 +12,7 @@ import difflib
 import re
 from typing import Iterable
 
-from arc2avatar.errors import InputError
+from arc2avatar.errors import InputError, short_list
 from arc2avatar.head._builtin_fields import EXPRESSION_NAMES as BUILTIN_EXPRESSION_NAMES
 from arc2avatar.head.flame import FlameConfig
 
@@ -47,10 +47,10 @@ def check_expression_names(kind: str, names: Iterable[str], flame_count: int = F
     else:
         valid = ", ".join(BUILTIN_EXPRESSION_NAMES)
         choices = BUILTIN_EXPRESSION_NAMES
-    hints = [f"{name!r} → {match[0]!r}" for name in unknown if (match := difflib.get_close_matches(name, choices, 1))]
+    hints = [f"{name!r} → {match[0]!r}" for name in unknown[:8] if (match := difflib.get_close_matches(name, choices, 1))]
     hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
     template = "FLAME" if kind == "flame" else "built-in"
-    raise InputError(f"unknown expression name(s) {', '.join(unknown)} for the {template} template{hint}; "
+    raise InputError(f"unknown expression name(s) {short_list(unknown)} for the {template} template{hint}; "
                      f"valid names: {valid}")
 
 

@@ -441,11 +441,13 @@ def render_avatar(
 
     ``progress``: a bar per frame / view on stderr (None = only on a terminal; ``arc2avatar._progress``).
 
-    ``out`` may not be the avatar's input, one of its folder's own files or lie in its bundle.
+    ``out`` may not be the avatar's input, one of its folder's own files (``turntable.mp4`` and
+    ``views.png`` included: the run wrote them) or lie in its bundle; without ``out`` the video goes
+    to ``rendered_turntable.mp4`` and the sheet to ``rendered_views.png`` beside the avatar.
     """
     from arc2avatar._progress import track
     from arc2avatar.avatar.media import write_sheet, write_video
-    from arc2avatar.avatar.safety import check_derived_output
+    from arc2avatar.avatar.safety import RENDERED_SHEET, RENDERED_VIDEO, avatar_folder_of, check_derived_output
     from arc2avatar.cameras.samplers import ViewRings, test_ring_cameras
     from arc2avatar.pipeline.config import MAX_RESOLUTION
 
@@ -457,16 +459,17 @@ def render_avatar(
     ) if not ok]
     if problems:
         raise InputError("render: " + "; ".join(problems))
-    if out is not None:
-        check_derived_output(out, avatar_dir)
+    base = avatar_folder_of(avatar_dir)[0]  # the output folder, also for a bundle folder or a .ply
+    if out is None:
+        out = base / (RENDERED_VIDEO if turntable else RENDERED_SHEET)
+    check_derived_output(out, avatar_dir)
     avatar = Avatar.load(avatar_dir, device=pick_device("auto"))
-    base = Path(avatar_dir) if Path(avatar_dir).is_dir() else Path(avatar_dir).parent
     if turntable:
-        path = Path(out) if out is not None else base / "turntable.mp4"
+        path = Path(out)
         stream = avatar.turntable_frames(size, ViewRings(), frames, polar_deg)
         write_video(track(stream, frames, "turntable", progress, unit="frame"), path, fps=fps)
         return path
-    path = Path(out) if out is not None else base / "views.png"
+    path = Path(out)
     cameras = test_ring_cameras(size, size)
     views = [avatar.render_cameras(cameras[i:i + 1]) for i in track(range(len(cameras)), len(cameras), "views",
                                                                     progress, unit="view")]

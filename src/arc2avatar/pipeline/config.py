@@ -24,6 +24,9 @@ from arc2avatar.splats.optim import SplatOptimConfig
 MAX_RESOLUTION = 2048  # px: the largest render size any setting may ask for (the prior works at 512²)
 # Largest seed: torch generators take 64-bit seeds and the run also seeds with seed + 1.
 MAX_SEED = 2**63 - 2
+# Most optimisation steps a run (or the mean-face fit) may ask for: 100,000, about 14× the paper's
+# 7000 (docs/official-code.md §5.2); beyond that a typo (iterations=1e12) would run for years.
+MAX_ITERATIONS = 100_000
 
 # ─────────────────────────────── the pipeline's configuration ───────────────────────────────
 
@@ -221,7 +224,7 @@ def validate(cfg: CreateConfig) -> CreateConfig:
 
     problems += nonfinite_fields(cfg)
     need(0 <= cfg.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED} (got {cfg.seed})")
-    need(cfg.iterations >= 1, f"iterations must be ≥ 1 (got {cfg.iterations})")
+    need(1 <= cfg.iterations <= MAX_ITERATIONS, f"iterations must be in 1..{MAX_ITERATIONS} (got {cfg.iterations})")
     need(cfg.resolution >= 8 and cfg.resolution % 8 == 0,
          f"resolution must be a positive multiple of 8 (the VAE downsamples ×8), got {cfg.resolution}")
     for name, value in (("resolution", cfg.resolution), ("rgb_latent_resolution", cfg.rgb_latent_resolution),
@@ -243,8 +246,9 @@ def validate(cfg: CreateConfig) -> CreateConfig:
          "template.kind is 'flame' but template.flame_path is not set: give the FLAME model file, "
          "e.g. --set template.flame_path=flame2023_Open.pkl")
     need(cfg.template.face_levels >= 0 and cfg.template.rest_levels >= 0, "template levels must be ≥ 0")
-    need(cfg.meanface.iterations >= 0, "meanface.iterations must be ≥ 0")
-    need(cfg.meanface.head_iterations >= 0, "meanface.head_iterations must be ≥ 0")
+    for name in ("iterations", "head_iterations"):
+        need(0 <= getattr(cfg.meanface, name) <= MAX_ITERATIONS,
+             f"meanface.{name} must be in 0..{MAX_ITERATIONS} (got {getattr(cfg.meanface, name)})")
     need(cfg.meanface.views_per_step >= 1, f"meanface.views_per_step must be ≥ 1 (got {cfg.meanface.views_per_step})")
     need(cfg.meanface.lr_scale > 0, f"meanface.lr_scale must be > 0 (got {cfg.meanface.lr_scale})")
     need(cfg.template.face_levels <= MAX_TEMPLATE_LEVELS and cfg.template.rest_levels <= MAX_TEMPLATE_LEVELS,

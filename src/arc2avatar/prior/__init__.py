@@ -17,7 +17,7 @@ Random and tiny weights for tests and benchmarks are in ``arc2avatar.testing.pri
 
 from __future__ import annotations
 
-from arc2avatar._lazy import lazy_exports
+from arc2avatar._lazy import lazy_dir, lazy_exports
 
 _LAZY = {
     "encode_id_prompt": "arc2face", "encode_text": "arc2face",
@@ -34,4 +34,5 @@ _LAZY = {
 
 
 __getattr__ = lazy_exports(__name__, _LAZY)
+__dir__ = lazy_dir(globals(), _LAZY)
 __all__ = sorted(_LAZY)  # noqa: PLE0605 (a list, built from the table above)

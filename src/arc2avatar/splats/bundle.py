@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from arc2avatar import __version__
+from arc2avatar._guard import check_stays_inside
 from arc2avatar._io import atomic_write_bytes, atomic_write_text, read_json
 from arc2avatar.errors import InputError
 from arc2avatar.splats.checks import check_splat_values
@@ -131,12 +132,15 @@ def load_bundle(directory: str | os.PathLike) -> Bundle:
 
     Raises ``InputError`` naming the file when: the folder or a file is missing, JSON or
     safetensors data is corrupt, the tensor file does not match the manifest's checksum or
-    counts, a tensor is missing or misshapen, or the bundle's format is newer than this code.
+    counts, a tensor is missing or misshapen, the bundle's format is newer than this code, or one
+    of its files is a symbolic link leading out of the bundle folder.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load
 
     directory = Path(directory)
+    check_stays_inside(directory / MANIFEST_FILE, directory)  # no symbolic link out of the bundle
+    check_stays_inside(directory / SPLATS_FILE, directory)
     manifest = _read_manifest(directory)
     splats_path = directory / SPLATS_FILE
     try:

@@ -17,11 +17,13 @@ log = logging.getLogger(__name__)
 
 
 def write_avatar_viewer(path: str | os.PathLike, avatar: Any, setup: Any | None,
-                        config: ViewerConfig = ViewerConfig()) -> Path:
-    """Write the page of ``avatar`` to ``path`` (atomically); ``setup`` None = no expression sliders."""
+                        config: ViewerConfig = ViewerConfig(), *, final_path: str | os.PathLike | None = None) -> Path:
+    """Write the page of ``avatar`` to ``path`` (atomically); ``setup`` None = no expression sliders.
+    ``final_path``: where the page will be once its folder is moved into place (``express`` builds
+    the folder under a temporary name); the log names it instead of ``path``."""
     scene = avatar_scene(avatar, setup, config)
     written = write_viewer(path, scene, config)
-    log.info("viewer %s: %d splats, %d expression sliders, %.1f MB", written, scene.num_splats,
+    log.info("viewer %s: %d splats, %d expression sliders, %.1f MB", final_path or written, scene.num_splats,
              len(scene.expression_names), written.stat().st_size / 1e6)
     return written
 

@@ -11,7 +11,7 @@ import importlib.util
 from dataclasses import dataclass, field
 
 from arc2avatar.weights.integrity import human_size
-from arc2avatar.weights.resolver import FileStatus, WeightsConfig, check_weights
+from arc2avatar.weights.resolver import DEMO_HINT, FileStatus, WeightsConfig, check_weights
 
 
 @dataclass(frozen=True)
@@ -110,5 +110,5 @@ def format_report(report: DoctorReport) -> str:
     n_bad = sum(not s.usable for s in report.files)
     lines.append("all weight files present" if report.ok else
                  f"{n_bad} weight file(s) missing or broken: run "
-                 f"`arc2avatar weights download --to {report.root}`")
+                 f"`arc2avatar weights download --to {report.root}`\n{DEMO_HINT}")
     return "\n".join(lines)

@@ -293,7 +293,12 @@ def _fetch_hint(root: Path) -> str:
             f"(needs internet access to huggingface.co), or copy them by hand into {root} in the "
             "official layout (arc2face/, encoder/, arcface.onnx, antelopev2/, and SD-1.5's vae/ "
             "tokenizer/ text_encoder/ scheduler/ in the root or under stable-diffusion-v1-5/); "
-            f"point arc2avatar at another folder with --weights DIR or ${ENV_WEIGHTS_ROOT}.")
+            f"point arc2avatar at another folder with --weights DIR or ${ENV_WEIGHTS_ROOT}. "
+            f"{DEMO_HINT}")
+
+
+# Said wherever weights are missing (create, doctor): what works with none at all (issue 26).
+DEMO_HINT = "Without any weights, `arc2avatar demo -o demo/` runs the whole pipeline offline."
 
 
 def _copy_hint(root: Path) -> str:
