@@ -83,7 +83,7 @@ class Service:
     def task_of(self, job: Job) -> Task:
         c = self.config
         return Task(job.id, job.kind, str(self.store.job_dir(job.id)), job.params, c.overrides, c.weights,
-                    c.preview_every, c.preview_size, os.getpid())
+                    c.preview_every, c.preview_size, os.getpid(), c.limits.video_s)
 
     def default_mode(self) -> str:
         return "arc2face" if self.weights.ok else "demo-photo"
@@ -92,10 +92,12 @@ class Service:
         return "paper" if self.weights.ok else "cpu-smoke"
 
     def submit_create(self, photos: Sequence[str | None], owner: str, *, mode: str | None = None,
-                      preset: str | None = None, seed: int | float | None = 0, lora: str | None = None) -> Job:
-        """Check the inputs, store them in a new job folder and queue the job (InputError: nothing is queued)."""
+                      preset: str | None = None, seed: Any = 0, lora: str | None = None) -> Job:
+        """Check the inputs, store them in a new job folder and queue the job (InputError: nothing is queued).
+
+        Every argument is checked as the CLI checks it (``seed`` as ``--set seed=...`` is: a whole
+        number in the config's range; text, NaN, infinities and fractions are refused)."""
         from arc2avatar.app.jobs import new_job_id
-        from arc2avatar.pipeline.presets import resolve_config
 
         mode = mode or self.default_mode()
         preset = preset or self.default_preset()
@@ -106,11 +108,7 @@ class Service:
                              + self.weights.message.splitlines()[-1])
         if preset not in PRESETS:
             raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-        try:
-            seed = int(seed or 0)
-        except (TypeError, ValueError):
-            raise InputError(f"seed must be a whole number, got {seed!r}") from None
-        resolve_config(preset, None, [*self.config.overrides, f"seed={seed}"])  # a bad setting fails here
+        seed = self.parse_seed(preset, seed)
         job_id = new_job_id()
         job_dir = self.store.job_dir(job_id)
         inputs = job_dir / INPUTS_NAME
@@ -126,6 +124,24 @@ class Service:
         job = self.store.add("create", owner, params, job_id)
         log.info("job %s: queued (%s, preset %s, %d photo(s))", job.id, mode, preset, len(stored))
         return job
+
+    def parse_seed(self, preset: str, value: Any) -> int:
+        """A seed from a page or API client: None or "" = 0; otherwise what ``--set seed=VALUE`` accepts."""
+        from arc2avatar.pipeline.presets import resolve_config
+
+        if value is None or isinstance(value, str) and not value.strip():
+            value = 0
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise InputError(f"seed must be a whole number, got {value!r}")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        text = str(value).strip()
+        try:
+            config = resolve_config(preset, None, [*self.config.overrides, f"seed={text}"])
+        except InputError as error:
+            problem = str(error).removeprefix("--set: ").removeprefix("invalid configuration: ")
+            raise InputError(problem if problem.startswith("seed") else f"seed: {problem}") from None
+        return int(config.seed)
 
     def job(self, job_id: str | None, owner: str) -> Job:
         """The job, if this owner may see it (InputError otherwise; an unknown and a foreign id read the same)."""
@@ -221,6 +237,11 @@ class Service:
         """Queue an express / animate / drive job on a finished avatar."""
         from arc2avatar.app.jobs import new_job_id
 
+        if kind == "animate":
+            from arc2avatar.animate.sequence import PRESET_NAMES
+
+            if params.get("preset") not in PRESET_NAMES:
+                raise InputError(f"unknown animation {params.get('preset')!r}; choose one of {', '.join(PRESET_NAMES)}")
         params = {**params, "avatar_dir": str(self.avatar_dir(avatar_job, owner)), "avatar_job": avatar_job}
         job_id = new_job_id()
         job_dir = self.store.job_dir(job_id)

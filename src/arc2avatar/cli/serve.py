@@ -53,11 +53,15 @@ def _run(args: argparse.Namespace) -> int:
     try:
         app = build_app(config, service=service)
         app.queue(default_concurrency_limit=args.concurrency)
+        # quiet: Gradio's banner would advise launch(share=True); our flag is --share (printed below)
         app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-                   max_file_size=max(config.limits.photo_bytes, config.limits.video_bytes, config.limits.lora_bytes),
-                   prevent_thread_lock=True, quiet=False, footer_links=["api"])
+                   prevent_thread_lock=True, quiet=True, footer_links=["api"])
         print(f"arc2avatar: serving on http://{args.host}:{app.server_port} (work folder {config.work_dir}); "
               "Ctrl-C stops (running jobs checkpoint and continue at the next start)", flush=True)
+        if args.share:
+            print(f"arc2avatar: public link {app.share_url or '(could not be made)'}", flush=True)
+        else:
+            print("arc2avatar: --share also publishes a temporary public gradio.live link", flush=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         stop.wait()
