@@ -6,6 +6,7 @@ server paths, a cancelled job is logged as cancelled, and ``serve`` prints our f
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from concurrent.futures import Future
 from pathlib import Path
@@ -158,3 +159,45 @@ def test_serve_names_its_own_share_flag_not_gradios(tmp_path, monkeypatch, capsy
     assert serve._run(args) == 0
     printed = capsys.readouterr().out
     assert launched["quiet"] is True and "share=True" not in printed and "--share" in printed
+
+
+# ======================================================================= item 11
+def test_the_preparation_reports_its_steps_to_the_log_and_the_app(tmp_path, monkeypatch, caplog):
+    from arc2avatar.app.service import Service
+    from arc2avatar.avatar.template import build_head
+    from arc2avatar.pipeline.meanface import fit_mean_face_for_run
+    from arc2avatar.pipeline.presets import resolve_config
+    from arc2avatar.pipeline.preparing import PREPARE_NAME, PrepareReport
+
+    monkeypatch.setenv("ARC2AVATAR_CACHE", str(tmp_path / "cache"))
+    config = resolve_config("cpu-smoke", None, ["meanface.iterations=4", "meanface.head_iterations=3",
+                                                "meanface.resolution=16", "template.face_levels=0"])
+    setup = build_head(config.template)
+    out = tmp_path / "out"
+    out.mkdir()
+    written: list[dict] = []
+
+    class Recorded(PrepareReport):
+        def step(self, name, done=0, total=0, cached=False):
+            super().step(name, done, total, cached)
+            written.append(json.loads((out / PREPARE_NAME).read_text()))
+
+    with caplog.at_level(logging.INFO, logger="arc2avatar.pipeline.preparing"):
+        fit_mean_face_for_run(setup, config, report=Recorded(out, every_s=0.0))
+        fit_mean_face_for_run(setup, config, report=Recorded(out, every_s=0.0))  # the cache answers
+    face = [(r["done"], r["total"]) for r in written if r["step"] == "mean-face fit" and not r["cached"] and r["done"]]
+    head = [(r["done"], r["total"]) for r in written if r["step"] == "mean-head fit" and r["done"]]
+    assert face == [(k, 4) for k in range(1, 5)] and head == [(k, 3) for k in range(1, 4)]
+    assert written[-1]["cached"] is True
+    assert "preparing: mean-face fit (4 iterations)" in caplog.text and "cached (instant)" in caplog.text
+
+    # the app shows the record of a running job that has not reached its first iteration
+    service = Service(AppConfig(work_dir=tmp_path / "work"), start_workers=False)
+    job = service.store.add("create", "local", {"mode": "demo", "preset": "cpu-smoke"})
+    service.store.claim(["create"], "w")
+    (service.store.job_dir(job.id) / "out").mkdir(parents=True)
+    (service.store.job_dir(job.id) / "out" / PREPARE_NAME).write_text(json.dumps(
+        {"step": "mean-face fit", "done": 120, "total": 400, "eta_s": 75.0, "cached": False}))
+    assert service.status(job.id, "local")["message"] == "running: preparing: mean-face fit 120/400 · ETA 1 min 15 s"
+    PrepareReport(service.store.job_dir(job.id) / "out").finish()
+    assert service.status(job.id, "local")["message"] == "running: starting"

@@ -7,7 +7,9 @@ anyway); without it every visitor sees every job of the work folder.
 
 Progress is read from the run's own ``log.jsonl`` (iteration, splat count, optimisation seconds;
 ``pipeline.trainer``) and ``config.yaml`` (the iteration total): the ETA is the seconds per
-iteration so far times the iterations left.
+iteration so far times the iterations left. Before the first iteration it is the preparation's
+record (``prepare.json``, ``pipeline.preparing``): the step, its iterations and ETA, or that the
+mean-face cache made it instant.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from arc2avatar.app.jobs import Job, JobStore
 from arc2avatar.app.uploads import save_lora, save_photos, save_video
 from arc2avatar.app.workers import EXPRESS_IMAGE, INPUTS_NAME, OUT_NAME, PREVIEW_NAME, Dispatcher, Task
 from arc2avatar._io import atomic_path
+from arc2avatar.pipeline.preparing import describe_prepare, read_prepare
 from arc2avatar.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -182,7 +185,12 @@ class Service:
         record = last_log_record(out_dir / "log.jsonl")
         info: dict[str, Any] = {"iterations": total}
         if record is None:
-            info["phase"] = "preparing (template and mean-face fit)" if job.state == "running" else None
+            prepare = read_prepare(out_dir) if job.state == "running" else None
+            if prepare is not None:
+                info["phase"] = f"preparing: {describe_prepare(prepare)}"
+                info["prepare"] = prepare
+            else:
+                info["phase"] = "starting" if job.state == "running" else None
             return info
         iteration = int(record.get("iteration", 0))
         info.update(iteration=iteration, splats=record.get("splats"), phase=record.get("phase"))
