@@ -201,3 +201,32 @@ def test_the_preparation_reports_its_steps_to_the_log_and_the_app(tmp_path, monk
     assert service.status(job.id, "local")["message"] == "running: preparing: mean-face fit 120/400 · ETA 1 min 15 s"
     PrepareReport(service.store.job_dir(job.id) / "out").finish()
     assert service.status(job.id, "local")["message"] == "running: starting"
+
+
+# ======================================================================= item 13
+def test_the_model3d_view_stands_the_head_up_facing_the_camera_and_framed(tmp_path):
+    """Gradio's splat view (gsplat.js) draws +y downward and looks from the −z side at the origin
+    from 5 units: the view file has the head's top at −y, its face toward −z, centred, 1.6 units tall."""
+    import torch
+
+    from arc2avatar.avatar.model import Avatar
+    from arc2avatar.avatar.template import build_head
+    from arc2avatar.app.workers import MODEL3D_HEIGHT, write_model3d_view
+    from arc2avatar.pipeline.config import TemplateConfig
+    from arc2avatar.pipeline.meanface import initial_splats
+    from arc2avatar.splats.ply import read_ply
+
+    setup = build_head(TemplateConfig(face_levels=0, rest_levels=0))
+    avatar = Avatar(initial_splats(setup), template=dict(setup.info))
+    avatar.save(tmp_path / "avatar")
+    ours = avatar.splats.means.detach()
+    view = read_ply(write_model3d_view(tmp_path / "avatar", tmp_path / "view.ply")).means.detach()
+    assert int(view[:, 1].argmin()) == int(ours[:, 2].argmax())  # the crown is at the top of the screen
+    assert int(view[:, 2].argmin()) == int(ours[:, 1].argmax())  # the nose tip is nearest the camera
+    extent = view.max(dim=0).values - view.min(dim=0).values
+    centre = (view.max(dim=0).values + view.min(dim=0).values) / 2
+    assert abs(float(extent[1]) - MODEL3D_HEIGHT) < 1e-4 and float(centre.abs().max()) < 1e-4
+    # a rigid turn and one scale: distances between splats keep their ratios
+    pairs = torch.tensor([[0, 1], [5, 500], [17, 3000]])
+    ratio = (view[pairs[:, 0]] - view[pairs[:, 1]]).norm(dim=-1) / (ours[pairs[:, 0]] - ours[pairs[:, 1]]).norm(dim=-1)
+    assert float(ratio.max() - ratio.min()) < 1e-4

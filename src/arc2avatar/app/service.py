@@ -26,7 +26,8 @@ from typing import Any, Sequence
 from arc2avatar.app.config import AppConfig
 from arc2avatar.app.jobs import Job, JobStore
 from arc2avatar.app.uploads import save_lora, save_photos, save_video
-from arc2avatar.app.workers import EXPRESS_IMAGE, INPUTS_NAME, OUT_NAME, PREVIEW_NAME, Dispatcher, Task
+from arc2avatar.app.workers import (EXPRESS_IMAGE, INPUTS_NAME, OUT_NAME, PREVIEW_NAME, VIEW_NAME, Dispatcher,
+                                    Task)
 from arc2avatar._io import atomic_path
 from arc2avatar.pipeline.preparing import describe_prepare, read_prepare
 from arc2avatar.errors import InputError
@@ -211,13 +212,13 @@ class Service:
         return self._iterations[job_id]
 
     def files(self, job_id: str | Job, owner: str) -> dict[str, Path]:
-        """A job's result files that exist (all inside its folder): ply, zip, turntable, viewer, views, preview."""
+        """A job's result files that exist (all inside its folder): ply, view (Model3D's), zip, turntable, viewer, views, preview."""
         job = job_id if isinstance(job_id, Job) else self.job(job_id, owner)
         job_dir = self.store.job_dir(job.id)
         out_dir = job_dir / OUT_NAME
         candidates = {"preview": job_dir / PREVIEW_NAME}
         if job.state == "done":
-            candidates.update(ply=out_dir / "avatar.ply", zip=job_dir / ZIP_NAME, turntable=out_dir / "turntable.mp4",
+            candidates.update(ply=out_dir / "avatar.ply", view=job_dir / VIEW_NAME, zip=job_dir / ZIP_NAME, turntable=out_dir / "turntable.mp4",
                               viewer=out_dir / "viewer.html", views=out_dir / "views.png",
                               express=job_dir / EXPRESS_IMAGE, animate=job_dir / "animate.mp4", drive=job_dir / "drive.mp4")
         return {name: path for name, path in candidates.items() if path.is_file()}

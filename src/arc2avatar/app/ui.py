@@ -53,7 +53,6 @@ DRIVE_POLL_S = 1.0  # the Drive tab's status refresh while its job runs, seconds
 EXPRESS_SIZE = 512
 ANIMATE_SIZE = 384
 VIEWER_HEIGHT_PX = 520
-MODEL3D_CAMERA = (90.0, 90.0, 0.75)  # Model3D's (alpha°, beta°, radius) for view.ply: the face, head filling the frame
 SERVER_DEFAULT = "server default"  # the preset choice that takes the server's default
 
 
@@ -365,8 +364,8 @@ def create_tab(actions: Actions, page: Page) -> None:
                                    interactive=False, elem_id="preview")
         viewer = gr.HTML(elem_id="viewer")
         with gr.Row():
-            model3d = gr.Model3D(label="The avatar (Gradio's splat view)", elem_id="model3d",
-                                 camera_position=MODEL3D_CAMERA)
+            model3d = gr.Model3D(label="The avatar (Gradio's splat view of view.ply: turned and framed for it)",
+                                 elem_id="model3d")
             turntable = gr.Video(label="Turntable", interactive=False, elem_id="turntable")
         downloads = gr.File(label="Downloads: avatar.ply, the folder as a zip, turntable.mp4",
                             file_count="multiple", interactive=False, elem_id="downloads")

@@ -46,6 +46,13 @@ PID_NAME = "worker.pid"
 CANCEL_NAME = "cancel"  # a job whose folder holds this file stops (or never starts)
 LOCK_NAME = ".lock"
 PREVIEW_NAME = "preview.png"
+VIEW_NAME = "view.ply"  # avatar.ply turned and framed for Gradio's Model3D (write_model3d_view)
+#: Model3D's splat viewer (gsplat.js) looks at the origin from 5 units away, with +y down on the
+#: screen and the camera on the −z side: arc2avatar's frame (z up, face toward +y) maps to it by
+#: (x, y, z) → (−x, −z, −y), a half turn about (0, 1, −1)/√2, and the head is scaled to this height.
+MODEL3D_MATRIX = ((-1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, -1.0, 0.0))
+MODEL3D_QUAT = (0.0, 0.0, 0.7071067811865476, -0.7071067811865476)  # (w, x, y, z) of MODEL3D_MATRIX
+MODEL3D_HEIGHT = 1.6
 EXPRESS_IMAGE = "express.png"
 OUT_NAME = "out"
 INPUTS_NAME = "inputs"
@@ -145,6 +152,30 @@ def write_preview(checkpoint: Path, target: Path, size: int) -> Path:
     return target
 
 
+def write_model3d_view(avatar_dir: Path, target: Path, height: float = MODEL3D_HEIGHT) -> Path:
+    """``target``: the avatar's splats turned into Model3D's frame, centred at the origin and
+    scaled to ``height`` (``MODEL3D_*``), as a 3DGS PLY (atomically). ``avatar.ply`` stays as it is."""
+    import math
+
+    import torch
+
+    from arc2avatar.avatar.model import Avatar
+    from arc2avatar.avatar.rig import quat_multiply
+    from arc2avatar.splats.model import GaussianSplats
+    from arc2avatar.splats.ply import write_ply
+
+    tensors = Avatar.load(avatar_dir).splats.to_tensors()
+    means = tensors["means"].double()
+    low, high = means.min(dim=0).values, means.max(dim=0).values
+    scale = height / max(float(high[2] - low[2]), 1e-9)
+    turn = torch.tensor(MODEL3D_MATRIX, dtype=torch.float64)
+    tensors["means"] = (((means - (low + high) / 2) @ turn.T) * scale).to(tensors["means"].dtype)
+    quats = torch.tensor(MODEL3D_QUAT, dtype=tensors["quats"].dtype).expand_as(tensors["quats"])
+    tensors["quats"] = quat_multiply(quats, tensors["quats"])
+    tensors["log_scales"] = tensors["log_scales"] + math.log(scale)
+    return write_ply(target, GaussianSplats.from_tensors(tensors), frame="Model3D view: y down, face toward -z, centred")
+
+
 def _init_app_worker(gpu: str | None, threads: int) -> None:
     """create-batch's worker set-up; a CPU worker also lowers its priority (the page stays responsive)."""
     init_worker(gpu, threads)
@@ -212,6 +243,7 @@ def _run_create(task: Task, job_dir: Path) -> Path:
     else:
         lora = job_dir / INPUTS_NAME / p["lora"] if p.get("lora") else None
         create(photos, out_dir, lora=lora, weights=task.weights, **common)
+    write_model3d_view(out_dir, job_dir / VIEW_NAME)
     return out_dir
 
 
