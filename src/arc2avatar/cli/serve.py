@@ -44,7 +44,8 @@ def _run(args: argparse.Namespace) -> int:
     auth = parse_auth(args.auth)
     config = AppConfig(work_dir=args.work, gpus=args.gpus, cpu_workers=args.cpu_workers, weights=args.weights,
                        overrides=tuple(args.overrides), preview_every=args.preview_every, private_jobs=auth is not None,
-                       limits=UploadLimits(photo_mb=args.max_photo_mb, video_mb=args.max_video_mb))
+                       limits=UploadLimits(photo_mb=args.max_photo_mb, video_mb=args.max_video_mb,
+                                           video_s=args.max_video_s))
     warning = exposure_warning(args.host, args.share, auth)
     if warning:
         print(warning, file=sys.stderr)
@@ -99,6 +100,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="iterations between preview renders and checkpoints (default 50)")
     parser.add_argument("--max-photo-mb", type=float, default=20.0, help="largest photo upload (default 20 MB)")
     parser.add_argument("--max-video-mb", type=float, default=200.0, help="largest video upload (default 200 MB)")
+    parser.add_argument("--max-video-s", type=float, default=60.0,
+                        help="longest driving video, seconds; a drive job reads no more (default 60)")
     parser.add_argument("--concurrency", type=int, default=8,
                         help="page events handled at once (status polls are not limited; default 8)")
     parser.set_defaults(func=_run)
