@@ -230,3 +230,21 @@ def test_the_model3d_view_stands_the_head_up_facing_the_camera_and_framed(tmp_pa
     pairs = torch.tensor([[0, 1], [5, 500], [17, 3000]])
     ratio = (view[pairs[:, 0]] - view[pairs[:, 1]]).norm(dim=-1) / (ours[pairs[:, 0]] - ours[pairs[:, 1]]).norm(dim=-1)
     assert float(ratio.max() - ratio.min()) < 1e-4
+
+
+# ======================================================================= item 2 (the parts without a server)
+def test_the_upload_guard_caps_one_request_and_the_folder_and_discards_only_uploads(tmp_path):
+    from arc2avatar.app.guard import UploadGuard, discard_uploads
+
+    folder = tmp_path / "gradio"
+    (folder / "abc").mkdir(parents=True)
+    held = folder / "abc" / "photo.jpg"
+    held.write_bytes(b"x" * 1000)
+    guard = UploadGuard(None, limit_bytes=500, folder=folder, folder_bytes=1200)
+    assert guard.refusal(600)[0] == 413
+    assert guard.refusal(300)[0] == 507  # 1000 held + 300 > 1200
+    assert guard.refusal(100) is None
+    outside = tmp_path / "mine.jpg"
+    outside.write_bytes(b"y")
+    assert discard_uploads([str(held), str(outside), None], folder) == [held.resolve()]
+    assert outside.is_file() and not (folder / "abc").exists() and folder.is_dir()

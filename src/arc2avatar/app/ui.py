@@ -137,11 +137,11 @@ class Actions:
         uploads = [*(photos or []), *([webcam] if webcam else [])]
         try:
             job = self.service.submit_create(uploads, _owner(request), mode=mode, preset=preset, seed=seed, lora=lora)
-        except InputError as error:
+        except InputError as error:  # the refused files are deleted, and the page lets go of them
             discard_uploads([*uploads, lora])
             gr.Warning(str(error))
-            return gr.skip(), f"**Refused:** {error}", gr.skip()
-        return job.id, f"queued (job `{job.id}`)", gr.Timer(active=True)
+            return gr.skip(), f"**Refused:** {error}  \nThe uploads were removed; upload again.", gr.skip(), None, None, None
+        return job.id, f"queued (job `{job.id}`)", gr.Timer(active=True), gr.skip(), gr.skip(), gr.skip()
 
     def ui_refresh(self, job_id, shown, request: gr.Request):
         shown = dict(shown or {})
@@ -370,7 +370,8 @@ def create_tab(actions: Actions, page: Page) -> None:
         downloads = gr.File(label="Downloads: avatar.ply, the folder as a zip, turntable.mp4",
                             file_count="multiple", interactive=False, elem_id="downloads")
     refreshed = [status, preview, viewer, model3d, downloads, turntable, page.job_box, page.shown, page.timer]
-    create_btn.click(actions.ui_create, [photos, webcam, mode, preset, seed, lora], [page.job_box, status, page.timer],
+    create_btn.click(actions.ui_create, [photos, webcam, mode, preset, seed, lora],
+                     [page.job_box, status, page.timer, photos, webcam, lora],
                      api_visibility="private").then(lambda: {}, None, page.shown, api_visibility="private")
     page.timer.tick(actions.ui_refresh, [page.job_box, page.shown], refreshed, api_visibility="private",
                     show_progress="hidden")
