@@ -248,3 +248,21 @@ def test_the_upload_guard_caps_one_request_and_the_folder_and_discards_only_uplo
     outside.write_bytes(b"y")
     assert discard_uploads([str(held), str(outside), None], folder) == [held.resolve()]
     assert outside.is_file() and not (folder / "abc").exists() and folder.is_dir()
+
+
+# ======================================================================= item 1 (the parts without a server)
+def test_inside_an_app_worker_nothing_is_built_started_or_launched(tmp_path, monkeypatch):
+    import multiprocessing
+
+    from arc2avatar.app import build_app
+    from arc2avatar.app.process import WORKER_PREFIX, InertApp, WorkerContext
+    from arc2avatar.app.service import Service
+
+    assert WorkerContext().Process(target=print).name.startswith(WORKER_PREFIX)  # what the pools spawn
+    monkeypatch.setattr(multiprocessing.current_process(), "name", f"{WORKER_PREFIX}-SpawnProcess-1")
+    app = build_app(AppConfig(work_dir=tmp_path / "work"))
+    assert isinstance(app, InertApp) and app.queue(default_concurrency_limit=8).launch() is None
+    assert not (tmp_path / "work").exists()  # not even the queue's file
+    assert Service(AppConfig(work_dir=tmp_path / "w2")).dispatcher is None
+    with pytest.raises(RuntimeError, match="never starts a dispatcher"):
+        Dispatcher(JobStore(tmp_path / "w3"), lambda job: None, gpus=0, cpu_workers=1).start()

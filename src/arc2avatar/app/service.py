@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 from arc2avatar.app.config import AppConfig
 from arc2avatar.app.jobs import Job, JobStore
+from arc2avatar.app.process import in_worker_process
 from arc2avatar.app.uploads import save_lora, save_photos, save_video
 from arc2avatar.app.workers import (EXPRESS_IMAGE, INPUTS_NAME, OUT_NAME, PREVIEW_NAME, VIEW_NAME, Dispatcher,
                                     Task)
@@ -67,7 +68,8 @@ def weights_state(weights: str | None) -> WeightsState:
 
 
 class Service:
-    """The app's state: config, queue, workers. ``close()`` stops the workers (running jobs checkpoint)."""
+    """The app's state: config, queue, workers. ``close()`` stops the workers (running jobs checkpoint).
+    Inside an app worker process (``app.process``) it starts no workers."""
 
     def __init__(self, config: AppConfig, start_workers: bool = True) -> None:
         self.config = config
@@ -75,7 +77,7 @@ class Service:
         self.weights = weights_state(config.weights)
         self._iterations: dict[str, int] = {}
         self.dispatcher: Dispatcher | None = None
-        if start_workers:
+        if start_workers and not in_worker_process():  # a worker re-running the app's script starts nothing
             self.dispatcher = Dispatcher(self.store, self.task_of, config.gpus, config.cpu_workers, self._finished).start()
 
     def close(self) -> None:
