@@ -75,9 +75,9 @@ def test_photos_are_checked_by_decoding_and_stored_under_our_names(tmp_path):
         save_photos([fake], tmp_path / "in", UploadLimits())
     assert not (tmp_path / "in").exists()
     real = tmp_path / "we ird (1).webp"
-    Image.fromarray(np.full((40, 30, 3), 128, np.uint8)).save(real)
+    Image.fromarray(np.full((80, 64, 3), 128, np.uint8)).save(real)
     stored = save_photos([real], tmp_path / "in", UploadLimits())
-    assert [p.name for p in stored] == ["photo_1.png"] and Image.open(stored[0]).size == (30, 40)
+    assert [p.name for p in stored] == ["photo_1.png"] and Image.open(stored[0]).size == (64, 80)
     with pytest.raises(InputError, match="limit is 0 MB"):
         save_photos([real], tmp_path / "in2", UploadLimits(photo_mb=1e-6))
     with pytest.raises(InputError, match="at most 4"):

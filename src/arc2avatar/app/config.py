@@ -19,12 +19,40 @@ class UploadLimits:
         photos: most photos per avatar (the paper averages up to 4 identity embeddings, Sec. 3.1).
         video_mb: largest driving video, MiB.
         lora_mb: largest LoRA file, MiB (the multi-view LoRA of docs/finetune.md is ~3 MiB at rank 4).
+        video_s: longest driving video, seconds: a longer one is refused at upload, and a drive job
+            reads no more than this much of its video (a video whose length FFmpeg cannot tell).
+        cache_mb: most MiB Gradio's upload folder may hold; an upload that would pass it is refused
+            (HTTP 507) until old uploads expire (``cache_age_s``).
+        cache_age_s: uploads older than this are deleted, seconds (checked every ``cache_age_s / 4``).
+
+    One request to Gradio's upload route cannot say which field it is for, so the route takes
+    at most the largest limit of a field the page shows (``largest_upload``); each field's own
+    limit is checked when the job is submitted, and a refused upload is deleted then.
     """
 
     photo_mb: float = 20.0
     photos: int = 4
     video_mb: float = 200.0
     lora_mb: float = 512.0
+    video_s: float = 60.0
+    cache_mb: float = 2048.0
+    cache_age_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        for name in ("photo_mb", "video_mb", "lora_mb", "video_s", "cache_mb", "cache_age_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+                raise InputError(f"serve: the upload limit {name} must be a positive number, got {value!r}")
+        if self.photos < 1:
+            raise InputError(f"serve: the upload limit photos must be ≥ 1, got {self.photos}")
+
+    def largest_upload(self, lora: bool) -> int:
+        """Bytes one upload may have: the largest field limit (the LoRA's only when its field is shown)."""
+        return max(self.photo_bytes, self.video_bytes, *([self.lora_bytes] if lora else []))
+
+    @property
+    def cache_bytes(self) -> int:
+        return int(self.cache_mb * MEGABYTE)
 
     @property
     def photo_bytes(self) -> int:

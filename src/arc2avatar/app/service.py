@@ -7,7 +7,9 @@ anyway); without it every visitor sees every job of the work folder.
 
 Progress is read from the run's own ``log.jsonl`` (iteration, splat count, optimisation seconds;
 ``pipeline.trainer``) and ``config.yaml`` (the iteration total): the ETA is the seconds per
-iteration so far times the iterations left.
+iteration so far times the iterations left. Before the first iteration it is the preparation's
+record (``prepare.json``, ``pipeline.preparing``): the step, its iterations and ETA, or that the
+mean-face cache made it instant.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from typing import Any, Sequence
 
 from arc2avatar.app.config import AppConfig
 from arc2avatar.app.jobs import Job, JobStore
+from arc2avatar.app.process import in_worker_process
 from arc2avatar.app.uploads import save_lora, save_photos, save_video
-from arc2avatar.app.workers import EXPRESS_IMAGE, INPUTS_NAME, OUT_NAME, PREVIEW_NAME, Dispatcher, Task
+from arc2avatar.app.workers import (EXPRESS_IMAGE, INPUTS_NAME, OUT_NAME, PREVIEW_NAME, VIEW_NAME, Dispatcher,
+                                    Task)
 from arc2avatar._io import atomic_path
+from arc2avatar.pipeline.preparing import describe_prepare, read_prepare
 from arc2avatar.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -63,7 +68,8 @@ def weights_state(weights: str | None) -> WeightsState:
 
 
 class Service:
-    """The app's state: config, queue, workers. ``close()`` stops the workers (running jobs checkpoint)."""
+    """The app's state: config, queue, workers. ``close()`` stops the workers (running jobs checkpoint).
+    Inside an app worker process (``app.process``) it starts no workers."""
 
     def __init__(self, config: AppConfig, start_workers: bool = True) -> None:
         self.config = config
@@ -71,7 +77,7 @@ class Service:
         self.weights = weights_state(config.weights)
         self._iterations: dict[str, int] = {}
         self.dispatcher: Dispatcher | None = None
-        if start_workers:
+        if start_workers and not in_worker_process():  # a worker re-running the app's script starts nothing
             self.dispatcher = Dispatcher(self.store, self.task_of, config.gpus, config.cpu_workers, self._finished).start()
 
     def close(self) -> None:
@@ -83,7 +89,7 @@ class Service:
     def task_of(self, job: Job) -> Task:
         c = self.config
         return Task(job.id, job.kind, str(self.store.job_dir(job.id)), job.params, c.overrides, c.weights,
-                    c.preview_every, c.preview_size, os.getpid())
+                    c.preview_every, c.preview_size, os.getpid(), c.limits.video_s)
 
     def default_mode(self) -> str:
         return "arc2face" if self.weights.ok else "demo-photo"
@@ -92,10 +98,12 @@ class Service:
         return "paper" if self.weights.ok else "cpu-smoke"
 
     def submit_create(self, photos: Sequence[str | None], owner: str, *, mode: str | None = None,
-                      preset: str | None = None, seed: int | float | None = 0, lora: str | None = None) -> Job:
-        """Check the inputs, store them in a new job folder and queue the job (InputError: nothing is queued)."""
+                      preset: str | None = None, seed: Any = 0, lora: str | None = None) -> Job:
+        """Check the inputs, store them in a new job folder and queue the job (InputError: nothing is queued).
+
+        Every argument is checked as the CLI checks it (``seed`` as ``--set seed=...`` is: a whole
+        number in the config's range; text, NaN, infinities and fractions are refused)."""
         from arc2avatar.app.jobs import new_job_id
-        from arc2avatar.pipeline.presets import resolve_config
 
         mode = mode or self.default_mode()
         preset = preset or self.default_preset()
@@ -106,11 +114,7 @@ class Service:
                              + self.weights.message.splitlines()[-1])
         if preset not in PRESETS:
             raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-        try:
-            seed = int(seed or 0)
-        except (TypeError, ValueError):
-            raise InputError(f"seed must be a whole number, got {seed!r}") from None
-        resolve_config(preset, None, [*self.config.overrides, f"seed={seed}"])  # a bad setting fails here
+        seed = self.parse_seed(preset, seed)
         job_id = new_job_id()
         job_dir = self.store.job_dir(job_id)
         inputs = job_dir / INPUTS_NAME
@@ -126,6 +130,24 @@ class Service:
         job = self.store.add("create", owner, params, job_id)
         log.info("job %s: queued (%s, preset %s, %d photo(s))", job.id, mode, preset, len(stored))
         return job
+
+    def parse_seed(self, preset: str, value: Any) -> int:
+        """A seed from a page or API client: None or "" = 0; otherwise what ``--set seed=VALUE`` accepts."""
+        from arc2avatar.pipeline.presets import resolve_config
+
+        if value is None or isinstance(value, str) and not value.strip():
+            value = 0
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise InputError(f"seed must be a whole number, got {value!r}")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        text = str(value).strip()
+        try:
+            config = resolve_config(preset, None, [*self.config.overrides, f"seed={text}"])
+        except InputError as error:
+            problem = str(error).removeprefix("--set: ").removeprefix("invalid configuration: ")
+            raise InputError(problem if problem.startswith("seed") else f"seed: {problem}") from None
+        return int(config.seed)
 
     def job(self, job_id: str | None, owner: str) -> Job:
         """The job, if this owner may see it (InputError otherwise; an unknown and a foreign id read the same)."""
@@ -166,7 +188,12 @@ class Service:
         record = last_log_record(out_dir / "log.jsonl")
         info: dict[str, Any] = {"iterations": total}
         if record is None:
-            info["phase"] = "preparing (template and mean-face fit)" if job.state == "running" else None
+            prepare = read_prepare(out_dir) if job.state == "running" else None
+            if prepare is not None:
+                info["phase"] = f"preparing: {describe_prepare(prepare)}"
+                info["prepare"] = prepare
+            else:
+                info["phase"] = "starting" if job.state == "running" else None
             return info
         iteration = int(record.get("iteration", 0))
         info.update(iteration=iteration, splats=record.get("splats"), phase=record.get("phase"))
@@ -187,13 +214,13 @@ class Service:
         return self._iterations[job_id]
 
     def files(self, job_id: str | Job, owner: str) -> dict[str, Path]:
-        """A job's result files that exist (all inside its folder): ply, zip, turntable, viewer, views, preview."""
+        """A job's result files that exist (all inside its folder): ply, view (Model3D's), zip, turntable, viewer, views, preview."""
         job = job_id if isinstance(job_id, Job) else self.job(job_id, owner)
         job_dir = self.store.job_dir(job.id)
         out_dir = job_dir / OUT_NAME
         candidates = {"preview": job_dir / PREVIEW_NAME}
         if job.state == "done":
-            candidates.update(ply=out_dir / "avatar.ply", zip=job_dir / ZIP_NAME, turntable=out_dir / "turntable.mp4",
+            candidates.update(ply=out_dir / "avatar.ply", view=job_dir / VIEW_NAME, zip=job_dir / ZIP_NAME, turntable=out_dir / "turntable.mp4",
                               viewer=out_dir / "viewer.html", views=out_dir / "views.png",
                               express=job_dir / EXPRESS_IMAGE, animate=job_dir / "animate.mp4", drive=job_dir / "drive.mp4")
         return {name: path for name, path in candidates.items() if path.is_file()}
@@ -221,6 +248,11 @@ class Service:
         """Queue an express / animate / drive job on a finished avatar."""
         from arc2avatar.app.jobs import new_job_id
 
+        if kind == "animate":
+            from arc2avatar.animate.sequence import PRESET_NAMES
+
+            if params.get("preset") not in PRESET_NAMES:
+                raise InputError(f"unknown animation {params.get('preset')!r}; choose one of {', '.join(PRESET_NAMES)}")
         params = {**params, "avatar_dir": str(self.avatar_dir(avatar_job, owner)), "avatar_job": avatar_job}
         job_id = new_job_id()
         job_dir = self.store.job_dir(job_id)

@@ -1,9 +1,11 @@
 """Uploads checked by decoding, stored under safe names; paths confined to the work folder.
 
-A photo is accepted only when ``arc2avatar.identity.image.load_image`` decodes it (the check
-``create`` itself makes) and it is at most ``UploadLimits.photo_mb``; it is stored re-encoded as
+A photo is accepted only when ``arc2avatar.identity.image.load_image`` decodes it with the limits
+``create`` itself applies (``FACE_PHOTO_LIMITS``: at least 64 px on the short side) and it is at
+most ``UploadLimits.photo_mb``; it is stored re-encoded as
 PNG under a name we choose (``photo_1.png``), so nothing of the uploaded name reaches the disk.
-A video must be at most ``video_mb`` and imageio-ffmpeg must read a frame of it. Written by hand:
+A video must be at most ``video_mb`` and ``video_s`` long, and imageio-ffmpeg must read a frame of
+it. Messages name an upload by its sanitised name only, never by a server path. Written by hand:
 only these checks; decoding is Pillow's and FFmpeg's.
 """
 
@@ -54,7 +56,7 @@ def save_photos(uploads: Sequence[str | os.PathLike], dest: Path, limits: Upload
     """
     from PIL import Image
 
-    from arc2avatar.identity.image import load_image
+    from arc2avatar.identity.image import FACE_PHOTO_LIMITS, load_image
 
     paths = [Path(p) for p in uploads if p]
     if not paths:
@@ -66,9 +68,11 @@ def save_photos(uploads: Sequence[str | os.PathLike], dest: Path, limits: Upload
         shown = sanitise_name(path.name, "photo")
         _size_check(path, limits.photo_bytes, "photo", shown)
         try:
-            decoded.append(load_image(path))
+            decoded.append(load_image(path, limits=FACE_PHOTO_LIMITS))
         except InputError as error:
             problem = str(error).split(": ", 1)[-1]
+            if "too small" in problem:
+                raise InputError(f"{shown}: {problem}; upload a larger photo of the face") from None
             raise InputError(f"{shown} is not a photo we can read ({problem}); upload a JPEG, PNG or WebP image") from None
     dest.mkdir(parents=True, exist_ok=True)
     stored = []
@@ -92,10 +96,14 @@ def save_video(upload: str | os.PathLike | None, dest: Path, limits: UploadLimit
         reader = imageio.get_reader(str(path), format="ffmpeg")
         try:
             reader.get_data(0)
+            duration = float(reader.get_meta_data().get("duration") or 0.0)
         finally:
             reader.close()
     except Exception:  # noqa: BLE001 - any decoder failure means the same to the user
         raise InputError(f"{shown} is not a video we can read; upload an MP4, WebM or MOV file") from None
+    if duration > limits.video_s:  # unknown (0, e.g. a browser recording): the drive job stops at the limit
+        raise InputError(f"video {shown} is {duration:.0f} s long; the limit is {limits.video_s:.0f} s: "
+                         "upload a shorter clip")
     dest.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower() if path.suffix.lower() in (".mp4", ".webm", ".mov", ".mkv", ".avi") else ".mp4"
     target = dest / f"drive{suffix}"

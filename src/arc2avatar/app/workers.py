@@ -1,11 +1,13 @@
 """The app's workers: the web process never optimises; worker processes do (issue 17).
 
 One worker process per GPU (none: ``AppConfig.cpu_workers`` CPU workers) takes ``create`` jobs,
-and one more takes the short ``express`` / ``animate`` / ``drive`` jobs, so these are not held
-behind a 15-minute optimisation. Each worker is create-batch's (``pipeline.batch``): a
+one more takes the short ``express`` / ``animate`` jobs, so these are not held behind a 15-minute
+optimisation, and one more takes ``drive`` jobs, so a long video never holds an expression render
+behind it either (a drive job reads at most ``UploadLimits.video_s`` seconds of its video). Each worker is create-batch's (``pipeline.batch``): a
 single-process spawn pool pinned to its GPU by ``CUDA_VISIBLE_DEVICES`` before torch starts;
 a worker that dies is made again and only its job fails. A CPU worker lowers its priority
-(``nice``), so the page stays responsive on a small machine.
+(``nice``), so the page stays responsive on a small machine. Worker processes are named
+(``app.process``): a script that builds the app at module level builds nothing in them.
 
 Inside a worker a job (``run_task``):
 * locks its folder (``fcntl.flock``), so a job re-queued after a server restart waits until the
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from arc2avatar.app.jobs import Job, JobStore
+from arc2avatar.app.process import WorkerContext, in_worker_process
 from arc2avatar.pipeline.batch import (Attempt, WorkerPlan, attempt_of, init_worker, Worker, one_line, visible_gpus,
                                        worker_gpus)
 
@@ -42,11 +46,19 @@ PID_NAME = "worker.pid"
 CANCEL_NAME = "cancel"  # a job whose folder holds this file stops (or never starts)
 LOCK_NAME = ".lock"
 PREVIEW_NAME = "preview.png"
+VIEW_NAME = "view.ply"  # avatar.ply turned and framed for Gradio's Model3D (write_model3d_view)
+#: Model3D's splat viewer (gsplat.js) looks at the origin from 5 units away, with +y down on the
+#: screen and the camera on the −z side: arc2avatar's frame (z up, face toward +y) maps to it by
+#: (x, y, z) → (−x, −z, −y), a half turn about (0, 1, −1)/√2, and the head is scaled to this height.
+MODEL3D_MATRIX = ((-1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, -1.0, 0.0))
+MODEL3D_QUAT = (0.0, 0.0, 0.7071067811865476, -0.7071067811865476)  # (w, x, y, z) of MODEL3D_MATRIX
+MODEL3D_HEIGHT = 1.6
 EXPRESS_IMAGE = "express.png"
 OUT_NAME = "out"
 INPUTS_NAME = "inputs"
 CREATE_KINDS = ("create",)
-RENDER_KINDS = ("express", "animate", "drive")
+RENDER_KINDS = ("express", "animate")  # short jobs: their own worker
+DRIVE_KINDS = ("drive",)  # a driving video may take minutes: a worker of its own
 POLL_S = 0.25  # dispatcher and watcher loop period, seconds
 CPU_NICENESS = 10  # added to a CPU worker's nice value
 STOP_WAIT_S = 60.0  # how long shutdown waits for workers to checkpoint
@@ -64,6 +76,7 @@ class Task:
         weights: weights folder or None.
         preview_every, preview_size: see ``AppConfig``.
         parent_pid: the web process; the job stops when it is gone.
+        video_s: a drive job reads at most this many seconds of its video (``UploadLimits.video_s``).
     """
 
     job_id: str
@@ -75,6 +88,7 @@ class Task:
     preview_every: int = 50
     preview_size: int = 256
     parent_pid: int = 0
+    video_s: float = 60.0
 
 
 # =========================================================================== inside a worker
@@ -138,6 +152,30 @@ def write_preview(checkpoint: Path, target: Path, size: int) -> Path:
     return target
 
 
+def write_model3d_view(avatar_dir: Path, target: Path, height: float = MODEL3D_HEIGHT) -> Path:
+    """``target``: the avatar's splats turned into Model3D's frame, centred at the origin and
+    scaled to ``height`` (``MODEL3D_*``), as a 3DGS PLY (atomically). ``avatar.ply`` stays as it is."""
+    import math
+
+    import torch
+
+    from arc2avatar.avatar.model import Avatar
+    from arc2avatar.avatar.rig import quat_multiply
+    from arc2avatar.splats.model import GaussianSplats
+    from arc2avatar.splats.ply import write_ply
+
+    tensors = Avatar.load(avatar_dir).splats.to_tensors()
+    means = tensors["means"].double()
+    low, high = means.min(dim=0).values, means.max(dim=0).values
+    scale = height / max(float(high[2] - low[2]), 1e-9)
+    turn = torch.tensor(MODEL3D_MATRIX, dtype=torch.float64)
+    tensors["means"] = (((means - (low + high) / 2) @ turn.T) * scale).to(tensors["means"].dtype)
+    quats = torch.tensor(MODEL3D_QUAT, dtype=tensors["quats"].dtype).expand_as(tensors["quats"])
+    tensors["quats"] = quat_multiply(quats, tensors["quats"])
+    tensors["log_scales"] = tensors["log_scales"] + math.log(scale)
+    return write_ply(target, GaussianSplats.from_tensors(tensors), frame="Model3D view: y down, face toward -z, centred")
+
+
 def _init_app_worker(gpu: str | None, threads: int) -> None:
     """create-batch's worker set-up; a CPU worker also lowers its priority (the page stays responsive)."""
     init_worker(gpu, threads)
@@ -147,13 +185,13 @@ def _init_app_worker(gpu: str | None, threads: int) -> None:
 
 
 class AppWorker(Worker):
-    """create-batch's worker process (``pipeline.batch.Worker``) with ``_init_app_worker``."""
+    """create-batch's worker process (``pipeline.batch.Worker``) with ``_init_app_worker``, named
+    as the app's worker (``app.process.WorkerContext``)."""
 
     def _new_pool(self):  # noqa: ANN202 - a ProcessPoolExecutor, as in the base class
-        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+        return ProcessPoolExecutor(max_workers=1, mp_context=WorkerContext(),
                                    initializer=_init_app_worker, initargs=(self.gpu, self.threads))
 
 
@@ -205,6 +243,7 @@ def _run_create(task: Task, job_dir: Path) -> Path:
     else:
         lora = job_dir / INPUTS_NAME / p["lora"] if p.get("lora") else None
         create(photos, out_dir, lora=lora, weights=task.weights, **common)
+    write_model3d_view(out_dir, job_dir / VIEW_NAME)
     return out_dir
 
 
@@ -236,7 +275,8 @@ def _run_drive(task: Task, job_dir: Path) -> Path:
 
     drive = importlib.import_module("arc2avatar.drive").drive
     target = job_dir / "drive.mp4"
-    drive(task.params["avatar_dir"], job_dir / INPUTS_NAME / task.params["video"], target)
+    drive(task.params["avatar_dir"], job_dir / INPUTS_NAME / task.params["video"], target, end=task.video_s,
+          progress=False)
     return target
 
 
@@ -276,10 +316,13 @@ class Dispatcher:
         self.slots = [_Slot(f"gpu {g}" if g is not None else f"cpu {k}", CREATE_KINDS, AppWorker(g, threads))
                       for k, g in enumerate(slots)]
         self.slots.append(_Slot("render", RENDER_KINDS, AppWorker(slots[0] if slots else None, threads)))
+        self.slots.append(_Slot("drive", DRIVE_KINDS, AppWorker(slots[0] if slots else None, threads)))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="arc2avatar-dispatcher", daemon=True)
 
     def start(self) -> "Dispatcher":
+        if in_worker_process():
+            raise RuntimeError("an app worker process never starts a dispatcher (see arc2avatar.app.process)")
         for job_id in self.store.requeue_unfinished():
             log.info("job %s: continues (left unfinished by the previous server)", job_id)
         self._thread.start()
@@ -320,10 +363,15 @@ class Dispatcher:
                     self.on_done(job)
                 except Exception as error:  # noqa: BLE001
                     attempt = Attempt(False, error=one_line(error))
-        self.store.finish(job.id, "done" if attempt.ok else "failed", attempt.error)
+        public = None if attempt.error is None else public_message(attempt.error, self.store.job_dir(job.id))
+        self.store.finish(job.id, "done" if attempt.ok else "failed", public)
         if attempt.detail:
             log.warning("job %s failed:\n%s", job.id, attempt.detail)
-        log.info("job %s: %s%s", job.id, "done" if attempt.ok else "failed", "" if attempt.ok else f": {attempt.error}")
+        after = self.store.get(job.id)
+        if after is not None and after.state == "cancelled":
+            log.info("job %s: cancelled", job.id)
+        else:
+            log.info("job %s: %s%s", job.id, "done" if attempt.ok else "failed", "" if attempt.ok else f": {attempt.error}")
 
     def cancel(self, job_id: str) -> bool:
         """Stop a running job: a marker for a job not started yet, SIGTERM to its worker otherwise (it
@@ -348,6 +396,17 @@ class Dispatcher:
                     slot.future.exception(timeout=max(0.1, deadline - time.monotonic()))
                 self._record(slot)
             slot.worker.pool.shutdown(wait=False, cancel_futures=True)
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/'\"]+/)+([^\s/'\"]+)")
+
+
+def public_message(text: str, job_dir: Path) -> str:
+    """A worker's error as a web client may see it: paths inside the job's folder relative to it,
+    any other absolute path reduced to its file name (the server's folders are not shown)."""
+    for root in {str(job_dir), str(Path(job_dir).resolve())}:
+        text = text.replace(root + os.sep, "").replace(root, "the job folder")
+    return _ABSOLUTE_PATH.sub(r"\1", text)
 
 
 def _signal_job(job_dir: Path) -> bool:

@@ -12,6 +12,8 @@ Layout of an output folder (every file written atomically):
   metrics.json      oracle runs: held-out-view PSNR / SSIM (and timings)
   checkpoint.pt     the last checkpoint (for --resume; removed when the run completes)
   progress.png      the eye-level test views during a run, every ``test_every`` iterations
+  prepare.json      the preparation's step and progress before the first iteration (removed when
+                    the optimisation starts; ``pipeline.preparing``)
 """
 
 PLY_NAME = "avatar.ply"

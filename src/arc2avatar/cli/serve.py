@@ -44,7 +44,8 @@ def _run(args: argparse.Namespace) -> int:
     auth = parse_auth(args.auth)
     config = AppConfig(work_dir=args.work, gpus=args.gpus, cpu_workers=args.cpu_workers, weights=args.weights,
                        overrides=tuple(args.overrides), preview_every=args.preview_every, private_jobs=auth is not None,
-                       limits=UploadLimits(photo_mb=args.max_photo_mb, video_mb=args.max_video_mb))
+                       limits=UploadLimits(photo_mb=args.max_photo_mb, video_mb=args.max_video_mb,
+                                           video_s=args.max_video_s))
     warning = exposure_warning(args.host, args.share, auth)
     if warning:
         print(warning, file=sys.stderr)
@@ -53,11 +54,15 @@ def _run(args: argparse.Namespace) -> int:
     try:
         app = build_app(config, service=service)
         app.queue(default_concurrency_limit=args.concurrency)
+        # quiet: Gradio's banner would advise launch(share=True); our flag is --share (printed below)
         app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-                   max_file_size=max(config.limits.photo_bytes, config.limits.video_bytes, config.limits.lora_bytes),
-                   prevent_thread_lock=True, quiet=False, footer_links=["api"])
+                   prevent_thread_lock=True, quiet=True, footer_links=["api"])
         print(f"arc2avatar: serving on http://{args.host}:{app.server_port} (work folder {config.work_dir}); "
               "Ctrl-C stops (running jobs checkpoint and continue at the next start)", flush=True)
+        if args.share:
+            print(f"arc2avatar: public link {app.share_url or '(could not be made)'}", flush=True)
+        else:
+            print("arc2avatar: --share also publishes a temporary public gradio.live link", flush=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         stop.wait()
@@ -95,6 +100,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="iterations between preview renders and checkpoints (default 50)")
     parser.add_argument("--max-photo-mb", type=float, default=20.0, help="largest photo upload (default 20 MB)")
     parser.add_argument("--max-video-mb", type=float, default=200.0, help="largest video upload (default 200 MB)")
+    parser.add_argument("--max-video-s", type=float, default=60.0,
+                        help="longest driving video, seconds; a drive job reads no more (default 60)")
     parser.add_argument("--concurrency", type=int, default=8,
                         help="page events handled at once (status polls are not limited; default 8)")
     parser.set_defaults(func=_run)

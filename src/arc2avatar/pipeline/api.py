@@ -31,6 +31,7 @@ from arc2avatar.confkit import from_dict, load_yaml, save_yaml
 from arc2avatar.errors import InputError
 from arc2avatar.pipeline.config import CreateConfig
 from arc2avatar.pipeline.meanface import fit_mean_face_for_run, initial_splats
+from arc2avatar.pipeline.preparing import PrepareReport
 from arc2avatar.pipeline.presets import CPU_SMOKE, PHOTO_DEMO, resolve_config
 from arc2avatar.pipeline.trainer import CHECKPOINT_NAME, Trainer, truncate_log
 from arc2avatar.prior.guidance import GuidancePrior
@@ -162,18 +163,21 @@ def _optimise(
     device: torch.device,
     resume: bool,
     progress: bool,
+    report: PrepareReport,
 ) -> tuple[Avatar, dict[str, Any]]:
     started = time.perf_counter()
     metrics: dict[str, Any] = {}
     splats = initial_splats(setup, config.splat_init)
     if resume:
+        report.step("loading the checkpoint")
         trainer = Trainer(config, prior, setup, splats.to(device), out_dir, device, progress=progress)
         trainer.load_checkpoint()
     else:
         truncate_log(out_dir / LOG_NAME, 0)  # a run started over drops the records of the stopped one
-        splats, meanface = fit_mean_face_for_run(setup, config, device, progress)
+        splats, meanface = fit_mean_face_for_run(setup, config, device, progress, report)
         metrics["meanface"] = meanface
         trainer = Trainer(config, prior, setup, splats.to(device), out_dir, device, progress=progress)
+    report.finish()
     final = trainer.run()
     trainer.save_checkpoint()  # the finished state: a run stopped while writing the outputs resumes here
     metrics["iterations"] = config.iterations
@@ -262,14 +266,18 @@ def create(
     with run_lock(out_dir, resume):
         if not resume:
             save_yaml(config, out_dir / CONFIG_NAME, header=f"arc2avatar create — resolved config (preset {config.preset})")
+        report = PrepareReport(out_dir)
+        report.step("identity embedding")
         identity = embed_photos(photo_paths, paths)
         np.save(out_dir / "identity.npy", identity.vector)
+        report.step("loading the Arc2Face prior")
         prior = Arc2FaceGuidance.from_pretrained(
             paths, torch.from_numpy(identity.vector), device=device, lora=lora_path, config=config.prior,
             accel=config.accel,
         )
+        report.step("building the template")
         setup = build_head(config.template)
-        avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress)
+        avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress, report)
         metrics["photos"] = [str(p) for p in identity.photos_used]
         files = _finish(out_dir, avatar, config, metrics, setup)
         return CreateResult(out_dir, avatar, files, metrics)
@@ -309,11 +317,13 @@ def demo(
     with run_lock(out_dir, resume):
         if not resume:
             save_yaml(config, out_dir / CONFIG_NAME, header=f"arc2avatar demo — resolved config (preset {config.preset})")
+        report = PrepareReport(out_dir)
+        report.step("building the template")
         setup = build_head(config.template)
         target = default_target(setup.upsampled.head, photo=image, face_triangles=setup.upsampled.num_face_triangles,
                                 photo_keypoints=keypoints).to(device)
         prior = OraclePrior(target, config.prior, oracle_latent_encoder(config))
-        avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress)
+        avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress, report)
         metrics["heldout"] = heldout_metrics(avatar, target, config)
         if photo_info:
             metrics["photo"] = photo_info
@@ -415,8 +425,10 @@ def _write_template(out_dir: Path, config: CreateConfig, device: torch.device, p
     from arc2avatar.cameras.model import orbit_cameras
     from arc2avatar.avatar.media import write_json, write_sheet
 
+    report = PrepareReport(None)  # the log only: this command's output is the fitted template itself
+    report.step("building the template")
     setup = build_head(config.template)
-    splats, stats = fit_mean_face_for_run(setup, config, device, progress)
+    splats, stats = fit_mean_face_for_run(setup, config, device, progress, report)
     avatar = Avatar(splats.detach_copy(), template=dict(setup.info), extra={"stage": "mean-face"})
     avatar.save(out_dir, ply_layout=config.outputs.ply_layout)
     size = config.meanface.resolution

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from arc2avatar._cache import cache_root, entry_lock
+from arc2avatar.pipeline.preparing import PrepareReport
 from arc2avatar._io import atomic_path
 from arc2avatar.cameras.samplers import CameraRanges, FacePhaseRanges, sample_face_phase, sample_paper
 from arc2avatar.head.raster import render_mesh
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from arc2avatar.pipeline.config import CreateConfig
 
 log = logging.getLogger(__name__)
+
+
+MEAN_FACE_STEP = "mean-face fit"
 
 
 def initial_splats(setup: HeadSetup, init: SplatInitConfig = SplatInitConfig()) -> GaussianSplats:
@@ -75,6 +79,7 @@ def fit_mean_face(
     device: torch.device | str = "cpu",
     seed: int = 0,
     progress: bool = False,
+    report: PrepareReport | None = None,
 ) -> tuple[GaussianSplats, dict[str, float]]:
     """Fit the template splats to mesh renders of the template's mean colours (paper §3.4 eq. 7; docs/method.md §6).
 
@@ -85,22 +90,24 @@ def fit_mean_face(
     the face-position regulariser toward the template vertices (``position_weight``, docs/method.md §4),
     so the correspondence survives. The result is cached per (template, config) under
     ``cache_root()/meanface`` (``$ARC2AVATAR_CACHE`` or ``~/.cache/arc2avatar``); anchors are the
-    fitted face positions.
+    fitted face positions. ``report`` hears each fit's iterations, or that the cache answered.
 
     Returns:
         the splats (a new object) and ``{"psnr": face PSNR, "head_psnr": ..., "cached": 0/1}``.
     """
     key = _cache_key(setup, config, cameras, init, head_cameras)
     cache_file = cache_root() / "meanface" / f"{setup.info['name']}-{key}.safetensors"
+    report = report or PrepareReport(None)
     if not config.cache:
         return _fit_mean_face(setup, splats, config, cameras, head_cameras, position_weight, device, seed,
-                              progress, None)
+                              progress, None, report)
     with entry_lock(cache_file) as locked:  # another process computing this entry: wait, then read it
         cached = _read_cached_mean_face(cache_file, splats)
         if cached is not None:
+            report.step(MEAN_FACE_STEP, 1, 1, cached=True)
             return cached
         return _fit_mean_face(setup, splats, config, cameras, head_cameras, position_weight, device, seed,
-                              progress, cache_file if locked else None)
+                              progress, cache_file if locked else None, report)
 
 
 def _read_cached_mean_face(cache_file: Path, splats: GaussianSplats) -> tuple[GaussianSplats, dict[str, float]] | None:
@@ -121,7 +128,7 @@ def _read_cached_mean_face(cache_file: Path, splats: GaussianSplats) -> tuple[Ga
 
 def _fit_mean_face(setup: HeadSetup, splats: GaussianSplats, config: MeanFaceConfig, cameras: Any,
                    head_cameras: Any, position_weight: float, device: Any, seed: int, progress: bool,
-                   cache_file: Path | None) -> tuple[GaussianSplats, dict[str, float]]:
+                   cache_file: Path | None, report: PrepareReport) -> tuple[GaussianSplats, dict[str, float]]:
     stats: dict[str, float] = {"iterations": float(config.iterations), "head_iterations": float(config.head_iterations)}
     vertices, faces, colors = (t.to(device) for t in (setup.upsampled.head.vertices, setup.upsampled.head.faces,
                                                       setup.upsampled.head.vertex_colors))
@@ -134,14 +141,14 @@ def _fit_mean_face(setup: HeadSetup, splats: GaussianSplats, config: MeanFaceCon
         face = work.select(face_rows)
         sample_face = lambda: sample_face_phase(cameras, generator, size, size, config.views_per_step)  # noqa: E731
         _fit(face, vertices, faces[:num_face_triangles], colors, sample_face, config, config.iterations,
-             position_weight, "mean face", progress)
+             position_weight, "mean face", progress, report)
         work = _replace_rows(work, face_rows, face)
         stats["psnr"] = _psnr(face, vertices, faces[:num_face_triangles], colors,
                               sample_face_phase(cameras, torch.Generator().manual_seed(12345), size, size, 8).to(device))
     if config.head_iterations > 0:
         sample_head = lambda: sample_paper(head_cameras, 0, generator, size, size, 4)  # noqa: E731
         _fit(work, vertices, faces, colors, sample_head, config, config.head_iterations, position_weight,
-             "mean head", progress)
+             "mean head", progress, report)
         stats["head_psnr"] = _psnr(work, vertices, faces, colors,
                                    sample_paper(head_cameras, 0, torch.Generator().manual_seed(12345), size, size, 8).to(device))
     work.rebase_anchors()
@@ -176,6 +183,7 @@ def _fit(
     position_weight: float,
     desc: str,
     progress: bool,
+    report: PrepareReport,
 ) -> None:
     """Optimise ``splats`` in place against mesh renders (L1 + D-SSIM, face positions held)."""
     from tqdm.auto import tqdm
@@ -185,6 +193,8 @@ def _fit(
     optimizer = make_optimizer(splats, optim_config)
     white = torch.ones(3, device=device)
     face = splats.face_mask
+    step = f"{desc.replace(' ', '-')} fit"
+    report.step(step, 0, iterations)
     for iteration in tqdm(range(1, iterations + 1), desc=desc, disable=not progress, leave=False):
         update_learning_rates(optimizer, iteration, optim_config)
         if config.lr_scale != 1.0:
@@ -199,6 +209,7 @@ def _fit(
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        report.step(step, iteration, iterations)
 
 
 @torch.no_grad()
@@ -212,12 +223,13 @@ def _psnr(splats: GaussianSplats, vertices: Tensor, faces: Tensor, colors: Tenso
 
 
 def fit_mean_face_for_run(
-    setup: HeadSetup, config: CreateConfig, device: torch.device | str = "cpu", progress: bool = False
+    setup: HeadSetup, config: CreateConfig, device: torch.device | str = "cpu", progress: bool = False,
+    report: PrepareReport | None = None,
 ) -> tuple[GaussianSplats, dict[str, float]]:
     """``fit_mean_face`` of one run's settings: its template splats (``splat_init``), fitted with
     its ``meanface`` group, face and head cameras, face-position weight and seed."""
     return fit_mean_face(
         setup, initial_splats(setup, config.splat_init), config.meanface, config.face_cameras,
         head_cameras=config.cameras, init=config.splat_init, position_weight=config.losses.face_position,
-        device=device, seed=config.seed, progress=progress,
+        device=device, seed=config.seed, progress=progress, report=report,
     )
