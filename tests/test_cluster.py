@@ -239,6 +239,12 @@ def test_the_app_runs_its_avatar_job_on_the_cluster_with_progress_and_keeps_it_a
             status = client.predict(job, api_name="/job_status")[0]
             return status if status.get("iteration", 0) >= PREVIEW_EVERY and (job_dir / "preview.png").is_file() else None
 
+        other = client.predict([handle_file(str(tmp_path / "me.png"))], "cpu-smoke", 1, api_name="/create_avatar")
+        _wait_for(lambda: any(e["event"] == "start" for e in _events(server.work / "jobs" / other / "cluster_log.jsonl")),
+                  NODE_S, "the second job to start on the other node")
+        assert client.predict(other, api_name="/cancel_job")["state"] == "cancelled"  # its Ray task is cancelled
+        _wait_for(lambda: any(e["event"] == "cancelled" for e in _events(server.work / "jobs" / other / "cluster_log.jsonl")),
+                  NODE_S, "the cancelled task to end")
         status = _wait_for(progress, NODE_S, "progress and a preview from the cluster")
         assert status["state"] == "running" and status["iterations"] == 30 and "eta_s" in status, status
         assert status["message"].startswith(f"running: iteration {status['iteration']}/30"), status
@@ -259,3 +265,26 @@ def test_the_app_runs_its_avatar_job_on_the_cluster_with_progress_and_keeps_it_a
     assert len(starts) == 2 and starts[1]["resume_iteration"] == reached[-1] >= PREVIEW_EVERY, (starts, reached)
     iterations = [json.loads(line)["iteration"] for line in (job_dir / "out" / "log.jsonl").read_text().splitlines()]
     assert iterations == list(range(1, 31)), iterations
+    assert JobStore(server.work).get(other).state == "cancelled"
+
+
+def test_ctrl_c_on_create_batch_cancels_its_ray_tasks_and_keeps_their_checkpoints_at_the_head(cluster, tmp_path):
+    import ray
+
+    _photo(tmp_path / "photos" / "fay.png")
+    out = tmp_path / "avatars"
+    command = [sys.executable, "-m", "arc2avatar.cli.main", "create-batch", str(tmp_path / "photos"), "-o", str(out),
+               "--oracle", "--ray", cluster.address, *sum((["--set", s] for s in LONGER), [])]
+    batch = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    try:
+        _wait_for(lambda: any(e["event"] == "checkpoint" for e in _events(out / "cluster_log.jsonl")), NODE_S,
+                  "the job's first checkpoint at the head")
+        batch.send_signal(signal.SIGINT)
+        printed = batch.communicate(timeout=NODE_S)[0]
+    finally:
+        batch.kill()
+    assert batch.returncode == 130, printed
+    events = _events(out / "cluster_log.jsonl")
+    assert events[-1]["event"] == "cancelled", events
+    assert (out / "fay" / "checkpoint.pt").is_file()  # the next create-batch resumes from it
+    _wait_for(lambda: ray.available_resources().get("GPU", 0) == 2, 30, "the cancelled task to give its GPU back")

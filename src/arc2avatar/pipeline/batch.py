@@ -370,9 +370,9 @@ class LocalPool:
 
     retry_failures = True
 
-    def __init__(self, slots: Sequence[str | None], threads: int) -> None:
+    def __init__(self, slots: Sequence[str | None], threads: int, jobs: int | None = None) -> None:
         self.slots = list(slots)
-        self.workers = [Worker(gpu, threads) for gpu in self.slots]
+        self.workers = [Worker(gpu, threads) for gpu in self.slots[:jobs]]  # no more processes than jobs
         self.capacity = len(self.workers)
         self._busy: dict[Future, Worker] = {}
 
@@ -441,15 +441,16 @@ def create_batch(
     if backend is None:
         check_batch_inputs(options)
         slots = worker_gpus(plan, visible_gpus() if plan.gpus != 0 else [])
+        engine = None
     else:  # the weights are checked on each node, where they are read
         check_batch_inputs(options, weights=False)
-        slots = []
+        slots, engine = [], backend(out_dir)  # connects (or fails) before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
-    return _run_batch(jobs, options, plan, slots, photos_dir, out_dir, backend)
+    return _run_batch(jobs, options, plan, slots, photos_dir, out_dir, engine)
 
 
 def _run_batch(jobs: list[BatchJob], options: BatchOptions, plan: WorkerPlan, slots: list[str | None],
-               photos_dir: Path, out_dir: Path, make_backend: Callable[[Path], JobBackend] | None = None) -> BatchResult:
+               photos_dir: Path, out_dir: Path, engine: JobBackend | None = None) -> BatchResult:
     from arc2avatar.pipeline.api import run_state
 
     started = time.perf_counter()
@@ -462,16 +463,15 @@ def _run_batch(jobs: list[BatchJob], options: BatchOptions, plan: WorkerPlan, sl
             log.info("%s: skipped, %s already holds a finished avatar", job.name, job.out_dir)
         else:
             pending.append(job)
-    if make_backend is None:
+    if engine is None:
         threads = plan.threads_per_worker or max(1, (os.cpu_count() or 1) // len(slots))
-        backend: JobBackend = LocalPool(slots[:len(pending)], threads)
-    else:
-        backend = make_backend(out_dir)
-    engine = backend.describe()
+        engine = LocalPool(slots, threads, jobs=len(pending))
+    backend: JobBackend = engine
+    described = backend.describe()
     running: dict[Future, tuple[BatchJob, float]] = {}
     retries = plan.retries if backend.retry_failures else 0
     log.info("create-batch: %d job(s) to run, %d skipped, on %s", len(pending), len(jobs) - len(pending),
-             ", ".join(f"{k} {v}" for k, v in engine.items()))
+             ", ".join(f"{k} {v}" for k, v in described.items()))
     try:
         while pending or running:
             while pending and len(running) < backend.capacity:
@@ -490,11 +490,11 @@ def _run_batch(jobs: list[BatchJob], options: BatchOptions, plan: WorkerPlan, sl
                 if _record(reports[job.name], attempt, retries):
                     pending.append(job)
                 result.wall_s = time.perf_counter() - started
-                write_summary(result, photos_dir, options, engine)
+                write_summary(result, photos_dir, options, described)
     finally:  # also on Ctrl-C: the workers stop on their own SIGINT (a checkpoint to resume), a cluster's
         backend.close()  # tasks are cancelled (each sends its checkpoint to the head); the summary says where
         result.wall_s = time.perf_counter() - started
-        write_summary(result, photos_dir, options, engine)
+        write_summary(result, photos_dir, options, described)
     return result
 
 
