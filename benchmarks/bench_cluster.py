@@ -8,8 +8,10 @@ iteration mean face, ``--iterations``, a checkpoint every 5 iterations):
 
 * ``local``: ``create_batch`` with one local worker process (``--workers 1 --threads 1``), ``--jobs`` jobs;
 * ``ray``: the same jobs through ``--ray`` on a ``ray.cluster_utils.Cluster`` of a head and one
-  worker node (one GPU advertised, one CPU), so both run one job at a time; per-job seconds are the
-  batch's wall time over the jobs, and overhead = ray − local;
+  worker node (one GPU advertised, one CPU), so both run one job at a time. Per job: the batch's wall
+  time, the seconds inside ``create`` / ``demo`` (``job_s``, timed by the worker), and the rest
+  (wall − Σ job_s, over the jobs: process start, imports, hand-over, transfers, writing at the head);
+  overhead = ray's rest − local's rest (the run itself varies with the machine's load, the rest less);
 * bytes per job: inputs to the node, checkpoints + progress log + previews to the head, the
   finished folder back (``batch_summary.json``'s metrics, counted by the backend);
 * ``node_loss``: a head and two worker nodes, one job of 4 × ``--iterations``; once its first
@@ -101,8 +103,14 @@ def main() -> None:
     finally:
         ray.shutdown()
         nodes.shutdown()
-    per_job = {"local_s": round(local_s / args.jobs, 2), "ray_s": round(ray_s / args.jobs, 2)}
-    per_job["overhead_s"] = round(per_job["ray_s"] - per_job["local_s"], 2)
+    def outside(batch, wall: float) -> float:  # per job: the batch's wall time not spent in create/demo itself
+        return round((wall - sum(j.metrics["job_s"] for j in batch.jobs)) / args.jobs, 2)
+
+    per_job = {"local_wall_s": round(local_s / args.jobs, 2), "ray_wall_s": round(ray_s / args.jobs, 2),
+               "local_outside_job_s": outside(local, local_s), "ray_outside_job_s": outside(remote, ray_s),
+               "local_job_s": round(sum(j.metrics["job_s"] for j in local.jobs) / args.jobs, 2),
+               "ray_job_s": round(sum(j.metrics["job_s"] for j in remote.jobs) / args.jobs, 2)}
+    per_job["overhead_s"] = round(per_job["ray_outside_job_s"] - per_job["local_outside_job_s"], 2)
     keys = ("bytes_inputs", "bytes_to_head_progress", "bytes_result", "bytes_to_node_resume")
     moved = {k: int(statistics.mean(j.metrics.get(k, 0) for j in remote.jobs)) for k in keys}
     checkpoints = [e for e in _events(root / "ray" / "cluster_log.jsonl") if e["event"] == "checkpoint"]

@@ -228,6 +228,7 @@ def run_remote(job: RemoteJob, inputs: dict[str, tuple[str, Any]], inbox: Any, p
         shipper = Shipper(inbox, job, attempt_no, out_dir, progress_s)
         shipper.mark_sent(resume_files)  # the head holds these already
         shipper.start()
+        started = time.perf_counter()
         try:
             result = _run(job, paths, out_dir, resume)
         except Exception as error:  # noqa: BLE001 - the job's own failure: reported, not retried
@@ -242,7 +243,8 @@ def run_remote(job: RemoteJob, inputs: dict[str, tuple[str, Any]], inbox: Any, p
             raise
         shipper.stop()
         first, last = _iterations_run(out_dir / "log.jsonl", resume_iteration)
-        attempt = Attempt(True, output=job.head_dir, metrics=run_figures(result.metrics))
+        attempt = Attempt(True, output=job.head_dir, metrics={**run_figures(result.metrics),
+                                                              "job_s": time.perf_counter() - started})
         return RemoteResult(attempt, folder_files(out_dir), node, attempt_no, first, last)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -207,7 +207,9 @@ def one_line(error: BaseException) -> str:
 
 
 def run_figures(metrics: dict[str, Any]) -> dict[str, float]:
-    """A few scalar figures of a finished run for the summary."""
+    """A few scalar figures of a finished run for the summary (``job_s``, added by the worker: the
+    seconds of the ``create`` / ``demo`` call itself, so a job's ``seconds`` minus it is what handing
+    it over and bringing the result back cost)."""
     out = {k: float(metrics[k]) for k in ("num_splats", "optimisation_s", "seconds_per_iteration", "wall_s") if k in metrics}
     heldout = metrics.get("heldout") or {}
     out.update({f"heldout_{k}": float(heldout[k]) for k in ("psnr", "ssim") if k in heldout})
@@ -218,6 +220,7 @@ def run_job(job: BatchJob, options: BatchOptions) -> Attempt:
     """Make one avatar (resuming its unfinished run); any failure is returned, not raised."""
     from arc2avatar.pipeline.api import create, demo, run_state
 
+    started = time.perf_counter()
     try:
         resume = run_state(job.out_dir) == "unfinished"
         common = dict(preset=options.resolved_preset, config_path=options.config_path,
@@ -230,7 +233,7 @@ def run_job(job: BatchJob, options: BatchOptions) -> Attempt:
     except Exception as error:  # reported in the summary; the batch goes on
         detail = None if isinstance(error, Arc2AvatarError) else traceback.format_exc()
         return Attempt(False, error=one_line(error), detail=detail)
-    return Attempt(True, output=str(result.out_dir), metrics=run_figures(result.metrics))
+    return Attempt(True, output=str(result.out_dir), metrics={**run_figures(result.metrics), "job_s": time.perf_counter() - started})
 
 
 # --------------------------------------------------------------------------- the parent
