@@ -83,7 +83,8 @@ class Inbox:
         """A new attempt of ``job`` on ``node``: its number, the head's resume files, their iteration."""
         self.jobs[job.key] = job
         if job.key not in self.attempts:  # a head restarted (the app): number on from its log
-            self.attempts[job.key] = sum(1 for e in _read_events(job.events_path) if e.get("event") == "start")
+            self.attempts[job.key] = sum(1 for e in _read_events(job.events_path)
+                                         if e.get("event") == "start" and e.get("job") == job.key)
         attempt = self.attempts[job.key] + 1
         self.attempts[job.key] = attempt
         head = Path(job.head_dir)
@@ -257,7 +258,7 @@ class RayBackend:
             else:
                 attempt = dataclasses.replace(result.attempt, node=result.node)
                 record.update(node=result.node, attempt=result.attempt_no, first_iteration=result.first_iteration,
-                              last_iteration=result.last_iteration)
+                              last_iteration=result.last_iteration, node_end_t=round(result.ended, 3))
                 if attempt.ok:
                     write_finished(Path(job.head_dir), result.files)
                     record["bytes_result"] = sum(len(b) for b in result.files.values())

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from arc2avatar.cluster.spec import RemoteJob
-from arc2avatar.errors import Arc2AvatarError
+from arc2avatar.errors import Arc2AvatarError, MissingWeightsError
 from arc2avatar.pipeline.batch import Attempt, one_line, run_figures
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ PROGRESS_FILES = ("config.yaml", "log.jsonl", "progress.png")  # sent between ch
 @dataclass
 class RemoteResult:
     """What a task returns: the attempt, the finished folder (relative path → bytes; empty when it
-    failed), the node that ran it, the attempt number (1 = first) and the iterations it ran."""
+    failed), the node that ran it, the attempt number (1 = first), the iterations it ran and when
+    it ended on the node."""
 
     attempt: Attempt
     files: dict[str, bytes] = field(default_factory=dict)
@@ -51,6 +52,7 @@ class RemoteResult:
     attempt_no: int = 0
     first_iteration: int | None = None
     last_iteration: int | None = None
+    ended: float = field(default_factory=time.time)  # when the node finished with it (epoch seconds)
 
 
 def node_label() -> str:
@@ -234,6 +236,9 @@ def run_remote(job: RemoteJob, inputs: dict[str, tuple[str, Any]], inbox: Any, p
         except Exception as error:  # noqa: BLE001 - the job's own failure: reported, not retried
             shipper.stop()
             text = one_line(error)
+            if isinstance(error, MissingWeightsError):  # the files missing on this node, and how to fetch them there
+                lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+                text = f"on node {node}: {' '.join(lines[:1] + lines[-1:])}"
             for role, path in paths.items():  # name the head's file, not the node's scratch copy
                 text = text.replace(str(path), job.input_files()[role])
             detail = None if isinstance(error, Arc2AvatarError) else traceback.format_exc()
