@@ -303,3 +303,20 @@ def test_a_node_without_the_weights_fails_the_job_with_the_usual_message_and_no_
     assert not attempt.ok and "arc2avatar weights download" in attempt.error and str(tmp_path / "no-weights") in attempt.error
     assert [e["event"] for e in _events(tmp_path / "events.jsonl")] == ["start", "failed"]  # not retried
     assert not (tmp_path / "gil").exists()  # nothing written at the head
+
+
+def test_a_finished_folder_replaces_the_checkpoint_at_the_head_and_never_lands_outside_it(tmp_path):
+    from arc2avatar.cluster.head import write_finished
+    from arc2avatar.pipeline.api import run_state
+
+    head = tmp_path / "avatars" / "ann"
+    head.mkdir(parents=True)
+    for name in ("checkpoint.pt", "config.yaml", "log.jsonl", "stale.png"):
+        (head / name).write_bytes(b"from the run")
+    assert run_state(head) == "unfinished"
+    with pytest.raises(InputError, match="outside the avatar folder"):
+        write_finished(head, {"../evil.txt": b"x", "config.yaml": b"new"})
+    assert not (tmp_path / "avatars" / "evil.txt").exists() and (head / "config.yaml").read_bytes() == b"from the run"
+    write_finished(head, {"config.yaml": b"c", "log.jsonl": b"l", "avatar/avatar.json": b"{}", "avatar.ply": b"p"})
+    assert run_state(head) == "finished"
+    assert _layout(head) == {"config.yaml", "log.jsonl", "avatar/avatar.json", "avatar.ply"}

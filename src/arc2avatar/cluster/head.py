@@ -136,6 +136,9 @@ def write_finished(head_dir: Path, files: dict[str, bytes]) -> None:
     """Put a finished avatar folder into ``head_dir``: every file atomically, the finished mark
     (``avatar/avatar.json``) last, then the checkpoint removed, so the folder reads as unfinished
     (resumable) until it reads as finished, never as anything in between."""
+    outside = [n for n in files if Path(n).is_absolute() or ".." in Path(n).parts]
+    if outside:
+        raise InputError(f"a node sent files outside the avatar folder ({', '.join(outside[:3])}); nothing was written")
     head_dir.mkdir(parents=True, exist_ok=True)
     for name in sorted(files, key=lambda n: n == FINISHED_MARKER):
         atomic_write_bytes(head_dir / name, files[name])

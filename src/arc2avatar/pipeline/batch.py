@@ -248,7 +248,7 @@ class JobReport:
         seconds: wall-clock seconds of all attempts, from hand-over to the worker to its answer.
         output: the avatar folder; error: the last error's one line (failed jobs);
         detail: its traceback (failures that are not input errors).
-        gpu: the GPU id of the last attempt's worker (None: CPU).
+        gpu: the GPU id of the last attempt's worker (None: CPU); on a cluster, the node that ran it.
         metrics: figures of the finished run (splats, seconds per iteration, oracle PSNR/SSIM).
     """
 
