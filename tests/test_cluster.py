@@ -9,7 +9,12 @@ the CPU path with the oracle prior and a tiny schedule. One cluster serves the w
   resumed from the last checkpoint that reached the head (no iteration before it runs twice);
 * the app (``serve --ray``) against the cluster through gradio_client: create → progress (with a
   preview) → finished, across a restart of the app while the task runs;
+* Ctrl-C on ``create-batch --ray`` cancels its task, whose checkpoint reaches the head first;
+* a node without the weights fails its job with the usual message, not retried;
 * without Ray, ``--ray`` says in one line what to install.
+
+Time: about 4–5 minutes on a 2-core machine shared with six other agents' test runs (load 15–25),
+the cluster's start 16–27 s of it; the three ``slow`` proofs (batch, node loss, app) are most of it.
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ def cluster(tmp_path_factory):
     nodes.shutdown()
 
 
+@pytest.mark.slow
 def test_create_batch_on_the_cluster_runs_two_at_a_time_like_a_local_run_and_does_not_retry_a_bad_photo(
         cluster, tmp_path, capsys):
     from arc2avatar.pipeline.batch import SUMMARY_NAME, create_batch
@@ -148,6 +154,7 @@ def test_ray_resources_are_parsed_or_refused_in_one_line():
 LONGER = [*TINY[:-2], "iterations=16", "checkpoint_every=4", "log_every=1"]
 
 
+@pytest.mark.slow
 def test_a_lost_node_s_job_finishes_on_the_other_node_from_the_last_checkpoint_that_reached_the_head(cluster, tmp_path):
     from arc2avatar.cluster import RayOptions
     from arc2avatar.cluster.batch import ray_batch_backend
@@ -223,6 +230,7 @@ class Server:
         self.process = None
 
 
+@pytest.mark.slow
 def test_the_app_runs_its_avatar_job_on_the_cluster_with_progress_and_keeps_it_across_a_restart(cluster, tmp_path):
     pytest.importorskip("gradio_client")
     from gradio_client import Client, handle_file
