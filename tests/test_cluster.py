@@ -13,8 +13,9 @@ the CPU path with the oracle prior and a tiny schedule. One cluster serves the w
 * a node without the weights fails its job with the usual message, not retried;
 * without Ray, ``--ray`` says in one line what to install.
 
-Time: about 4–5 minutes on a 2-core machine shared with six other agents' test runs (load 15–25),
-the cluster's start 16–27 s of it; the three ``slow`` proofs (batch, node loss, app) are most of it.
+Time, on a 2-core machine shared with six other agents' test runs: 7 min 35 s at a load average
+of 15–25, about 4 min at 8 (the cluster's start 16–27 s of it); the three ``slow`` proofs (batch,
+node loss, app) are nearly all of it.
 """
 
 from __future__ import annotations
