@@ -8,7 +8,9 @@ Jobs: every image file directly in ``PHOTOS_DIR`` is one avatar named after its 
 (``alice.jpg`` → ``OUT_DIR/alice/``); every sub-folder holding images is one identity with
 several photos (``bob/*.jpg`` → ``OUT_DIR/bob/``, all photos passed to ``create``).
 
-Engine: ``concurrent.futures.ProcessPoolExecutor`` with the spawn start method, one single-process
+Engine: a ``JobBackend`` (issue 29). The default, ``LocalPool``, is described here; with
+``--ray`` the jobs run as Ray tasks on a cluster instead (``arc2avatar.cluster.batch``,
+docs/cluster.md). ``LocalPool``: ``concurrent.futures.ProcessPoolExecutor`` with the spawn start method, one single-process
 pool per worker, each worker pinned to its GPU by ``CUDA_VISIBLE_DEVICES`` (set in the worker's
 initializer, before torch touches CUDA). One pool per worker rather than one shared pool: a worker
 that dies (out of memory, a crash in a CUDA kernel) breaks only its own pool, so only its own job
@@ -346,7 +348,9 @@ def check_batch_inputs(options: BatchOptions, weights: bool = True) -> None:
 class JobBackend(Protocol):
     """Where a batch's jobs run (issue 29): the local worker pool (``LocalPool``, the default) or a
     cluster (``arc2avatar.cluster``). ``submit`` hands one job over and returns a Future;
-    ``outcome`` reads its ``Attempt``; ``close`` stops what still runs (each job keeps a checkpoint).
+    ``outcome`` reads its ``Attempt``; ``where`` names the GPU it went to, when known at hand-over;
+    ``describe`` says what the engine is (for the summary); ``close`` stops what still runs (each
+    job keeps a checkpoint).
 
     Attributes:
         capacity: jobs handed over at once (a cluster queues more itself).
