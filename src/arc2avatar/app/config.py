@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from arc2avatar.errors import InputError
 
@@ -86,6 +87,8 @@ class AppConfig:
         private_jobs: a job (and the gallery) is visible only to the user who made it; set by
             ``serve --auth`` (without login everyone on the page is the same user).
         limits: upload limits.
+        ray: run ``create`` jobs on this Ray cluster (``arc2avatar.cluster.RayOptions``; ``serve
+            --ray``, docs/cluster.md) instead of this machine's worker processes; None = here.
     """
 
     work_dir: Path = Path("arc2avatar-work")
@@ -98,6 +101,7 @@ class AppConfig:
     refresh_s: float = 1.0
     private_jobs: bool = False
     limits: UploadLimits = UploadLimits()
+    ray: Any = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "work_dir", Path(self.work_dir).expanduser().resolve())

@@ -78,7 +78,13 @@ class Service:
         self._iterations: dict[str, int] = {}
         self.dispatcher: Dispatcher | None = None
         if start_workers and not in_worker_process():  # a worker re-running the app's script starts nothing
-            self.dispatcher = Dispatcher(self.store, self.task_of, config.gpus, config.cpu_workers, self._finished).start()
+            backend = None
+            if config.ray is not None:  # create jobs on a Ray cluster (docs/cluster.md)
+                from arc2avatar.app.remote import RayJobs
+
+                backend = RayJobs(config.ray)
+            self.dispatcher = Dispatcher(self.store, self.task_of, config.gpus, config.cpu_workers, self._finished,
+                                         backend=backend).start()
 
     def close(self) -> None:
         if self.dispatcher is not None:

@@ -301,10 +301,13 @@ class Dispatcher:
         task_of: builds a job's ``Task``.
         gpus: GPUs for ``create`` jobs (None: all visible); cpu_workers: without GPUs.
         on_done: called (in the dispatcher thread) with each job that finished well.
+        backend: runs the ``create`` jobs elsewhere (``app.remote.RayJobs``: ``slots``, ``submit(task)``
+            → Future, ``cancel(job_id)``, ``close(wait_s)``); None = this machine's worker processes.
     """
 
-    def __init__(self, store: JobStore, task_of: Any, gpus: int | None, cpu_workers: int, on_done: Any = None) -> None:
-        self.store, self.task_of, self.on_done = store, task_of, on_done
+    def __init__(self, store: JobStore, task_of: Any, gpus: int | None, cpu_workers: int, on_done: Any = None,
+                 backend: Any = None) -> None:
+        self.store, self.task_of, self.on_done, self.backend = store, task_of, on_done, backend
         available = visible_gpus() if gpus != 0 else []
         if gpus and gpus > len(available):
             from arc2avatar.errors import InputError
@@ -315,6 +318,10 @@ class Dispatcher:
         threads = max(1, (os.cpu_count() or 1) // max(len(slots), 1))
         self.slots = [_Slot(f"gpu {g}" if g is not None else f"cpu {k}", CREATE_KINDS, AppWorker(g, threads))
                       for k, g in enumerate(slots)]
+        if backend is not None:  # create jobs on the cluster: its slots replace this machine's workers
+            for slot in self.slots:
+                slot.worker.close()
+            self.slots = [_Slot(f"cluster {k}", CREATE_KINDS, None) for k in range(backend.slots)]  # type: ignore[arg-type]
         self.slots.append(_Slot("render", RENDER_KINDS, AppWorker(slots[0] if slots else None, threads)))
         self.slots.append(_Slot("drive", DRIVE_KINDS, AppWorker(slots[0] if slots else None, threads)))
         self._stop = threading.Event()
@@ -344,7 +351,8 @@ class Dispatcher:
             job = self.store.claim(slot.kinds, slot.name)
             if job is not None:
                 log.info("job %s (%s): started on worker %s", job.id, job.kind, slot.name)
-                slot.job, slot.future = job, slot.worker.pool.submit(run_task, self.task_of(job))
+                slot.job, slot.future = job, (self.backend.submit(self.task_of(job)) if slot.worker is None
+                                              else slot.worker.pool.submit(run_task, self.task_of(job)))
 
     def _record(self, slot: _Slot) -> None:
         job, future = slot.job, slot.future
@@ -378,6 +386,8 @@ class Dispatcher:
         checkpoints and stops); False if it is not running here."""
         for slot in self.slots:
             if slot.job is not None and slot.job.id == job_id:
+                if slot.worker is None:
+                    return self.backend.cancel(job_id)
                 (self.store.job_dir(job_id) / CANCEL_NAME).touch()
                 return _signal_job(self.store.job_dir(job_id))
         return False
@@ -387,15 +397,18 @@ class Dispatcher:
         self._stop.set()
         self._thread.join(timeout=5.0)
         for slot in self.slots:
-            if slot.job is not None:
+            if slot.job is not None and slot.worker is not None:
                 _signal_job(self.store.job_dir(slot.job.id))
+        if self.backend is not None:  # cancels the cluster's tasks; each sends its checkpoint first
+            self.backend.close(wait_s)
         deadline = time.monotonic() + wait_s
         for slot in self.slots:
             if slot.future is not None:
                 with contextlib.suppress(Exception):
                     slot.future.exception(timeout=max(0.1, deadline - time.monotonic()))
                 self._record(slot)
-            slot.worker.pool.shutdown(wait=False, cancel_futures=True)
+            if slot.worker is not None:
+                slot.worker.pool.shutdown(wait=False, cancel_futures=True)
 
 
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/'\"]+/)+([^\s/'\"]+)")

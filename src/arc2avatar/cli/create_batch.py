@@ -10,10 +10,19 @@ from arc2avatar.pipeline.presets import PRESETS
 def _run(args: argparse.Namespace) -> int:
     from arc2avatar.pipeline.batch import create_batch
 
+    backend = None
+    if args.ray:
+        from arc2avatar.cluster import RayOptions, parse_resources, require_ray
+        from arc2avatar.cluster.batch import ray_batch_backend
+
+        require_ray()
+        backend = ray_batch_backend(RayOptions(args.ray, parse_resources(args.ray_resources),
+                                               cpus_per_job=float(args.threads or 1)))
     result = create_batch(
         args.photos_dir, args.out, gpus=args.gpus, workers=args.workers, retries=args.retries,
         threads_per_worker=args.threads, preset=args.preset, config_path=args.config, overrides=args.overrides,
         flame=args.flame, flame_masks=args.flame_masks, lora=args.lora, weights=args.weights, oracle=args.oracle,
+        backend=backend,
     )
     print(result.table())
     print(f"summary: {result.summary_path}")
@@ -51,4 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights", help="weights folder (default $ARC2AVATAR_WEIGHTS or ~/.cache/arc2avatar/weights)")
     parser.add_argument("--oracle", action="store_true",
                         help="offline oracle prior instead of Arc2Face (as `demo`; no weights needed)")
+    parser.add_argument("--ray", metavar="ADDRESS",
+                        help="run the jobs on a Ray cluster instead of this machine's GPUs: auto (the cluster this "
+                             "machine joined with `ray start`), HOST:PORT, or local (docs/cluster.md); needs the "
+                             "cluster extra")
+    parser.add_argument("--ray-resources", metavar="NAME=N[,NAME=N]",
+                        help="custom Ray resources each job asks for besides its GPU (or a JSON object)")
     parser.set_defaults(func=_run)

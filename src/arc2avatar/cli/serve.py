@@ -33,6 +33,12 @@ def exposure_warning(host: str, share: bool, auth: tuple[str, str] | None) -> st
 
 
 def _run(args: argparse.Namespace) -> int:
+    ray = None
+    if args.ray:  # before anything is imported or started: a missing Ray is one line at once
+        from arc2avatar.cluster import RayOptions, parse_resources, require_ray
+
+        require_ray()
+        ray = RayOptions(args.ray, parse_resources(args.ray_resources))
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -42,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
     from arc2avatar.app.ui import build_app
 
     auth = parse_auth(args.auth)
-    config = AppConfig(work_dir=args.work, gpus=args.gpus, cpu_workers=args.cpu_workers, weights=args.weights,
+    config = AppConfig(ray=ray, work_dir=args.work, gpus=args.gpus, cpu_workers=args.cpu_workers, weights=args.weights,
                        overrides=tuple(args.overrides), preview_every=args.preview_every, private_jobs=auth is not None,
                        limits=UploadLimits(photo_mb=args.max_photo_mb, video_mb=args.max_video_mb,
                                            video_s=args.max_video_s))
@@ -104,4 +110,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="longest driving video, seconds; a drive job reads no more (default 60)")
     parser.add_argument("--concurrency", type=int, default=8,
                         help="page events handled at once (status polls are not limited; default 8)")
+    parser.add_argument("--ray", metavar="ADDRESS",
+                        help="run avatar jobs on a Ray cluster instead of this machine's GPUs: auto, HOST:PORT or "
+                             "local (docs/cluster.md); needs the cluster extra")
+    parser.add_argument("--ray-resources", metavar="NAME=N[,NAME=N]",
+                        help="custom Ray resources each avatar job asks for besides its GPU (or a JSON object)")
     parser.set_defaults(func=_run)

@@ -8,7 +8,9 @@ Jobs: every image file directly in ``PHOTOS_DIR`` is one avatar named after its 
 (``alice.jpg`` → ``OUT_DIR/alice/``); every sub-folder holding images is one identity with
 several photos (``bob/*.jpg`` → ``OUT_DIR/bob/``, all photos passed to ``create``).
 
-Engine: ``concurrent.futures.ProcessPoolExecutor`` with the spawn start method, one single-process
+Engine: a ``JobBackend`` (issue 29). The default, ``LocalPool``, is described here; with
+``--ray`` the jobs run as Ray tasks on a cluster instead (``arc2avatar.cluster.batch``,
+docs/cluster.md). ``LocalPool``: ``concurrent.futures.ProcessPoolExecutor`` with the spawn start method, one single-process
 pool per worker, each worker pinned to its GPU by ``CUDA_VISIBLE_DEVICES`` (set in the worker's
 initializer, before torch touches CUDA). One pool per worker rather than one shared pool: a worker
 that dies (out of memory, a crash in a CUDA kernel) breaks only its own pool, so only its own job
@@ -36,7 +38,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Protocol, Sequence
 
 from arc2avatar._io import atomic_write_text
 from arc2avatar.errors import Arc2AvatarError, InputError
@@ -197,6 +199,7 @@ class Attempt:
     error: str | None = None
     detail: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    node: str | None = None
 
 
 def one_line(error: BaseException) -> str:
@@ -205,8 +208,10 @@ def one_line(error: BaseException) -> str:
     return text if isinstance(error, Arc2AvatarError) and text else f"{type(error).__name__}: {text}"
 
 
-def _figures(metrics: dict[str, Any]) -> dict[str, float]:
-    """A few scalar figures of a finished run for the summary."""
+def run_figures(metrics: dict[str, Any]) -> dict[str, float]:
+    """A few scalar figures of a finished run for the summary (``job_s``, added by the worker: the
+    seconds of the ``create`` / ``demo`` call itself, so a job's ``seconds`` minus it is what handing
+    it over and bringing the result back cost)."""
     out = {k: float(metrics[k]) for k in ("num_splats", "optimisation_s", "seconds_per_iteration", "wall_s") if k in metrics}
     heldout = metrics.get("heldout") or {}
     out.update({f"heldout_{k}": float(heldout[k]) for k in ("psnr", "ssim") if k in heldout})
@@ -217,6 +222,7 @@ def run_job(job: BatchJob, options: BatchOptions) -> Attempt:
     """Make one avatar (resuming its unfinished run); any failure is returned, not raised."""
     from arc2avatar.pipeline.api import create, demo, run_state
 
+    started = time.perf_counter()
     try:
         resume = run_state(job.out_dir) == "unfinished"
         common = dict(preset=options.resolved_preset, config_path=options.config_path,
@@ -229,7 +235,7 @@ def run_job(job: BatchJob, options: BatchOptions) -> Attempt:
     except Exception as error:  # reported in the summary; the batch goes on
         detail = None if isinstance(error, Arc2AvatarError) else traceback.format_exc()
         return Attempt(False, error=one_line(error), detail=detail)
-    return Attempt(True, output=str(result.out_dir), metrics=_figures(result.metrics))
+    return Attempt(True, output=str(result.out_dir), metrics={**run_figures(result.metrics), "job_s": time.perf_counter() - started})
 
 
 # --------------------------------------------------------------------------- the parent
@@ -244,7 +250,7 @@ class JobReport:
         seconds: wall-clock seconds of all attempts, from hand-over to the worker to its answer.
         output: the avatar folder; error: the last error's one line (failed jobs);
         detail: its traceback (failures that are not input errors).
-        gpu: the GPU id of the last attempt's worker (None: CPU).
+        gpu: the GPU id of the last attempt's worker (None: CPU); on a cluster, the node that ran it.
         metrics: figures of the finished run (splats, seconds per iteration, oracle PSNR/SSIM).
     """
 
@@ -292,10 +298,10 @@ class BatchResult:
                           f"{len(self.jobs)} job(s): {counts} in {self.wall_s:.1f} s"])
 
 
-def write_summary(result: BatchResult, photos_dir: Path, options: BatchOptions, gpus: list[str | None]) -> Path:
-    """``OUT_DIR/batch_summary.json``, atomically."""
+def write_summary(result: BatchResult, photos_dir: Path, options: BatchOptions, engine: dict[str, Any]) -> Path:
+    """``OUT_DIR/batch_summary.json``, atomically; ``engine``: the backend's ``describe()``."""
     data = {"photos_dir": str(photos_dir), "out_dir": str(result.out_dir), "wall_s": round(result.wall_s, 2),
-            "workers": len(gpus), "gpus": [g for g in gpus if g is not None], "options": dataclasses.asdict(options),
+            **engine, "options": dataclasses.asdict(options),
             "counts": result.counts(), "jobs": [dataclasses.asdict(j) for j in result.jobs]}
     atomic_write_text(result.summary_path, json.dumps(data, indent=2) + "\n")
     return result.summary_path
@@ -322,8 +328,9 @@ class Worker:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def check_batch_inputs(options: BatchOptions) -> None:
-    """Everything the jobs share is checked once, before any worker starts: config, LoRA, FLAME, weights."""
+def check_batch_inputs(options: BatchOptions, weights: bool = True) -> None:
+    """Everything the jobs share is checked once, before any worker starts: config, LoRA, FLAME, weights
+    (``weights=False``: not here; a cluster's nodes check their own)."""
     from arc2avatar.pipeline.api import flame_overrides, check_lora
     from arc2avatar.pipeline.presets import resolve_config
 
@@ -334,7 +341,67 @@ def check_batch_inputs(options: BatchOptions) -> None:
     from arc2avatar.weights.resolver import WeightsConfig, resolve_weights
 
     lora = check_lora(options.lora)
-    resolve_weights(WeightsConfig(root=options.weights, lora=lora), need={"prior", "identity", "detector"})
+    if weights:
+        resolve_weights(WeightsConfig(root=options.weights, lora=lora), need={"prior", "identity", "detector"})
+
+
+class JobBackend(Protocol):
+    """Where a batch's jobs run (issue 29): the local worker pool (``LocalPool``, the default) or a
+    cluster (``arc2avatar.cluster``). ``submit`` hands one job over and returns a Future;
+    ``outcome`` reads its ``Attempt``; ``where`` names the GPU it went to, when known at hand-over;
+    ``describe`` says what the engine is (for the summary); ``close`` stops what still runs (each
+    job keeps a checkpoint).
+
+    Attributes:
+        capacity: jobs handed over at once (a cluster queues more itself).
+        retry_failures: whether ``--retries`` applies to a job's own failures (a cluster retries
+            lost nodes itself and never a job that failed for a reason of its own).
+    """
+
+    capacity: int
+    retry_failures: bool
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def submit(self, job: BatchJob, options: BatchOptions) -> Future: ...
+
+    def outcome(self, future: Future) -> Attempt: ...
+
+    def where(self, future: Future) -> str | None: ...
+
+    def close(self) -> None: ...
+
+
+class LocalPool:
+    """The local engine: one ``Worker`` process per GPU (or CPU worker) of this machine."""
+
+    retry_failures = True
+
+    def __init__(self, slots: Sequence[str | None], threads: int, jobs: int | None = None) -> None:
+        self.slots = list(slots)
+        self.workers = [Worker(gpu, threads) for gpu in self.slots[:jobs]]  # no more processes than jobs
+        self.capacity = len(self.workers)
+        self._busy: dict[Future, Worker] = {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "local", "workers": len(self.slots), "gpus": [g for g in self.slots if g is not None]}
+
+    def submit(self, job: BatchJob, options: BatchOptions) -> Future:
+        worker = next(w for w in self.workers if w not in self._busy.values())
+        future = worker.pool.submit(run_job, job, options)
+        self._busy[future] = worker
+        return future
+
+    def where(self, future: Future) -> str | None:
+        worker = self._busy.get(future)
+        return None if worker is None else worker.gpu
+
+    def outcome(self, future: Future) -> Attempt:
+        return attempt_of(future, self._busy.pop(future))
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
 
 
 def create_batch(
@@ -353,6 +420,7 @@ def create_batch(
     lora: str | None = None,
     weights: str | None = None,
     oracle: bool = False,
+    backend: Callable[[Path], JobBackend] | None = None,
 ) -> BatchResult:
     """One avatar per photo (or identity folder) of ``photos_dir`` into ``out_dir/<name>/``, over N workers.
 
@@ -360,8 +428,10 @@ def create_batch(
         photos_dir: image files (one avatar each, named after the stem) and/or sub-folders of
             images (one identity each, named after the folder).
         out_dir: receives one folder per job and ``batch_summary.json``.
-        gpus, workers, retries, threads_per_worker: see ``WorkerPlan``.
+        gpus, workers, retries, threads_per_worker: see ``WorkerPlan`` (the local pool).
         preset, config_path, overrides, flame, flame_masks, lora, weights, oracle: see ``BatchOptions``.
+        backend: makes the ``JobBackend`` from the output folder, after the inputs are checked
+            (None: the local pool; ``arc2avatar.cluster.batch.ray_batch_backend``: a Ray cluster).
     Returns:
         ``BatchResult``; a failed job does not raise (``result.ok`` is False).
     Raises:
@@ -375,14 +445,19 @@ def create_batch(
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"output path {out_dir} exists and is not a folder")
     jobs = discover_jobs(photos_dir, out_dir)
-    check_batch_inputs(options)
-    slots = worker_gpus(plan, visible_gpus() if plan.gpus != 0 else [])
+    if backend is None:
+        check_batch_inputs(options)
+        slots = worker_gpus(plan, visible_gpus() if plan.gpus != 0 else [])
+        engine = None
+    else:  # the weights are checked on each node, where they are read
+        check_batch_inputs(options, weights=False)
+        slots, engine = [], backend(out_dir)  # connects (or fails) before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
-    return _run_batch(jobs, options, plan, slots, photos_dir, out_dir)
+    return _run_batch(jobs, options, plan, slots, photos_dir, out_dir, engine)
 
 
 def _run_batch(jobs: list[BatchJob], options: BatchOptions, plan: WorkerPlan, slots: list[str | None],
-               photos_dir: Path, out_dir: Path) -> BatchResult:
+               photos_dir: Path, out_dir: Path, engine: JobBackend | None = None) -> BatchResult:
     from arc2avatar.pipeline.api import run_state
 
     started = time.perf_counter()
@@ -395,32 +470,38 @@ def _run_batch(jobs: list[BatchJob], options: BatchOptions, plan: WorkerPlan, sl
             log.info("%s: skipped, %s already holds a finished avatar", job.name, job.out_dir)
         else:
             pending.append(job)
-    threads = plan.threads_per_worker or max(1, (os.cpu_count() or 1) // len(slots))
-    workers = [Worker(gpu, threads) for gpu in slots[:len(pending)]]
-    running: dict[Future, tuple[Worker, BatchJob, float]] = {}
-    log.info("create-batch: %d job(s) to run, %d skipped, %d worker(s) (GPUs: %s)", len(pending),
-             len(jobs) - len(pending), len(workers), ", ".join(g for g in slots if g is not None) or "none")
+    if engine is None:
+        threads = plan.threads_per_worker or max(1, (os.cpu_count() or 1) // len(slots))
+        engine = LocalPool(slots, threads, jobs=len(pending))
+    backend: JobBackend = engine
+    described = backend.describe()
+    running: dict[Future, tuple[BatchJob, float]] = {}
+    retries = plan.retries if backend.retry_failures else 0
+    log.info("create-batch: %d job(s) to run, %d skipped, on %s", len(pending), len(jobs) - len(pending),
+             ", ".join(f"{k} {v}" for k, v in described.items()))
     try:
         while pending or running:
-            for worker in workers:
-                if pending and worker not in {w for w, _, _ in running.values()}:
-                    job = pending.popleft()
-                    reports[job.name].attempts += 1
-                    reports[job.name].gpu = worker.gpu
-                    running[worker.pool.submit(run_job, job, options)] = (worker, job, time.perf_counter())
+            while pending and len(running) < backend.capacity:
+                job = pending.popleft()
+                reports[job.name].attempts += 1
+                future = backend.submit(job, options)
+                reports[job.name].gpu = backend.where(future)
+                running[future] = (job, time.perf_counter())
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                worker, job, handed_over = running.pop(future)
+                job, handed_over = running.pop(future)
                 reports[job.name].seconds = round(reports[job.name].seconds + time.perf_counter() - handed_over, 3)
-                if _record(reports[job.name], attempt_of(future, worker), plan.retries):
+                attempt = backend.outcome(future)
+                if attempt.node is not None:
+                    reports[job.name].gpu = attempt.node
+                if _record(reports[job.name], attempt, retries):
                     pending.append(job)
                 result.wall_s = time.perf_counter() - started
-                write_summary(result, photos_dir, options, slots)
-    finally:  # also on Ctrl-C: the workers stop on their own SIGINT (a checkpoint to resume), the summary says where
-        for worker in workers:
-            worker.close()
+                write_summary(result, photos_dir, options, described)
+    finally:  # also on Ctrl-C: the workers stop on their own SIGINT (a checkpoint to resume), a cluster's
+        backend.close()  # tasks are cancelled (each sends its checkpoint to the head); the summary says where
         result.wall_s = time.perf_counter() - started
-        write_summary(result, photos_dir, options, slots)
+        write_summary(result, photos_dir, options, described)
     return result
 
 
