@@ -22,7 +22,7 @@ import torch
 
 from arc2avatar._io import atomic_write_text
 from arc2avatar.avatar.export import FORMAT_NAMES, formats
-from arc2avatar.pipeline.config import TemplateConfig
+from arc2avatar.avatar.template import TemplateConfig
 from arc2avatar.avatar.model import Avatar
 from arc2avatar.avatar.template import build_head
 from arc2avatar.pipeline.meanface import initial_splats

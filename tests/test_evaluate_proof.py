@@ -27,7 +27,7 @@ from arc2avatar.testing.photos import astronaut_photo, photo_avatar
 from arc2avatar.evaluate.views import EvalViews, evaluation_cameras, render_views
 from arc2avatar.identity.dlib_faces import DlibFaceDetector
 from arc2avatar.pipeline.api import demo
-from arc2avatar.pipeline.config import TemplateConfig
+from arc2avatar.avatar.template import TemplateConfig
 from arc2avatar.pipeline.oracle import (
     default_target,
     frontal_plane,
@@ -105,7 +105,7 @@ def test_demo_avatar_of_a_real_photo_is_the_same_person_to_the_independent_judge
 
 def test_a_photo_demo_on_cpu_smoke_selects_the_finer_face_and_a_set_still_wins(tmp_path, monkeypatch):
     import arc2avatar.pipeline.api as api
-    from arc2avatar.pipeline.config import load_yaml
+    from arc2avatar.confkit import load_yaml
 
     class Stop(Exception):
         pass

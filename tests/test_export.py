@@ -22,7 +22,7 @@ from arc2avatar.avatar.export import FORMAT_NAMES, export_avatar, resolve_format
 from arc2avatar.avatar.formats.data import Y_UP_MATRIX
 from arc2avatar.cli.main import main
 from arc2avatar.errors import InputError
-from arc2avatar.pipeline.config import TemplateConfig
+from arc2avatar.avatar.template import TemplateConfig
 from arc2avatar.avatar.rig import apply_expression
 from arc2avatar.avatar.layout import PLY_NAME
 from arc2avatar.avatar.model import Avatar

@@ -25,7 +25,7 @@ from headless_chromium import headless_chromium
 
 from arc2avatar.avatar.formats.data import Y_UP_MATRIX
 from arc2avatar.cameras.model import orbit_cameras
-from arc2avatar.pipeline.config import TemplateConfig
+from arc2avatar.avatar.template import TemplateConfig
 from arc2avatar.avatar.model import Avatar
 from arc2avatar.avatar.template import build_head
 from arc2avatar.pipeline.meanface import initial_splats

@@ -14,7 +14,7 @@ import torch
 
 from arc2avatar.cli.main import main
 from arc2avatar.errors import InputError
-from arc2avatar.pipeline.config import TemplateConfig
+from arc2avatar.avatar.template import TemplateConfig
 from arc2avatar.avatar.rig import apply_expression, setup_for_avatar
 from arc2avatar.animate.sequence import load_sequence, preset_sequence
 from arc2avatar.avatar.model import Avatar

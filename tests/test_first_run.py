@@ -16,7 +16,7 @@ import torch
 
 from arc2avatar._threads import ThreadPolicy, choose_threads
 from arc2avatar.cli.main import main
-from arc2avatar.pipeline.config import TemplateConfig
+from arc2avatar.avatar.template import TemplateConfig
 from arc2avatar.avatar.model import Avatar
 
 README = Path(__file__).resolve().parents[1] / "README.md"

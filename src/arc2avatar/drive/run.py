@@ -253,7 +253,7 @@ def drive(
         "stage_seconds": timings,
         "outputs": {k: str(v) for k, v in paths.items()},
     }
-    from arc2avatar.avatar.media import write_json
+    from arc2avatar._io import write_json
 
     report_path = out.with_name(out.stem + ".report.json")
     write_json(report, report_path)

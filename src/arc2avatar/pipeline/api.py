@@ -197,7 +197,7 @@ def face_correspondence(splats: Any, setup: HeadSetup) -> dict[str, float]:
 
 
 def _finish(out_dir: Path, avatar: Avatar, config: CreateConfig, metrics: dict[str, Any], setup: HeadSetup) -> dict[str, Path]:
-    from arc2avatar.avatar.media import write_json
+    from arc2avatar._io import write_json
     from arc2avatar.viewer import VIEWER_NAME, write_avatar_viewer
 
     files = write_avatar_outputs(
@@ -413,7 +413,8 @@ def make_template(
 
 def _write_template(out_dir: Path, config: CreateConfig, device: torch.device, progress: bool) -> CreateResult:
     from arc2avatar.cameras.model import orbit_cameras
-    from arc2avatar.avatar.media import write_json, write_sheet
+    from arc2avatar._io import write_json
+    from arc2avatar.avatar.media import write_sheet
 
     setup = build_head(config.template)
     splats, stats = fit_mean_face_for_run(setup, config, device, progress)

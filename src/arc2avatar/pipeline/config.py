@@ -9,11 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from arc2avatar.cameras.samplers import CameraRanges, FacePhaseRanges, ViewRings
-from arc2avatar.confkit import (  # noqa: F401  (re-exported: the config API's old home)
-    apply_overrides, dump_yaml, field_docs, flatten, from_dict, get_value, has_schema, load_yaml, merge,
-    nonfinite_fields,
-    parse_override, save_yaml, to_dict, unflatten,
-)
+from arc2avatar.confkit import nonfinite_fields
 from arc2avatar.avatar.template import MAX_TEMPLATE_LEVELS, TemplateConfig
 from arc2avatar.errors import InputError
 from arc2avatar.prior.configs import AccelConfig, PriorConfig
@@ -26,15 +22,6 @@ MAX_RESOLUTION = 2048  # px: the largest render size any setting may ask for (th
 MAX_SEED = 2**63 - 2
 
 # ─────────────────────────────── the pipeline's configuration ───────────────────────────────
-
-
-# The other packages' configs, nested here so one YAML file holds the whole run.
-PriorSlot = PriorConfig
-OptimSlot = SplatOptimConfig
-DensifySlot = MaskedDensifyConfig
-CamerasSlot = CameraRanges
-FaceCamerasSlot = FacePhaseRanges
-ViewRingsSlot = ViewRings
 
 
 @dataclass(frozen=True)
@@ -199,12 +186,12 @@ class CreateConfig:
     outputs: OutputConfig = field(default_factory=OutputConfig)
     # Other packages' configs, nested so that one YAML file describes the whole run.
     splat_init: SplatInitConfig = field(default_factory=SplatInitConfig)
-    prior: PriorSlot = field(default_factory=PriorSlot)
-    optim: OptimSlot = field(default_factory=OptimSlot)
-    densify: DensifySlot = field(default_factory=DensifySlot)
-    cameras: CamerasSlot = field(default_factory=CamerasSlot)
-    face_cameras: FaceCamerasSlot = field(default_factory=FaceCamerasSlot)
-    view_rings: ViewRingsSlot = field(default_factory=ViewRingsSlot)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    optim: SplatOptimConfig = field(default_factory=SplatOptimConfig)
+    densify: MaskedDensifyConfig = field(default_factory=MaskedDensifyConfig)
+    cameras: CameraRanges = field(default_factory=CameraRanges)
+    face_cameras: FacePhaseRanges = field(default_factory=FacePhaseRanges)
+    view_rings: ViewRings = field(default_factory=ViewRings)
     accel: AccelConfig = field(default_factory=AccelConfig)
 
 

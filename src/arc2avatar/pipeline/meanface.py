@@ -25,7 +25,7 @@ from arc2avatar._cache import cache_root, entry_lock
 from arc2avatar._io import atomic_path
 from arc2avatar.cameras.samplers import CameraRanges, FacePhaseRanges, sample_face_phase, sample_paper
 from arc2avatar.head.raster import render_mesh
-from arc2avatar.avatar.template import HeadSetup, TemplateConfig, build_head, load_base_head  # noqa: F401 (re-exported)
+from arc2avatar.avatar.template import HeadSetup
 from arc2avatar.pipeline.config import MeanFaceConfig
 from arc2avatar.pipeline.losses import face_position_loss, l1_dssim
 from arc2avatar.splats.checks import check_splat_values
@@ -43,12 +43,6 @@ def initial_splats(setup: HeadSetup, init: SplatInitConfig = SplatInitConfig()) 
     """One splat per upsampled vertex, face splats bound to their vertex (docs/method.md §4)."""
     head = setup.upsampled.head
     return GaussianSplats.from_template(head.vertices, head.vertex_colors, head.face_mask, config=init)
-
-
-def face_mesh(setup: HeadSetup) -> tuple[Tensor, Tensor, Tensor]:
-    """(vertices (V,3), face triangles (Ff,3) into them, colours (V,3)) of the face submesh."""
-    up = setup.upsampled
-    return up.head.vertices, up.head.faces[: up.num_face_triangles], up.head.vertex_colors
 
 
 def _cache_key(

@@ -29,7 +29,8 @@ from arc2avatar.head.model import HeadModel, vertex_normals
 from arc2avatar.head.raster import render_mesh
 from arc2avatar.identity.align import estimate_similarity
 from arc2avatar.prior.configs import PriorConfig
-from arc2avatar.prior.guidance import GuidanceContext, GuidanceOutput, IsmGuidance, LatentEncoder, RgbLatentEncoder
+from arc2avatar.prior.guidance import GuidanceContext, GuidanceOutput, IsmGuidance
+from arc2avatar.prior.latents import LatentEncoder, RgbLatentEncoder
 from arc2avatar.prior.oracle import OracleDenoiser
 from arc2avatar.prior.views import ViewEmbeddings
 

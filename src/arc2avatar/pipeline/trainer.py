@@ -41,7 +41,8 @@ from torch import Tensor
 from arc2avatar._io import atomic_path, atomic_write_text
 from arc2avatar._timing import NULL_TIMER
 from arc2avatar.avatar.layout import LOG_NAME, PROGRESS_NAME
-from arc2avatar.avatar.media import JsonlLogger, write_sheet
+from arc2avatar._io import JsonlLogger
+from arc2avatar.avatar.media import write_sheet
 from arc2avatar.avatar.template import HeadSetup
 from arc2avatar.cameras.model import Cameras
 from arc2avatar.cameras.samplers import sample_face_phase, sample_paper, sample_release, test_ring_cameras

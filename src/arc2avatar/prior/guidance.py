@@ -30,7 +30,7 @@ from ..weights.layout import WeightsPaths
 from .arc2face import encode_id_prompt, encode_text
 from .configs import PriorConfig
 from .ism import Denoiser, IsmResult, ism_step, sample_timesteps
-from .latents import LatentEncoder, RgbLatentEncoder, VaeLatentEncoder, vae_moments  # noqa: F401 (re-exported)
+from .latents import LatentEncoder, VaeLatentEncoder
 from .loading import PriorModels, load_lora, load_prior_models
 from .views import ViewEmbeddings, blend_view_embeddings, view_conditioning
 

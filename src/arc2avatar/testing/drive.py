@@ -85,7 +85,7 @@ def render_textured_driver(photo: np.ndarray, keypoints: np.ndarray, sequence: E
     from dataclasses import replace
 
     from arc2avatar.avatar.pose import HeadPose, transform_points
-    from arc2avatar.pipeline.config import TemplateConfig
+    from arc2avatar.avatar.template import TemplateConfig
     from arc2avatar.pipeline.oracle import default_target, frontal_camera
     from arc2avatar.avatar.template import build_head
 
@@ -133,7 +133,7 @@ def calibrate_builtin_landmarks(config: CalibrationConfig = CalibrationConfig())
     from arc2avatar.drive.fit import DriveCamera, FitConfig
     from arc2avatar.testing.photos import grace_hopper_photo
     from arc2avatar.identity.dlib_faces import DlibFaceDetector
-    from arc2avatar.pipeline.config import TemplateConfig
+    from arc2avatar.avatar.template import TemplateConfig
     from arc2avatar.animate.sequence import ExpressionSequence
     from arc2avatar.pipeline.oracle import frontal_camera
     from arc2avatar.avatar.template import build_head

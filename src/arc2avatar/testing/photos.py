@@ -88,7 +88,7 @@ def photo_avatar(photo: np.ndarray | None, keypoints: np.ndarray | None, face_le
     splats carry the colours of the photo-textured oracle target; no optimisation.
     ``keypoints``: the photo's five ArcFace points. ``photo`` None: the template's own colours
     (a FLAME head without ``FLAME_masks.pkl`` has no eye, nose and lip regions to align a photo by)."""
-    from arc2avatar.pipeline.config import TemplateConfig
+    from arc2avatar.avatar.template import TemplateConfig
     from arc2avatar.pipeline.oracle import default_target
     from arc2avatar.avatar.model import Avatar
     from arc2avatar.avatar.template import build_head
