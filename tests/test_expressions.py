@@ -244,7 +244,7 @@ def test_matrix_to_quat_matches_scipy_signs_included_on_every_branch() -> None:
     for rotations that pick each of its four branches (trace, and each diagonal entry largest)."""
     from scipy.spatial.transform import Rotation
 
-    from arc2avatar.avatar.rig import matrix_to_quat
+    from arc2avatar.splats.rotations import matrix_to_quat
 
     rotations = Rotation.random(2000, random_state=0)
     extra = Rotation.from_rotvec([[3.1, 0, 0], [0, 3.1, 0], [0, 0, 3.1], [0, 0, 0], [1e-9, 0, 0]])

@@ -200,7 +200,8 @@ def avatar_scene(avatar: Any, setup: Any | None, config: ViewerConfig = ViewerCo
     """
     import torch
 
-    from arc2avatar.avatar.rig import FaceRig, check_binding, quat_multiply
+    from arc2avatar.avatar.rig import FaceRig, check_binding
+    from arc2avatar.splats.rotations import quat_multiply
 
     splats = avatar.splats
     face = splats.face_mask.detach().cpu()
