@@ -95,7 +95,7 @@ def test_every_export_and_the_output_folder_files_are_0644_under_umask_022(avata
     try:
         write_avatar_outputs(tmp_path / "out", avatar, size=16, video=False)
         for name in ("a.ply", "a.spz", "a.splat", "a.glb", "a.ksplat", "a.sog"):
-            avatar.export(tmp_path / name, morph_targets=False)
+            export_avatar(avatar, tmp_path / name, morph_targets=False)
     finally:
         os.umask(old)
     files = [p for p in tmp_path.rglob("*") if p.is_file()]

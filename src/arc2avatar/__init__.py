@@ -25,6 +25,7 @@ _LAZY = {
     "make_template": "arc2avatar.pipeline.api",
     "render_avatar": "arc2avatar.pipeline.api",
     "Avatar": "arc2avatar.avatar.model",
+    "export_avatar": "arc2avatar.avatar.export",
     "drive": "arc2avatar.drive.run",
 }
 
@@ -37,4 +38,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'arc2avatar' has no attribute {name!r}")
 
 
-__all__ = ["Avatar", "__version__", "create", "create_batch", "demo", "drive", "make_template", "render_avatar"]
+__all__ = ["Avatar", "__version__", "create", "create_batch", "demo", "drive", "export_avatar", "make_template", "render_avatar"]
