@@ -28,7 +28,7 @@ from arc2avatar.prior.loading import load_lora, load_prior_models
 from arc2avatar.testing.prior_weights import write_random_lora, write_random_weights
 
 CUDA = torch.cuda.is_available()
-gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+gpu = pytest.mark.gpu  # skipped without a CUDA device (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
