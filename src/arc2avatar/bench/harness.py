@@ -41,10 +41,12 @@ from torch import Tensor
 from arc2avatar._io import atomic_write_text
 from arc2avatar._timing import StageTimer
 from arc2avatar.errors import InputError
+from arc2avatar.avatar.template import HeadSetup
 from arc2avatar.cameras.model import Cameras
 from arc2avatar.prior.guidance import GuidanceContext, GuidancePrior
 from arc2avatar.pipeline.config import CreateConfig
 from arc2avatar.pipeline.presets import resolve_config
+from arc2avatar.splats.model import GaussianSplats
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +170,8 @@ def _window(config: CreateConfig, before_head: int, iterations: int) -> tuple[in
 def time_window(
     config: CreateConfig,
     prior: GuidancePrior,
-    setup: Any,
-    splats: Any,
+    setup: HeadSetup,
+    splats: GaussianSplats,
     device: torch.device,
     start: int,
     iterations: int,
@@ -255,7 +257,7 @@ def _compare(a: Tensor, b: Tensor) -> dict[str, float]:
     }
 
 
-def _check_renders(config: CreateConfig, setup: Any, splats: Any, device: torch.device) -> tuple[Tensor, Any]:
+def _check_renders(config: CreateConfig, setup: HeadSetup, splats: GaussianSplats, device: torch.device) -> tuple[Tensor, Any]:
     from arc2avatar.cameras.samplers import sample_paper
     from arc2avatar.splats.render import rasterize
 

@@ -23,6 +23,7 @@ from arc2avatar.evaluate.recognizers import FaceRecognizer, compare, describe, s
 from arc2avatar.evaluate.similarity import Observations, View, distribution, observe
 from arc2avatar.evaluate.views import EvalViews, render_views
 from arc2avatar.avatar.model import Avatar
+from arc2avatar.avatar.template import HeadSetup
 
 # Expressions of the built-in template evaluated by default (name → blendshape weights).
 DEFAULT_EXPRESSIONS: tuple[tuple[str, Mapping[str, float]], ...] = (
@@ -57,7 +58,7 @@ def expression_grid(views: EvalViews, config: ExpressionEvalConfig) -> list[View
 
 def expression_consistency(
     avatar: Avatar,
-    setup: Any,
+    setup: HeadSetup,
     recognizers: Sequence[FaceRecognizer],
     views: EvalViews,
     neutral: Sequence[Observations],

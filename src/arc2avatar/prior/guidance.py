@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import torch
 from torch import Tensor
 
-from .._timing import NULL_TIMER
+from .._timing import NULL_TIMER, Timer
 from ..weights.layout import WeightsPaths
 from .arc2face import encode_id_prompt, encode_text
 from .configs import PriorConfig
@@ -75,7 +75,7 @@ class GuidanceContext:
     host_generator: torch.Generator | None = None
     backgrounds: Tensor | None = None
     phase: Literal["head", "face"] = "head"
-    timer: Any = NULL_TIMER
+    timer: Timer = NULL_TIMER
 
 
 class GuidancePrior(Protocol):
