@@ -23,7 +23,7 @@ _LAZY = {
     "demo": "arc2avatar.pipeline.api",
     "create_batch": "arc2avatar.pipeline.batch",
     "make_template": "arc2avatar.pipeline.api",
-    "render_avatar": "arc2avatar.pipeline.api",
+    "render_avatar": "arc2avatar.avatar.render",
     "Avatar": "arc2avatar.avatar.model",
     "export_avatar": "arc2avatar.avatar.export",
     "drive": "arc2avatar.drive.run",

@@ -1,4 +1,4 @@
-"""The Python API behind ``arc2avatar create``, ``demo``, ``template`` and ``render``.
+"""The Python API behind ``arc2avatar create``, ``demo`` and ``template`` (``render``: ``avatar.render``).
 
 >>> import arc2avatar
 >>> result = arc2avatar.create(["me.jpg"], "out/", preset="paper")      # real Arc2Face prior
@@ -425,50 +425,3 @@ def _write_template(out_dir: Path, config: CreateConfig, device: torch.device, p
     sheet = write_sheet(avatar.render_cameras(cameras), out_dir / "views.png", columns=8)
     metrics = {"meanface": stats, "num_splats": splats.num_splats, "num_face_splats": splats.num_face}
     return CreateResult(out_dir, avatar, {"sheet": sheet, "metrics": write_json(metrics, out_dir / METRICS_NAME)}, metrics)
-
-
-def render_avatar(
-    avatar_dir: str | Path,
-    out: str | Path | None = None,
-    *,
-    turntable: bool = True,
-    size: int = 512,
-    frames: int = 120,
-    polar_deg: float = 90.0,
-    fps: int = 30,
-    progress: bool | None = None,
-) -> Path:
-    """Re-render a saved avatar: a turntable video (or, with ``turntable=False``, the 16-view sheet).
-
-    ``progress``: a bar per frame / view on stderr (None = only on a terminal; ``arc2avatar._progress``).
-
-    ``out`` may not be the avatar's input, one of its folder's own files or lie in its bundle.
-    """
-    from arc2avatar._progress import track
-    from arc2avatar.avatar.media import write_sheet, write_video
-    from arc2avatar.avatar.safety import check_derived_output
-    from arc2avatar.cameras.samplers import ViewRings, test_ring_cameras
-    from arc2avatar.pipeline.config import MAX_RESOLUTION
-
-    problems = [m for ok, m in (
-        (8 <= size <= MAX_RESOLUTION, f"--size must be in 8..{MAX_RESOLUTION} px (got {size})"),
-        (1 <= frames <= 100_000, f"--frames must be in 1..100000 (got {frames})"),
-        (1 <= fps <= 240, f"--fps must be in 1..240 (got {fps})"),
-        (np.isfinite(polar_deg) and 0.0 < polar_deg < 180.0, f"--polar must be in (0, 180) degrees (got {polar_deg})"),
-    ) if not ok]
-    if problems:
-        raise InputError("render: " + "; ".join(problems))
-    if out is not None:
-        check_derived_output(out, avatar_dir)
-    avatar = Avatar.load(avatar_dir, device=pick_device("auto"))
-    base = Path(avatar_dir) if Path(avatar_dir).is_dir() else Path(avatar_dir).parent
-    if turntable:
-        path = Path(out) if out is not None else base / "turntable.mp4"
-        stream = avatar.turntable_frames(size, ViewRings(), frames, polar_deg)
-        write_video(track(stream, frames, "turntable", progress, unit="frame"), path, fps=fps)
-        return path
-    path = Path(out) if out is not None else base / "views.png"
-    cameras = test_ring_cameras(size, size)
-    views = [avatar.render_cameras(cameras[i:i + 1]) for i in track(range(len(cameras)), len(cameras), "views",
-                                                                    progress, unit="view")]
-    return write_sheet(torch.cat(views), path)

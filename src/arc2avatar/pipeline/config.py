@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from arc2avatar.cameras.model import MAX_RESOLUTION
 from arc2avatar.cameras.samplers import CameraRanges, FacePhaseRanges, ViewRings
 from arc2avatar.confkit import nonfinite_fields
 from arc2avatar.avatar.template import MAX_TEMPLATE_LEVELS, TemplateConfig
@@ -17,7 +18,6 @@ from arc2avatar.splats.densify import MaskedDensifyConfig
 from arc2avatar.splats.model import SplatInitConfig
 from arc2avatar.splats.optim import SplatOptimConfig
 
-MAX_RESOLUTION = 2048  # px: the largest render size any setting may ask for (the prior works at 512²)
 # Largest seed: torch generators take 64-bit seeds and the run also seeds with seed + 1.
 MAX_SEED = 2**63 - 2
 
