@@ -122,21 +122,22 @@ def test_a_photo_demo_on_cpu_smoke_selects_the_finer_face_and_a_set_still_wins(t
     assert load_yaml(tmp_path / "plain" / "config.yaml")["template"]["face_levels"] == 0  # no photo: cpu-smoke as is
 
 
-def test_demo_photo_without_a_face_is_refused_and_without_dlib_uses_the_centre_square(tmp_path, monkeypatch):
+def test_photo_keypoints_without_a_face_is_refused_and_without_dlib_uses_the_centre_square(tmp_path, monkeypatch):
     import arc2avatar.identity.dlib_faces as dlib_faces
     from arc2avatar.errors import InputError, MissingDependencyError
-    from arc2avatar.pipeline.api import demo_photo
+    from arc2avatar.identity.image import load_face_photos
+    from arc2avatar.pipeline.oracle import photo_keypoints
     from skimage import data
 
     cat = tmp_path / "cat.png"
     Image.fromarray(data.chelsea()).save(cat)
     with pytest.raises(InputError, match="no face found in .*cat.png"):
-        demo_photo(cat)
+        photo_keypoints(load_face_photos([cat])[0])
 
     def missing(*args, **kwargs):
         raise MissingDependencyError("dlib is not installed")
 
     monkeypatch.setattr(dlib_faces, "DlibFaceDetector", missing)
-    image, keypoints, info = demo_photo(cat)
+    image, keypoints, info = photo_keypoints(load_face_photos([cat])[0])
     assert keypoints is None and info["placement"] == "centre square"
     assert image.shape[0] == image.shape[1] == min(data.chelsea().shape[:2])

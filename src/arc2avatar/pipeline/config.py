@@ -140,6 +140,9 @@ class CreateConfig:
         test_every: iterations between renders of the eye-level test views to ``progress.png``
             (official: 1000; 0 = never).
         device: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
+        guidance: the prior ``create`` runs with when it is given none, by name
+            (``arc2avatar.pipeline.priors.PRIORS``): "arc2face" (the method, paper §3.1–3.3) or
+            "oracle" (the offline demo's known target head, docs/method.md §2.4).
         latent_encoder: how renders become the prior's latents: "vae" (SD-1.5 VAE, the method)
             or "rgb" (2x−1 resized to rgb_latent_resolution; CPU smoke and oracle runs only).
         rgb_latent_resolution: latent size in pixels when latent_encoder is "rgb".
@@ -176,6 +179,7 @@ class CreateConfig:
     log_every: int = 100
     test_every: int = 1000
     device: str = "auto"
+    guidance: str = "arc2face"
     latent_encoder: Literal["vae", "rgb"] = "vae"
     rgb_latent_resolution: int = 64
     sampler: Literal["paper", "release"] = "paper"
