@@ -205,6 +205,27 @@ def test_every_module_of_the_package_is_in_a_layer() -> None:
     assert top - layered == set()
 
 
+# ─────────────────────────────── paper equations ───────────────────────────────
+EQUATION = re.compile(r"\beq\. (\d+)(?:–(\d+))?")
+
+
+def equations(text: str) -> set[int]:
+    """Equation numbers named as ``eq. N`` or ``eq. N–M``."""
+    return {n for a, b in EQUATION.findall(text) for n in range(int(a), int(b or a) + 1)}
+
+
+def test_each_equation_of_the_method_is_named_in_the_code_that_implements_it() -> None:
+    """docs/method.md numbers the paper's equations (eq. 1 … eq. 8); each one is cited as
+    ``paper eq. N`` by the code that implements it, and the code cites no other."""
+    documented = equations((ROOT / "docs" / "method.md").read_text(encoding="utf-8"))
+    cited = {int(n) for path in PACKAGE.rglob("*.py")
+             for n in re.findall(r"paper (?:§[\w.]+ )?eq\. (\d+)", path.read_text(encoding="utf-8"))}
+    cited |= {int(n) for path in PACKAGE.rglob("*.py")
+              for n in re.findall(r"paper eq\. \d+, eq\. (\d+)", path.read_text(encoding="utf-8"))}
+    assert documented == set(range(1, 9))
+    assert cited == documented
+
+
 # ─────────────────────────────── the checks catch drift ───────────────────────────────
 def test_the_checks_fail_on_a_broken_path_name_command_and_layer_list(cli_parser) -> None:
     broken = [("x.md:1", "Code: `src/arc2avatar/pipeline/expressions.py` and `pipeline/template.py`.")]

@@ -355,7 +355,7 @@ def load_checkpoint(path: Path, unet: Any, optimizer: Any, scaler: Any, generato
 # --------------------------------------------------------------------------------------------
 def training_step(unet: Any, data: TrainingData, scheduler: Any, generator: torch.Generator, config: FinetuneConfig,
                   amp_dtype: torch.dtype | None, scaling_factor: float) -> Tensor:
-    """ε-prediction MSE on one batch (docs/method.md §8): sample views, t ~ U{0..T−1}, x_t = √ᾱ x0 + √(1−ᾱ) ε.
+    """ε-prediction MSE on one batch (paper eq. 3; docs/method.md §8): sample views, t ~ U{0..T−1}, x_t = √ᾱ x0 + √(1−ᾱ) ε.
 
     The generator lives on the CPU, so draws are identical on every device.
     """

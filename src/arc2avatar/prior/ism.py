@@ -160,7 +160,7 @@ def ism_step(
     timesteps: tuple[int, int] | None = None,
     timer: Timer = NULL_TIMER,
 ) -> IsmResult:
-    """One ISM (or SDS, ``config.mode``) guidance step on clean latents (docs/method.md §2).
+    """One ISM (paper eq. 2) or SDS (paper eq. 1, ``config.mode``) guidance step on clean latents (docs/method.md §2.3).
 
     Args:
         denoiser: the ε model (UNet or oracle); ``prepare`` is called first.
