@@ -32,6 +32,7 @@ from arc2avatar.splats.checks import check_splat_values
 from arc2avatar.splats.model import GaussianSplats, SplatInitConfig
 from arc2avatar.splats.optim import SplatOptimConfig, make_optimizer, update_learning_rates
 from arc2avatar.splats.render import rasterize
+from arc2avatar.pipeline.metrics import psnr
 
 if TYPE_CHECKING:
     from arc2avatar.pipeline.config import CreateConfig
@@ -197,8 +198,6 @@ def _fit(
 
 @torch.no_grad()
 def _psnr(splats: GaussianSplats, vertices: Tensor, faces: Tensor, colors: Tensor, cams: Any) -> float:
-    from arc2avatar.pipeline.metrics import psnr
-
     white = torch.ones(3, device=vertices.device)
     target = render_mesh(vertices, faces, colors, cams, white).rgb
     render = rasterize(splats.means, splats.rotations, splats.scales, splats.opacities, splats.colors, cams, white).rgb

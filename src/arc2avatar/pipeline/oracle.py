@@ -27,9 +27,10 @@ from arc2avatar.cameras.model import Cameras, orbit_cameras
 from arc2avatar.errors import InputError, MissingDependencyError
 from arc2avatar.head.model import HeadModel, vertex_normals
 from arc2avatar.head.raster import render_mesh
+from arc2avatar.identity import dlib_faces
 from arc2avatar.identity.align import estimate_similarity
 from arc2avatar.identity.image import Photo
-from arc2avatar.prior.configs import PriorConfig
+from arc2avatar.prior.configs import PriorConfig, scheduler_config
 from arc2avatar.prior.guidance import GuidanceContext, GuidanceOutput, IsmGuidance
 from arc2avatar.prior.latents import LatentEncoder, RgbLatentEncoder
 from arc2avatar.prior.oracle import OracleDenoiser
@@ -275,8 +276,6 @@ class OraclePrior:
         latent_encoder: LatentEncoder | None = None,
         alphas_cumprod: Tensor | None = None,
     ) -> None:
-        from arc2avatar.prior.configs import scheduler_config
-
         self.target = target
         if alphas_cumprod is None:
             alphas_cumprod = _scaled_linear_alphas_cumprod(scheduler_config())
@@ -315,11 +314,9 @@ def photo_keypoints(photo: Photo) -> tuple[np.ndarray, np.ndarray | None, dict[s
     template's (``oracle.photo_placement``); no face found is an ``InputError``. Without dlib the
     centre square of the photo is used (a roughly frontal, face-centred picture is expected).
     """
-    from arc2avatar.identity.dlib_faces import DlibFaceDetector  # optional extra (eval: dlib), needed only here
-
     image, path = photo.pixels, photo.path
     try:
-        detector = DlibFaceDetector()
+        detector = dlib_faces.DlibFaceDetector()  # dlib itself (the eval extra) loads here
     except MissingDependencyError as error:
         log.warning("%s; placing the centre square of %s on the face instead of aligning its landmarks", error, path)
         height, width = image.shape[:2]
