@@ -49,8 +49,6 @@ def named_paths(text: str) -> list[str]:
         first = path.split("/", 1)[0]
         if PLACEHOLDER.search(path) or (first not in REPO_FOLDERS and first not in packages):
             continue
-        if first == "docs" and path.endswith(".png") is False and not path.endswith((".md", "/")):
-            continue  # docs/<file>.md is checked by test_architecture; other files below
         found.append(path if first in REPO_FOLDERS else f"src/arc2avatar/{path}")
     return found
 
