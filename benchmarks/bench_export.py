@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from arc2avatar._io import atomic_write_text
-from arc2avatar.avatar.export import FORMAT_NAMES, formats
-from arc2avatar.pipeline.config import TemplateConfig
+from arc2avatar.avatar.export import FORMAT_NAMES, export_avatar, formats
+from arc2avatar.avatar.template import TemplateConfig
 from arc2avatar.avatar.model import Avatar
 from arc2avatar.avatar.template import build_head
 from arc2avatar.pipeline.meanface import initial_splats
@@ -46,7 +46,7 @@ def measure(avatar: Avatar, folder: Path) -> list[dict]:
     for name in FORMAT_NAMES:
         path = folder / f"avatar{formats()[name].suffixes[0]}"
         started = time.perf_counter()
-        avatar.export(path, format=name, morph_targets=False)
+        export_avatar(avatar, path, format=name, morph_targets=False)
         seconds = time.perf_counter() - started
         rows.append({"format": name, "bytes": path.stat().st_size, "seconds": round(seconds, 2)})
         path.unlink()

@@ -26,7 +26,8 @@ import torch
 
 from arc2avatar._timing import StageTimer
 from arc2avatar.prior.configs import PriorConfig, scheduler_config, unet_config, vae_config
-from arc2avatar.prior.guidance import UNetDenoiser, VaeLatentEncoder
+from arc2avatar.prior.guidance import UNetDenoiser
+from arc2avatar.prior.latents import VaeLatentEncoder
 from arc2avatar.prior.ism import Branch, ism_step
 from arc2avatar.prior.loading import load_lora, resolve_dtype
 from arc2avatar.testing.prior_weights import write_random_lora

@@ -102,7 +102,8 @@ def _vae_variants(views: int, res: int, reps: int, out: Path, results: dict[str,
     from diffusers import AutoencoderKL
     from diffusers.models.attention_processor import AttnProcessor2_0
 
-    from arc2avatar.prior.accel import AccelConfig, AcceleratedVaeLatentEncoder
+    from arc2avatar.prior.accel import AcceleratedVaeLatentEncoder
+    from arc2avatar.prior.configs import AccelConfig
     from arc2avatar.prior.attention import install_attention
 
     torch.manual_seed(0)
@@ -174,7 +175,8 @@ def _unet_variants(views: int, reps: int, out: Path, results: dict[str, Any], na
     from diffusers import UNet2DConditionModel
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from arc2avatar.prior.accel import AccelConfig, AcceleratedUNetDenoiser
+    from arc2avatar.prior.accel import AcceleratedUNetDenoiser
+    from arc2avatar.prior.configs import AccelConfig
 
     torch.manual_seed(0)
     with torch.device("cuda"):

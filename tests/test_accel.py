@@ -19,14 +19,16 @@ import pytest
 import torch
 
 from arc2avatar._timing import NULL_TIMER, StageTimer
-from arc2avatar.prior.accel import AccelConfig, AcceleratedUNetDenoiser, AcceleratedVaeLatentEncoder, fuse_lora, prepare_models
+from arc2avatar.prior.configs import AccelConfig
+from arc2avatar.prior.accel import AcceleratedUNetDenoiser, AcceleratedVaeLatentEncoder, fuse_lora, prepare_models
 from arc2avatar.prior.configs import PriorConfig
-from arc2avatar.prior.guidance import Arc2FaceGuidance, GuidanceContext, UNetDenoiser, VaeLatentEncoder
+from arc2avatar.prior.guidance import Arc2FaceGuidance, GuidanceContext, UNetDenoiser
+from arc2avatar.prior.latents import VaeLatentEncoder
 from arc2avatar.prior.loading import load_lora, load_prior_models
 from arc2avatar.testing.prior_weights import write_random_lora, write_random_weights
 
 CUDA = torch.cuda.is_available()
-gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+gpu = pytest.mark.gpu  # skipped without a CUDA device (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

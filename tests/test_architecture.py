@@ -1,5 +1,5 @@
 """The layout's rules, checked (docs/architecture.md): no private names across packages, no import
-cycles between packages (imports inside functions counted), a torch-free config library, and no
+cycles between packages or between modules (imports inside functions counted), a torch-free config library, and no
 citation of a document that is not in the repository. The layer contract itself is import-linter's
 (``lint-imports``, run by CI; contracts in pyproject.toml)."""
 
@@ -85,6 +85,77 @@ def test_no_import_cycles_between_packages() -> None:
 
     cycles = sorted({tuple(sorted((a, b))) for a in edges for b in edges[a] if reaches(b, a)})
     assert not cycles, f"package import cycles: {cycles}"
+
+
+def _module_edges() -> dict[str, set[str]]:
+    """Module -> the modules of ours it imports, at any depth (``from pkg import sub`` is an edge to
+    ``pkg.sub`` when ``sub`` is a module, else to ``pkg``)."""
+    modules = _modules()
+    edges: dict[str, set[str]] = {}
+    for name, tree in modules.items():
+        targets = set()
+        for target, names in _imports(name, tree, _is_package(name)):
+            submodules = {f"{target}.{n}" for n in names if f"{target}.{n}" in modules}
+            targets |= submodules
+            if target in modules and len(submodules) < len(names or [None]):
+                targets.add(target)
+        edges[name] = targets - {name}
+    return edges
+
+
+def module_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges.get(root, ()))))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_module_cycle_check_finds_a_planted_cycle() -> None:
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert module_cycles(edges) == [["a", "b", "c"]]
+    assert module_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles_between_modules() -> None:
+    """No module reaches itself through imports of ours, counting imports inside functions (a lazy
+    import hides a cycle from Python, not from the reader)."""
+    cycles = module_cycles(_module_edges())
+    assert not cycles, "modules that import each other in a cycle:\n" + "\n".join(", ".join(c) for c in cycles)
 
 
 def test_the_config_library_imports_no_torch() -> None:

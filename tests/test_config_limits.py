@@ -6,7 +6,8 @@ import pytest
 
 from arc2avatar.cli.main import main
 from arc2avatar.errors import InputError
-from arc2avatar.pipeline.config import CreateConfig, nonfinite_fields
+from arc2avatar.confkit import nonfinite_fields
+from arc2avatar.pipeline.config import CreateConfig
 from arc2avatar.pipeline.presets import resolve_config
 
 

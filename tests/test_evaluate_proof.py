@@ -4,16 +4,14 @@ judge says the avatar's frontal render shows the person of the photo (distance <
 still does at ±30° azimuth.
 
 The whole run (``arc2avatar demo --photo`` + ``evaluate``: 4 min 9 s on 2 idle cores, 7 min 48 s
-under load, with a fresh mean-face cache; 6 min 55 s in CI once the outputs became 512²) runs when ``ARC2AVATAR_RUN_SLOW=1``, which CI sets (it is
-the only proof of the claim); its figures are in docs/benchmarks.md. The default run checks the
-links it rests on: the photo lands on the
-template's landmarks, the textured target is the person to the judge, and so are splats with
+under load, with a fresh mean-face cache; 6 min 55 s in CI once the outputs became 512²) is marked
+``slow``: CI runs it (it is the only proof of the claim), ``-m "not slow"`` leaves it out of a
+quick run; its figures are in docs/benchmarks.md. The other tests check the links it rests on:
+the photo lands on the template's landmarks, the textured target is the person to the judge, and so are splats with
 the target's colours on the template the demo uses.
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pytest
@@ -27,7 +25,7 @@ from arc2avatar.testing.photos import astronaut_photo, photo_avatar
 from arc2avatar.evaluate.views import EvalViews, evaluation_cameras, render_views
 from arc2avatar.identity.dlib_faces import DlibFaceDetector
 from arc2avatar.pipeline.api import demo
-from arc2avatar.pipeline.config import TemplateConfig
+from arc2avatar.avatar.template import TemplateConfig
 from arc2avatar.pipeline.oracle import (
     default_target,
     frontal_plane,
@@ -37,7 +35,6 @@ from arc2avatar.pipeline.oracle import (
 from arc2avatar.avatar.template import build_head
 
 PROOF_VIEWS = EvalViews(azimuth_min_deg=-30.0, azimuth_max_deg=30.0, azimuth_step_deg=30.0, polar_deg=(90.0,))
-RUN_SLOW = os.environ.get("ARC2AVATAR_RUN_SLOW") == "1"
 
 
 @pytest.fixture(autouse=True)
@@ -86,7 +83,6 @@ def _assert_same_person(photo: np.ndarray, renders: np.ndarray) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not RUN_SLOW, reason="≈ 8 min on 2 cores: set ARC2AVATAR_RUN_SLOW=1 (figures in docs/benchmarks.md)")
 def test_demo_avatar_of_a_real_photo_is_the_same_person_to_the_independent_judge(tmp_path, photo_and_keypoints):
     photo, _ = photo_and_keypoints
     photo_path = tmp_path / "astronaut.png"
@@ -105,7 +101,7 @@ def test_demo_avatar_of_a_real_photo_is_the_same_person_to_the_independent_judge
 
 def test_a_photo_demo_on_cpu_smoke_selects_the_finer_face_and_a_set_still_wins(tmp_path, monkeypatch):
     import arc2avatar.pipeline.api as api
-    from arc2avatar.pipeline.config import load_yaml
+    from arc2avatar.confkit import load_yaml
 
     class Stop(Exception):
         pass
@@ -126,21 +122,22 @@ def test_a_photo_demo_on_cpu_smoke_selects_the_finer_face_and_a_set_still_wins(t
     assert load_yaml(tmp_path / "plain" / "config.yaml")["template"]["face_levels"] == 0  # no photo: cpu-smoke as is
 
 
-def test_demo_photo_without_a_face_is_refused_and_without_dlib_uses_the_centre_square(tmp_path, monkeypatch):
+def test_photo_keypoints_without_a_face_is_refused_and_without_dlib_uses_the_centre_square(tmp_path, monkeypatch):
     import arc2avatar.identity.dlib_faces as dlib_faces
     from arc2avatar.errors import InputError, MissingDependencyError
-    from arc2avatar.pipeline.api import demo_photo
+    from arc2avatar.identity.image import load_face_photos
+    from arc2avatar.pipeline.oracle import photo_keypoints
     from skimage import data
 
     cat = tmp_path / "cat.png"
     Image.fromarray(data.chelsea()).save(cat)
     with pytest.raises(InputError, match="no face found in .*cat.png"):
-        demo_photo(cat)
+        photo_keypoints(load_face_photos([cat])[0])
 
     def missing(*args, **kwargs):
         raise MissingDependencyError("dlib is not installed")
 
     monkeypatch.setattr(dlib_faces, "DlibFaceDetector", missing)
-    image, keypoints, info = demo_photo(cat)
+    image, keypoints, info = photo_keypoints(load_face_photos([cat])[0])
     assert keypoints is None and info["placement"] == "centre square"
     assert image.shape[0] == image.shape[1] == min(data.chelsea().shape[:2])

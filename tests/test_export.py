@@ -22,7 +22,7 @@ from arc2avatar.avatar.export import FORMAT_NAMES, export_avatar, resolve_format
 from arc2avatar.avatar.formats.data import Y_UP_MATRIX
 from arc2avatar.cli.main import main
 from arc2avatar.errors import InputError
-from arc2avatar.pipeline.config import TemplateConfig
+from arc2avatar.avatar.template import TemplateConfig
 from arc2avatar.avatar.rig import apply_expression
 from arc2avatar.avatar.layout import PLY_NAME
 from arc2avatar.avatar.model import Avatar
@@ -95,7 +95,7 @@ def test_every_export_and_the_output_folder_files_are_0644_under_umask_022(avata
     try:
         write_avatar_outputs(tmp_path / "out", avatar, size=16, video=False)
         for name in ("a.ply", "a.spz", "a.splat", "a.glb", "a.ksplat", "a.sog"):
-            avatar.export(tmp_path / name, morph_targets=False)
+            export_avatar(avatar, tmp_path / name, morph_targets=False)
     finally:
         os.umask(old)
     files = [p for p in tmp_path.rglob("*") if p.is_file()]

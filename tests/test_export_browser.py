@@ -23,9 +23,10 @@ import pytest
 import torch
 from headless_chromium import headless_chromium
 
+from arc2avatar.avatar.export import export_avatar
 from arc2avatar.avatar.formats.data import Y_UP_MATRIX
 from arc2avatar.cameras.model import orbit_cameras
-from arc2avatar.pipeline.config import TemplateConfig
+from arc2avatar.avatar.template import TemplateConfig
 from arc2avatar.avatar.model import Avatar
 from arc2avatar.avatar.template import build_head
 from arc2avatar.pipeline.meanface import initial_splats
@@ -195,7 +196,7 @@ def test_spark_draws_our_export_as_our_renderer_does_from_the_front_and_the_side
     from PIL import Image
 
     browser, root = page
-    avatar.export(root / name, up=up)
+    export_avatar(avatar, root / name, up=up)
     error = browser.execute_async_script(
         "window.show(arguments[0]).then(() => arguments[1](null), (e) => arguments[1](String(e)))", f"/{name}")
     assert error is None, f"Spark could not load {name}: {error}; console: {browser.get_log('browser')}"
@@ -224,7 +225,7 @@ def test_the_khronos_validator_finds_our_glb_valid_but_for_the_extension_it_does
     if node is None:
         pytest.skip("the glTF validator test needs Node.js")
     (tmp_path / "validate.js").write_text(VALIDATE_JS)
-    path = avatar.export(tmp_path / "avatar.glb")  # with the template's 10 expression morph targets
+    path = export_avatar(avatar, tmp_path / "avatar.glb")  # with the template's 10 expression morph targets
     result = subprocess.run([node, str(tmp_path / "validate.js"), str(VALIDATOR), str(path)], check=True,
                             capture_output=True, text=True, timeout=120)
     issues = json.loads(result.stdout)

@@ -14,7 +14,7 @@ import torch
 
 from arc2avatar.cli.main import main
 from arc2avatar.errors import InputError
-from arc2avatar.pipeline.config import TemplateConfig
+from arc2avatar.avatar.template import TemplateConfig
 from arc2avatar.avatar.rig import apply_expression, setup_for_avatar
 from arc2avatar.animate.sequence import load_sequence, preset_sequence
 from arc2avatar.avatar.model import Avatar
@@ -244,7 +244,7 @@ def test_matrix_to_quat_matches_scipy_signs_included_on_every_branch() -> None:
     for rotations that pick each of its four branches (trace, and each diagonal entry largest)."""
     from scipy.spatial.transform import Rotation
 
-    from arc2avatar.avatar.rig import matrix_to_quat
+    from arc2avatar.splats.rotations import matrix_to_quat
 
     rotations = Rotation.random(2000, random_state=0)
     extra = Rotation.from_rotvec([[3.1, 0, 0], [0, 3.1, 0], [0, 0, 3.1], [0, 0, 0], [1e-9, 0, 0]])

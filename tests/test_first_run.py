@@ -16,7 +16,7 @@ import torch
 
 from arc2avatar._threads import ThreadPolicy, choose_threads
 from arc2avatar.cli.main import main
-from arc2avatar.pipeline.config import TemplateConfig
+from arc2avatar.avatar.template import TemplateConfig
 from arc2avatar.avatar.model import Avatar
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -62,7 +62,7 @@ def test_readme_gives_the_cpu_only_torch_install_line():
 def test_render_animate_and_evaluate_show_progress_bars(avatar_dir, tmp_path, capsys, monkeypatch):
     from arc2avatar.evaluate.run import EvaluateConfig, evaluate
     from arc2avatar.evaluate.views import EvalViews
-    from arc2avatar.pipeline.api import render_avatar
+    from arc2avatar.avatar.render import render_avatar
     from arc2avatar.animate.render import AnimationConfig, animate
 
     render_avatar(avatar_dir, tmp_path / "t.mp4", size=32, frames=3, progress=True)

@@ -158,12 +158,12 @@ def test_animate_never_writes_over_the_avatars_own_files(tmp_path, capsys) -> No
 def test_a_full_disk_or_read_only_folder_is_one_line(monkeypatch, capsys, code_name) -> None:
     import errno
 
-    import arc2avatar.pipeline.api as api
+    import arc2avatar.avatar.render as render
 
     def failing(*args, **kwargs):
         raise OSError(getattr(errno, code_name), os.strerror(getattr(errno, code_name)), "out/views.png")
 
-    monkeypatch.setattr(api, "render_avatar", failing)
+    monkeypatch.setattr(render, "render_avatar", failing)
     assert main(["render", "whatever", "--sheet"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("arc2avatar: error: cannot write out/views.png") and len(err.strip().splitlines()) == 1

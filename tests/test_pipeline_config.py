@@ -9,18 +9,8 @@ import pytest
 import yaml
 
 from arc2avatar.errors import InputError
-from arc2avatar.pipeline.config import (
-    CreateConfig,
-    LossWeights,
-    apply_overrides,
-    dump_yaml,
-    field_docs,
-    from_dict,
-    get_value,
-    load_yaml,
-    save_yaml,
-    to_dict,
-)
+from arc2avatar.confkit import apply_overrides, dump_yaml, field_docs, from_dict, get_value, load_yaml, save_yaml, to_dict
+from arc2avatar.pipeline.config import CreateConfig, LossWeights
 from arc2avatar.pipeline.presets import (
     PRESETS,
     REFERENCE_ITERATIONS,

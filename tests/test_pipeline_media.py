@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from arc2avatar.errors import MissingDependencyError
-from arc2avatar.avatar.media import JsonlLogger, read_jsonl, write_json, write_sheet, write_video
+from arc2avatar._io import JsonlLogger, read_jsonl, write_json
+from arc2avatar.avatar.media import write_sheet, write_video
 
 
 def test_sheet_is_a_png_grid_holding_the_images(tmp_path):

@@ -17,7 +17,8 @@ from arc2avatar.pipeline.presets import resolve_config
 from arc2avatar.avatar.template import build_head
 from arc2avatar.pipeline.meanface import fit_mean_face, initial_splats
 from arc2avatar.pipeline.trainer import Trainer, TrainerHooks, TrainingAborted, TrainingInterrupted
-from arc2avatar.prior.guidance import GuidanceOutput, RgbLatentEncoder
+from arc2avatar.prior.guidance import GuidanceOutput
+from arc2avatar.prior.latents import RgbLatentEncoder
 
 # A small but complete run: 64² renders, the unsubdivided built-in head, all schedules rescaled.
 SMALL = [

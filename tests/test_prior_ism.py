@@ -9,7 +9,8 @@ import torch
 
 from arc2avatar.cameras.model import orbit_cameras
 from arc2avatar.prior.configs import PriorConfig, scheduler_config, unet_config
-from arc2avatar.prior.guidance import GuidanceContext, IsmGuidance, RgbLatentEncoder, UNetDenoiser
+from arc2avatar.prior.guidance import GuidanceContext, IsmGuidance, UNetDenoiser
+from arc2avatar.prior.latents import RgbLatentEncoder
 from arc2avatar.prior.ism import ddim_inversion_step, inversion_schedule, ism_step
 from arc2avatar.prior.oracle import OracleDenoiser
 from arc2avatar.prior.views import ViewEmbeddings, perp_neg_weights, view_conditioning

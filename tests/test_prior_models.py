@@ -20,7 +20,8 @@ import torch
 from arc2avatar.errors import InputError, MissingWeightsError
 from arc2avatar.prior.arc2face import encode_id_prompt, id_token_embeddings, encode_token_embeddings
 from arc2avatar.prior.configs import PriorConfig
-from arc2avatar.prior.guidance import Arc2FaceGuidance, GuidanceContext, VaeLatentEncoder
+from arc2avatar.prior.guidance import Arc2FaceGuidance, GuidanceContext
+from arc2avatar.prior.latents import VaeLatentEncoder
 from arc2avatar.prior.loading import load_lora, load_prior_models, set_lora_scale
 from arc2avatar.testing.prior_weights import write_random_lora, write_random_weights
 

@@ -18,7 +18,7 @@ import torch
 from arc2avatar.cameras.model import orbit_cameras
 from arc2avatar.cli.main import main
 from arc2avatar.errors import InputError
-from arc2avatar.pipeline.config import TemplateConfig
+from arc2avatar.avatar.template import TemplateConfig
 from arc2avatar.avatar.rig import apply_expression
 from arc2avatar.avatar.model import Avatar
 from arc2avatar.avatar.template import build_head

@@ -23,8 +23,9 @@ _LAZY = {
     "demo": "arc2avatar.pipeline.api",
     "create_batch": "arc2avatar.pipeline.batch",
     "make_template": "arc2avatar.pipeline.api",
-    "render_avatar": "arc2avatar.pipeline.api",
+    "render_avatar": "arc2avatar.avatar.render",
     "Avatar": "arc2avatar.avatar.model",
+    "export_avatar": "arc2avatar.avatar.export",
     "drive": "arc2avatar.drive.run",
 }
 
@@ -43,4 +44,4 @@ def __dir__() -> list[str]:
     return sorted((set(globals()) | set(_LAZY)) - {"Any", "annotations"})
 
 
-__all__ = ["Avatar", "__version__", "create", "create_batch", "demo", "drive", "make_template", "render_avatar"]
+__all__ = ["Avatar", "__version__", "create", "create_batch", "demo", "drive", "export_avatar", "make_template", "render_avatar"]

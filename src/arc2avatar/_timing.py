@@ -13,9 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Iterator
+from typing import Any, ContextManager, Iterator, Protocol
 
 import torch
+
+
+class Timer(Protocol):
+    """What the loop asks of a timer: ``stage(name)`` brackets a block (``StageTimer``, ``NULL_TIMER``)."""
+
+    enabled: bool
+
+    def stage(self, name: str) -> ContextManager[None]:
+        ...
 
 
 class StageTimer:
@@ -95,4 +104,4 @@ class _NullTimer:
 
 NULL_TIMER = _NullTimer()
 
-__all__ = ["NULL_TIMER", "StageTimer"]
+__all__ = ["NULL_TIMER", "StageTimer", "Timer"]

@@ -14,7 +14,7 @@ from arc2avatar.pipeline.presets import resolve_config
 from arc2avatar.avatar.template import build_head
 from arc2avatar.pipeline.meanface import initial_splats
 from arc2avatar.pipeline.trainer import Trainer
-from arc2avatar.prior.guidance import RgbLatentEncoder
+from arc2avatar.prior.latents import RgbLatentEncoder
 
 from fuzz_support import FUZZ, FUZZ_FEW, cli, assert_read_or_refused, assert_refused, scratch
 

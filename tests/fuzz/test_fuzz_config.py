@@ -1,4 +1,4 @@
-"""Fuzz: YAML config files (``pipeline.config.load_yaml``) and ``--set`` values (``resolve_config``):
+"""Fuzz: YAML config files (``confkit.load_yaml``) and ``--set`` values (``resolve_config``):
 every accepted config is valid and finite, every refusal one line."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from arc2avatar.errors import InputError
-from arc2avatar.pipeline.config import CreateConfig, flatten, load_yaml, nonfinite_fields, to_dict
+from arc2avatar.confkit import flatten, load_yaml, nonfinite_fields, to_dict
+from arc2avatar.pipeline.config import CreateConfig
 from arc2avatar.pipeline.presets import resolve_config
 
 from fuzz_support import FUZZ, cli, assert_read_or_refused, assert_refused, scratch

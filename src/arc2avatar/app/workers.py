@@ -160,7 +160,7 @@ def write_model3d_view(avatar_dir: Path, target: Path, height: float = MODEL3D_H
     import torch
 
     from arc2avatar.avatar.model import Avatar
-    from arc2avatar.avatar.rig import quat_multiply
+    from arc2avatar.splats.rotations import quat_multiply
     from arc2avatar.splats.model import GaussianSplats
     from arc2avatar.splats.ply import write_ply
 

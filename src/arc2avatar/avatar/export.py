@@ -33,15 +33,16 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from arc2avatar.avatar.formats import glb, ksplat, ply, sog, splat, spz
 from arc2avatar.avatar.formats.data import UP_AXES, SplatArrays
+from arc2avatar.avatar.model import Avatar
+from arc2avatar.avatar.rig import FaceRig, apply_expression, setup_for_avatar
+from arc2avatar.avatar.template import HeadSetup
 from arc2avatar.errors import InputError
-
-if TYPE_CHECKING:  # the Avatar class lives above this module's imports at run time
-    from arc2avatar.avatar.model import Avatar
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,6 @@ class ExportFormat:
 
 
 def _writers() -> dict[str, ExportFormat]:
-    from arc2avatar.avatar.formats import glb, ksplat, ply, sog, splat, spz
-
     formats = [
         ExportFormat("ply", (".ply",), ply.write_compact_ply, "z", "compact 3DGS PLY (SH degree 0, 14 floats)"),
         ExportFormat("ply-unity", (".ply",), ply.write_unity_ply, "z", "62-float 3DGS PLY for the Unity importer"),
@@ -119,10 +118,8 @@ def resolve_format(path: str | os.PathLike, format: str | None = None) -> Export
     return next(f for f in registry.values() if suffix in f.suffixes)  # .ply → the compact layout
 
 
-def expression_morphs(avatar: "Avatar", setup: Any, up: str) -> dict[str, np.ndarray]:
+def expression_morphs(avatar: Avatar, setup: HeadSetup, up: str) -> dict[str, np.ndarray]:
     """Name → (N, 3) float32 displacement of every splat at that expression's weight 1, in ``up``'s frame."""
-    from arc2avatar.avatar.rig import FaceRig
-
     rig = FaceRig(avatar.splats, setup)
     neutral = SplatArrays.from_splats(avatar.splats, up).means_n3
     names = list(rig.head.expression_names)
@@ -130,7 +127,7 @@ def expression_morphs(avatar: "Avatar", setup: Any, up: str) -> dict[str, np.nda
 
 
 def export_avatar(
-    avatar: "Avatar",
+    avatar: Avatar,
     path: str | os.PathLike,
     format: str | None = None,
     up: str | None = None,
@@ -173,8 +170,6 @@ def export_avatar(
 
     setup = None
     if expression or pose:
-        from arc2avatar.avatar.rig import apply_expression, setup_for_avatar
-
         setup = setup_for_avatar(avatar, flame, flame_masks)
         avatar = apply_expression(avatar, setup, dict(expression or {}), pose)
     morphs = None
@@ -187,7 +182,7 @@ def export_avatar(
     return chosen.writer(path, arrays)
 
 
-def _glb_morphs(avatar: "Avatar", up: str, flame: Any, flame_masks: Any, required: bool,
+def _glb_morphs(avatar: Avatar, up: str, flame: Any, flame_masks: Any, required: bool,
                 expressed: bool) -> dict[str, np.ndarray] | None:
     """Expression morph targets for a glb, or None (with the reason logged) when there are none."""
     kind = avatar.template.get("kind")
@@ -199,8 +194,6 @@ def _glb_morphs(avatar: "Avatar", up: str, flame: Any, flame_masks: Any, require
     elif kind == "flame" and flame is None:
         reason = "the avatar was made on FLAME; pass --flame to rebuild its template"
     if reason is None:
-        from arc2avatar.avatar.rig import setup_for_avatar
-
         setup = setup_for_avatar(avatar, flame, flame_masks)
         count = len(setup.upsampled.head.expression_names)
         if count > MAX_MORPH_TARGETS:

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from arc2avatar._io import JsonlLogger, atomic_path, atomic_write_text, default_mode, jsonable, read_jsonl, write_json  # noqa: F401 (re-exported)
+from arc2avatar._io import atomic_path
 from arc2avatar.errors import MissingDependencyError
 
 SHEET_PADDING_PX = 2  # gap between sheet tiles, pixels

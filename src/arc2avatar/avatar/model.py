@@ -67,15 +67,6 @@ class Avatar:
         write_ply(out_dir / PLY_NAME, self.splats, layout=ply_layout)
         save_bundle(out_dir / BUNDLE_NAME, self.splats, self.template, self.extra)
 
-    def export(self, path: str | Path, format: str | None = None, up: str | None = None, **options: Any) -> Path:
-        """Write the avatar in another tool's format (``arc2avatar.avatar.export.export_avatar``).
-
-        >>> Avatar.load("out/").export("head.spz", up="y")
-        """
-        from arc2avatar.avatar.export import export_avatar
-
-        return export_avatar(self, path, format=format, up=up, **options)
-
     @torch.no_grad()
     def render_cameras(self, cameras: Cameras, background: tuple[float, float, float] = (1.0, 1.0, 1.0), batch: int = 8) -> Tensor:
         """(C, H, W, 3) renders in [0, 1] for any ``Cameras`` (batched to bound memory)."""

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from arc2avatar.avatar.rig import matrix_to_quat, quat_multiply
+from arc2avatar.splats.rotations import matrix_to_quat, quat_multiply
 from arc2avatar.splats.model import GaussianSplats
 
 POSE_FIELDS: tuple[str, ...] = ("yaw_deg", "pitch_deg", "roll_deg", "tx", "ty", "tz", "scale")

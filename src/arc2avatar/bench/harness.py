@@ -41,10 +41,25 @@ from torch import Tensor
 from arc2avatar._io import atomic_write_text
 from arc2avatar._timing import StageTimer
 from arc2avatar.errors import InputError
+from arc2avatar.avatar.template import HeadSetup, build_head
 from arc2avatar.cameras.model import Cameras
-from arc2avatar.prior.guidance import GuidanceContext, GuidancePrior
+from arc2avatar.prior.guidance import Arc2FaceGuidance, GuidanceContext, GuidancePrior, IsmGuidance
 from arc2avatar.pipeline.config import CreateConfig
 from arc2avatar.pipeline.presets import resolve_config
+from arc2avatar.splats.model import GaussianSplats
+from arc2avatar._device import pick_device
+from arc2avatar.avatar.model import Avatar
+from arc2avatar.avatar.outputs import write_avatar_outputs
+from arc2avatar.cameras.samplers import sample_paper
+from arc2avatar.identity.embed import embed_photos
+from arc2avatar.pipeline.meanface import fit_mean_face_for_run
+from arc2avatar.pipeline.trainer import Trainer
+from arc2avatar.prior.configs import AccelConfig
+from arc2avatar.prior.loading import load_lora, load_prior_models
+from arc2avatar.splats.render import rasterize
+from arc2avatar.testing.identity_weights import plant_face, write_tiny_identity_weights
+from arc2avatar.testing.prior_weights import write_random_lora, write_random_weights
+from arc2avatar.weights.resolver import WeightsConfig, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +126,6 @@ def write_benchmark_inputs(work: Path, size: str = "full", seed: int = 0, lora_r
     ONNX models, a random multi-view LoRA and a photo those models "detect" a face in."""
     from PIL import Image
 
-    from arc2avatar.testing.identity_weights import plant_face, write_tiny_identity_weights
-    from arc2avatar.testing.prior_weights import write_random_lora, write_random_weights
 
     work.mkdir(parents=True, exist_ok=True)
     weights = work / "weights"
@@ -138,10 +151,6 @@ def write_benchmark_inputs(work: Path, size: str = "full", seed: int = 0, lora_r
 
 
 def _load(files: dict[str, Path], config: CreateConfig, device: torch.device, dtype: str = "auto") -> _Models:
-    from arc2avatar.identity.embed import embed_photos
-    from arc2avatar.prior.loading import load_lora, load_prior_models
-    from arc2avatar.weights.resolver import WeightsConfig, resolve_weights
-
     started = time.perf_counter()
     paths = resolve_weights(WeightsConfig(root=files["weights"], lora=files.get("lora")),
                             need={"prior", "identity", "detector"})
@@ -168,8 +177,8 @@ def _window(config: CreateConfig, before_head: int, iterations: int) -> tuple[in
 def time_window(
     config: CreateConfig,
     prior: GuidancePrior,
-    setup: Any,
-    splats: Any,
+    setup: HeadSetup,
+    splats: GaussianSplats,
     device: torch.device,
     start: int,
     iterations: int,
@@ -179,8 +188,6 @@ def time_window(
     """Run ``warmup`` untimed, then ``iterations`` timed iterations of ``config`` from ``start``
     through ``Trainer.run`` (logging and checkpoints included); face and head phases are timed
     apart (the host waits for the GPU at each phase boundary only)."""
-    from arc2avatar.pipeline.trainer import Trainer
-
     class RecordingTrainer(Trainer):
         def step(self, iteration: int) -> dict[str, Any]:
             record = super().step(iteration)
@@ -255,10 +262,7 @@ def _compare(a: Tensor, b: Tensor) -> dict[str, float]:
     }
 
 
-def _check_renders(config: CreateConfig, setup: Any, splats: Any, device: torch.device) -> tuple[Tensor, Any]:
-    from arc2avatar.cameras.samplers import sample_paper
-    from arc2avatar.splats.render import rasterize
-
+def _check_renders(config: CreateConfig, setup: HeadSetup, splats: GaussianSplats, device: torch.device) -> tuple[Tensor, Any]:
     size = config.resolution
     cameras = sample_paper(config.cameras, 1000, torch.Generator().manual_seed(123), size, size, config.views_per_step).to(device)
     s = splats.to(device)
@@ -272,14 +276,6 @@ def _check_renders(config: CreateConfig, setup: Any, splats: Any, device: torch.
 def run_benchmark(bench: BenchConfig, work: str | Path | None = None, out: str | Path | None = None,
                   progress: bool = True) -> dict[str, Any]:
     """Measure, write ``out`` (JSON) when given, and return the report (see module doc)."""
-    from arc2avatar._device import pick_device
-    from arc2avatar.avatar.model import Avatar
-    from arc2avatar.avatar.outputs import write_avatar_outputs
-    from arc2avatar.avatar.template import build_head
-    from arc2avatar.pipeline.meanface import fit_mean_face_for_run
-    from arc2avatar.prior.configs import AccelConfig
-    from arc2avatar.prior.guidance import Arc2FaceGuidance, IsmGuidance
-
     started_all = time.perf_counter()
 
     def save(stage: str) -> None:  # partial reports survive a run cut short

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 WORLD_UP = (0.0, 0.0, 1.0)
+MAX_RESOLUTION = 2048  # px: the largest render size any setting may ask for (the prior works at 512²)
 
 
 @dataclass(frozen=True)

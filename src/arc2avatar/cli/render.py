@@ -6,7 +6,7 @@ import argparse
 
 
 def _run(args: argparse.Namespace) -> int:
-    from arc2avatar.pipeline.api import render_avatar
+    from arc2avatar.avatar.render import render_avatar
 
     path = render_avatar(args.avatar, args.out, turntable=not args.sheet, size=args.size,
                          frames=args.frames, polar_deg=args.polar, fps=args.fps,

@@ -46,6 +46,8 @@ from arc2avatar.drive.landmarks import (
     MOUTH_CORNERS,
     NUM_LANDMARKS,
 )
+from arc2avatar.cameras.model import orbit_cameras
+from arc2avatar.errors import InputError
 
 
 # iBUG 300-W points no fitted expression moves: nose bridge and base, the eyes' outer and inner corners.
@@ -170,8 +172,6 @@ def landmark_model(head, points_l3: np.ndarray, vertex_index: np.ndarray, names:
     ``halves`` are fitted as two columns, ``NAME@right`` and ``NAME@left`` (``split_halves``)."""
     missing = [n for n in names if n not in head.expression_names]
     if missing:
-        from arc2avatar.errors import InputError
-
         raise InputError(f"template {head.name} has no expression(s) {', '.join(missing)} to fit")
     columns = [head.expression_names.index(n) for n in names]
     points = np.asarray(points_l3, dtype=np.float64)
@@ -222,8 +222,6 @@ class DriveCamera:
     """The frontal pinhole camera of the fit for a frame of ``width`` × ``height`` pixels."""
 
     def __init__(self, width: int, height: int, config: FitConfig) -> None:
-        from arc2avatar.cameras.model import orbit_cameras
-
         camera = orbit_cameras(config.radius, 90.0, 0.0, config.fovy, width, height)
         self.viewmat = camera.viewmats[0].double().numpy()  # (4, 4) world → OpenCV camera
         self.K = camera.Ks[0].double().numpy()

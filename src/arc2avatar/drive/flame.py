@@ -39,6 +39,7 @@ import torch
 from arc2avatar.drive.fit import LandmarkModel
 from arc2avatar.drive.landmarks import NUM_LANDMARKS, load_landmark_table
 from arc2avatar.errors import InputError
+from arc2avatar.head.flame import safe_unpickle
 
 JAW_NAME = "jaw_open_rad"
 STATIC_FIRST = 17  # a 51-point embedding starts at iBUG landmark 17 (the first brow point)
@@ -78,8 +79,6 @@ class LandmarkEmbedding:
 def read_landmark_embedding(path: str | Path) -> LandmarkEmbedding:
     """FLAME's landmark embedding (``.pkl`` as distributed, or ``.npz``) with ``lmk_face_idx`` and
     ``lmk_b_coords`` for 51 or 68 landmarks; ``InputError`` for anything else."""
-    from arc2avatar.head.flame import safe_unpickle
-
     path = Path(path)
     if path.suffix.lower() == ".npz":
         try:

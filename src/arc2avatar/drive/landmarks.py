@@ -34,6 +34,7 @@ import numpy as np
 
 from arc2avatar.errors import InputError
 from arc2avatar.head.model import HeadModel, vertex_normals
+from arc2avatar.cameras.model import project_points
 
 TABLE_FILE = Path(__file__).with_name("builtin_landmarks.json")
 NUM_LANDMARKS = 68
@@ -81,8 +82,6 @@ def lift_landmarks(head: HeadModel, landmarks_682: np.ndarray, camera, pick_radi
     """(68,) vertex indices: each image landmark (pixel indices) lifted to the nearest front-facing
     face vertex of ``head`` seen by ``camera`` (one ``Cameras``), the closest to the camera among
     those within ``pick_radius_px``."""
-    from arc2avatar.cameras.model import project_points
-
     vertices = head.vertices.float()
     pixels, depth = project_points(camera, vertices)
     pixels, depth = pixels[0].double().numpy() - 0.5, depth[0].double().numpy()  # to pixel indices

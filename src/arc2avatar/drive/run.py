@@ -37,6 +37,13 @@ from typing import Any
 
 import numpy as np
 
+from arc2avatar._io import atomic_write_text, write_json
+from arc2avatar.avatar.media import write_video
+from arc2avatar.avatar.model import Avatar
+from arc2avatar.avatar.pose import HeadPose, angles_from_rotation, pose_splats, pose_table_rows
+from arc2avatar.avatar.rig import FaceRig, setup_for_avatar
+from arc2avatar.avatar.template import HeadSetup
+from arc2avatar.cameras.model import orbit_cameras
 from arc2avatar.drive.fit import (
     DriveCamera,
     FitConfig,
@@ -46,7 +53,8 @@ from arc2avatar.drive.fit import (
     landmark_model,
     merge_halves,
 )
-from arc2avatar.drive.flame import JAW_NAME, FlameFitConfig
+from arc2avatar.drive.flame import JAW_NAME, FlameFitConfig, flame_landmark_model, read_landmark_embedding
+from arc2avatar.drive.landmarks import landmark_residuals, template_landmarks
 from arc2avatar.drive.track import FaceTracker, TrackConfig, TrackedFrame
 from arc2avatar.drive.video import VideoConfig, VideoInfo, probe_video, read_frames
 from arc2avatar.errors import InputError
@@ -104,8 +112,6 @@ def _fill_missing(values_tk: np.ndarray, found_t: np.ndarray) -> np.ndarray:
 
 def _relative_pose(pose: FramePose, neutral: FramePose) -> np.ndarray:
     """(7,) pose table row relative to the neutral frame: ``R·R₀ᵀ``, ``(t − t₀)/s₀``, ``s/s₀``."""
-    from arc2avatar.avatar.pose import angles_from_rotation
-
     yaw, pitch, roll = angles_from_rotation(pose.rotation() @ neutral.rotation().T)
     translation = (pose.translation - neutral.translation) / neutral.scale
     return np.array([yaw, pitch, roll, *translation, pose.scale / neutral.scale])
@@ -177,9 +183,35 @@ def drive(
     Returns:
         A ``DriveResult``. Raises ``InputError`` for bad input (no video, no face, not an avatar…).
     """
-    from arc2avatar.avatar.rig import setup_for_avatar
-    from arc2avatar.avatar.model import Avatar
+    # 1. Check the inputs (the cheap ones first), then rebuild the avatar's template and landmarks.
+    out, info, loaded, setup, model = _open_inputs(avatar, video, out, smooth, start, end, flame, flame_masks,
+                                                   flame_landmarks, config)
+    # 2. Track the face's 68 landmarks through the video; pick the neutral frame.
+    tracked, found, neutral_index, decode_s, track_s = _track_faces(info, smooth, neutral_frame, start, end, config,
+                                                                     progress)
+    # 3. Fit expression weights and the head pose to every frame, relative to the neutral one.
+    fit_start = time.perf_counter()
+    names, weights, table = _fit_frames(model, info, tracked, found, neutral_index, pose, config, progress)
+    fit_s = time.perf_counter() - fit_start
+    landmarks = np.stack([t.landmarks if t.landmarks is not None else np.full((68, 2), np.nan) for t in tracked])
+    # 4. Render the driven avatar (and the side-by-side view and the sequence file).
+    timings: dict[str, float] = {"decode_s": decode_s, "track_s": track_s, "fit_s": fit_s}
+    paths = _write_outputs(out, loaded, setup, info, names, weights, table if pose else None, landmarks, side_by_side,
+                           sequence_out, config, timings, progress)
+    # 5. Write the report beside the video.
+    report = _report(info, tracked, found, neutral_index, setup, flame_landmarks, pose, timings, paths)
+    report_path = out.with_name(out.stem + ".report.json")
+    write_json(report, report_path)
+    paths["report"] = report_path
+    return DriveResult(report, names, weights, table, landmarks, paths)
 
+
+def _open_inputs(
+    avatar: str | os.PathLike, video: str | os.PathLike, out: str | os.PathLike, smooth: float, start: float | None,
+    end: float | None, flame: str | os.PathLike | None, flame_masks: str | os.PathLike | None,
+    flame_landmarks: str | os.PathLike | None, config: DriveConfig,
+) -> tuple[Path, VideoInfo, Avatar, HeadSetup, LandmarkModel]:
+    """Step 1: the output path, the video's description, the avatar, its template and landmark model."""
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise InputError(f"output {out} must be an .mp4 file")
@@ -196,7 +228,15 @@ def drive(
         log.warning("%s has a variable frame rate: resampled to a constant %.3f frames/s", info.path, info.fps)
     if info.downscaled:
         log.info("%s is %dx%d: tracked at %dx%d", info.path, *info.source_size, *info.size)
+    return out, info, loaded, setup, model
 
+
+def _track_faces(
+    info: VideoInfo, smooth: float, neutral_frame: int | None, start: float | None, end: float | None,
+    config: DriveConfig, progress: bool,
+) -> tuple[list[TrackedFrame], np.ndarray, int, float, float]:
+    """Step 2: the tracked frames, which of them show a face, the neutral frame's index and the
+    decode and tracking seconds."""
     tracked, decode_s, track_s = track_video(info, smooth, config.track, progress)
     if not tracked:
         raise InputError(f"{info.path} holds no frames{' in the chosen time range' if start or end else ''}")
@@ -211,8 +251,15 @@ def drive(
     if not 0 <= neutral_index < len(tracked) or not found[neutral_index]:
         raise InputError(f"--neutral-frame {neutral_frame}: the video has {len(tracked)} frames and that frame "
                          "must show a face")
+    return tracked, found, neutral_index, decode_s, track_s
 
-    fit_start = time.perf_counter()
+
+def _fit_frames(
+    model: LandmarkModel, info: VideoInfo, tracked: list[TrackedFrame], found: np.ndarray, neutral_index: int,
+    pose: bool, config: DriveConfig, progress: bool,
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Step 3: expression names, (T, K) weights and the (T, 7) head-pose table (identity rows
+    without ``pose``); frames without a face are interpolated."""
     fitter = FrameFitter(model, DriveCamera(info.size[0], info.size[1], config.fit), config.fit)
     neutral = fitter.set_neutral(tracked[neutral_index].landmarks)
     names = model.names
@@ -227,14 +274,16 @@ def drive(
     table = _fill_missing(table, found)
     if not pose:
         table[:] = [0, 0, 0, 0, 0, 0, 1]
-    fit_s = time.perf_counter() - fit_start
-    landmarks = np.stack([t.landmarks if t.landmarks is not None else np.full((68, 2), np.nan) for t in tracked])
+    return names, weights, table
 
-    timings: dict[str, float] = {"decode_s": decode_s, "track_s": track_s, "fit_s": fit_s}
-    paths = _write_outputs(out, loaded, setup, info, names, weights, table if pose else None, landmarks, side_by_side,
-                           sequence_out, config, timings, progress)
+
+def _report(
+    info: VideoInfo, tracked: list[TrackedFrame], found: np.ndarray, neutral_index: int, setup: HeadSetup,
+    flame_landmarks: str | os.PathLike | None, pose: bool, timings: dict[str, float], paths: dict[str, Path],
+) -> dict[str, Any]:
+    """Step 5: the run's report (``OUT.report.json``)."""
     frames = len(tracked)
-    report = {
+    return {
         "video": str(info.path),
         "frames": frames,
         "fps": info.fps,
@@ -242,7 +291,7 @@ def drive(
         "source_size": list(info.source_size),
         "downscaled": info.downscaled,
         "resampled_vfr": info.resampled,
-        "frames_without_face": missing,
+        "frames_without_face": int((~found).sum()),
         "frames_detected": int(sum(t.detected for t in tracked)),
         "mean_confidence": float(np.mean([t.confidence for t in tracked])),
         "neutral_frame": neutral_index,
@@ -253,20 +302,11 @@ def drive(
         "stage_seconds": timings,
         "outputs": {k: str(v) for k, v in paths.items()},
     }
-    from arc2avatar.avatar.media import write_json
-
-    report_path = out.with_name(out.stem + ".report.json")
-    write_json(report, report_path)
-    paths["report"] = report_path
-    return DriveResult(report, names, weights, table, landmarks, paths)
 
 
-def _landmark_model(setup: Any, flame_landmarks: str | os.PathLike | None, config: DriveConfig) -> LandmarkModel:
+def _landmark_model(setup: HeadSetup, flame_landmarks: str | os.PathLike | None, config: DriveConfig) -> LandmarkModel:
     """The fit's template side: the built-in table, or FLAME's coefficients and jaw."""
-    from arc2avatar.drive.landmarks import landmark_residuals, template_landmarks
-
     if setup.info.get("kind") == "flame":
-        from arc2avatar.drive.flame import flame_landmark_model, read_landmark_embedding
 
         embedding = None if flame_landmarks is None else read_landmark_embedding(flame_landmarks)
         return flame_landmark_model(setup.base, embedding, config.flame, landmark_residuals())
@@ -278,7 +318,7 @@ def _landmark_model(setup: Any, flame_landmarks: str | os.PathLike | None, confi
                           config.fit.agreeing_halves, config.fit.half_blend)
 
 
-def _landmark_source(setup: Any, flame_landmarks: str | os.PathLike | None) -> str:
+def _landmark_source(setup: HeadSetup, flame_landmarks: str | os.PathLike | None) -> str:
     if setup.info.get("kind") != "flame":
         return "built-in table"
     return f"FLAME embedding {Path(flame_landmarks).name}" if flame_landmarks else "built-in table carried onto FLAME"
@@ -299,8 +339,6 @@ def split_joints(names: tuple[str, ...], weights: np.ndarray) -> tuple[tuple[str
 def sequence_json(names: tuple[str, ...], weights: np.ndarray, head_pose: np.ndarray | None, fps: float) -> dict:
     """The ``animate --sequence`` JSON of fitted weights (and head pose; a fitted FLAME jaw goes
     into ``joints``)."""
-    from arc2avatar.avatar.pose import pose_table_rows
-
     names, weights, jaw = split_joints(names, weights)
     data: dict[str, Any] = {"fps": float(fps),
                             "frames": [{n: round(float(w), 6) for n, w in zip(names, row)} for row in weights]}
@@ -325,17 +363,10 @@ def _draw_landmarks(frame: np.ndarray, landmarks: np.ndarray, height: int, radiu
     return np.asarray(image)
 
 
-def _write_outputs(out: Path, avatar: Any, setup: Any, info: VideoInfo, names: tuple[str, ...], weights: np.ndarray,
+def _write_outputs(out: Path, avatar: Avatar, setup: HeadSetup, info: VideoInfo, names: tuple[str, ...], weights: np.ndarray,
                    head_pose: np.ndarray | None, landmarks: np.ndarray, side_by_side: bool,
                    sequence_out: str | os.PathLike | None, config: DriveConfig, timings: dict[str, float],
                    progress: bool) -> dict[str, Path]:
-    from arc2avatar._io import atomic_write_text
-    from arc2avatar.avatar.pose import HeadPose, pose_splats
-    from arc2avatar.cameras.model import orbit_cameras
-    from arc2avatar.avatar.rig import FaceRig
-    from arc2avatar.avatar.media import write_video
-    from arc2avatar.avatar.model import Avatar
-
     rig = FaceRig(avatar.splats, setup)
     expression_names, expression_weights, jaw = split_joints(names, weights)
     camera = orbit_cameras(config.radius, 90.0, 0.0, config.fovy, config.size, config.size)

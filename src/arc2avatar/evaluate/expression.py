@@ -23,6 +23,8 @@ from arc2avatar.evaluate.recognizers import FaceRecognizer, compare, describe, s
 from arc2avatar.evaluate.similarity import Observations, View, distribution, observe
 from arc2avatar.evaluate.views import EvalViews, render_views
 from arc2avatar.avatar.model import Avatar
+from arc2avatar.avatar.template import HeadSetup
+from arc2avatar.avatar.rig import apply_expression
 
 # Expressions of the built-in template evaluated by default (name → blendshape weights).
 DEFAULT_EXPRESSIONS: tuple[tuple[str, Mapping[str, float]], ...] = (
@@ -57,7 +59,7 @@ def expression_grid(views: EvalViews, config: ExpressionEvalConfig) -> list[View
 
 def expression_consistency(
     avatar: Avatar,
-    setup: Any,
+    setup: HeadSetup,
     recognizers: Sequence[FaceRecognizer],
     views: EvalViews,
     neutral: Sequence[Observations],
@@ -72,8 +74,6 @@ def expression_consistency(
         recognizers: the recognisers, with ``neutral[i]`` / ``references[i]`` what recogniser
             i saw in the neutral renders of ``expression_grid`` and in the reference photos.
     """
-    from arc2avatar.avatar.rig import apply_expression
-
     names = set(setup.upsampled.head.expression_names)
     grid = expression_grid(views, config)
     chosen, skipped = [], []

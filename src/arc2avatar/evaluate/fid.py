@@ -38,6 +38,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from arc2avatar.errors import InputError, MissingDependencyError, MissingWeightsError
+from arc2avatar.weights.resolver import WeightsConfig
 
 INCEPTION_FILENAME = "inception-2015-12-05.pt"
 INCEPTION_SOURCE = ("the TorchScript FID Inception of StyleGAN2-ADA / clean-fid "
@@ -80,8 +81,6 @@ def inception_file(config: FidConfig, weights: str | Path | None = None) -> Path
     """Where the Inception file is expected (``config.inception_path`` or the weights root)."""
     if config.inception_path is not None:
         return Path(config.inception_path).expanduser()
-    from arc2avatar.weights.resolver import WeightsConfig
-
     return WeightsConfig(root=None if weights is None else Path(weights)).local_root() / INCEPTION_FILENAME
 
 

@@ -32,6 +32,11 @@ import numpy as np
 
 from arc2avatar.errors import InputError, MissingDependencyError, MissingWeightsError
 from arc2avatar.identity.dlib_faces import DlibDetectorConfig, DlibFaceDetector
+from arc2avatar.identity.align import align_face
+from arc2avatar.identity.arcface import ArcFaceEmbedder
+from arc2avatar.identity.detect import ScrfdDetector, largest_face
+from arc2avatar.identity.embed import l2_normalise
+from arc2avatar.weights.resolver import WeightsConfig, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +201,6 @@ class ArcFaceRecognizer:
 
     def __init__(self, scrfd_onnx: str | Path, arcface_onnx: str | Path,
                  config: ArcFaceRecognizerConfig = ArcFaceRecognizerConfig()) -> None:
-        from arc2avatar.identity.arcface import ArcFaceEmbedder
-        from arc2avatar.identity.detect import ScrfdDetector
-
         self.config = config
         self.detector = ScrfdDetector(scrfd_onnx, det_size=config.det_size)
         self.embedder = ArcFaceEmbedder(arcface_onnx)
@@ -206,9 +208,6 @@ class ArcFaceRecognizer:
         self.name = "ArcFace ONNX (guidance network)"
 
     def align(self, image_rgb: np.ndarray) -> AlignedFace | None:
-        from arc2avatar.identity.align import align_face
-        from arc2avatar.identity.detect import largest_face
-
         faces = self.detector.detect(np.ascontiguousarray(image_rgb))
         face = largest_face(faces)
         if face is None:
@@ -216,8 +215,6 @@ class ArcFaceRecognizer:
         return AlignedFace(align_face(image_rgb, face.keypoints), face.box, face.score, len(faces))
 
     def embed(self, faces: Sequence[AlignedFace]) -> np.ndarray:
-        from arc2avatar.identity.embed import l2_normalise
-
         if not faces:
             return np.zeros((0, self.embedder.config.embedding_dim), dtype=np.float32)
         return l2_normalise(self.embedder.embed(np.stack([f.crop for f in faces])))
@@ -264,8 +261,6 @@ def _load_one(name: str, weights: str | Path | None, dlib_config: DlibRecognizer
               arcface_config: ArcFaceRecognizerConfig) -> FaceRecognizer:
     if name == "dlib":
         return DlibRecognizer(dlib_config)
-    from arc2avatar.weights.resolver import WeightsConfig, resolve_weights
-
     paths = resolve_weights(WeightsConfig(root=None if weights is None else Path(weights)), {"identity", "detector"})
     return ArcFaceRecognizer(paths.scrfd_onnx, paths.arcface_onnx, arcface_config)
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from arc2avatar._io import default_mode
 from arc2avatar.errors import InputError, MissingDependencyError
+from arc2avatar.evaluate.similarity import detection_summary, view_entry
 
 REPORT_JSON = "report.json"
 SUMMARY_MD = "summary.md"
@@ -187,8 +188,6 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def summary_markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
     """A short human summary of ``report`` with links to the figures."""
-    from arc2avatar.evaluate.similarity import detection_summary, view_entry
-
     views = report["views"]
     lines = [
         f"# arc2avatar evaluation — {report['avatar']}",

@@ -24,7 +24,7 @@ import numpy as np
 from arc2avatar._progress import progress_bar
 from arc2avatar.errors import Arc2AvatarError, InputError
 from arc2avatar.evaluate.expression import ExpressionEvalConfig, expression_consistency, expression_grid
-from arc2avatar.evaluate.fid import FidConfig, fid_kid, inception_file
+from arc2avatar.evaluate.fid import FidConfig, fid_kid, inception_file, require_inception, torchmetrics_metrics
 from arc2avatar.evaluate.recognizers import (
     ArcFaceRecognizerConfig,
     DlibRecognizerConfig,
@@ -32,9 +32,12 @@ from arc2avatar.evaluate.recognizers import (
     load_recognizers,
 )
 from arc2avatar.evaluate.report import check_report_dir, write_atomically, write_report_files
-from arc2avatar.evaluate.similarity import observe, observe_references, score_matrix, summarise_views
+from arc2avatar.evaluate.similarity import Observations, observe, observe_references, score_matrix, summarise_views
 from arc2avatar.evaluate.views import EvalViews, render_views
 from arc2avatar.avatar.model import Avatar
+from arc2avatar import __version__
+from arc2avatar.avatar.rig import setup_for_avatar
+from arc2avatar.identity.image import load_image
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +86,6 @@ class EvaluationResult:
 
 def load_references(paths: Sequence[str | Path]) -> tuple[list[Path], list[np.ndarray]]:
     """Decode every reference photo (``InputError`` naming a bad one; none given is an error)."""
-    from arc2avatar.identity.image import load_image
-
     if not paths:
         raise InputError("no reference photo given: pass --refs PHOTO [PHOTO ...]")
     resolved = [Path(p) for p in paths]
@@ -195,15 +196,11 @@ def _default_report_dir(avatar_dir: Path) -> Path:
 
 
 def _version() -> str:
-    from arc2avatar import __version__
-
     return __version__
 
 
 def _plan_fid(config: EvaluateConfig, num_references: int) -> str | None:
     """``None`` = compute FID; otherwise the reason it is skipped. ``on`` fails early instead."""
-    from arc2avatar.evaluate.fid import require_inception, torchmetrics_metrics
-
     if config.fid_mode == "off":
         return "turned off (--fid off)"
     if config.fid_mode == "on":
@@ -235,9 +232,6 @@ def _run_expressions(
     avatar: Avatar, recognizers: list[FaceRecognizer], grid: list[tuple[float, float]],
     neutral_seen: list[Any], references_seen: list[Any], config: EvaluateConfig,
 ) -> dict[str, Any]:
-    from arc2avatar.evaluate.similarity import Observations
-    from arc2avatar.avatar.rig import setup_for_avatar
-
     if config.expressions is None:
         return {"skipped": "turned off"}
     if avatar.template.get("kind") not in ("builtin", "flame"):

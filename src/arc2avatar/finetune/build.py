@@ -23,6 +23,8 @@ from ..cameras.samplers import ViewRings
 from .._guard import check_replaceable, mark_owned
 from ..errors import InputError
 from .dataset import FRONTAL_PNG, ID_NPY, check_image, DatasetLimits, wrap_azimuth, write_views_json
+from ..avatar.model import Avatar
+from ..cameras.model import orbit_cameras
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -109,8 +111,6 @@ def build_from_avatar(avatar_dir: str | os.PathLike, out: str | os.PathLike,
     """
     import torch
 
-    from ..cameras.model import orbit_cameras
-    from ..avatar.model import Avatar
 
     avatar_dir = Path(avatar_dir)
     _Staging.check(Path(out), overwrite, (avatar_dir,))  # before any rendering

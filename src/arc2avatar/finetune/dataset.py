@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .._io import atomic_write_text
 
 VIEWS_JSON = "views.json"
 FRONTAL_PNG = "frontal.png"
@@ -271,8 +272,6 @@ def check_dataset(root: str | os.PathLike, limits: DatasetLimits = DatasetLimits
 
 def write_views_json(folder: Path, views: list[tuple[str, float, float]]) -> Path:
     """Write ``views.json`` for (relative file, azimuth_deg, elevation_deg) triples, atomically."""
-    from .._io import atomic_write_text
-
     data = {"views": [{"file": f, "azimuth_deg": float(a), "elevation_deg": float(e)} for f, a, e in views]}
     path = folder / VIEWS_JSON
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")

@@ -49,6 +49,10 @@ from ..weights.layout import WeightsPaths
 from .dataset import DatasetLimits, IdentityRecord, check_dataset, load_image_tensor
 from .distributed import (RankInfo, barrier, mean_over_ranks, process_group, rank_device, rank_from_env, step_seed,
                           wrap_data_parallel)
+from ..identity.embed import embed_photos
+from ..prior.arc2face import encode_id_prompt, encode_text
+from ..prior.loading import load_prior_models
+from ..prior.views import blend_view_embeddings, perp_neg_weights
 
 logger = logging.getLogger(__name__)
 
@@ -186,15 +190,11 @@ def identity_vector(record: IdentityRecord, weights: WeightsPaths) -> Tensor:
     """(512,) unit ArcFace vector: ``id.npy`` if present, else embedded from ``frontal.png``."""
     if record.id_vector is not None:
         return torch.from_numpy(np.load(record.id_vector, allow_pickle=False).reshape(-1).astype(np.float32))
-    from ..identity.embed import embed_photos
-
     return torch.from_numpy(embed_photos([record.frontal], weights).vector.astype(np.float32))  # type: ignore[list-item]
 
 
 def view_blend_weights(azimuth_deg: float) -> dict[str, float]:
     """Mix of the front/side/back view embeddings at this azimuth, as the guidance uses it (docs/method.md §2)."""
-    from ..prior.views import perp_neg_weights
-
     mix: dict[str, float] = {"front": 0.0, "side": 0.0, "back": 0.0}
     for name, weight in perp_neg_weights(azimuth_deg).positive:
         mix[name] += float(weight)
@@ -205,7 +205,6 @@ def view_context(e_id: Tensor, e_text: dict[str, Tensor], azimuth_deg: float, co
     """(77, 768) conditioning of one view: e_id, or Σ_d mix_d·(α·e_id + (1−α)·CLIP("<d> view"))."""
     if not config.view_text:
         return e_id
-    from ..prior.views import blend_view_embeddings
 
     mix = view_blend_weights(azimuth_deg)
     return sum(w * blend_view_embeddings(e_id, e_text[d][None], config.view_alpha)[0]  # type: ignore[return-value]
@@ -223,8 +222,6 @@ def split_holdout(n_views: int, holdout: int) -> list[int]:
 @torch.no_grad()
 def prepare_data(records: list[IdentityRecord], models: Any, weights: WeightsPaths, config: FinetuneConfig) -> TrainingData:
     """Encode every identity's conditioning and every view's VAE posterior once."""
-    from ..prior.arc2face import encode_id_prompt, encode_text
-
     device = models.device
     e_text_all = encode_text(models.text_encoder, models.tokenizer, list(config.view_prompts))  # (3, 77, 768)
     e_text = dict(zip(("front", "side", "back"), e_text_all))
@@ -355,7 +352,7 @@ def load_checkpoint(path: Path, unet: Any, optimizer: Any, scaler: Any, generato
 # --------------------------------------------------------------------------------------------
 def training_step(unet: Any, data: TrainingData, scheduler: Any, generator: torch.Generator, config: FinetuneConfig,
                   amp_dtype: torch.dtype | None, scaling_factor: float) -> Tensor:
-    """ε-prediction MSE on one batch (docs/method.md §8): sample views, t ~ U{0..T−1}, x_t = √ᾱ x0 + √(1−ᾱ) ε.
+    """ε-prediction MSE on one batch (paper eq. 3; docs/method.md §8): sample views, t ~ U{0..T−1}, x_t = √ᾱ x0 + √(1−ᾱ) ε.
 
     The generator lives on the CPU, so draws are identical on every device.
     """
@@ -471,7 +468,6 @@ def _train(identities: list[IdentityRecord], weights: WeightsPaths, out_dir: Pat
     from diffusers import DDPMScheduler
     from tqdm.auto import tqdm
 
-    from ..prior.loading import load_prior_models
 
     amp_dtype = autocast_dtype(device, config.mixed_precision)
     models = load_prior_models(weights, device, amp_dtype or torch.float32)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from arc2avatar.errors import InputError
+from arc2avatar.errors import InputError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,6 @@ def _onnxruntime():
     try:
         import onnxruntime
     except ImportError as error:  # pragma: no cover - a core dependency
-        from arc2avatar.errors import MissingDependencyError
         raise MissingDependencyError(
             "face detection needs onnxruntime: pip install onnxruntime (or onnxruntime-gpu)"
         ) from error

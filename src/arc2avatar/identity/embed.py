@@ -22,7 +22,7 @@ from arc2avatar.errors import InputError, MissingWeightsError
 from arc2avatar.identity.align import align_face
 from arc2avatar.identity.arcface import ArcFaceEmbedder
 from arc2avatar.identity.detect import ScrfdConfig, ScrfdDetector, largest_face
-from arc2avatar.identity.image import ImageLimits, load_image
+from arc2avatar.identity.image import ImageLimits, Photo, load_image
 from arc2avatar.weights.layout import WeightsPaths
 
 log = logging.getLogger(__name__)
@@ -74,13 +74,13 @@ def combine_embeddings(raw_embeddings: np.ndarray) -> np.ndarray:
     return l2_normalise(l2_normalise(raw_embeddings).mean(axis=0))
 
 
-def embed_photos(paths: Sequence[str | Path], weights: WeightsPaths,
+def embed_photos(paths: Sequence[str | Path | Photo], weights: WeightsPaths,
                  det_size: int = ScrfdConfig.det_size,
                  limits: ImageLimits | None = None) -> IdentityEmbedding:
     """ArcFace identity embedding of the person in ``paths``.
 
     Args:
-        paths: one or more photos of the same person.
+        paths: one or more photos of the same person (files, or ``Photo`` s already decoded).
         weights: needs ``scrfd_onnx`` and ``arcface_onnx`` (``resolve_weights(config,
             {"identity", "detector"})``).
         det_size: SCRFD input size in pixels (docs/method.md §1: 640).
@@ -94,7 +94,8 @@ def embed_photos(paths: Sequence[str | Path], weights: WeightsPaths,
             a face (the message names them).
         MissingWeightsError: ``weights`` lacks the detector or the recogniser.
     """
-    paths = [Path(p) for p in paths]
+    given = list(paths)
+    paths = [p.path if isinstance(p, Photo) else Path(p) for p in given]
     if not paths:
         raise InputError("no photo given")
     missing = [name for name, value in (("scrfd_onnx", weights.scrfd_onnx),
@@ -103,7 +104,7 @@ def embed_photos(paths: Sequence[str | Path], weights: WeightsPaths,
         raise MissingWeightsError(f"identity embedding needs {', '.join(missing)}; resolve "
                                   "weights with need={'identity', 'detector'}")
     limits = limits or ImageLimits()
-    images = [load_image(p, limits.max_side, limits) for p in paths]  # all decoded first
+    images = [p.pixels if isinstance(p, Photo) else load_image(p, limits.max_side, limits) for p in given]  # all decoded first
 
     detector = ScrfdDetector(weights.scrfd_onnx, det_size=det_size)
     embedder = ArcFaceEmbedder(weights.arcface_onnx)

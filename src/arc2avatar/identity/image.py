@@ -141,15 +141,26 @@ def load_image(path: str | Path, max_side: int = ImageLimits.max_side,
     return np.asarray(rgb, dtype=np.uint8).copy()
 
 
-def check_face_photos(photos: Sequence[str | os.PathLike]) -> list[Path]:
-    """Every photo exists, decodes and is large enough to hold a face (``FACE_PHOTO_LIMITS``):
-    the one check of the photos ``create``, ``demo --photo``, ``embed`` and the web app take,
-    made before any model loads. Raises one ``InputError`` naming the first bad photo."""
+@dataclass(frozen=True)
+class Photo:
+    """A decoded photo: its file and its pixels, (H, W, 3) uint8 RGB (``load_image``)."""
+
+    path: Path
+    pixels: np.ndarray
+
+
+def load_face_photos(photos: Sequence[str | os.PathLike]) -> list[Photo]:
+    """Every photo exists, decodes and is large enough to hold a face (``FACE_PHOTO_LIMITS``),
+    decoded once: ``create`` embeds the pixels it checked. Raises one ``InputError`` naming the
+    first bad photo."""
     if not photos:
         raise InputError("no photo given")
-    paths = [Path(p) for p in photos]
-    for path in paths:
-        load_image(path, limits=FACE_PHOTO_LIMITS)
-    return paths
+    return [Photo(Path(p), load_image(p, limits=FACE_PHOTO_LIMITS)) for p in photos]
+
+
+def check_face_photos(photos: Sequence[str | os.PathLike]) -> list[Path]:
+    """``load_face_photos``' check alone: the one check of the photos ``create``, ``demo --photo``,
+    ``embed`` and the web app take, made before any model loads."""
+    return [photo.path for photo in load_face_photos(photos)]
 
 

@@ -1,4 +1,4 @@
-"""The Python API behind ``arc2avatar create``, ``demo``, ``template`` and ``render``.
+"""The Python API behind ``arc2avatar create``, ``demo`` and ``template`` (``render``: ``avatar.render``).
 
 >>> import arc2avatar
 >>> result = arc2avatar.create(["me.jpg"], "out/", preset="paper")      # real Arc2Face prior
@@ -16,25 +16,39 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from arc2avatar._device import pick_device
 from arc2avatar._guard import folder_lock, remove_stale_temporaries
+from arc2avatar._io import write_json
 from arc2avatar.avatar.layout import BUNDLE_NAME, CONFIG_NAME, LOG_NAME, METRICS_NAME
+from arc2avatar.avatar.media import write_sheet
 from arc2avatar.avatar.model import Avatar
 from arc2avatar.avatar.outputs import write_avatar_outputs
+from arc2avatar.avatar.safety import check_template_out
 from arc2avatar.avatar.template import HeadSetup, build_head
+from arc2avatar.cameras.model import orbit_cameras
+from arc2avatar.cameras.samplers import heldout_cameras
 from arc2avatar.confkit import from_dict, load_yaml, save_yaml
 from arc2avatar.errors import InputError
+from arc2avatar.head.flame import load_flame
 from arc2avatar.pipeline.config import CreateConfig
 from arc2avatar.pipeline.meanface import fit_mean_face_for_run, initial_splats
 from arc2avatar.pipeline.preparing import PrepareReport
+from arc2avatar.pipeline.metrics import image_metrics
 from arc2avatar.pipeline.presets import CPU_SMOKE, PHOTO_DEMO, resolve_config
 from arc2avatar.pipeline.trainer import CHECKPOINT_NAME, Trainer, truncate_log
+from arc2avatar.identity.embed import embed_photos
+from arc2avatar.identity.image import check_face_photos, load_face_photos
+from arc2avatar.pipeline.oracle import OraclePrior
+from arc2avatar.pipeline.priors import PriorFactory, PriorInputs, resolve_prior
 from arc2avatar.prior.guidance import GuidancePrior
+from arc2avatar.viewer import VIEWER_NAME, write_avatar_viewer
+from arc2avatar.weights.integrity import check_file
+from arc2avatar.weights.resolver import WeightsConfig, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -135,16 +149,12 @@ def load_run_config(
 def check_photos(photos: Sequence[str | Path]) -> list[Path]:
     """Every photo exists, decodes and is large enough to hold a face (before any model loads;
     ``identity.image.check_face_photos``)."""
-    from arc2avatar.identity.image import check_face_photos
-
     return check_face_photos(photos)
 
 
 def check_lora(path: str | Path | None) -> Path | None:
     if path is None:
         return None
-    from arc2avatar.weights.integrity import check_file
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"LoRA file {path} does not exist")
@@ -167,14 +177,14 @@ def _optimise(
 ) -> tuple[Avatar, dict[str, Any]]:
     started = time.perf_counter()
     metrics: dict[str, Any] = {}
-    splats = initial_splats(setup, config.splat_init)
     if resume:
         report.step("loading the checkpoint")
+        splats = initial_splats(setup, config.splat_init)  # the layout the checkpoint's tensors load into
         trainer = Trainer(config, prior, setup, splats.to(device), out_dir, device, progress=progress)
         trainer.load_checkpoint()
     else:
         truncate_log(out_dir / LOG_NAME, 0)  # a run started over drops the records of the stopped one
-        splats, meanface = fit_mean_face_for_run(setup, config, device, progress, report)
+        splats, meanface = fit_mean_face_for_run(setup, config, device, progress, report)  # builds the initial splats once
         metrics["meanface"] = meanface
         trainer = Trainer(config, prior, setup, splats.to(device), out_dir, device, progress=progress)
     report.finish()
@@ -201,9 +211,6 @@ def face_correspondence(splats: Any, setup: HeadSetup) -> dict[str, float]:
 
 
 def _finish(out_dir: Path, avatar: Avatar, config: CreateConfig, metrics: dict[str, Any], setup: HeadSetup) -> dict[str, Path]:
-    from arc2avatar.avatar.media import write_json
-    from arc2avatar.viewer import VIEWER_NAME, write_avatar_viewer
-
     files = write_avatar_outputs(
         out_dir,
         avatar,
@@ -227,6 +234,8 @@ def create(
     photos: Sequence[str | Path],
     out_dir: str | Path,
     *,
+    prior: GuidancePrior | PriorFactory | str | None = None,
+    priors: Mapping[str, PriorFactory] | None = None,
     preset: str | None = None,
     config_path: str | Path | None = None,
     overrides: Sequence[str] = (),
@@ -237,11 +246,15 @@ def create(
     resume: bool = False,
     progress: bool = True,
 ) -> CreateResult:
-    """Photo(s) of one person → an avatar in ``out_dir`` with the real Arc2Face prior.
+    """Photo(s) of one person → an avatar in ``out_dir``, guided by the Arc2Face prior or another.
 
     Args:
-        photos: one or more photos of the same person (JPEG/PNG/WebP...).
+        photos: one or more photos of the same person (JPEG/PNG/WebP...); each is decoded once.
         out_dir: output folder (created; never overwritten).
+        prior: the guidance (``arc2avatar.pipeline.priors``): a ``GuidancePrior`` object, a
+            ``PriorFactory``, or a name ("arc2face", "oracle", or one of ``priors``); None = the
+            config's ``guidance`` ("arc2face" unless a config or ``--set guidance=...`` says otherwise).
+        priors: more named priors a name or the config may select.
         preset: "paper" (default), "release", "fast" or "cpu-smoke".
         config_path: a YAML config (applied over the preset); ``overrides``: "key=value" strings.
         flame, flame_masks: a FLAME model file (and its masks) instead of the built-in template.
@@ -249,36 +262,45 @@ def create(
         weights: the weights folder (default: ``$ARC2AVATAR_WEIGHTS`` or ``~/.cache/arc2avatar``).
         resume: continue the unfinished run in ``out_dir``.
     """
-    from arc2avatar.identity.embed import embed_photos
-    from arc2avatar.prior.guidance import Arc2FaceGuidance
-    from arc2avatar.weights.resolver import WeightsConfig, resolve_weights
-
     out_dir = Path(out_dir)
-    photo_paths = check_photos(photos)
+    loaded = tuple(load_face_photos(photos)) if photos else ()
     lora_path = check_lora(lora)
     flame_settings = flame_overrides(flame, flame_masks)
     asked_resume, resume = resume, check_out_dir(out_dir, resume)
-    config = load_run_config(out_dir, asked_resume, preset, config_path, [*flame_settings, *overrides])
+    named = [f"guidance={prior}"] if isinstance(prior, str) and not asked_resume else []
+    config = load_run_config(out_dir, asked_resume, preset, config_path, [*flame_settings, *overrides, *named])
+    factory = resolve_prior(prior, config, priors)
+    if factory.needs_identity and not loaded:
+        raise InputError("no photo given")
     if config.template.kind == "flame":
         _check_flame(config)
-    paths = resolve_weights(WeightsConfig(root=weights, lora=lora_path), need={"prior", "identity", "detector"})
+    paths = None
+    if factory.needs_identity:
+        paths = resolve_weights(WeightsConfig(root=weights, lora=lora_path), need={"prior", "identity", "detector"})
+    prepared = factory.prepare(loaded) if factory.prepare is not None else None
     device = pick_device(config.device)
     with run_lock(out_dir, resume):
         if not resume:
             save_yaml(config, out_dir / CONFIG_NAME, header=f"arc2avatar create — resolved config (preset {config.preset})")
         report = PrepareReport(out_dir)
-        report.step("identity embedding")
-        identity = embed_photos(photo_paths, paths)
-        np.save(out_dir / "identity.npy", identity.vector)
-        report.step("loading the Arc2Face prior")
-        prior = Arc2FaceGuidance.from_pretrained(
-            paths, torch.from_numpy(identity.vector), device=device, lora=lora_path, config=config.prior,
-            accel=config.accel,
-        )
+        metrics: dict[str, Any] = {}
+        identity = None
+        if factory.needs_identity:
+            report.step("identity embedding")
+            embedding = embed_photos(loaded, paths)
+            np.save(out_dir / "identity.npy", embedding.vector)  # for refine-expression
+            identity = torch.from_numpy(embedding.vector).to(device)
+            metrics["photos"] = [str(p) for p in embedding.photos_used]
         report.step("building the template")
         setup = build_head(config.template)
-        avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress, report)
-        metrics["photos"] = [str(p) for p in identity.photos_used]
+        report.step("loading the prior")
+        guidance = factory.build(PriorInputs(config, setup, device, loaded, identity, paths, lora_path, prepared))
+        avatar, run_metrics = _optimise(config, guidance, setup, out_dir, device, resume, progress, report)
+        metrics = {**run_metrics, **metrics}
+        if isinstance(guidance, OraclePrior):
+            metrics["heldout"] = heldout_metrics(avatar, guidance.target, config)
+        if factory.info is not None:
+            metrics.update(factory.info(prepared))
         files = _finish(out_dir, avatar, config, metrics, setup)
         return CreateResult(out_dir, avatar, files, metrics)
 
@@ -293,83 +315,29 @@ def demo(
     resume: bool = False,
     progress: bool = True,
 ) -> CreateResult:
-    """Fully offline: rebuild a known target head through the whole pipeline (oracle prior).
+    """Fully offline: rebuild a known target head through the whole pipeline: ``create`` with the
+    oracle prior (``prior="oracle"``), no weights needed.
 
     The target is the built-in head with a painted hair cap (and ``photo`` projected onto its
-    face, aligned by its five landmarks when dlib is installed: ``demo_photo``; on the cpu-smoke
-    preset a photo switches to the ``photo-demo`` preset, whose face a recogniser can judge). ``metrics.json`` gets the PSNR / SSIM of the
-    avatar against the target on 16 held-out views (angles never used in training) and the face
-    correspondence.
+    face, aligned by its five landmarks when dlib is installed: ``oracle.photo_keypoints``; on the
+    cpu-smoke preset a photo switches to the ``photo-demo`` preset, whose face a recogniser can
+    judge). ``metrics.json`` gets the PSNR / SSIM of the avatar against the target on 16 held-out
+    views (angles never used in training) and the face correspondence.
     """
-    from arc2avatar.pipeline.oracle import OraclePrior, default_target, oracle_latent_encoder
-
-    out_dir = Path(out_dir)
-    image = keypoints = None
-    photo_info: dict[str, Any] = {}
-    if photo is not None:
-        image, keypoints, photo_info = demo_photo(check_photos([photo])[0])
-    asked_resume, resume = resume, check_out_dir(out_dir, resume)
-    if photo is not None and preset == CPU_SMOKE.name and not asked_resume:
+    if photo is not None and preset == CPU_SMOKE.name and not resume:
         log.info("photo demo: preset %s (cpu-smoke with a recognisable face; --set overrides it)", PHOTO_DEMO.name)
         preset = PHOTO_DEMO.name
-    config = load_run_config(out_dir, asked_resume, preset, config_path, overrides)
-    device = pick_device(config.device)
-    with run_lock(out_dir, resume):
-        if not resume:
-            save_yaml(config, out_dir / CONFIG_NAME, header=f"arc2avatar demo — resolved config (preset {config.preset})")
-        report = PrepareReport(out_dir)
-        report.step("building the template")
-        setup = build_head(config.template)
-        target = default_target(setup.upsampled.head, photo=image, face_triangles=setup.upsampled.num_face_triangles,
-                                photo_keypoints=keypoints).to(device)
-        prior = OraclePrior(target, config.prior, oracle_latent_encoder(config))
-        avatar, metrics = _optimise(config, prior, setup, out_dir, device, resume, progress, report)
-        metrics["heldout"] = heldout_metrics(avatar, target, config)
-        if photo_info:
-            metrics["photo"] = photo_info
-        files = _finish(out_dir, avatar, config, metrics, setup)
-        return CreateResult(out_dir, avatar, files, metrics)
+    return create([photo] if photo is not None else [], out_dir, prior="oracle", preset=preset,
+                  config_path=config_path, overrides=overrides, resume=resume, progress=progress)
 
 
 def heldout_metrics(avatar: Avatar, target: Any, config: CreateConfig) -> dict[str, Any]:
     """PSNR / SSIM of the avatar against the oracle target on the held-out ring (white background)."""
-    from arc2avatar.cameras.samplers import heldout_cameras
-    from arc2avatar.pipeline.metrics import image_metrics
-
     size = config.resolution
     cameras = heldout_cameras(size, size, config.view_rings).to(avatar.splats.device)
     rendered = avatar.render_cameras(cameras)
     reference = target.render(cameras).cpu()
     return {"views": len(cameras), "resolution": size, **image_metrics(rendered, reference, channels_last=True)}
-
-
-def demo_photo(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
-    """The demo's photo, its five ArcFace keypoints and how it is placed on the target's face.
-
-    With dlib installed (the ``eval`` extra) the largest face's landmarks align the photo to the
-    template's (``oracle.photo_placement``); no face found is an ``InputError``. Without dlib the
-    centre square of the photo is used (a roughly frontal, face-centred picture is expected).
-    """
-    from arc2avatar.errors import MissingDependencyError
-    from arc2avatar.identity.dlib_faces import DlibFaceDetector
-    from arc2avatar.identity.image import load_image
-
-    image = load_image(path)
-    try:
-        detector = DlibFaceDetector()
-    except MissingDependencyError as error:
-        log.warning("%s; placing the centre square of %s on the face instead of aligning its landmarks", error, path)
-        height, width = image.shape[:2]
-        side = min(height, width)
-        top, left = (height - side) // 2, (width - side) // 2
-        return image[top:top + side, left:left + side], None, {"path": str(path), "placement": "centre square"}
-    face = detector.largest_face(image)
-    if face is None:
-        raise InputError(f"no face found in {path} by dlib's {detector.name} detector: use a frontal photo "
-                         "with the face clearly visible (at least ~80 pixels wide)")
-    info = {"path": str(path), "placement": "5 landmarks (dlib 68-point)",
-            "keypoints": np.round(face.keypoints, 2).tolist()}
-    return image, face.keypoints, info
 
 
 def flame_overrides(flame: str | Path | None, masks: str | Path | None) -> list[str]:
@@ -388,8 +356,6 @@ def flame_overrides(flame: str | Path | None, masks: str | Path | None) -> list[
 
 
 def _check_flame(config: CreateConfig) -> None:
-    from arc2avatar.head.flame import load_flame
-
     load_flame(config.template.flame_path, masks_path=config.template.masks_path)
 
 
@@ -406,8 +372,6 @@ def make_template(
 
     ``out_dir`` may not hold an avatar already (finished or not); it is locked while written.
     """
-    from arc2avatar.avatar.safety import check_template_out
-
     out_dir = Path(out_dir)
     check_template_out(out_dir)
     flame_settings = flame_overrides(flame, flame_masks)
@@ -422,9 +386,6 @@ def make_template(
 
 
 def _write_template(out_dir: Path, config: CreateConfig, device: torch.device, progress: bool) -> CreateResult:
-    from arc2avatar.cameras.model import orbit_cameras
-    from arc2avatar.avatar.media import write_json, write_sheet
-
     report = PrepareReport(None)  # the log only: this command's output is the fitted template itself
     report.step("building the template")
     setup = build_head(config.template)
@@ -436,53 +397,3 @@ def _write_template(out_dir: Path, config: CreateConfig, device: torch.device, p
     sheet = write_sheet(avatar.render_cameras(cameras), out_dir / "views.png", columns=8)
     metrics = {"meanface": stats, "num_splats": splats.num_splats, "num_face_splats": splats.num_face}
     return CreateResult(out_dir, avatar, {"sheet": sheet, "metrics": write_json(metrics, out_dir / METRICS_NAME)}, metrics)
-
-
-def render_avatar(
-    avatar_dir: str | Path,
-    out: str | Path | None = None,
-    *,
-    turntable: bool = True,
-    size: int = 512,
-    frames: int = 120,
-    polar_deg: float = 90.0,
-    fps: int = 30,
-    progress: bool | None = None,
-) -> Path:
-    """Re-render a saved avatar: a turntable video (or, with ``turntable=False``, the 16-view sheet).
-
-    ``progress``: a bar per frame / view on stderr (None = only on a terminal; ``arc2avatar._progress``).
-
-    ``out`` may not be the avatar's input, one of its folder's own files (``turntable.mp4`` and
-    ``views.png`` included: the run wrote them) or lie in its bundle; without ``out`` the video goes
-    to ``rendered_turntable.mp4`` and the sheet to ``rendered_views.png`` beside the avatar.
-    """
-    from arc2avatar._progress import track
-    from arc2avatar.avatar.media import write_sheet, write_video
-    from arc2avatar.avatar.safety import RENDERED_SHEET, RENDERED_VIDEO, avatar_folder_of, check_derived_output
-    from arc2avatar.cameras.samplers import ViewRings, test_ring_cameras
-    from arc2avatar.pipeline.config import MAX_RESOLUTION
-
-    problems = [m for ok, m in (
-        (8 <= size <= MAX_RESOLUTION, f"--size must be in 8..{MAX_RESOLUTION} px (got {size})"),
-        (1 <= frames <= 100_000, f"--frames must be in 1..100000 (got {frames})"),
-        (1 <= fps <= 240, f"--fps must be in 1..240 (got {fps})"),
-        (np.isfinite(polar_deg) and 0.0 < polar_deg < 180.0, f"--polar must be in (0, 180) degrees (got {polar_deg})"),
-    ) if not ok]
-    if problems:
-        raise InputError("render: " + "; ".join(problems))
-    base = avatar_folder_of(avatar_dir)[0]  # the output folder, also for a bundle folder or a .ply
-    if out is None:
-        out = base / (RENDERED_VIDEO if turntable else RENDERED_SHEET)
-    check_derived_output(out, avatar_dir)
-    avatar = Avatar.load(avatar_dir, device=pick_device("auto"))
-    if turntable:
-        path = Path(out)
-        stream = avatar.turntable_frames(size, ViewRings(), frames, polar_deg)
-        write_video(track(stream, frames, "turntable", progress, unit="frame"), path, fps=fps)
-        return path
-    path = Path(out)
-    cameras = test_ring_cameras(size, size)
-    views = [avatar.render_cameras(cameras[i:i + 1]) for i in track(range(len(cameras)), len(cameras), "views",
-                                                                    progress, unit="view")]
-    return write_sheet(torch.cat(views), path)

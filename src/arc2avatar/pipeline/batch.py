@@ -42,6 +42,8 @@ from typing import Any, Callable, Literal, Protocol, Sequence
 
 from arc2avatar._io import atomic_write_text
 from arc2avatar.errors import Arc2AvatarError, InputError
+from arc2avatar.pipeline.presets import resolve_config
+from arc2avatar.weights.resolver import WeightsConfig, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +222,7 @@ def run_figures(metrics: dict[str, Any]) -> dict[str, float]:
 
 def run_job(job: BatchJob, options: BatchOptions) -> Attempt:
     """Make one avatar (resuming its unfinished run); any failure is returned, not raised."""
-    from arc2avatar.pipeline.api import create, demo, run_state
+    from arc2avatar.pipeline.api import create, demo, run_state  # torch loads in the worker, after its CUDA_VISIBLE_DEVICES
 
     started = time.perf_counter()
     try:
@@ -331,14 +333,12 @@ class Worker:
 def check_batch_inputs(options: BatchOptions, weights: bool = True) -> None:
     """Everything the jobs share is checked once, before any worker starts: config, LoRA, FLAME, weights
     (``weights=False``: not here; a cluster's nodes check their own)."""
-    from arc2avatar.pipeline.api import flame_overrides, check_lora
-    from arc2avatar.pipeline.presets import resolve_config
+    from arc2avatar.pipeline.api import flame_overrides, check_lora  # the parent stays torch-free (see module doc)
 
     flame = [] if options.oracle else flame_overrides(options.flame, options.flame_masks)
     resolve_config(options.resolved_preset, options.config_path, [*flame, *options.overrides])
     if options.oracle:
         return
-    from arc2avatar.weights.resolver import WeightsConfig, resolve_weights
 
     lora = check_lora(options.lora)
     if weights:
@@ -458,7 +458,7 @@ def create_batch(
 
 def _run_batch(jobs: list[BatchJob], options: BatchOptions, plan: WorkerPlan, slots: list[str | None],
                photos_dir: Path, out_dir: Path, engine: JobBackend | None = None) -> BatchResult:
-    from arc2avatar.pipeline.api import run_state
+    from arc2avatar.pipeline.api import run_state  # the parent stays torch-free (see module doc)
 
     started = time.perf_counter()
     reports = {j.name: JobReport(j.name, [str(p) for p in j.photos]) for j in jobs}

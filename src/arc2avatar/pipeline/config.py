@@ -8,12 +8,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from arc2avatar.cameras.model import MAX_RESOLUTION
 from arc2avatar.cameras.samplers import CameraRanges, FacePhaseRanges, ViewRings
-from arc2avatar.confkit import (  # noqa: F401  (re-exported: the config API's old home)
-    apply_overrides, dump_yaml, field_docs, flatten, from_dict, get_value, has_schema, load_yaml, merge,
-    nonfinite_fields,
-    parse_override, save_yaml, to_dict, unflatten,
-)
+from arc2avatar.confkit import nonfinite_fields
 from arc2avatar.avatar.template import MAX_TEMPLATE_LEVELS, TemplateConfig
 from arc2avatar.errors import InputError
 from arc2avatar.prior.configs import AccelConfig, PriorConfig
@@ -21,7 +18,6 @@ from arc2avatar.splats.densify import MaskedDensifyConfig
 from arc2avatar.splats.model import SplatInitConfig
 from arc2avatar.splats.optim import SplatOptimConfig
 
-MAX_RESOLUTION = 2048  # px: the largest render size any setting may ask for (the prior works at 512²)
 # Largest seed: torch generators take 64-bit seeds and the run also seeds with seed + 1.
 MAX_SEED = 2**63 - 2
 # Most optimisation steps a run (or the mean-face fit) may ask for: 100,000, about 14× the paper's
@@ -29,15 +25,6 @@ MAX_SEED = 2**63 - 2
 MAX_ITERATIONS = 100_000
 
 # ─────────────────────────────── the pipeline's configuration ───────────────────────────────
-
-
-# The other packages' configs, nested here so one YAML file holds the whole run.
-PriorSlot = PriorConfig
-OptimSlot = SplatOptimConfig
-DensifySlot = MaskedDensifyConfig
-CamerasSlot = CameraRanges
-FaceCamerasSlot = FacePhaseRanges
-ViewRingsSlot = ViewRings
 
 
 @dataclass(frozen=True)
@@ -156,6 +143,9 @@ class CreateConfig:
         test_every: iterations between renders of the eye-level test views to ``progress.png``
             (official: 1000; 0 = never).
         device: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
+        guidance: the prior ``create`` runs with when it is given none, by name
+            (``arc2avatar.pipeline.priors.PRIORS``): "arc2face" (the method, paper §3.1–3.3) or
+            "oracle" (the offline demo's known target head, docs/method.md §2.4).
         latent_encoder: how renders become the prior's latents: "vae" (SD-1.5 VAE, the method)
             or "rgb" (2x−1 resized to rgb_latent_resolution; CPU smoke and oracle runs only).
         rgb_latent_resolution: latent size in pixels when latent_encoder is "rgb".
@@ -192,6 +182,7 @@ class CreateConfig:
     log_every: int = 100
     test_every: int = 1000
     device: str = "auto"
+    guidance: str = "arc2face"
     latent_encoder: Literal["vae", "rgb"] = "vae"
     rgb_latent_resolution: int = 64
     sampler: Literal["paper", "release"] = "paper"
@@ -202,12 +193,12 @@ class CreateConfig:
     outputs: OutputConfig = field(default_factory=OutputConfig)
     # Other packages' configs, nested so that one YAML file describes the whole run.
     splat_init: SplatInitConfig = field(default_factory=SplatInitConfig)
-    prior: PriorSlot = field(default_factory=PriorSlot)
-    optim: OptimSlot = field(default_factory=OptimSlot)
-    densify: DensifySlot = field(default_factory=DensifySlot)
-    cameras: CamerasSlot = field(default_factory=CamerasSlot)
-    face_cameras: FaceCamerasSlot = field(default_factory=FaceCamerasSlot)
-    view_rings: ViewRingsSlot = field(default_factory=ViewRingsSlot)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    optim: SplatOptimConfig = field(default_factory=SplatOptimConfig)
+    densify: MaskedDensifyConfig = field(default_factory=MaskedDensifyConfig)
+    cameras: CameraRanges = field(default_factory=CameraRanges)
+    face_cameras: FacePhaseRanges = field(default_factory=FacePhaseRanges)
+    view_rings: ViewRings = field(default_factory=ViewRings)
     accel: AccelConfig = field(default_factory=AccelConfig)
 
 

@@ -146,10 +146,6 @@ class RegularisationLosses:
     face_laplacian: Tensor
     total: Tensor
 
-    def as_floats(self) -> dict[str, float]:
-        return {name: float(getattr(self, name).detach()) for name in
-                ("tv_rgb", "tv_disparity", "scale", "face_position", "face_laplacian", "total")}
-
 
 def regularisation_losses(
     weights: LossWeights,

@@ -26,13 +26,14 @@ from arc2avatar.pipeline.preparing import PrepareReport
 from arc2avatar._io import atomic_path
 from arc2avatar.cameras.samplers import CameraRanges, FacePhaseRanges, sample_face_phase, sample_paper
 from arc2avatar.head.raster import render_mesh
-from arc2avatar.avatar.template import HeadSetup, TemplateConfig, build_head, load_base_head  # noqa: F401 (re-exported)
+from arc2avatar.avatar.template import HeadSetup
 from arc2avatar.pipeline.config import MeanFaceConfig
 from arc2avatar.pipeline.losses import face_position_loss, l1_dssim
 from arc2avatar.splats.checks import check_splat_values
 from arc2avatar.splats.model import GaussianSplats, SplatInitConfig
 from arc2avatar.splats.optim import SplatOptimConfig, make_optimizer, update_learning_rates
 from arc2avatar.splats.render import rasterize
+from arc2avatar.pipeline.metrics import psnr
 
 if TYPE_CHECKING:
     from arc2avatar.pipeline.config import CreateConfig
@@ -47,12 +48,6 @@ def initial_splats(setup: HeadSetup, init: SplatInitConfig = SplatInitConfig()) 
     """One splat per upsampled vertex, face splats bound to their vertex (docs/method.md §4)."""
     head = setup.upsampled.head
     return GaussianSplats.from_template(head.vertices, head.vertex_colors, head.face_mask, config=init)
-
-
-def face_mesh(setup: HeadSetup) -> tuple[Tensor, Tensor, Tensor]:
-    """(vertices (V,3), face triangles (Ff,3) into them, colours (V,3)) of the face submesh."""
-    up = setup.upsampled
-    return up.head.vertices, up.head.faces[: up.num_face_triangles], up.head.vertex_colors
 
 
 def _cache_key(
@@ -214,8 +209,6 @@ def _fit(
 
 @torch.no_grad()
 def _psnr(splats: GaussianSplats, vertices: Tensor, faces: Tensor, colors: Tensor, cams: Any) -> float:
-    from arc2avatar.pipeline.metrics import psnr
-
     white = torch.ones(3, device=vertices.device)
     target = render_mesh(vertices, faces, colors, cams, white).rgb
     render = rasterize(splats.means, splats.rotations, splats.scales, splats.opacities, splats.colors, cams, white).rgb

@@ -24,12 +24,15 @@ import torch
 from torch import Tensor
 
 from arc2avatar.cameras.model import Cameras, orbit_cameras
-from arc2avatar.errors import InputError
+from arc2avatar.errors import InputError, MissingDependencyError
 from arc2avatar.head.model import HeadModel, vertex_normals
 from arc2avatar.head.raster import render_mesh
+from arc2avatar.identity import dlib_faces
 from arc2avatar.identity.align import estimate_similarity
-from arc2avatar.prior.configs import PriorConfig
-from arc2avatar.prior.guidance import GuidanceContext, GuidanceOutput, IsmGuidance, LatentEncoder, RgbLatentEncoder
+from arc2avatar.identity.image import Photo
+from arc2avatar.prior.configs import PriorConfig, scheduler_config
+from arc2avatar.prior.guidance import GuidanceContext, GuidanceOutput, IsmGuidance
+from arc2avatar.prior.latents import LatentEncoder, RgbLatentEncoder
 from arc2avatar.prior.oracle import OracleDenoiser
 from arc2avatar.prior.views import ViewEmbeddings
 
@@ -273,8 +276,6 @@ class OraclePrior:
         latent_encoder: LatentEncoder | None = None,
         alphas_cumprod: Tensor | None = None,
     ) -> None:
-        from arc2avatar.prior.configs import scheduler_config
-
         self.target = target
         if alphas_cumprod is None:
             alphas_cumprod = _scaled_linear_alphas_cumprod(scheduler_config())
@@ -306,6 +307,31 @@ class OraclePrior:
         return self._encoder.encode(2.0 * rgb - 1.0, None)
 
 
+def photo_keypoints(photo: Photo) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """The demo's photo, its five ArcFace keypoints and how it is placed on the target's face.
+
+    With dlib installed (the ``eval`` extra) the largest face's landmarks align the photo to the
+    template's (``oracle.photo_placement``); no face found is an ``InputError``. Without dlib the
+    centre square of the photo is used (a roughly frontal, face-centred picture is expected).
+    """
+    image, path = photo.pixels, photo.path
+    try:
+        detector = dlib_faces.DlibFaceDetector()  # dlib itself (the eval extra) loads here
+    except MissingDependencyError as error:
+        log.warning("%s; placing the centre square of %s on the face instead of aligning its landmarks", error, path)
+        height, width = image.shape[:2]
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        return image[top:top + side, left:left + side], None, {"path": str(path), "placement": "centre square"}
+    face = detector.largest_face(image)
+    if face is None:
+        raise InputError(f"no face found in {path} by dlib's {detector.name} detector: use a frontal photo "
+                         "with the face clearly visible (at least ~80 pixels wide)")
+    info = {"path": str(path), "placement": "5 landmarks (dlib 68-point)",
+            "keypoints": np.round(face.keypoints, 2).tolist()}
+    return image, face.keypoints, info
+
+
 def _scaled_linear_alphas_cumprod(config: dict[str, Any]) -> Tensor:
     """ᾱ of SD-1.5's scaled-linear schedule (β from √β_start to √β_end, squared)."""
     betas = torch.linspace(config["beta_start"] ** 0.5, config["beta_end"] ** 0.5, config["num_train_timesteps"], dtype=torch.float64) ** 2
@@ -319,7 +345,7 @@ def frontal_camera(size: int, radius: float = 4.5, fovy: float = 0.7, azimuth_de
 
 __all__ = [
     "OraclePrior", "OracleTarget", "OracleTargetConfig", "PhotoTexture", "default_target", "frontal_camera",
-    "frontal_plane", "photo_placement", "photo_texture", "template_landmarks",
+    "frontal_plane", "photo_keypoints", "photo_placement", "photo_texture", "template_landmarks",
 ]
 
 

@@ -282,7 +282,7 @@ def resolve_config(
         explicit.update(flatten(unflatten(flat_overrides)))
 
     cfg = rescale_schedules(cfg, cfg.iterations, keep=_covered(explicit))
-    from arc2avatar.pipeline.config import validate
+    from arc2avatar.pipeline.config import validate  # torch: not needed for --help's preset list
 
     return validate(cfg)
 

@@ -39,9 +39,10 @@ import torch
 from torch import Tensor
 
 from arc2avatar._io import atomic_path, atomic_write_text
-from arc2avatar._timing import NULL_TIMER
+from arc2avatar._timing import NULL_TIMER, Timer
 from arc2avatar.avatar.layout import LOG_NAME, PROGRESS_NAME
-from arc2avatar.avatar.media import JsonlLogger, write_sheet
+from arc2avatar._io import JsonlLogger
+from arc2avatar.avatar.media import write_sheet
 from arc2avatar.avatar.template import HeadSetup
 from arc2avatar.cameras.model import Cameras
 from arc2avatar.cameras.samplers import sample_face_phase, sample_paper, sample_release, test_ring_cameras
@@ -142,7 +143,7 @@ class Trainer:
         progress: bool = True,
         hooks: TrainerHooks = TrainerHooks(),
         max_bad_steps: int = 20,
-        timer: Any = NULL_TIMER,
+        timer: Timer = NULL_TIMER,
     ) -> None:
         self.config = config
         self.prior = prior

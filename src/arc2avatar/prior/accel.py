@@ -48,7 +48,7 @@ import torch
 from torch import Tensor
 
 from .attention import explicit_attention, install_attention
-from .configs import COMPILE_MODES, AccelConfig, CompileMode  # noqa: F401 (re-exported)
+from .configs import AccelConfig
 from .latents import VaeLatentEncoder, vae_moments
 from .loading import PriorModels
 

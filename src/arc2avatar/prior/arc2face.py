@@ -110,13 +110,14 @@ def id_token_embeddings(
 def encode_id_prompt(
     encoder: Any, tokenizer: Any, id_embedding: Tensor, prompt: str = "photo of a id person", placeholder: str = "id"
 ) -> Tensor:
-    """Arc2Face ID conditioning e_id: (B, 512) unit ArcFace vectors → (B, 77, 768) (docs/method.md §2)."""
+    """Arc2Face ID conditioning e_id: (B, 512) unit ArcFace vectors → (B, 77, 768) (paper eq. 4; docs/method.md §2.2)."""
     input_ids, token_embeds = id_token_embeddings(encoder, tokenizer, id_embedding, prompt, placeholder)
     return encode_token_embeddings(encoder, input_ids, token_embeds)
 
 
 @torch.no_grad()
 def encode_text(clip: Any, tokenizer: Any, prompts: Sequence[str]) -> Tensor:
-    """SD-1.5 CLIP text embeddings: N prompts → (N, 77, 768) ``last_hidden_state`` (docs/method.md §2)."""
+    """SD-1.5 CLIP text embeddings: N prompts → (N, 77, 768) ``last_hidden_state``; the view prompts' e_view
+    (paper eq. 5; docs/method.md §2.2)."""
     device = clip.get_input_embeddings().weight.device
     return clip(input_ids=tokenize(tokenizer, prompts, device)).last_hidden_state

@@ -25,14 +25,15 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import torch
 from torch import Tensor
 
-from .._timing import NULL_TIMER
+from .._timing import NULL_TIMER, Timer
 from ..weights.layout import WeightsPaths
 from .arc2face import encode_id_prompt, encode_text
-from .configs import PriorConfig
+from .configs import AccelConfig, PriorConfig
 from .ism import Denoiser, IsmResult, ism_step, sample_timesteps
-from .latents import LatentEncoder, RgbLatentEncoder, VaeLatentEncoder, vae_moments  # noqa: F401 (re-exported)
+from .latents import LatentEncoder, VaeLatentEncoder
 from .loading import PriorModels, load_lora, load_prior_models
 from .views import ViewEmbeddings, blend_view_embeddings, view_conditioning
+from .accel import AcceleratedUNetDenoiser, AcceleratedVaeLatentEncoder, prepare_models
 
 if TYPE_CHECKING:
     from ..cameras.model import Cameras
@@ -75,7 +76,7 @@ class GuidanceContext:
     host_generator: torch.Generator | None = None
     backgrounds: Tensor | None = None
     phase: Literal["head", "face"] = "head"
-    timer: Any = NULL_TIMER
+    timer: Timer = NULL_TIMER
 
 
 class GuidancePrior(Protocol):
@@ -189,9 +190,6 @@ class Arc2FaceGuidance(IsmGuidance):
         latent_encoder: LatentEncoder | None = None,
         accel: Any = None,
     ) -> None:
-        from .accel import AcceleratedUNetDenoiser, AcceleratedVaeLatentEncoder, prepare_models
-        from .configs import AccelConfig
-
         accel = AccelConfig() if accel is None else accel
         embeddings = arc2face_embeddings(models, id_embedding, config)  # before the LoRA is fused
         self.accel_report = prepare_models(models, accel)

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor
 
-from .._timing import NULL_TIMER
+from .._timing import NULL_TIMER, Timer
 from .configs import PriorConfig
 from .views import ViewConditioning, perp_neg_combine
 
@@ -158,9 +158,9 @@ def ism_step(
     flipped: bool = False,
     *,
     timesteps: tuple[int, int] | None = None,
-    timer: Any = NULL_TIMER,
+    timer: Timer = NULL_TIMER,
 ) -> IsmResult:
-    """One ISM (or SDS, ``config.mode``) guidance step on clean latents (docs/method.md §2).
+    """One ISM (paper eq. 2) or SDS (paper eq. 1, ``config.mode``) guidance step on clean latents (docs/method.md §2.3).
 
     Args:
         denoiser: the ε model (UNet or oracle); ``prepare`` is called first.

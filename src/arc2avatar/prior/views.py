@@ -54,7 +54,8 @@ class ViewEmbeddings:
 
 
 def blend_view_embeddings(e_id: Tensor, e_views: Tensor, alpha: float) -> Tensor:
-    """e_d = α·e_id + (1−α)·e_view(d), element-wise over the whole sequence (docs/method.md §2).
+    """e_d = α·e_id + (1−α)·e_view(d), element-wise over the whole sequence (paper eq. 6, eq. 8 in §B.2;
+    docs/method.md §2.2).
 
     Args:
         e_id: (77, D) Arc2Face ID embedding.

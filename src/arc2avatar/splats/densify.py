@@ -265,16 +265,6 @@ def knn_outlier_mask(points_n3: np.ndarray, k: int, n_std: float) -> np.ndarray:
     return mean_knn_n > mean_knn_n.mean() + n_std * mean_knn_n.std()
 
 
-def mean_nearest_neighbour_distance(points_n3: np.ndarray) -> float:
-    """Mean distance from each point to its nearest other point (0 for fewer than 2 points)."""
-    from scipy.spatial import cKDTree
-
-    if points_n3.shape[0] < 2:
-        return 0.0
-    distances_n2, _ = cKDTree(points_n3).query(points_n3, k=2)
-    return float(distances_n2[:, 1].mean())
-
-
 # =============================================================================== policy
 @dataclass(frozen=True)
 class LatePruneConfig:

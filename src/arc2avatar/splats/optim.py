@@ -149,19 +149,6 @@ def update_learning_rates(optimizer: torch.optim.Optimizer, step: int, config: S
     return rates
 
 
-def set_frozen(optimizer: torch.optim.Optimizer, names: tuple[str, ...], frozen: bool = True) -> None:
-    """Freeze (or unfreeze) parameter groups in place; takes effect at the next
-    ``update_learning_rates`` (lr) and ``drop_frozen_grads`` (gradients)."""
-    unknown = [name for name in names if name not in PARAM_NAMES]
-    if unknown:
-        raise ValueError(f"cannot freeze {unknown}: splat parameters are {list(PARAM_NAMES)}")
-    for group in optimizer.param_groups:
-        if group.get("name") in names:
-            group["frozen"] = frozen
-            if frozen:
-                group["lr"] = 0.0
-
-
 def drop_frozen_grads(optimizer: torch.optim.Optimizer) -> None:
     """Set the gradients of frozen groups to None so Adam skips them entirely (no moment
     drift, no NaN leaking through an lr-0 update). Call between ``backward()`` and ``step()``."""

@@ -3,6 +3,10 @@ real file layouts (``prior_weights``, ``identity_weights``), a synthetic FLAME m
 photos from scikit-image and avatars built on them (``photos``), synthetic fine-tuning data
 (``finetune_data``).
 
+It needs the ``test`` extra (``pip install -e ".[test]"``): scikit-image for ``photos``' sample
+photo, onnx for ``identity_weights``, matplotlib (its sample portrait) and dlib for ``drive``; each
+names what is missing when it is not installed.
+
 No library module imports this package (an import-linter contract keeps it so); the tests, the
 benchmark harness (``arc2avatar.bench``) and ``benchmarks/`` do.
 """

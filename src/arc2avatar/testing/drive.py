@@ -18,6 +18,13 @@ import torch
 
 from arc2avatar.drive.landmarks import NUM_LANDMARKS, lift_landmarks
 from arc2avatar.animate.sequence import ExpressionSequence
+from arc2avatar.animate.render import AnimationConfig, animation_frames
+from arc2avatar.avatar.pose import HeadPose, transform_points
+from arc2avatar.avatar.template import TemplateConfig, build_head
+from arc2avatar.drive.fit import DriveCamera, FitConfig
+from arc2avatar.identity.dlib_faces import DlibFaceDetector
+from arc2avatar.pipeline.oracle import default_target, frontal_camera
+from arc2avatar.testing.photos import grace_hopper_photo
 
 
 @dataclass(frozen=True)
@@ -67,8 +74,6 @@ def known_sequence(p: KnownPerformance = KnownPerformance()) -> ExpressionSequen
 
 def render_driver(avatar, setup, sequence: ExpressionSequence, size: int, radius: float = 4.5):
     """(T, size, size, 3) uint8 frames of ``sequence`` on ``avatar`` (``animation_frames``)."""
-    from arc2avatar.animate.render import AnimationConfig, animation_frames
-
     config = AnimationConfig(size=size, radius=radius)
     frames = [(f.numpy() * 255).round().astype(np.uint8) for f in animation_frames(avatar, setup, sequence, config)]
     return np.stack(frames)
@@ -84,10 +89,6 @@ def render_textured_driver(photo: np.ndarray, keypoints: np.ndarray, sequence: E
     deformed by the built-in blendshapes and posed by ``avatar.pose``, from the frontal camera."""
     from dataclasses import replace
 
-    from arc2avatar.avatar.pose import HeadPose, transform_points
-    from arc2avatar.pipeline.config import TemplateConfig
-    from arc2avatar.pipeline.oracle import default_target, frontal_camera
-    from arc2avatar.avatar.template import build_head
 
     head = build_head(TemplateConfig(face_levels=face_levels, rest_levels=0)).upsampled.head
     target = default_target(head, photo=photo, photo_keypoints=keypoints)
@@ -129,14 +130,6 @@ def calibrate_builtin_landmarks(config: CalibrationConfig = CalibrationConfig())
     """Re-derive the stored table (see the module docstring); returns the JSON-ready dict."""
     from scipy.optimize import least_squares
 
-    from arc2avatar.avatar.pose import HeadPose
-    from arc2avatar.drive.fit import DriveCamera, FitConfig
-    from arc2avatar.testing.photos import grace_hopper_photo
-    from arc2avatar.identity.dlib_faces import DlibFaceDetector
-    from arc2avatar.pipeline.config import TemplateConfig
-    from arc2avatar.animate.sequence import ExpressionSequence
-    from arc2avatar.pipeline.oracle import frontal_camera
-    from arc2avatar.avatar.template import build_head
 
     photo = grace_hopper_photo()
     detector = DlibFaceDetector()

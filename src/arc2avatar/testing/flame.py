@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from arc2avatar.head.flame import FlameConfig
+from arc2avatar.head.flame import FlameConfig, flame_head
 
 
 def uv_sphere(n_lon: int, n_lat: int, polar_max: float, closed: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -94,8 +94,6 @@ def synthetic_flame_arrays(seed: int = 0, config: FlameConfig = FlameConfig()) -
 def synthetic_flame_head(seed: int = 0):
     """The synthetic FLAME as a ``HeadModel`` (``head.flame.flame_head``), its kinematic tree's
     root sentinel set as ``read_flame_arrays`` sets a file's."""
-    from arc2avatar.head.flame import flame_head
-
     arrays = synthetic_flame_arrays(seed=seed)
     arrays["kintree_table"] = arrays["kintree_table"].astype(np.int64)
     arrays["kintree_table"][0, 0] = -1

@@ -23,6 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from arc2avatar.errors import MissingDependencyError
+from arc2avatar.avatar.model import Avatar
+from arc2avatar.avatar.template import TemplateConfig, build_head
+from arc2avatar.pipeline.oracle import default_target
+from arc2avatar.splats.model import GaussianSplats
 
 STAND_IN_POOL = 4  # side of the average pooling before the stand-in's 1×1 convolution
 
@@ -88,12 +92,6 @@ def photo_avatar(photo: np.ndarray | None, keypoints: np.ndarray | None, face_le
     splats carry the colours of the photo-textured oracle target; no optimisation.
     ``keypoints``: the photo's five ArcFace points. ``photo`` None: the template's own colours
     (a FLAME head without ``FLAME_masks.pkl`` has no eye, nose and lip regions to align a photo by)."""
-    from arc2avatar.pipeline.config import TemplateConfig
-    from arc2avatar.pipeline.oracle import default_target
-    from arc2avatar.avatar.model import Avatar
-    from arc2avatar.avatar.template import build_head
-    from arc2avatar.splats.model import GaussianSplats
-
     kind = {} if flame is None else {"kind": "flame", "flame_path": str(flame)}
     setup = build_head(TemplateConfig(face_levels=face_levels, rest_levels=0, **kind))
     head = setup.upsampled.head

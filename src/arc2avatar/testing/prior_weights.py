@@ -32,6 +32,7 @@ from ..prior.configs import (
     unet_config,
     vae_config,
 )
+from .._io import atomic_path
 
 #: CLIP's BPE file holds a header line then merges; CLIP keeps the first 49152 − 256 − 2 merges.
 CLIP_MERGE_COUNT = 49152 - 256 - 2
@@ -241,8 +242,6 @@ def write_random_lora(
         state[f"unet.{keys[1]}"] = up
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from .._io import atomic_path
-
     with atomic_path(out) as tmp:
         save_file(state, tmp, metadata={"format": "pt"})
     return out

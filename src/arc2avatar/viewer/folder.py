@@ -6,17 +6,21 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from arc2avatar.errors import InputError
 from arc2avatar.splats.bundle import MANIFEST_FILE as BUNDLE_MANIFEST
 from arc2avatar.viewer.page import VIEWER_NAME, write_viewer
 from arc2avatar.viewer.scene import ViewerConfig, avatar_scene
 
+if TYPE_CHECKING:  # annotations only: the page writer loads no torch until it renders
+    from arc2avatar.avatar.model import Avatar
+    from arc2avatar.avatar.template import HeadSetup
+
 log = logging.getLogger(__name__)
 
 
-def write_avatar_viewer(path: str | os.PathLike, avatar: Any, setup: Any | None,
+def write_avatar_viewer(path: str | os.PathLike, avatar: Avatar, setup: HeadSetup | None,
                         config: ViewerConfig = ViewerConfig(), *, final_path: str | os.PathLike | None = None) -> Path:
     """Write the page of ``avatar`` to ``path`` (atomically); ``setup`` None = no expression sliders.
     ``final_path``: where the page will be once its folder is moved into place (``express`` builds

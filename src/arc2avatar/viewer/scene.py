@@ -26,12 +26,16 @@ Colours above 1 (the activation has no upper clamp) are clamped to 1 on the page
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from arc2avatar.cameras.samplers import ViewRings
 from arc2avatar.errors import InputError
+
+if TYPE_CHECKING:  # annotations only: building the page module loads no torch
+    from arc2avatar.avatar.model import Avatar
+    from arc2avatar.avatar.template import HeadSetup
 
 
 @dataclass(frozen=True)
@@ -186,7 +190,7 @@ def _quat_wxyz_to_rotvec(quats_n4: np.ndarray) -> np.ndarray:
     return Rotation.from_quat(xyzw).as_rotvec().astype(np.float32)
 
 
-def avatar_scene(avatar: Any, setup: Any | None, config: ViewerConfig = ViewerConfig()) -> ViewerScene:
+def avatar_scene(avatar: Avatar, setup: HeadSetup | None, config: ViewerConfig = ViewerConfig()) -> ViewerScene:
     """The scene of an avatar; with its template ``setup`` (``HeadSetup``) the face gets sliders.
 
     Args:
@@ -200,7 +204,8 @@ def avatar_scene(avatar: Any, setup: Any | None, config: ViewerConfig = ViewerCo
     """
     import torch
 
-    from arc2avatar.avatar.rig import FaceRig, check_binding, quat_multiply
+    from arc2avatar.avatar.rig import FaceRig, check_binding
+    from arc2avatar.splats.rotations import quat_multiply
 
     splats = avatar.splats
     face = splats.face_mask.detach().cpu()

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from arc2avatar.avatar.rig import quat_multiply
 from arc2avatar.splats.model import SH_C0, GaussianSplats
+from arc2avatar.splats.rotations import quat_multiply
 
 UP_AXES: tuple[str, ...] = ("z", "y")
 Y_UP_MATRIX = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]], dtype=np.float64)
