@@ -54,9 +54,13 @@ def load_landmark_table(path: Path = TABLE_FILE) -> dict:
 
 
 def landmark_vertices(head: HeadModel, positions_l3: np.ndarray) -> np.ndarray:
-    """(68,) int64: the face vertex of ``head`` nearest to each stored neutral position."""
+    """(68,) int64: the face vertex of ``head`` nearest to each stored neutral position (on the
+    skin: not on the inside of the mouth)."""
     vertices = head.vertices.detach().cpu().double().numpy()
-    face = np.flatnonzero(head.face_mask.cpu().numpy())
+    on_skin = head.face_mask.cpu().numpy().copy()
+    if "mouth_interior" in head.regions:  # landmarks lie on the skin, never on the teeth behind the lips
+        on_skin &= ~head.regions["mouth_interior"].cpu().numpy()
+    face = np.flatnonzero(on_skin)
     distance = np.linalg.norm(vertices[face][None, :, :] - np.asarray(positions_l3)[:, None, :], axis=-1)
     return face[distance.argmin(axis=1)].astype(np.int64)
 
