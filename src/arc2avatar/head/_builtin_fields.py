@@ -264,6 +264,8 @@ class ExpressionConfig:
     blink_lid_height: float = 0.07
     blink_squash: float = 0.01
     blink_sink: float = 0.02
+    blink_opening_scale: float = 1.6
+    blink_width_scale: float = 1.35
     brow_raise: float = 0.09
     brow_raise_sigma_x: float = 0.17
     brow_raise_band_z: tuple[float, float, float, float] = (0.03, 0.12, 0.25, 0.50)
@@ -286,7 +288,7 @@ class ExpressionConfig:
         """``builtin-v1``'s design (avatars made on it keep expressing as they did)."""
         return cls(jaw_angle=0.21, jaw_shift_yz=(0.10, -0.02), jaw_cheek_softness=0.08, jaw_cheek_blend=(0.8, 1.6),
                    jaw_tuck=0.0, smile_corner=(0.035, -0.03, 0.045), smile_corner_sigma=(0.08, 0.12, 0.07),
-                   smile_cheek=(0.0, 0.015, 0.025), blink_squash=0.06, blink_sink=0.0, brow_raise=0.05,
+                   smile_cheek=(0.0, 0.015, 0.025), blink_squash=0.06, blink_sink=0.0, blink_opening_scale=1.0, blink_width_scale=1.0, brow_raise=0.05,
                    frown_inner_brow=(-0.025, 0.0, -0.03), frown_corner=(0.0, 0.0, -0.025), pucker_forward=0.05,
                    pucker_contract=0.3, cheek_puff=0.06, mouth_shift=0.05)
 
@@ -372,7 +374,8 @@ def blink(points: FloatArray, s: HeadSculpt, rcfg: RegionConfig, e: ExpressionCo
     """
     x, y, z = points[:, 0], points[:, 1], points[:, 2]
     ex, ey, ez = s.eyeballs.centre
-    _, half = eye_opening(points, s, rcfg)
+    u, _ = eye_opening(points, s, rcfg)
+    half = 0.55 * rcfg.eye_half_height * e.blink_opening_scale * np.clip(1.0 - (u / e.blink_width_scale) ** 2, 0.0, None)
     top, bottom = ez + half, ez - half
     close = bottom + e.blink_closed_fraction * (top - bottom)
     band = e.blink_squash * (top - bottom)

@@ -69,7 +69,7 @@ class MouthConfig:
     arch_max_deg: float = 80.0
     arch_segments: int = 24
     teeth_rows: int = 3
-    upper_teeth_edge: float = -0.022
+    upper_teeth_edge: float = -0.012
     lower_teeth_edge: float = -0.004
     overbite: float = 0.02
     teeth_height: float = 0.06
@@ -80,8 +80,8 @@ class MouthConfig:
     tongue_segments: int = 16
     cavity_colour: RGB = (0.13, 0.045, 0.05)
     throat_colour: RGB = (0.06, 0.02, 0.025)
-    teeth_colour: RGB = (0.92, 0.90, 0.83)
-    tooth_gap_colour: RGB = (0.70, 0.66, 0.58)
+    teeth_colour: RGB = (0.84, 0.80, 0.70)
+    tooth_gap_colour: RGB = (0.62, 0.56, 0.48)
     tongue_colour: RGB = (0.66, 0.30, 0.32)
 
 
