@@ -86,3 +86,15 @@ def _filled_silhouette(mask: np.ndarray) -> np.ndarray:
     from scipy.ndimage import binary_fill_holes
 
     return binary_fill_holes(mask)
+
+
+def test_the_product_sheet_frames_the_head_to_fill_most_of_each_view(demo):
+    from arc2avatar.cameras.samplers import sheet_cameras, test_ring_cameras
+
+    avatar = demo[0]
+    covered = []
+    for cameras in (sheet_cameras(96, 96), test_ring_cameras(96, 96)):
+        images = avatar.render_cameras(cameras[:8]).numpy()  # the eye-level ring
+        covered.append((images.min(axis=-1) < 0.9).mean(axis=(1, 2)))  # share of the view the head covers
+    framed, evaluation = covered
+    assert framed.min() >= 0.35 and (framed >= 1.8 * evaluation).all(), (framed.round(2), evaluation.round(2))

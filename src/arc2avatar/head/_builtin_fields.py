@@ -340,10 +340,17 @@ def jaw_open(points: FloatArray, s: HeadSculpt, e: ExpressionConfig) -> FloatArr
     below = smoothstep(softness, -softness, z - boundary_z)
     disp = jaw_motion(points, e) * below[:, None]
     if e.jaw_tuck:
-        tuck = (smoothstep(e.jaw_tuck_band[0], e.jaw_tuck_band[1], np.abs(z - mouth_z))
-                * smoothstep(corner_x, 0.6 * corner_x, np.abs(x)) * (y > 0.5 * s.mouth_slit.centre[1]))
-        disp[:, 1] -= e.jaw_tuck * tuck
+        disp[:, 1] -= e.jaw_tuck * lip_seam(points, s, e)
     return disp
+
+
+def lip_seam(points: FloatArray, s: HeadSculpt, e: ExpressionConfig) -> FloatArray:
+    """(V,) in [0, 1]: how far each vertex belongs to the seam between the lips that rolls into
+    the mouth as the jaw opens (``jaw_tuck``)."""
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    corner_x = s.mouth_slit.radii[0]
+    return (smoothstep(e.jaw_tuck_band[0], e.jaw_tuck_band[1], np.abs(z - s.mouth_slit.centre[2]))
+            * smoothstep(corner_x, 0.6 * corner_x, np.abs(x)) * (y > 0.5 * s.mouth_slit.centre[1]))
 
 
 def smile(points: FloatArray, s: HeadSculpt, e: ExpressionConfig) -> FloatArray:

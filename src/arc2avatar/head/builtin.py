@@ -40,7 +40,7 @@ from arc2avatar.head._builtin_fields import (
     regions,
     vertex_colours,
 )
-from arc2avatar.head._builtin_fields import jaw_motion
+from arc2avatar.head._builtin_fields import jaw_motion, lip_seam
 from arc2avatar.head._builtin_mouth import PART_NAMES, MouthConfig, mouth_parts
 from arc2avatar.head._builtin_shape import ShapeConfig, mesh_head
 from arc2avatar.head.model import HeadModel
@@ -85,7 +85,8 @@ def builtin_head(config: BuiltinHeadConfig = BuiltinHeadConfig()) -> HeadModel:
     ``faces`` (F, 3) int64 counter-clockwise seen from outside (the mouth's inside: facing into
     the mouth), ``face_mask`` (V,) bool, ``regions`` (``face``, ``eyes``, ``left_eye``,
     ``right_eye``, ``lips``, ``upper_lip``, ``lower_lip``, ``nose``, ``brows``, ``left_brow``,
-    ``right_brow``, ``ears``, ``left_ear``, ``right_ear``, ``neck``, ``scalp``, ``skin``; with a
+    ``right_brow``, ``ears``, ``left_ear``, ``right_ear``, ``neck``, ``scalp``, ``skin``,
+    ``off_lip_seam`` (all but the skin that rolls into the opening mouth; ``builtin-v2``); with a
     mouth also ``mouth_interior``, ``oral_cavity``, ``upper_teeth``, ``lower_teeth``,
     ``tongue``), ``expression_basis`` (V, 3, 10) float32 in world units per unit weight for
     :data:`EXPRESSION_NAMES` (non-zero only on the face mask) and ``vertex_colors`` (V, 3)
@@ -98,6 +99,10 @@ def builtin_head(config: BuiltinHeadConfig = BuiltinHeadConfig()) -> HeadModel:
     colours = vertex_colours(points, sculpt, config.regions, config.palette)
     basis = expression_basis(points, sculpt, config.regions, config.expressions)  # (V, 3, E)
     masks["skin"] = np.ones(len(points), dtype=bool)
+    if config.expressions.jaw_tuck:
+        # Stored as its complement: upsampled regions keep a vertex only if all its parents are in
+        # the region, so a vertex between the seam and the lip's front counts as seam.
+        masks["off_lip_seam"] = lip_seam(points, sculpt, config.expressions) < 0.05
     if config.mouth is not None:
         mouth = mouth_parts(sculpt, config.mouth)
         count = len(mouth.points)

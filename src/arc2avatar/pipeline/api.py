@@ -446,7 +446,7 @@ def render_avatar(
     from arc2avatar._progress import track
     from arc2avatar.avatar.media import write_sheet, write_video
     from arc2avatar.avatar.safety import check_derived_output
-    from arc2avatar.cameras.samplers import ViewRings, test_ring_cameras
+    from arc2avatar.cameras.samplers import ViewRings, sheet_cameras
     from arc2avatar.pipeline.config import MAX_RESOLUTION
 
     problems = [m for ok, m in (
@@ -467,7 +467,7 @@ def render_avatar(
         write_video(track(stream, frames, "turntable", progress, unit="frame"), path, fps=fps)
         return path
     path = Path(out) if out is not None else base / "views.png"
-    cameras = test_ring_cameras(size, size)
+    cameras = sheet_cameras(size, size)  # the 16 test views, framed on the head
     views = [avatar.render_cameras(cameras[i:i + 1]) for i in track(range(len(cameras)), len(cameras), "views",
                                                                     progress, unit="view")]
     return write_sheet(torch.cat(views), path)
