@@ -257,7 +257,7 @@ class ExpressionConfig:
     jaw_tuck_band: tuple[float, float] = (0.03, 0.012)
     smile_corner: tuple[float, float, float] = (0.07, -0.05, 0.06)
     smile_corner_sigma: tuple[float, float, float] = (0.10, 0.14, 0.08)
-    smile_cheek: tuple[float, float, float] = (0.015, 0.035, 0.045)
+    smile_cheek: tuple[float, float, float] = (0.0, 0.015, 0.025)
     smile_cheek_centre: tuple[float, float, float] = (0.27, 0.5, -0.22)
     smile_cheek_sigma: tuple[float, float, float] = (0.1, 0.2, 0.08)
     blink_closed_fraction: float = 0.3
@@ -266,7 +266,7 @@ class ExpressionConfig:
     blink_sink: float = 0.02
     blink_opening_scale: float = 1.6
     blink_width_scale: float = 1.35
-    brow_raise: float = 0.09
+    brow_raise: float = 0.07
     brow_raise_sigma_x: float = 0.17
     brow_raise_band_z: tuple[float, float, float, float] = (0.03, 0.12, 0.25, 0.50)
     frown_inner_brow: tuple[float, float, float] = (-0.04, 0.0, -0.05)

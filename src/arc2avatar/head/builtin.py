@@ -102,7 +102,8 @@ def builtin_head(config: BuiltinHeadConfig = BuiltinHeadConfig()) -> HeadModel:
     if config.expressions.jaw_tuck:
         # Stored as its complement: upsampled regions keep a vertex only if all its parents are in
         # the region, so a vertex between the seam and the lip's front counts as seam.
-        masks["off_lip_seam"] = lip_seam(points, sculpt, config.expressions) < 0.05
+        seam = lip_seam(points, sculpt, config.expressions)
+        masks["off_lip_seam"] = seam < 0.05
     if config.mouth is not None:
         mouth = mouth_parts(sculpt, config.mouth)
         count = len(mouth.points)
