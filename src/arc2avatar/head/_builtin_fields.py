@@ -253,7 +253,7 @@ class ExpressionConfig:
     jaw_cheek_softness: float = 0.16
     jaw_cheek_blend: tuple[float, float] = (0.25, 1.8)
     jaw_rise_y: tuple[float, float] = (0.45, 0.0)
-    jaw_tuck: float = 0.30
+    jaw_tuck: float = 0.60
     jaw_tuck_band: tuple[float, float] = (0.03, 0.012)
     smile_corner: tuple[float, float, float] = (0.07, -0.05, 0.06)
     smile_corner_sigma: tuple[float, float, float] = (0.10, 0.14, 0.08)

@@ -244,8 +244,6 @@ def photo_texture(head: HeadModel, vertices: Tensor, photo: np.ndarray, keypoint
     projected = head.face_mask & (vertices[:, 1] > 0)
     if "mouth_interior" in head.regions:  # the photo's lips and teeth must not land on the mouth's inside
         projected &= ~head.regions["mouth_interior"]
-    if "off_lip_seam" in head.regions:  # nor on the seam between the lips that lines the open mouth
-        projected &= head.regions["off_lip_seam"]
     weight = torch.where(projected, weight, torch.zeros_like(weight))
     image = torch.from_numpy(np.array(photo, dtype=np.float32, copy=True)).permute(2, 0, 1) / 255.0
     uvw = torch.cat([grid, weight[:, None]], dim=-1).float()
