@@ -269,10 +269,10 @@ class ExpressionConfig:
     brow_raise: float = 0.07
     brow_raise_sigma_x: float = 0.17
     brow_raise_band_z: tuple[float, float, float, float] = (0.03, 0.12, 0.25, 0.50)
-    frown_inner_brow: tuple[float, float, float] = (-0.04, 0.0, -0.05)
+    frown_inner_brow: tuple[float, float, float] = (-0.025, 0.0, -0.03)
     frown_inner_brow_centre: tuple[float, float, float] = (0.12, 0.55, 0.14)
     frown_inner_brow_sigma: tuple[float, float, float] = (0.08, 0.2, 0.06)
-    frown_corner: tuple[float, float, float] = (0.0, 0.0, -0.05)
+    frown_corner: tuple[float, float, float] = (0.0, 0.0, -0.04)
     pucker_forward: float = 0.08
     pucker_contract: float = 0.45
     pucker_sigma: tuple[float, float, float] = (0.13, 0.2, 0.08)
