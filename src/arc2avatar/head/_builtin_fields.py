@@ -265,7 +265,7 @@ class ExpressionConfig:
     blink_squash: float = 0.01
     blink_sink: float = 0.02
     blink_opening_scale: float = 1.6
-    blink_width_scale: float = 1.35
+    blink_width_scale: float = 1.2
     brow_raise: float = 0.07
     brow_raise_sigma_x: float = 0.17
     brow_raise_band_z: tuple[float, float, float, float] = (0.03, 0.12, 0.25, 0.50)
