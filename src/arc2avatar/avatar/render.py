@@ -13,7 +13,7 @@ from arc2avatar.avatar.media import write_sheet, write_video
 from arc2avatar.avatar.model import Avatar
 from arc2avatar.avatar.safety import RENDERED_SHEET, RENDERED_VIDEO, avatar_folder_of, check_derived_output
 from arc2avatar.cameras.model import MAX_RESOLUTION
-from arc2avatar.cameras.samplers import ViewRings, test_ring_cameras
+from arc2avatar.cameras.samplers import ViewRings, sheet_cameras
 from arc2avatar.errors import InputError
 
 
@@ -55,7 +55,7 @@ def render_avatar(
         write_video(track(stream, frames, "turntable", progress, unit="frame"), path, fps=fps)
         return path
     path = Path(out)
-    cameras = test_ring_cameras(size, size)
+    cameras = sheet_cameras(size, size)  # the 16 test views, framed on the head
     views = [avatar.render_cameras(cameras[i:i + 1]) for i in track(range(len(cameras)), len(cameras), "views",
                                                                     progress, unit="view")]
     return write_sheet(torch.cat(views), path)

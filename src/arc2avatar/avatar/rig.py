@@ -82,7 +82,7 @@ def setup_for_avatar(
             raise InputError(f"this avatar was made with the FLAME masks {info['masks_file']}: pass them with --flame-masks")
         config = TemplateConfig(kind="flame", flame_path=str(path),
                                 masks_path=None if flame_masks is None else str(flame_masks), **levels)
-    setup = build_head(config)
+    setup = build_head(config, builtin_name=info.get("name") if kind == "builtin" else None)
     check_binding(avatar.splats, setup)
     return setup
 

@@ -90,8 +90,9 @@ def template_levels(info: Mapping[str, Any]) -> dict[str, int]:
     return levels
 
 
-def load_base_head(config: TemplateConfig) -> tuple[HeadModel, dict[str, Any]]:
-    """The template named by ``config`` and its bundle description."""
+def load_base_head(config: TemplateConfig, builtin_name: str | None = None) -> tuple[HeadModel, dict[str, Any]]:
+    """The template named by ``config`` and its bundle description. ``builtin_name``: which
+    version of the built-in head (an avatar bundle's ``template.name``; default: the newest)."""
     if config.kind == "flame":
         from arc2avatar.head.flame import load_flame
 
@@ -105,17 +106,22 @@ def load_base_head(config: TemplateConfig) -> tuple[HeadModel, dict[str, Any]]:
         if config.masks_path:
             info["masks_file"] = Path(config.masks_path).name
         return head, info
-    from arc2avatar.head.builtin import builtin_head
+    from arc2avatar.head.builtin import BUILTIN_NAME, BUILTIN_VERSIONS, builtin_head
 
-    head = builtin_head()
+    name = builtin_name or BUILTIN_NAME
+    if name not in BUILTIN_VERSIONS:
+        raise InputError(f"unknown built-in template {name!r} (known: {', '.join(sorted(BUILTIN_VERSIONS))}); "
+                         "the avatar was made by a newer arc2avatar, or its avatar.json is corrupt")
+    head = builtin_head(BUILTIN_VERSIONS[name])
     return head, {"kind": "builtin", "name": head.name}
 
 
-def build_head(config: TemplateConfig) -> HeadSetup:
-    """Load the template and upsample it (face and rest separately, docs/method.md §3)."""
+def build_head(config: TemplateConfig, builtin_name: str | None = None) -> HeadSetup:
+    """Load the template and upsample it (face and rest separately, docs/method.md §3);
+    ``builtin_name`` as in ``load_base_head``."""
     from arc2avatar.head.upsample import upsample_head
 
-    base, info = load_base_head(config)
+    base, info = load_base_head(config, builtin_name)
     upsampled = upsample_head(base, config.face_levels, config.rest_levels)
     info = {**info, "face_levels": config.face_levels, "rest_levels": config.rest_levels}
     log.info(

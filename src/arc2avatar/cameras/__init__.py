@@ -10,6 +10,7 @@ from arc2avatar.cameras.samplers import (
     sample_face_phase,
     sample_paper,
     sample_release,
+    sheet_cameras,
     test_ring_cameras,
     turntable_cameras,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "sample_face_phase",
     "sample_paper",
     "sample_release",
+    "sheet_cameras",
     "test_ring_cameras",
     "turntable_cameras",
     "wrap_degrees",

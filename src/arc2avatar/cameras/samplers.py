@@ -124,12 +124,16 @@ class ViewRings:
     heldout_offset_deg: float = 22.5
     turntable_frames: int = 120
     turntable_polar_deg: float = 90.0
+    sheet_fovy: float = 0.5
+    sheet_look_at_z: float = 0.1
 
     def __post_init__(self) -> None:
         polars = (*self.test_polars_deg, *self.heldout_polars_deg, self.turntable_polar_deg)
         for ok, message in (
             (self.radius > 0, f"view_rings.radius must be > 0 (got {self.radius})"),
             (0 < self.fovy < math.pi, f"view_rings.fovy must be in (0, π) radians (got {self.fovy})"),
+            (0 < self.sheet_fovy < math.pi, f"view_rings.sheet_fovy must be in (0, π) radians (got {self.sheet_fovy})"),
+            (math.isfinite(self.sheet_look_at_z), "view_rings.sheet_look_at_z must be finite"),
             (self.azimuths_per_ring >= 1, f"view_rings.azimuths_per_ring must be ≥ 1 (got {self.azimuths_per_ring})"),
             (self.turntable_frames >= 1, f"view_rings.turntable_frames must be ≥ 1 (got {self.turntable_frames})"),
             (all(0 < p < 180 for p in polars), f"view_rings polar angles must be in (0, 180) degrees (got {polars})"),
@@ -278,6 +282,16 @@ def test_ring_cameras(width: int, height: int, rings: ViewRings = ViewRings()) -
 test_ring_cameras.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
+def sheet_cameras(width: int, height: int, rings: ViewRings = ViewRings()) -> Cameras:
+    """The 16 test views framed on the head for the product sheets (``views.png``): the same
+    camera positions, looking at z = ``sheet_look_at_z`` with fovy ``sheet_fovy``."""
+    step = 360.0 / rings.azimuths_per_ring
+    azimuth = (step * torch.arange(rings.azimuths_per_ring, dtype=torch.float32)).repeat(len(rings.test_polars_deg))
+    polar = torch.tensor(rings.test_polars_deg, dtype=torch.float32).repeat_interleave(rings.azimuths_per_ring)
+    target = torch.tensor([[0.0, 0.0, rings.sheet_look_at_z]])
+    return orbit_cameras(rings.radius, polar, azimuth, rings.sheet_fovy, width, height, target=target)
+
+
 def heldout_cameras(width: int, height: int, rings: ViewRings = ViewRings()) -> Cameras:
     """16 evaluation views never used in training: φ = 22.5 + 45k at θ = 90 then θ = 75."""
     return _rings(rings.heldout_polars_deg, rings.azimuths_per_ring, rings.heldout_offset_deg, rings, width, height)
@@ -309,6 +323,7 @@ __all__ = [
     "sample_paper",
     "sample_release",
     "sample_uniform",
+    "sheet_cameras",
     "test_ring_cameras",
     "turntable_cameras",
 ]

@@ -84,7 +84,9 @@ class FitConfig:
         stable_weight: extra weight of the landmarks no fitted expression moves
             (``STABLE_LANDMARKS``: nose bridge and base, eye corners), so the head pose is read
             from them rather than traded against a brow raise or a smile (closed loop: brow_raise
-            r 0.82 → 0.93, jaw_open 0.92 → 0.93, smile 0.82 → 0.81, pose 2.5° → 2.6°).
+            r 0.82 → 0.93, jaw_open 0.92 → 0.93, smile 0.82 → 0.81, pose 2.5° → 2.6°). 8 → 16 with
+            the human-range ``builtin-v2`` (issue 24): the FLAME avatar driven by it, carried
+            table, jaw r 0.75 → ≥ 0.8.
         corner_weight: extra weight of the mouth corners (``MOUTH_CORNERS``): the lip points that
             are features of the face rather than samples of the lip contour, and the ones a smile
             moves most (measured before the lip flow of ``track``; closed loop 1 → 2: smile r 0.81 → 0.88, jaw_open 0.93 → 0.93, brow_raise
@@ -115,7 +117,7 @@ class FitConfig:
     max_evaluations: int = 60
     surface_neighbours: int = 8
     surface_depth_band: float = 0.1
-    stable_weight: float = 8.0
+    stable_weight: float = 16.0
     corner_weight: float = 2.0
     agreeing_halves: tuple[str, ...] = ("smile",)
     half_blend: float = 0.05

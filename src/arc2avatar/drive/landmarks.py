@@ -55,9 +55,15 @@ def load_landmark_table(path: Path = TABLE_FILE) -> dict:
 
 
 def landmark_vertices(head: HeadModel, positions_l3: np.ndarray) -> np.ndarray:
-    """(68,) int64: the face vertex of ``head`` nearest to each stored neutral position."""
+    """(68,) int64: the face vertex of ``head`` nearest to each stored neutral position (on the
+    visible skin: not on the inside of the mouth, nor on the lip seam that rolls into it)."""
     vertices = head.vertices.detach().cpu().double().numpy()
-    face = np.flatnonzero(head.face_mask.cpu().numpy())
+    on_skin = head.face_mask.cpu().numpy().copy()
+    if "mouth_interior" in head.regions:  # landmarks lie on the visible skin: not on the teeth,
+        on_skin &= ~head.regions["mouth_interior"].cpu().numpy()
+    if "off_lip_seam" in head.regions:  # nor on the seam that rolls into the mouth as it opens
+        on_skin &= head.regions["off_lip_seam"].cpu().numpy()
+    face = np.flatnonzero(on_skin)
     distance = np.linalg.norm(vertices[face][None, :, :] - np.asarray(positions_l3)[:, None, :], axis=-1)
     return face[distance.argmin(axis=1)].astype(np.int64)
 

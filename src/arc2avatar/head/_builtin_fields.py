@@ -232,44 +232,65 @@ def vertex_colours(points: FloatArray, s: HeadSculpt, rcfg: RegionConfig, p: Pal
 
 @dataclass(frozen=True)
 class ExpressionConfig:
-    """Blendshape design: amplitudes in sculpt units (≈ world units) at weight 1, radians.
+    """Blendshape design: amplitudes in sculpt units (≈ world units; 1 unit ≈ 14 cm, see
+    ``HeadSculpt``) at weight 1, radians. The defaults are ``builtin-v2``'s human-range design
+    (docs/expressions.md, "How far each expression goes"); :meth:`v1` is ``builtin-v1``'s.
 
     jaw_open: the lower face rotates by ``jaw_angle`` about an x-parallel hinge at
-    (y, z) = ``jaw_hinge_yz`` and shifts by ``jaw_shift_yz``; the moving part lies below a
-    boundary at the mouth line (``jaw_lip_softness`` wide at the lips, ``jaw_cheek_softness``
-    in the cheeks) that rises toward the hinge behind ``jaw_rise_y``.
+    (y, z) = ``jaw_hinge_yz`` and shifts by ``jaw_shift_yz`` (the condyle sliding forward); the
+    moving part lies below a boundary at the mouth line (``jaw_lip_softness`` wide at the lips,
+    ``jaw_cheek_softness`` in the cheeks, blending over ``jaw_cheek_blend`` × the mouth
+    half-width) that rises toward the hinge behind ``jaw_rise_y``. The two rows of skin that
+    meet at the mouth line roll ``jaw_tuck`` back into the mouth (within ``jaw_tuck_band`` of
+    the line, fading out at the corners), so the skin between the lips lines the mouth instead
+    of spanning its opening. Blink: ``blink_sink`` pushes the closed opening back under the lids.
     """
 
     jaw_hinge_yz: tuple[float, float] = (-0.05, -0.10)
-    jaw_angle: float = 0.21
-    jaw_shift_yz: tuple[float, float] = (0.10, -0.02)
+    jaw_angle: float = 0.45
+    jaw_shift_yz: tuple[float, float] = (0.12, -0.02)
     jaw_lip_softness: float = 0.012
-    jaw_cheek_softness: float = 0.08
+    jaw_cheek_softness: float = 0.16
+    jaw_cheek_blend: tuple[float, float] = (0.25, 1.8)
     jaw_rise_y: tuple[float, float] = (0.45, 0.0)
-    smile_corner: tuple[float, float, float] = (0.035, -0.03, 0.045)
-    smile_corner_sigma: tuple[float, float, float] = (0.08, 0.12, 0.07)
+    jaw_tuck: float = 0.60
+    jaw_tuck_band: tuple[float, float] = (0.03, 0.012)
+    smile_corner: tuple[float, float, float] = (0.07, -0.05, 0.06)
+    smile_corner_sigma: tuple[float, float, float] = (0.10, 0.14, 0.08)
     smile_cheek: tuple[float, float, float] = (0.0, 0.015, 0.025)
     smile_cheek_centre: tuple[float, float, float] = (0.27, 0.5, -0.22)
     smile_cheek_sigma: tuple[float, float, float] = (0.1, 0.2, 0.08)
     blink_closed_fraction: float = 0.3
     blink_lid_height: float = 0.07
-    blink_squash: float = 0.06
-    brow_raise: float = 0.05
+    blink_squash: float = 0.01
+    blink_sink: float = 0.02
+    blink_opening_scale: float = 1.6
+    blink_width_scale: float = 1.2
+    brow_raise: float = 0.07
     brow_raise_sigma_x: float = 0.17
     brow_raise_band_z: tuple[float, float, float, float] = (0.03, 0.12, 0.25, 0.50)
     frown_inner_brow: tuple[float, float, float] = (-0.025, 0.0, -0.03)
     frown_inner_brow_centre: tuple[float, float, float] = (0.12, 0.55, 0.14)
     frown_inner_brow_sigma: tuple[float, float, float] = (0.08, 0.2, 0.06)
-    frown_corner: tuple[float, float, float] = (0.0, 0.0, -0.025)
-    pucker_forward: float = 0.05
-    pucker_contract: float = 0.3
+    frown_corner: tuple[float, float, float] = (0.0, 0.0, -0.04)
+    pucker_forward: float = 0.08
+    pucker_contract: float = 0.45
     pucker_sigma: tuple[float, float, float] = (0.13, 0.2, 0.08)
-    cheek_puff: float = 0.06
+    cheek_puff: float = 0.09
     cheek_puff_direction: tuple[float, float, float] = (0.75, 0.55, -0.10)
     cheek_puff_centre: tuple[float, float, float] = (0.30, 0.35, -0.38)
     cheek_puff_sigma: tuple[float, float, float] = (0.1, 0.25, 0.1)
-    mouth_shift: float = 0.05
+    mouth_shift: float = 0.08
     mouth_shift_sigma: tuple[float, float, float] = (0.15, 0.25, 0.1)
+
+    @classmethod
+    def v1(cls) -> "ExpressionConfig":
+        """``builtin-v1``'s design (avatars made on it keep expressing as they did)."""
+        return cls(jaw_angle=0.21, jaw_shift_yz=(0.10, -0.02), jaw_cheek_softness=0.08, jaw_cheek_blend=(0.8, 1.6),
+                   jaw_tuck=0.0, smile_corner=(0.035, -0.03, 0.045), smile_corner_sigma=(0.08, 0.12, 0.07),
+                   smile_cheek=(0.0, 0.015, 0.025), blink_squash=0.06, blink_sink=0.0, blink_opening_scale=1.0, blink_width_scale=1.0, brow_raise=0.05,
+                   frown_inner_brow=(-0.025, 0.0, -0.03), frown_corner=(0.0, 0.0, -0.025), pucker_forward=0.05,
+                   pucker_contract=0.3, cheek_puff=0.06, mouth_shift=0.05)
 
 
 EXPRESSION_NAMES: tuple[str, ...] = (
@@ -293,25 +314,43 @@ def _mirrored(vector: tuple[float, float, float], x: FloatArray) -> FloatArray:
     return out
 
 
-def jaw_open(points: FloatArray, s: HeadSculpt, e: ExpressionConfig) -> FloatArray:
-    """(V, 3) lower lip, chin and jaw rotate down about the hinge; upper lip fixed."""
+def jaw_motion(points: FloatArray, e: ExpressionConfig) -> FloatArray:
+    """(V, 3) where the jaw's rigid motion (rotation about the hinge, then the shift) takes
+    ``points``, minus ``points``: the displacement of a point fully on the jaw."""
     y, z = points[:, 1], points[:, 2]
+    hy, hz = e.jaw_hinge_yz
+    ry, rz = y - hy, z - hz
+    c, s_ = np.cos(e.jaw_angle), np.sin(e.jaw_angle)
+    disp = np.zeros_like(points)
+    disp[:, 1] = ry * c + rz * s_ + hy + e.jaw_shift_yz[0] - y
+    disp[:, 2] = -ry * s_ + rz * c + hz + e.jaw_shift_yz[1] - z
+    return disp
+
+
+def jaw_open(points: FloatArray, s: HeadSculpt, e: ExpressionConfig) -> FloatArray:
+    """(V, 3) lower lip, chin and jaw rotate down about the hinge; upper lip fixed; the skin
+    between the lips rolls into the mouth (``jaw_tuck``)."""
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
     mouth_z = s.mouth_slit.centre[2]
     boundary_z = mouth_z + (e.jaw_hinge_yz[1] - mouth_z) * smoothstep(e.jaw_rise_y[0], e.jaw_rise_y[1], y)
     corner_x = s.mouth_slit.radii[0]
     softness = e.jaw_lip_softness + (e.jaw_cheek_softness - e.jaw_lip_softness) * smoothstep(
-        0.8 * corner_x, 1.6 * corner_x, np.abs(points[:, 0])
+        e.jaw_cheek_blend[0] * corner_x, e.jaw_cheek_blend[1] * corner_x, np.abs(x)
     )
     below = smoothstep(softness, -softness, z - boundary_z)
-    hy, hz = e.jaw_hinge_yz
-    ry, rz = y - hy, z - hz
-    c, s_ = np.cos(e.jaw_angle), np.sin(e.jaw_angle)
-    new_y = ry * c + rz * s_ + hy + e.jaw_shift_yz[0]
-    new_z = -ry * s_ + rz * c + hz + e.jaw_shift_yz[1]
-    disp = np.zeros_like(points)
-    disp[:, 1] = (new_y - y) * below
-    disp[:, 2] = (new_z - z) * below
+    disp = jaw_motion(points, e) * below[:, None]
+    if e.jaw_tuck:
+        disp[:, 1] -= e.jaw_tuck * lip_seam(points, s, e)
     return disp
+
+
+def lip_seam(points: FloatArray, s: HeadSculpt, e: ExpressionConfig) -> FloatArray:
+    """(V,) in [0, 1]: how far each vertex belongs to the seam between the lips that rolls into
+    the mouth as the jaw opens (``jaw_tuck``)."""
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    corner_x = s.mouth_slit.radii[0]
+    return (smoothstep(e.jaw_tuck_band[0], e.jaw_tuck_band[1], np.abs(z - s.mouth_slit.centre[2]))
+            * smoothstep(corner_x, 0.6 * corner_x, np.abs(x)) * (y > 0.5 * s.mouth_slit.centre[1]))
 
 
 def smile(points: FloatArray, s: HeadSculpt, e: ExpressionConfig) -> FloatArray:
@@ -342,7 +381,8 @@ def blink(points: FloatArray, s: HeadSculpt, rcfg: RegionConfig, e: ExpressionCo
     """
     x, y, z = points[:, 0], points[:, 1], points[:, 2]
     ex, ey, ez = s.eyeballs.centre
-    _, half = eye_opening(points, s, rcfg)
+    u, _ = eye_opening(points, s, rcfg)
+    half = 0.55 * rcfg.eye_half_height * e.blink_opening_scale * np.clip(1.0 - (u / e.blink_width_scale) ** 2, 0.0, None)
     top, bottom = ez + half, ez - half
     close = bottom + e.blink_closed_fraction * (top - bottom)
     band = e.blink_squash * (top - bottom)
@@ -355,9 +395,11 @@ def blink(points: FloatArray, s: HeadSculpt, rcfg: RegionConfig, e: ExpressionCo
     surf_old = np.sqrt(np.clip(radius**2 - dx**2 - (z - ez) ** 2, 0.0, None))
     surf_new = np.sqrt(np.clip(radius**2 - dx**2 - (new_z - ez) ** 2, 0.0, None))
     on_side = smoothstep(0.0, 0.5 * ex, side * x)
+    safe = np.maximum(half, 1e-9)
+    in_opening = smoothstep(safe, 0.6 * safe, np.abs(z - ez)) * (half > 0)
     disp = np.zeros_like(points)
     disp[:, 2] = (new_z - z) * on_side
-    disp[:, 1] = (surf_new - surf_old) * on_side * (y > ey)
+    disp[:, 1] = ((surf_new - surf_old) * (y > ey) - e.blink_sink * in_opening) * on_side
     return disp
 
 

@@ -225,7 +225,9 @@ def photo_texture(head: HeadModel, vertices: Tensor, photo: np.ndarray, keypoint
 
     ``vertices`` (V, 3) are the target's (``head``'s, possibly pushed out). The photo's blend
     weight is 1 inside, fading to 0 over the border of the projected area (an oval around the
-    keypoints, or the centre square without them), and 0 off the face mask or behind it.
+    keypoints, or the centre square without them), and 0 off the face mask, behind it and on the
+    mouth's inside (regions ``mouth_interior`` and the complement of ``off_lip_seam``: teeth,
+    tongue, cavity and the seam that rolls into the open mouth keep their own colours).
     """
     height, width = photo.shape[:2]
     matrix = torch.from_numpy(photo_placement(head, (height, width), keypoints, config))
@@ -242,7 +244,10 @@ def photo_texture(head: HeadModel, vertices: Tensor, photo: np.ndarray, keypoint
     else:
         square = 1 - grid.abs().amax(dim=-1)
         weight = (square / config.photo_square_feather).clamp(0, 1)
-    weight = torch.where(head.face_mask & (vertices[:, 1] > 0), weight, torch.zeros_like(weight))
+    projected = head.face_mask & (vertices[:, 1] > 0)
+    if "mouth_interior" in head.regions:  # the photo's lips and teeth must not land on the mouth's inside
+        projected &= ~head.regions["mouth_interior"]
+    weight = torch.where(projected, weight, torch.zeros_like(weight))
     image = torch.from_numpy(np.array(photo, dtype=np.float32, copy=True)).permute(2, 0, 1) / 255.0
     uvw = torch.cat([grid, weight[:, None]], dim=-1).float()
     return PhotoTexture(image=image.contiguous(), uvw=uvw)
