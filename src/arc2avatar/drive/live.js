@@ -482,6 +482,9 @@
       this.crop = document.createElement("canvas");
       this.crop.width = this.crop.height = T.track.landmark_crop_px;
       this.cropContext = this.crop.getContext("2d", { willReadFrequently: true });
+      this.mirror = document.createElement("canvas");
+      this.mirror.width = this.mirror.height = T.track.landmark_crop_px;
+      this.mirrorContext = this.mirror.getContext("2d", { willReadFrequently: true });
       this.filter = new OneEuro(T.track);
       this.reset();
     }
@@ -512,10 +515,21 @@
       this.cropContext.fillRect(0, 0, C, C);
       this.cropContext.drawImage(canvas, x0, y0, side, side, 0, 0, C, C);
       const result = await this.faceapi.nets.faceLandmark68Net.detectLandmarks(this.crop);
-      const positions = result.positions, lm = new Float64Array(136), offset = this.T.camera.pixel_offset;
+      const positions = result.positions.map((p) => [p.x, p.y]);
+      if (this.track.mirror_average) {  // the mirrored crop too, its points flipped back and renumbered
+        this.mirrorContext.setTransform(-1, 0, 0, 1, C, 0);
+        this.mirrorContext.drawImage(this.crop, 0, 0);
+        const mirrored = (await this.faceapi.nets.faceLandmark68Net.detectLandmarks(this.mirror)).positions;
+        const partner = this.T.mirror_partner;
+        for (let i = 0; i < 68; i++) {
+          const q = mirrored[partner[i]];
+          positions[i] = [(positions[i][0] + C - q.x) / 2, (positions[i][1] + q.y) / 2];
+        }
+      }
+      const lm = new Float64Array(136), offset = this.T.camera.pixel_offset;
       for (let i = 0; i < 68; i++) {
-        lm[2 * i] = x0 + positions[i].x * side / C + offset;
-        lm[2 * i + 1] = y0 + positions[i].y * side / C + offset;
+        lm[2 * i] = x0 + positions[i][0] * side / C + offset;
+        lm[2 * i + 1] = y0 + positions[i][1] * side / C + offset;
       }
       return lm;
     }
@@ -788,6 +802,14 @@
       recordButton.classList.add("recording");
       say("Recording…");
     }
+
+    // For tests and scripts: the tracker on one frame (a canvas) at ``time`` seconds, as the camera's
+    // frames are tracked (the same state: call in frame order). Returns 68×2 pixel indices or null.
+    live.trackCanvas = async (canvas, time) => {
+      if (!tracker) tracker = new Tracker(await loadTracker(T), T);
+      const lm = await tracker.next(canvas, time);
+      return lm ? Array.from({ length: 68 }, (_, i) => [lm[2 * i], lm[2 * i + 1]]) : null;
+    };
 
     cameraButton.addEventListener("click", start);
     neutralButton.addEventListener("click", () => { if (running) beginNeutral(); });
