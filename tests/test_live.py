@@ -36,12 +36,10 @@ from arc2avatar.drive.fit import DriveCamera, FitConfig, FrameFitter, merge_halv
 from arc2avatar.drive.live import (
     ASSET_DIR,
     LIVE_PAGE_NAME,
-    LiveConfig,
     decode_array,
     live_model,
     live_tables,
     read_live_payload,
-    write_live_folder,
 )
 from arc2avatar.errors import InputError, MissingWeightsError
 from arc2avatar.weights.webcam import (
@@ -426,7 +424,7 @@ def test_each_failure_is_one_visible_message_with_a_clean_console(site, tmp_path
             text, kind = _status(driver)
             assert expected in text and ("error" in kind or "warn" in kind), (folder, text, kind)
             if folder != "ok":
-                assert "arc2avatar weights download --webcam" in text
+                assert "`arc2avatar viewer OUT --webcam`" in text  # how to get whole files
             assert _console_problems(driver, allowed) == [], folder
             assert driver.execute_script("return window.viewerReady")  # the avatar is still shown
         driver.get((root / "ok" / LIVE_PAGE_NAME).as_uri())
