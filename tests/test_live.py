@@ -386,6 +386,8 @@ def test_closed_loop_through_a_fake_camera_recovers_the_performance_and_records_
     # A recorded performance replays through animate --sequence to the same weights
     path = tmp_path / "performance.json"
     path.write_text(json.dumps(recording))
+    if os.environ.get("LIVE_DEBUG"):
+        Path(os.environ["LIVE_DEBUG"]).write_text(json.dumps({"recording": recording, "history": history}))
     replay = load_sequence(path)
     assert replay.names == tuple(names) and replay.head_pose is not None
     captured = recording["capture"]

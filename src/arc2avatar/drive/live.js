@@ -460,6 +460,13 @@
     };
     await net(faceapi.nets.tinyFaceDetector, "tiny_face_detector_model-weights_manifest.json", "tiny_face_detector_model.bin");
     await net(faceapi.nets.faceLandmark68Net, "face_landmark_68_model-weights_manifest.json", "face_landmark_68_model.bin");
+    // Warm up: the first run of each net compiles its WebGL programs (seconds in software WebGL);
+    // done now, the camera's first second (the rest face) is tracked in time.
+    const blank = document.createElement("canvas");
+    blank.width = blank.height = T.track.landmark_crop_px;
+    blank.getContext("2d").fillRect(0, 0, blank.width, blank.height);
+    await faceapi.detectSingleFace(blank, new faceapi.TinyFaceDetectorOptions({ inputSize: T.track.detector_input_px, scoreThreshold: T.track.detector_score }));
+    await faceapi.nets.faceLandmark68Net.detectLandmarks(blank);
     return faceapi;
   }
 
@@ -674,7 +681,8 @@
       if (frameCanvas.width !== width || frameCanvas.height !== height) { frameCanvas.width = width; frameCanvas.height = height; fitter.setSize(width, height); }
       frameContext.drawImage(video, 0, 0, width, height);
       const tag = live.frameHook ? live.frameHook(frameCanvas) : undefined;
-      const time = (metadata && metadata.mediaTime !== undefined ? metadata.mediaTime : started / 1000);
+      // seconds on the page's clock: when the camera captured the frame (else when it arrived)
+      const time = (metadata && metadata.captureTime ? metadata.captureTime : (metadata && metadata.expectedDisplayTime) || started) / 1000;
       const lm = await tracker.next(frameCanvas, time);
       const tracked = performance.now();
       drawOverlay(lm);
@@ -714,7 +722,8 @@
       timings.frames.push(applied); timings.latency.push(applied - capture);
       timings.track.push(tracked - started); timings.fit.push(fitted - tracked);
       for (const list of Object.values(timings)) if (list.length > 120) list.shift();
-      const entry = { t: time, weights: out.weights, headPose: out.headPose, tag, rms: pose.rms, landmarks: Array.from(lm) };
+      const entry = { t: time, weights: out.weights, headPose: out.headPose, tag, rms: pose.rms, landmarks: Array.from(lm),
+                      media: metadata ? [metadata.mediaTime, metadata.captureTime, metadata.presentedFrames] : null };
       live.history.push(entry);
       if (live.history.length > 20000) live.history.shift();
       if (recording) {
