@@ -58,7 +58,7 @@ WAIT_S = 120.0
 DRIVER_SIZE, DRIVER_RADIUS = 320, 3.2
 REST_FRAMES = 6          # the clip starts with the rest face: the page's first second is its neutral
 CAMERA_FPS = 3           # the fake camera's rate: the page tracks every frame even on 2 busy cores
-LOOPS = 2                # the clip is played (and recorded) this many times
+LOOPS, MAX_LOOPS = 2, 5  # the clip is played (and recorded) at least LOOPS times, more on a slow machine
 DOCS_SCREENSHOT = Path(__file__).parents[1] / "docs" / "live-page.png"
 
 
@@ -351,7 +351,13 @@ def test_closed_loop_through_a_fake_camera_recovers_the_performance_and_records_
         driver.find_element("id", "live-camera").click()
         _wait(driver, "return window.arc2avatarLive.state === 'live'", what="the neutral calibration")
         driver.find_element("id", "live-record").click()
-        time.sleep(LOOPS * loop_s)
+        # at least LOOPS plays of the clip; more (up to MAX_LOOPS) while fewer than 90 % of its frames were tracked
+        started = time.monotonic()
+        while time.monotonic() - started < MAX_LOOPS * loop_s:
+            time.sleep(loop_s / 4)
+            tags = set(driver.execute_script("return window.arc2avatarLive.history.map((e) => e.tag)"))
+            if time.monotonic() - started >= LOOPS * loop_s and len(tags & set(range(REST_FRAMES, REST_FRAMES + known.frames))) >= 0.9 * known.frames:
+                break
         driver.find_element("id", "live-record").click()
         _wait(driver, "return window.arc2avatarLive.lastRecording !== null", what="the recording")
         if os.environ.get("ARC2AVATAR_UPDATE_DOCS"):
@@ -363,7 +369,7 @@ def test_closed_loop_through_a_fake_camera_recovers_the_performance_and_records_
         problems = _console_problems(driver)
     assert problems == [], problems
     assert "Recorded" in status
-    names = list(history[0][2])
+    names = recording["capture"]["names"]  # (objects come back from the browser with their keys sorted)
     by_frame: dict[int, list] = {}
     for tag, _, weights, pose in history:
         if tag is not None and tag >= REST_FRAMES:

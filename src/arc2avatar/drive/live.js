@@ -515,8 +515,10 @@
     }
 
     async landmarksIn(canvas, box) {  // (68·2) pixel indices of the face in box
-      const side = Math.max(box[2] - box[0], box[3] - box[1], 1);
-      const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2, x0 = cx - side / 2, y0 = cy - side / 2;
+      // a square around the box, enlarged and moved down so that an opening jaw stays inside it
+      const side = this.track.crop_scale * Math.max(box[2] - box[0], box[3] - box[1], 1);
+      const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2 + this.track.crop_shift * side;
+      const x0 = cx - side / 2, y0 = cy - side / 2;
       const C = this.crop.width;
       this.cropContext.fillStyle = "#000";
       this.cropContext.fillRect(0, 0, C, C);
@@ -600,7 +602,7 @@
       poses.push(pose);
     }
     return { fps, frames, head_pose: poses,
-             capture: { times_s: records.map((r) => round(r.t - t0)), frames: records.length,
+             capture: { times_s: records.map((r) => round(r.t - t0)), frames: records.length, names,
                         source: "arc2avatar live page", weights: records.map((r) => names.map((n) => round(r.weights[n]))),
                         head_pose: records.map((r) => r.headPose.map(round)) } };
   }

@@ -85,6 +85,10 @@ class LiveConfig:
         detector_score: the detector's score threshold.
         landmark_crop_px: the face box is cut out at this size for the 68-point net (it works at
             112² internally).
+        crop_scale, crop_shift: the square cut out for the landmark net is ``crop_scale`` times
+            the face box's longer side, its centre moved down by ``crop_shift`` of that side (the
+            detector's box ends at the chin: with the box alone, an opening jaw left the crop and
+            the net's chin stopped at its edge).
         neutral_seconds: the first this many seconds with a face after the camera starts are the
             actor's rest face (their mean landmarks; the "Set neutral" button takes the next ones).
         no_face_frames: after this many frames without a face the page says "no face in view".
@@ -102,6 +106,8 @@ class LiveConfig:
     detector_input_px: int = 224
     detector_score: float = 0.4
     landmark_crop_px: int = 160
+    crop_scale: float = 1.3
+    crop_shift: float = 0.08
     neutral_seconds: float = 1.0
     no_face_frames: int = 5
     max_iterations: int = 20
@@ -194,6 +200,8 @@ def live_tables(model: LandmarkModel, config: LiveConfig = LiveConfig()) -> dict
             "detector_input_px": config.detector_input_px,
             "detector_score": config.detector_score,
             "landmark_crop_px": config.landmark_crop_px,
+            "crop_scale": config.crop_scale,
+            "crop_shift": config.crop_shift,
             "neutral_seconds": config.neutral_seconds,
             "no_face_frames": config.no_face_frames,
             "backend": config.backend,
