@@ -251,6 +251,28 @@ def test_offline_and_missing_tracker_are_one_line_saying_how_to_get_it(avatar_di
     assert not out.exists()
 
 
+def test_the_apps_live_tab_writes_the_page_into_the_job_folder(avatar_dir, weights_root, tmp_path):
+    from types import SimpleNamespace
+
+    from arc2avatar.app.live import live_html, live_page
+
+    job_dir = tmp_path / "jobs" / "job1"
+    shutil.copytree(avatar_dir, job_dir / "out")
+    service = SimpleNamespace(files=lambda job, owner: {"viewer": job_dir / "out" / "viewer.html"},
+                              store=SimpleNamespace(job_dir=lambda job: job_dir),
+                              config=SimpleNamespace(weights=str(weights_root)))
+    page = live_page(service, "job1", "me")
+    assert page == job_dir / "live" / LIVE_PAGE_NAME and (page.parent / ASSET_DIR / "face-api.js").is_file()
+    assert read_live_payload(page)["outputs"] == ["jaw_open", "smile", "blink_left", "blink_right", "brow_raise"]
+    frame = live_html(page, lambda path: "/gradio_api/file=" + str(path))
+    assert 'allow="camera"' in frame and f"/gradio_api/file={page}" in frame
+    unfinished = SimpleNamespace(files=lambda job, owner: {})
+    with pytest.raises(InputError, match="no finished avatar"):
+        live_page(unfinished, "job2", "me")
+    with pytest.raises(InputError, match="pick a finished avatar"):
+        live_page(unfinished, "", "me")
+
+
 # ----------------------------------------------------------------------------------------- browser
 def test_the_pages_fit_matches_drive_fit_on_the_same_landmarks(site, avatar_dir, tmp_path):
     """Parity: landmarks made by the fit's own model (with an actor's offsets and 0.3 px noise),

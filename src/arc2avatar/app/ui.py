@@ -25,6 +25,7 @@ from urllib.parse import quote
 import gradio as gr
 
 from arc2avatar.app.config import AppConfig
+from arc2avatar.app.live import live_tab
 from arc2avatar.app.service import MODES, PRESETS, Service, describe, make_zip
 from arc2avatar.app.workers import OUT_NAME
 from arc2avatar.errors import InputError
@@ -307,6 +308,7 @@ def build_app(config: AppConfig | None = None, service: Service | None = None, *
                     drive_out = gr.Video(label="Driven avatar", interactive=False)
                     drive_status = gr.Markdown()
                     drive_btn.click(ui_drive, [job_box, drive_video], [drive_out, drive_status], api_visibility="private")
+            live_tab(service, job_box, _owner, file_url)  # the Live tab (app/live.py), when drive is installed
             with gr.Tab("Gallery", id="gallery"):
                 refresh_btn = gr.Button("Refresh", elem_id="gallery-refresh")
                 gallery = gr.Gallery(label="Finished avatars (click one to open it)", columns=3, elem_id="gallery",
