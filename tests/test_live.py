@@ -317,6 +317,8 @@ def test_the_pages_fit_matches_drive_fit_on_the_same_landmarks(site, avatar_dir,
                                        landmarks[0].tolist(), [lm.tolist() for lm in landmarks[1:]], width, height)
         assert _console_problems(driver) == []
     page = np.array([[r["weights"][n] for n in names] for r in result])
+    print("parity: max |page − python| per weight", dict(zip(names, np.abs(page - python).max(axis=0).round(4))),
+          "Pearson", {n: round(float(np.corrcoef(page[:, c], python[:, c])[0, 1]), 4) for c, n in enumerate(names)})
     for column, name in enumerate(names):
         difference = np.abs(page[:, column] - python[:, column]).max()
         r = np.corrcoef(page[:, column], python[:, column])[0, 1]
