@@ -450,12 +450,17 @@ def test_closed_loop_through_a_fake_camera_recovers_the_performance_and_records_
     assert main(["animate", str(avatar_dir), "--sequence", str(tmp_path / "short.json"), "-o",
                  str(tmp_path / "replay.mp4"), "--size", "64", "--no-progress"]) == 0
     assert (tmp_path / "replay.mp4").stat().st_size > 0
-    # The issue's targets
-    assert yaw_error <= 5.0, yaw_error
+    # The issue's targets, all checked before one assertion names every miss
+    misses = []
+    if yaw_error > 5.0:
+        misses.append(f"median yaw error {yaw_error:.2f}° > 5°")
     peaks = _peaks(blink, 0.5 * blink.max())
-    assert len(peaks) == len(known.blink_frames) and all(abs(p - e) <= 3 for p, e in zip(peaks, known.blink_frames)), \
-        (peaks, blink.round(2))
-    assert measured["jaw_open"] >= 0.85 and measured["brow_raise"] >= 0.85, measured
+    if len(peaks) != len(known.blink_frames) or any(abs(p - e) > 3 for p, e in zip(peaks, known.blink_frames)):
+        misses.append(f"blink peaks {peaks}, expected {known.blink_frames} ±3 (mean blink {blink.round(2).tolist()})")
+    for name in ("jaw_open", "brow_raise"):
+        if measured[name] < 0.85:
+            misses.append(f"{name} r {measured[name]:.3f} < 0.85")
+    assert not misses, misses
     # ISSUE-27 SMILE TARGET (re-run after the stronger blendshapes are merged): Pearson ≥ 0.85
     assert measured["smile"] >= 0.85, measured
 
