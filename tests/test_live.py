@@ -241,6 +241,28 @@ def test_weights_download_webcam_assets_checks_every_file(face_api_tarball, tmp_
         webcam_assets_from_tarball(not_a_tarball, other)
 
 
+def test_weights_download_webcam_fetches_the_pinned_tarball_and_refuses_another(face_api_tarball, tmp_path):
+    """The registry's URL layout served from localhost: the pinned tarball is stored, any other refused."""
+    registry = tmp_path / "registry"
+    served = registry / FACE_API_PACKAGE / "-" / f"face-api-{FACE_API_VERSION}.tgz"
+    served.parent.mkdir(parents=True)
+    shutil.copyfile(face_api_tarball, served)
+    handler = functools.partial(_QuietHandler, directory=str(registry))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        folder = fetch_webcam_assets(tmp_path / "weights", registry=url)
+        assert webcam_assets(tmp_path / "weights") == folder
+        served.write_bytes(served.read_bytes() + b"\0")  # another tarball at the same URL
+        with pytest.raises(InputError, match="not the pinned"):
+            fetch_webcam_assets(tmp_path / "other", registry=url)
+        assert not webcam_dir(tmp_path / "other").exists()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_offline_and_missing_tracker_are_one_line_saying_how_to_get_it(avatar_dir, tmp_path, capsys):
     with pytest.raises(MissingWeightsError, match="--webcam-assets face-api.tgz"):
         fetch_webcam_assets(tmp_path, registry="http://127.0.0.1:9", timeout_s=5)
