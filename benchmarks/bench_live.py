@@ -10,7 +10,8 @@ frames drawn per second while it follows. Headless Chromium renders WebGL in sof
 (SwiftShader) on the CPU, so the redraw rate measures the CPU, not a GPU, and it competes with the
 tracker for the same cores.
 
-    python benchmarks/bench_live.py --tarball face-api-1.7.15.tgz --seconds 30 --out live.json
+    python benchmarks/bench_live.py --tarball vladmandic-face-api-1.7.15.tgz \\
+        tensorflow-tfjs-backend-wasm-4.22.0.tgz --seconds 30 --out live.json
 """
 
 from __future__ import annotations
@@ -33,29 +34,36 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tarball", required=True, help="npm pack @vladmandic/face-api@1.7.15")
+    parser.add_argument("--tarball", required=True, nargs="+",
+                        help="npm pack @vladmandic/face-api@1.7.15 @tensorflow/tfjs-backend-wasm@4.22.0")
+    parser.add_argument("--backend", default="wasm", choices=("wasm", "webgl"), help="TensorFlow.js backend")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long to measure after the neutral")
     parser.add_argument("--camera-fps", type=int, default=30)
     parser.add_argument("--face-levels", type=int, default=1, help="the avatar's face subdivision (its splat count)")
+    parser.add_argument("--no-redraw", action="store_true",
+                        help="the avatar is not redrawn (its weights and pose are still set): tracking + fitting "
+                             "alone, without software WebGL's redraws competing for the cores")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
     from headless_chromium import headless_chromium
 
-    from arc2avatar.drive.live import write_live_folder
+    from arc2avatar.drive.live import LiveConfig, write_live_folder
     from arc2avatar.identity.dlib_faces import DlibFaceDetector
     from arc2avatar.testing.drive import KnownPerformance, known_sequence, render_textured_driver
     from arc2avatar.testing.live import write_y4m
     from arc2avatar.testing.photos import astronaut_photo, photo_avatar
     from arc2avatar.weights.webcam import webcam_assets_from_tarball
 
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="bench-live-"))
     photo = astronaut_photo()
     keypoints = DlibFaceDetector().largest_face(photo).keypoints
     avatar = photo_avatar(photo, keypoints, face_levels=args.face_levels)
     avatar.save(work / "avatar")
-    assets = webcam_assets_from_tarball(args.tarball, work / "weights")
-    page = write_live_folder(work / "avatar", work / "site", assets=assets)
+    for tarball in args.tarball:
+        assets = webcam_assets_from_tarball(tarball, work / "weights")
+    page = write_live_folder(work / "avatar", work / "site", assets=assets, config=LiveConfig(backend=args.backend))
     sequence = known_sequence(KnownPerformance())
     frames = render_textured_driver(photo, keypoints, sequence, 320, 3.2)
     padded = np.full((len(frames), 480, 640, 3), 255, dtype=np.uint8)
@@ -73,9 +81,12 @@ def main(argv: list[str] | None = None) -> int:
             driver.get(f"http://localhost:{server.server_address[1]}/{page.name}")
             while not driver.execute_script("return window.viewerReady && window.arc2avatarLive.ready"):
                 time.sleep(0.2)
+            if args.no_redraw:
+                driver.execute_script("const v = window.arc2avatarViewer; v.setWeights = () => {}; v.setHeadPose = () => {};")
             driver.find_element("id", "live-camera").click()
             while driver.execute_script("return window.arc2avatarLive.state") != "live":
                 time.sleep(0.2)
+            backend = driver.execute_script("return window.arc2avatarLive.backend")
             frame0, t0 = driver.execute_script("return window.arc2avatarViewer.frame"), time.monotonic()
             time.sleep(args.seconds)
             frame1, t1 = driver.execute_script("return window.arc2avatarViewer.frame"), time.monotonic()
@@ -88,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         "tracking_ms_median": stats["track_ms"], "fitting_ms_median": stats["fit_ms"],
         "frames_fitted": fitted, "viewer_frames_per_s": (frame1 - frame0) / (t1 - t0),
         "splats": int(avatar.splats.num_splats), "camera_fps": args.camera_fps, "seconds": args.seconds,
-        "load_average": os.getloadavg()[0], "cpus": os.cpu_count(),
+        "frame_source": stats.get("source"), "wait_ms_median": stats.get("wait_ms"),
+        "backend": backend, "avatar_redrawn": not args.no_redraw, "load_average_before": load_before, "load_average": os.getloadavg()[0], "cpus": os.cpu_count(),
     }
     print(json.dumps(result, indent=1))
     if args.out:

@@ -7,8 +7,9 @@ loop (``testing.drive.known_sequence``, jaw_open, smile, brow_raise, two blinks,
 rendered on scikit-image's astronaut, each frame tagged with its index in a bar code strip below
 the face (``testing.live``), which the test's hook reads from the very frame the page tracks.
 
-The tracker's files come from the npm registry's tarball of ``@vladmandic/face-api`` (``npm pack``,
-cached in tests/.npm-cache; or ``ARC2AVATAR_FACE_API_TGZ``); without npm the browser tests skip,
+The tracker's files come from the npm registry's tarballs of ``@vladmandic/face-api`` and
+``@tensorflow/tfjs-backend-wasm`` (``npm pack``, cached in tests/.npm-cache; or
+``ARC2AVATAR_FACE_API_TGZ`` and ``ARC2AVATAR_TFJS_WASM_TGZ``); without npm the browser tests skip,
 under ``CI=true`` they fail.
 """
 
@@ -43,9 +44,10 @@ from arc2avatar.drive.live import (
 )
 from arc2avatar.errors import InputError, MissingWeightsError
 from arc2avatar.weights.webcam import (
-    FACE_API_PACKAGE,
-    FACE_API_VERSION,
+    FACE_API,
+    TFJS_WASM,
     WEBCAM_ASSETS,
+    WebcamPackage,
     fetch_webcam_assets,
     webcam_assets,
     webcam_assets_from_tarball,
@@ -53,7 +55,6 @@ from arc2avatar.weights.webcam import (
 )
 
 NPM_CACHE = Path(__file__).parent / ".npm-cache"  # ignored by git; reused between runs
-TARBALL = NPM_CACHE / f"vladmandic-face-api-{FACE_API_VERSION}.tgz"
 WAIT_S = 120.0
 DRIVER_SIZE, DRIVER_RADIUS = 320, 3.2
 REST_FRAMES = 6          # the clip starts with the rest face: the page's first second is its neutral
@@ -63,33 +64,46 @@ DOCS_SCREENSHOT = Path(__file__).parents[1] / "docs" / "live-page.png"
 
 
 # ----------------------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="session")
-def face_api_tarball() -> Path:
-    """The registry's tarball of the pinned face-api (``npm pack``, cached)."""
-    given = os.environ.get("ARC2AVATAR_FACE_API_TGZ")
+def _packed(package: WebcamPackage, env: str) -> Path:
+    """The registry's tarball of a pinned package (``npm pack``, cached in tests/.npm-cache)."""
+    given = os.environ.get(env)
     if given:
         return Path(given)
-    if TARBALL.is_file():
-        return TARBALL
+    tarball = NPM_CACHE / package.pack_name
+    if tarball.is_file():
+        return tarball
     npm = shutil.which("npm")
     why = "npm (Node.js) is not installed" if npm is None else None
     if npm is not None:
         NPM_CACHE.mkdir(exist_ok=True)
-        result = subprocess.run([npm, "pack", f"{FACE_API_PACKAGE}@{FACE_API_VERSION}", "--pack-destination",
-                                 str(NPM_CACHE)], check=False, capture_output=True, text=True, timeout=300)
-        if result.returncode == 0 and TARBALL.is_file():
-            return TARBALL
+        result = subprocess.run([npm, "pack", package.spec, "--pack-destination", str(NPM_CACHE)], check=False,
+                                capture_output=True, text=True, timeout=300)
+        if result.returncode == 0 and tarball.is_file():
+            return tarball
         why = f"npm pack failed: {result.stderr.strip()[-300:]}"
-    message = f"the live page's tests need {FACE_API_PACKAGE}@{FACE_API_VERSION} from npm: {why}"
+    message = f"the live page's tests need {package.spec} from npm: {why}"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session")
+def face_api_tarball() -> Path:
+    """The registry's tarball of the pinned face-api."""
+    return _packed(FACE_API, "ARC2AVATAR_FACE_API_TGZ")
+
+
+@pytest.fixture(scope="session")
+def wasm_tarball() -> Path:
+    """The registry's tarball of the pinned TensorFlow.js WASM kernels."""
+    return _packed(TFJS_WASM, "ARC2AVATAR_TFJS_WASM_TGZ")
+
+
 @pytest.fixture(scope="module")
-def weights_root(face_api_tarball, tmp_path_factory) -> Path:
+def weights_root(face_api_tarball, wasm_tarball, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("weights")
     webcam_assets_from_tarball(face_api_tarball, root)
+    webcam_assets_from_tarball(wasm_tarball, root)
     return root
 
 
@@ -213,9 +227,10 @@ def test_without_webcam_the_viewer_page_is_unchanged(model_and_setup, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------- assets
-def test_weights_download_webcam_assets_checks_every_file(face_api_tarball, tmp_path, capsys):
+def test_weights_download_webcam_assets_checks_every_file(face_api_tarball, wasm_tarball, tmp_path, capsys):
     root = tmp_path / "weights"
-    assert main(["weights", "download", "--webcam-assets", str(face_api_tarball), "--to", str(root)]) == 0
+    assert main(["weights", "download", "--webcam-assets", str(face_api_tarball), str(wasm_tarball),
+                 "--to", str(root)]) == 0
     assert "checked and stored" in capsys.readouterr().out
     folder = webcam_assets(root)
     assert sorted(p.name for p in folder.iterdir()) == sorted(a.name for a in WEBCAM_ASSETS)
@@ -241,12 +256,14 @@ def test_weights_download_webcam_assets_checks_every_file(face_api_tarball, tmp_
         webcam_assets_from_tarball(not_a_tarball, other)
 
 
-def test_weights_download_webcam_fetches_the_pinned_tarball_and_refuses_another(face_api_tarball, tmp_path):
-    """The registry's URL layout served from localhost: the pinned tarball is stored, any other refused."""
+def test_weights_download_webcam_fetches_the_pinned_tarballs_and_refuses_another(face_api_tarball, wasm_tarball,
+                                                                                  tmp_path):
+    """The registry's URL layout served from localhost: the pinned tarballs are stored, any other refused."""
     registry = tmp_path / "registry"
-    served = registry / FACE_API_PACKAGE / "-" / f"face-api-{FACE_API_VERSION}.tgz"
-    served.parent.mkdir(parents=True)
-    shutil.copyfile(face_api_tarball, served)
+    for package, tarball in ((TFJS_WASM, wasm_tarball), (FACE_API, face_api_tarball)):
+        served = registry / package.name / "-" / package.tarball_name
+        served.parent.mkdir(parents=True)
+        shutil.copyfile(tarball, served)
     handler = functools.partial(_QuietHandler, directory=str(registry))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -264,7 +281,7 @@ def test_weights_download_webcam_fetches_the_pinned_tarball_and_refuses_another(
 
 
 def test_offline_and_missing_tracker_are_one_line_saying_how_to_get_it(avatar_dir, tmp_path, capsys):
-    with pytest.raises(MissingWeightsError, match="--webcam-assets face-api.tgz"):
+    with pytest.raises(MissingWeightsError, match="--webcam-assets A.tgz B.tgz"):
         fetch_webcam_assets(tmp_path, registry="http://127.0.0.1:9", timeout_s=5)
     out = tmp_path / "live"
     assert main(["viewer", str(avatar_dir), "--webcam", "--weights", str(tmp_path / "empty"), "-o", str(out)]) != 0

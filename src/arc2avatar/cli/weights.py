@@ -32,11 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     download.add_argument("--only", nargs="+", choices=GROUP_CHOICES, default=None,
                           help="fetch only these groups (default: all)")
     download.add_argument("--webcam", action="store_true",
-                          help="fetch only the live page's face tracker (@vladmandic/face-api, pinned, sha256 "
-                               "checked) from the npm registry")
-    download.add_argument("--webcam-assets", type=Path, default=None, metavar="TGZ",
-                          help="take the face tracker from this tarball (`npm pack @vladmandic/face-api@VERSION`) "
-                               "instead of the network")
+                          help="fetch only the live page's face tracker (@vladmandic/face-api and "
+                               "@tensorflow/tfjs-backend-wasm, pinned, sha256 checked) from the npm registry")
+    download.add_argument("--webcam-assets", type=Path, nargs="+", default=None, metavar="TGZ",
+                          help="take the face tracker from these tarballs (`npm pack @vladmandic/face-api@VERSION "
+                               "@tensorflow/tfjs-backend-wasm@VERSION`) instead of the network")
     download.set_defaults(func=run_download)
     path = actions.add_parser("path", help="print the weights folder arc2avatar uses")
     path.add_argument("--weights", type=Path, default=None, metavar="DIR")
@@ -61,14 +61,16 @@ def run_download(args: argparse.Namespace) -> int:
 def run_webcam_download(args: argparse.Namespace) -> int:
     """``--webcam`` / ``--webcam-assets``: the live page's tracker files (``arc2avatar.weights.webcam``)."""
     from arc2avatar.weights.resolver import WeightsConfig
-    from arc2avatar.weights.webcam import FACE_API_PACKAGE, FACE_API_VERSION, fetch_webcam_assets, webcam_assets_from_tarball
+    from arc2avatar.weights.webcam import WEBCAM_PACKAGES, fetch_webcam_assets, webcam_assets_from_tarball
 
     root = WeightsConfig(root=args.to).local_root()
     if args.webcam_assets is not None:
-        folder = webcam_assets_from_tarball(args.webcam_assets, root)
+        for tarball in args.webcam_assets:
+            folder = webcam_assets_from_tarball(tarball, root)
     else:
         folder = fetch_webcam_assets(root)
-    print(f"{FACE_API_PACKAGE}@{FACE_API_VERSION} checked and stored in {folder}")
+    given = "the given tarballs" if args.webcam_assets is not None else " and ".join(p.spec for p in WEBCAM_PACKAGES)
+    print(f"the live page's tracker files from {given} checked and stored in {folder}")
     return 0
 
 

@@ -451,8 +451,19 @@
     }
     const faceapi = window.faceapi;
     if (!faceapi) throw new LiveError("face-api.js did not start in this browser");
-    await faceapi.tf.setBackend(T.track.backend);
+    let backend = T.track.backend;
+    if (backend === "wasm") {
+      // the checked .wasm bytes, not the server's copy, are what runs: each is handed over as a blob URL
+      const paths = {};
+      for (const name of Object.keys(files)) {
+        if (name.endsWith(".wasm")) paths[name] = URL.createObjectURL(new Blob([files[name]], { type: "application/wasm" }));
+      }
+      faceapi.tf.setWasmPaths(paths);
+      if (!(await faceapi.tf.setBackend("wasm").catch(() => false))) backend = "webgl";  // no WebAssembly here
+    }
+    if (backend !== "wasm" && !(await faceapi.tf.setBackend(backend))) throw new LiveError(`TensorFlow.js's ${backend} backend does not start in this browser`);
     await faceapi.tf.ready();
+    live.backend = faceapi.tf.getBackend();
     const net = async (model, manifestName, binName) => {
       const manifest = JSON.parse(new TextDecoder().decode(files[manifestName]));
       const map = faceapi.tf.io.decodeWeights(files[binName], manifest[0].weights);
@@ -638,8 +649,11 @@
     }
 
     let tracker = null, stream = null, running = false, neutralSamples = null, neutralStart = null, noFace = 0;
+    // the viewer's frame count and the time when weights were last handed to it, when that redraw
+    // was seen shown, how long it took
+    let drawnAt = null, handedAt = 0, presentedAt = null, redrawMs = 0;
     let recording = null;
-    const timings = { frames: [], latency: [], track: [], fit: [] };
+    const timings = { frames: [], latency: [], track: [], fit: [], wait: [] };
     const frameCanvas = document.createElement("canvas");
     const frameContext = frameCanvas.getContext("2d", { willReadFrequently: true });
     const viewer = () => window.arc2avatarViewer;
@@ -659,7 +673,8 @@
     live.stats = () => {
       const f = timings.frames, span = f.length > 1 ? (f[f.length - 1] - f[0]) / 1000 : 0;
       return { fps: span > 0 ? (f.length - 1) / span : 0, latency_ms: median(timings.latency), track_ms: median(timings.track),
-               fit_ms: median(timings.fit), frames: live.history.length };
+               fit_ms: median(timings.fit), wait_ms: median(timings.wait), frames: live.history.length,
+               backend: live.backend, source: live.frameSource };
     };
 
     function drawOverlay(lm) {
@@ -676,12 +691,12 @@
       say(`Look at the camera with a relaxed face: reading your rest face (${T.track.neutral_seconds} s)…`);
     }
 
-    async function processFrame(metadata) {
+    async function processFrame(metadata, source) {
       const started = performance.now();
-      const width = video.videoWidth, height = video.videoHeight;
+      const width = source ? source.displayWidth : video.videoWidth, height = source ? source.displayHeight : video.videoHeight;
       if (!width || !height) return;
       if (frameCanvas.width !== width || frameCanvas.height !== height) { frameCanvas.width = width; frameCanvas.height = height; fitter.setSize(width, height); }
-      frameContext.drawImage(video, 0, 0, width, height);
+      frameContext.drawImage(source || video, 0, 0, width, height);
       const tag = live.frameHook ? live.frameHook(frameCanvas) : undefined;
       // seconds on the page's clock: when the camera captured the frame (else when it arrived)
       const time = (metadata && metadata.captureTime ? metadata.captureTime : (metadata && metadata.expectedDisplayTime) || started) / 1000;
@@ -713,15 +728,29 @@
       const pose = fitter.fit(lm);
       const out = fitter.outputs(pose);
       const fitted = performance.now();
+      // To the avatar, unless its previous redraw is not shown yet (then this frame's weights are
+      // superseded by the next one's): a slow renderer (software WebGL) does not hold up tracking.
       const v = viewer();
-      if (v && v.setWeights) {
+      let shown = false;
+      const now = performance.now();
+      if (v && drawnAt !== null && v.frame !== drawnAt && presentedAt === null) {
+        presentedAt = now; redrawMs = now - handedAt;  // the previous redraw was shown (noticed now)
+      }
+      // a slow renderer (a redraw slower than slow_redraw_ms: software WebGL) is given at most
+      // redraw_share of the time: after a redraw of D ms, the next waits D·(1/share − 1)
+      const slow = redrawMs > T.track.slow_redraw_ms;
+      const rested = !slow || now - presentedAt >= redrawMs * (1 / T.track.redraw_share - 1);
+      if (v && v.setWeights && (drawnAt === null || presentedAt !== null) && rested) {
         v.setWeights(Object.fromEntries(Object.entries(out.weights).filter(([name]) => v.state().weights[name] !== undefined)));
         const R = out.rotation, s = out.headPose[6];
         v.setHeadPose([[s * R[0], s * R[1], s * R[2]], [s * R[3], s * R[4], s * R[5]], [s * R[6], s * R[7], s * R[8]]], out.headPose.slice(3, 6));
+        drawnAt = v.frame; handedAt = performance.now(); presentedAt = null;
+        shown = true;
       }
       const applied = performance.now();
       const capture = metadata && metadata.captureTime ? metadata.captureTime : started;
-      timings.frames.push(applied); timings.latency.push(applied - capture);
+      timings.frames.push(applied);
+      if (shown) timings.latency.push(applied - capture);
       timings.track.push(tracked - started); timings.fit.push(fitted - tracked);
       for (const list of Object.values(timings)) if (list.length > 120) list.shift();
       const entry = { t: time, weights: out.weights, headPose: out.headPose, tag, rms: pose.rms, landmarks: Array.from(lm),
@@ -735,8 +764,34 @@
       if (live.history.length % 10 === 0) showStats();
     }
 
+    // The camera's frames as they come (Chrome's MediaStreamTrackProcessor): tracking does not wait
+    // for the page's redraws, which a video frame callback does (in software WebGL a redraw of the
+    // avatar takes hundreds of milliseconds). The freshest frame is read; older ones are dropped.
+    async function pumpFrames(track) {
+      const reader = new MediaStreamTrackProcessor({ track, maxBufferSize: 1 }).readable.getReader();
+      live.frameSource = "processor";
+      try {
+        while (running) {
+          const asked = performance.now();
+          const { value: frame, done } = await reader.read();
+          if (done || !running) { if (frame) frame.close(); break; }
+          const arrived = performance.now();
+          timings.wait.push(arrived - asked);
+          try { await processFrame({ captureTime: arrived, arrived: true }, frame); } finally { frame.close(); }
+        }
+      } finally {
+        reader.cancel().catch(() => {});
+      }
+    }
+
     function loop() {
       if (!running) return;
+      const track = stream && stream.getVideoTracks()[0];
+      if (T.track.frame_source === "processor" && typeof MediaStreamTrackProcessor !== "undefined" && track) {
+        pumpFrames(track).catch((error) => { if (running) { stop(); say(`tracking stopped: ${error && error.message ? error.message : error}`, "error"); } });
+        return;
+      }
+      live.frameSource = "video";
       const schedule = () => {
         if (!running) return;
         if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(step);
