@@ -98,7 +98,9 @@ class LiveConfig:
         max_record_s: a recording stops itself after this long, seconds.
         mirror_average: run the landmark net on the face and on its mirror image and average the two
             (the mirror's points renumbered, ``MIRROR_PARTNER``): less noise and less of the net's
-            left–right bias, at twice the net's time.
+            left–right bias (on a turned face the net closed the far eye), at twice the net's time
+            (≈ 20 → 33 ms with ``wasm``). Closed loop, two runs each: smile r 0.70 → 0.81–0.92,
+            brow_raise 0.81 → 0.84–0.95, jaw_open 0.94 → 0.96–0.98, false blinks 2 → 1–2.
         backend: TensorFlow.js backend: ``wasm`` (WebAssembly kernels, SIMD where the browser has it,
             threads where the page is cross-origin isolated; on the 2-core CPU machine the 68-point
             net takes ≈ 22 ms a call, against ≈ 160 ms in ``webgl``, which headless or GPU-less
@@ -126,7 +128,7 @@ class LiveConfig:
     max_iterations: int = 20
     record_fps: float = 30.0
     max_record_s: float = 600.0
-    mirror_average: bool = False
+    mirror_average: bool = True
     backend: str = "wasm"
     frame_source: str = "processor"
     slow_redraw_ms: float = 100.0
