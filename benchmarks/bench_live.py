@@ -4,8 +4,9 @@ headless Chromium, camera-frame → applied-weights latency, and the avatar's re
 A fake camera (Chromium's ``--use-file-for-fake-video-capture``) plays the closed loop's known
 performance at ``--camera-fps`` (640×480, the 320² render padded); the page tracks and fits as
 fast as it can, dropping camera frames it has no time for. Reported: the page's own figures
-(``arc2avatarLive.stats()``: frames fitted per second, median latency from the frame's capture
-time to the weights applied to the avatar, median tracking and fitting times) and the viewer's
+(``arc2avatarLive.stats()``: frames fitted per second, median latency from the frame's arrival in
+the page (its capture time where the browser gives one on the page's clock) to the weights applied
+to the avatar, median tracking and fitting times) and the viewer's
 frames drawn per second while it follows. Headless Chromium renders WebGL in software
 (SwiftShader) on the CPU, so the redraw rate measures the CPU, not a GPU, and it competes with the
 tracker for the same cores.
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             while not driver.execute_script("return window.viewerReady && window.arc2avatarLive.ready"):
                 time.sleep(0.2)
             if args.no_redraw:
-                driver.execute_script("const v = window.arc2avatarViewer; v.setWeights = () => {}; v.setHeadPose = () => {};")
+                driver.execute_script("const v = window.arc2avatarViewer; v.setWeights = () => {}; v.setHeadPose = () => { v.frame += 1; };")
             driver.find_element("id", "live-camera").click()
             while driver.execute_script("return window.arc2avatarLive.state") != "live":
                 time.sleep(0.2)

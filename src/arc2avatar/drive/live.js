@@ -777,7 +777,7 @@
           if (done || !running) { if (frame) frame.close(); break; }
           const arrived = performance.now();
           timings.wait.push(arrived - asked);
-          try { await processFrame({ captureTime: arrived, arrived: true }, frame); } finally { frame.close(); }
+          try { await processFrame({ captureTime: arrived, mediaTime: frame.timestamp / 1e6, presentedFrames: null }, frame); } finally { frame.close(); }
         }
       } finally {
         reader.cancel().catch(() => {});
