@@ -39,11 +39,11 @@ def find_browser() -> tuple[str, str] | str:
 
 @contextlib.contextmanager
 def headless_chromium(purpose: str, window: tuple[int, int] = DEFAULT_WINDOW, console: bool = False,
-                      script_timeout_s: float | None = None) -> Iterator[Any]:
+                      script_timeout_s: float | None = None, flags: tuple[str, ...] = ()) -> Iterator[Any]:
     """A selenium Chrome driver on a throw-away profile, quit and removed on exit.
 
     ``purpose`` names the test in the skip/fail message; ``console`` keeps the page's console
-    log (for failure messages).
+    log (for failure messages); ``flags`` are added to Chromium's (a fake camera, say).
     """
     found = find_browser()
     if isinstance(found, str):
@@ -59,7 +59,7 @@ def headless_chromium(purpose: str, window: tuple[int, int] = DEFAULT_WINDOW, co
     if console:
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     profile = tempfile.mkdtemp(prefix="arc2avatar-chromium-")
-    for flag in (*CHROMIUM_FLAGS, f"--window-size={window[0]},{window[1]}", f"--user-data-dir={profile}"):
+    for flag in (*CHROMIUM_FLAGS, *flags, f"--window-size={window[0]},{window[1]}", f"--user-data-dir={profile}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(found[1]), options=options)
     if script_timeout_s is not None:

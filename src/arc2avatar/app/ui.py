@@ -39,6 +39,7 @@ import gradio as gr
 from arc2avatar.app.config import AppConfig
 from arc2avatar.app.guard import UploadGuard, discard_uploads, upload_folder
 from arc2avatar.app.process import InertApp, in_worker_process
+from arc2avatar.app.live import live_tab
 from arc2avatar.app.service import MODES, PRESETS, Service, describe, make_zip
 from arc2avatar.app.workers import OUT_NAME
 from arc2avatar.errors import InputError
@@ -469,9 +470,14 @@ def api_endpoints(actions: Actions, page: Page) -> None:
 TabBuilder = Callable[[Actions, Page], None]
 
 
+def live_tab_of(actions: Actions, page: Page) -> None:
+    """The Live tab (``app/live.py``): the job's avatar follows the visitor's camera in their browser."""
+    live_tab(page.service, page.job_box, _owner, file_url)
+
+
 def page_tabs() -> Sequence[TabBuilder]:
-    """The tabs, in order (Drive only when the drive module is installed)."""
-    return [create_tab, expressions_tab, *([drive_tab] if drive_available() else []), gallery_tab]
+    """The tabs, in order (Drive and Live only when the drive module is installed)."""
+    return [create_tab, expressions_tab, *([drive_tab, live_tab_of] if drive_available() else []), gallery_tab]
 
 
 def build_app(config: AppConfig | None = None, service: Service | None = None, **settings: Any) -> Any:

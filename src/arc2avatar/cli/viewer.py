@@ -15,6 +15,13 @@ def _run(args: argparse.Namespace) -> int:
     names = tuple(n.strip() for n in (args.expressions or "").split(",") if n.strip())
     config = ViewerConfig(max_expressions=args.max_expressions, expression_names=names,
                           bake_rotations=not args.no_rotations)
+    if args.webcam:  # a folder: viewer.html with the Camera panel and the tracker's files (docs/live.md)
+        from arc2avatar.drive.live import write_live_folder
+
+        page = write_live_folder(args.avatar, args.out, weights_root=args.weights, viewer_config=config)
+        print(f"wrote {page} and {page.parent / 'face-api'}/; serve the folder (e.g. `python -m http.server` in it) "
+              f"and open http://localhost:8000/{page.name}")
+        return 0
     path = viewer_for_folder(args.avatar, args.out, flame=args.flame, flame_masks=args.flame_masks,
                              expressions=not args.no_expressions, config=config)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
@@ -40,4 +47,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--no-expressions", action="store_true", help="no sliders (the template is not rebuilt)")
     parser.add_argument("--no-rotations", action="store_true",
                         help="face splats keep their orientation under expressions (about half the expression data)")
+    parser.add_argument("--webcam", action="store_true",
+                        help="write a folder (default: live/ in the avatar folder; -o names it) whose page follows "
+                             "your face through the camera, in the browser (docs/live.md)")
+    parser.add_argument("--weights", metavar="DIR", help="weights folder holding the tracker's files (--webcam)")
     parser.set_defaults(func=_run)

@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                "~/.cache/arc2avatar/weights)")
     download.add_argument("--only", nargs="+", choices=GROUP_CHOICES, default=None,
                           help="fetch only these groups (default: all)")
+    download.add_argument("--webcam", action="store_true",
+                          help="fetch only the live page's face tracker (@vladmandic/face-api and "
+                               "@tensorflow/tfjs-backend-wasm, pinned, sha256 checked) from the npm registry")
+    download.add_argument("--webcam-assets", type=Path, nargs="+", default=None, metavar="TGZ",
+                          help="take the face tracker from these tarballs (`npm pack @vladmandic/face-api@VERSION "
+                               "@tensorflow/tfjs-backend-wasm@VERSION`) instead of the network")
     download.set_defaults(func=run_download)
     path = actions.add_parser("path", help="print the weights folder arc2avatar uses")
     path.add_argument("--weights", type=Path, default=None, metavar="DIR")
@@ -42,11 +48,29 @@ def run_download(args: argparse.Namespace) -> int:
     from arc2avatar.weights.resolver import WeightsConfig, download_weights
     from arc2avatar.weights.resolver import ALL_GROUPS
 
+    if getattr(args, "webcam", False) or getattr(args, "webcam_assets", None) is not None:
+        return run_webcam_download(args)
     _log_hub_messages_once()
     config = WeightsConfig(root=args.to)
     root = config.local_root()
     download_weights(config, root, set(args.only) if args.only else ALL_GROUPS)
     print(f"weights ready in {root}")
+    return 0
+
+
+def run_webcam_download(args: argparse.Namespace) -> int:
+    """``--webcam`` / ``--webcam-assets``: the live page's tracker files (``arc2avatar.weights.webcam``)."""
+    from arc2avatar.weights.resolver import WeightsConfig
+    from arc2avatar.weights.webcam import WEBCAM_PACKAGES, fetch_webcam_assets, webcam_assets_from_tarball
+
+    root = WeightsConfig(root=args.to).local_root()
+    if args.webcam_assets is not None:
+        for tarball in args.webcam_assets:
+            folder = webcam_assets_from_tarball(tarball, root)
+    else:
+        folder = fetch_webcam_assets(root)
+    given = "the given tarballs" if args.webcam_assets is not None else " and ".join(p.spec for p in WEBCAM_PACKAGES)
+    print(f"the live page's tracker files from {given} checked and stored in {folder}")
     return 0
 
 

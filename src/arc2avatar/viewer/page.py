@@ -148,8 +148,11 @@ def _package_text(name: str) -> str:
     return resources.files("arc2avatar.viewer").joinpath(name).read_text(encoding="utf-8")
 
 
-def render_page(scene: ViewerScene, config: ViewerConfig = ViewerConfig()) -> str:
-    """The whole ``viewer.html`` as text."""
+def render_page(scene: ViewerScene, config: ViewerConfig = ViewerConfig(), extra_body: str = "",
+                extra_head: str = "") -> str:
+    """The whole ``viewer.html`` as text; ``extra_head`` (HTML) goes at the end of the head,
+    ``extra_body`` after the viewer's script at the end of the body (the live page's panel and
+    script, ``arc2avatar.drive.live``; both empty: the page is exactly the plain viewer)."""
     title = config.title or f"arc2avatar — {scene.info.get('template', 'avatar')}"
     script = _package_text(SCRIPT_FILE)
     if "</script" in script.lower():
@@ -157,7 +160,8 @@ def render_page(scene: ViewerScene, config: ViewerConfig = ViewerConfig()) -> st
     # "<" escaped as \u003c: the JSON stays valid and can never close its <script> element.
     data = json.dumps(encode_scene(scene, config), ensure_ascii=True, allow_nan=False).replace("<", "\\u003c")
     page = _package_text(TEMPLATE_FILE)
-    for token, value in (("{{TITLE}}", html.escape(title)), ("{{SCRIPT}}", script), ("{{DATA}}", data)):
+    for token, value in (("{{TITLE}}", html.escape(title)), ("{{SCRIPT}}", script), ("{{DATA}}", data),
+                         ("{{HEAD}}", extra_head), ("{{EXTRA}}", extra_body)):
         if token not in page:
             raise RuntimeError(f"{TEMPLATE_FILE} lacks the placeholder {token}")
         page = page.replace(token, value)

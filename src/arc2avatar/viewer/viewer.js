@@ -14,7 +14,7 @@
 // min(extent_max, sqrt(2 ln(o / alpha_min))) standard deviations.
 //
 // For tests and scripts: window.arc2avatarViewer (ready, frame, error, idle, setWeights, setCamera,
-// reset, project, state), window.viewerReady, and <body data-ready data-frame data-error>.
+// setHeadPose, reset, project, state), window.viewerReady, and <body data-ready data-frame data-error>.
 "use strict";
 
 (function () {
@@ -241,6 +241,16 @@ void main() {
     return { rows, t };
   }
 
+  // The view of a posed head: world point x drawn at view(M·x + m) for a head pose M (3×3, a
+  // rotation times a scale, rows) and m (3), i.e. arc2avatar.avatar.pose's x' = s·R·x + t.
+  function composeView(view, pose) {
+    if (!pose) return view;
+    const M = pose.rows, m = pose.t;
+    const rows = view.rows.map((row) => [0, 1, 2].map((c) => row[0] * M[0][c] + row[1] * M[1][c] + row[2] * M[2][c]));
+    const t = view.rows.map((row, r) => row[0] * m[0] + row[1] * m[1] + row[2] * m[2] + view.t[r]);
+    return { rows, t };
+  }
+
   // ------------------------------------------------------------------ viewer
   async function start() {
     const payload = JSON.parse(document.getElementById("arc2avatar-data").textContent);
@@ -353,6 +363,7 @@ void main() {
     const cam = payload.camera;
     const home = { radius: cam.radius, polarDeg: cam.polar_deg, azimuthDeg: cam.azimuth_deg };
     const camera = { ...home };
+    let headPose = null;  // setHeadPose: the whole avatar turned, moved and scaled (null: as saved)
     let pending = false;     // a draw is requested and has not run yet
     let presenting = false;  // a draw ran and has not been counted as shown yet
 
@@ -367,7 +378,7 @@ void main() {
       pending = false;
       const { w, h, focal } = intrinsics();
       if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
-      const view = viewOf(camera);
+      const view = composeView(viewOf(camera), headPose);
       sortSplats(view);
       gl.viewport(0, 0, w, h);
       gl.clearColor(background[0], background[1], background[2], 1);
@@ -448,7 +459,14 @@ void main() {
       requestDraw();
     }
 
+    // A rigid head pose for the whole avatar (rows: 3×3 rotation times scale, t: 3), or null.
+    function setHeadPose(rows, t) {
+      headPose = rows ? { rows: rows.map((row) => row.map(Number)), t: (t || [0, 0, 0]).map(Number) } : null;
+      requestDraw();
+    }
+
     function reset() {
+      headPose = null;
       setWeights(Object.fromEntries(names.map((name) => [name, 0])));
       setCamera({ ...home });
     }
@@ -481,13 +499,13 @@ void main() {
     // Where a world point lands on the canvas, CSS pixels from its top-left corner.
     function project(point) {
       const { w, h, dpr, focal } = intrinsics();
-      const view = viewOf(camera);
+      const view = composeView(viewOf(camera), headPose);
       const c = view.rows.map((row, r) => row[0] * point[0] + row[1] * point[1] + row[2] * point[2] + view.t[r]);
       return [(focal * c[0] / c[2] + 0.5 * w) / dpr, (focal * c[1] / c[2] + 0.5 * h) / dpr];
     }
 
     Object.assign(api, {
-      setWeights, setCamera, reset, project,
+      setWeights, setCamera, setHeadPose, reset, project,
       idle: () => !pending && !presenting,  // every change so far is on screen
       state: () => ({ camera: { ...camera }, weights: Object.fromEntries(names.map((n, k) => [n, weights[k]])),
                       width: canvas.width, height: canvas.height, fovy: cam.fovy }),
