@@ -284,10 +284,13 @@
       const K = this.K, unit = this.interocular(lm), sqrtW = this.sqrtW, fit = this.T.fit;
       const previousW = this.previous ? this.previous.weights : new Float64Array(K);
       if (fitExpression) {
+        const neutral = this.neutral;
         const fun = (x) => {
-          const p = this.project(x), r = new Float64Array(136 + 2 * K);
+          const p = this.project(x), r = new Float64Array(136 + 2 * K + 1);
           for (let i = 0; i < 136; i++) r[i] = (p[i] - lm[i]) / unit * sqrtW[i >> 1];
           for (let k = 0; k < K; k++) { r[136 + k] = fit.expression_prior * x[6 + k]; r[136 + K + k] = fit.smoothness * (x[6 + k] - previousW[k]); }
+          // the head's vertical shift from the neutral frame's (FitConfig.vertical_shift_prior: a nod reads as a nod)
+          if (neutral) r[136 + 2 * K] = fit.vertical_shift_prior * (x[4] - neutral.t[2]) / neutral.scale;
           return r;
         };
         const start = Float64Array.from(x0);

@@ -204,6 +204,7 @@ def live_tables(model: LandmarkModel, config: LiveConfig = LiveConfig()) -> dict
             "upper": [float(v) for v in upper],
             "expression_prior": fit.expression_prior,
             "smoothness": fit.smoothness,
+            "vertical_shift_prior": fit.vertical_shift_prior,
             "neutral_iterations": fit.neutral_iterations,
             "surface_neighbours": fit.surface_neighbours,
             "surface_depth_band": fit.surface_depth_band,
