@@ -1,14 +1,17 @@
 """The layout's rules, checked (docs/architecture.md): no private names across packages, no import
-cycles between packages or between modules (imports inside functions counted), a torch-free config library, and no
+cycles between packages or between modules (imports inside functions counted), a torch-free config library, imports of
+ours inside functions (outside cli/) only with their reason on the line, and no
 citation of a document that is not in the repository. The layer contract itself is import-linter's
 (``lint-imports``, run by CI; contracts in pyproject.toml)."""
 
 from __future__ import annotations
 
 import ast
+import io
 import re
 import subprocess
 import sys
+import tokenize
 from collections import defaultdict
 from pathlib import Path
 
@@ -188,3 +191,42 @@ def test_top_level_help_loads_no_torch() -> None:
             "print('torch' in sys.modules, 'create' in text and 'evaluate' in text and 'animate' in text)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+def uncommented_lazy_imports(name: str, source: str) -> list[str]:
+    """Imports of ours inside a function with no comment on their lines (issue 25: an import of our
+    own modules goes to the top of its file unless a reason keeps it lazy, and the reason is a
+    comment on the line, e.g. ``# lazy: torch; the app's web process stays torch-free``)."""
+    tree = ast.parse(source)
+    commented = {token.start[0] for token in tokenize.generate_tokens(io.StringIO(source).readline)
+                 if token.type == tokenize.COMMENT}
+    is_package = _is_package(name)
+    found = []
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(function):
+            if (isinstance(node, (ast.Import, ast.ImportFrom))
+                    and _imports(name, ast.Module(body=[node], type_ignores=[]), is_package)
+                    and not commented & set(range(node.lineno, node.end_lineno + 1))):
+                found.append(f"{name}:{node.lineno}: {ast.unparse(node)}")
+    return sorted(set(found))
+
+
+def test_lazy_import_check_finds_a_planted_one() -> None:
+    source = ("def f():\n    from arc2avatar.errors import InputError\n"
+              "    from arc2avatar.errors import Arc2AvatarError  # lazy: a reason\n    import json\n")
+    assert uncommented_lazy_imports("arc2avatar.x", source) == ["arc2avatar.x:2: from arc2avatar.errors import InputError"]
+
+
+def test_lazy_imports_of_our_modules_say_why() -> None:
+    """Outside ``cli/`` (whose commands import their packages on use, for a torch-free start) every
+    import of ours inside a function carries its reason on its line; the others are at the top."""
+    offences = []
+    for path in PACKAGE.rglob("*.py"):
+        if "cli" in path.relative_to(PACKAGE).parts[:1]:
+            continue
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        offences += uncommented_lazy_imports(name, path.read_text(encoding="utf-8"))
+    assert not offences, "move these to the top of the file, or say on the line why they stay lazy:\n" + "\n".join(offences)

@@ -14,6 +14,8 @@ from arc2avatar.avatar.outputs import write_avatar_outputs
 from arc2avatar.avatar.rig import apply_expression, setup_for_avatar
 from arc2avatar.avatar.template import HeadSetup
 from arc2avatar.errors import InputError
+from arc2avatar.head.names import check_expression_names
+from arc2avatar.viewer import VIEWER_NAME, write_avatar_viewer
 
 
 def check_new_out_dir(out_dir: Path) -> None:
@@ -25,8 +27,6 @@ def save_avatar_folder(out_dir: str | os.PathLike, avatar: Avatar, size: int = 2
     """Write PLY + bundle + 16-view sheet + ``viewer.html`` into a NEW folder, atomically (built
     beside it, then renamed). ``setup`` (the avatar's template) gives the viewer its expression
     sliders; None writes a viewer without them."""
-    from arc2avatar.viewer import VIEWER_NAME, write_avatar_viewer
-
     out_dir = Path(out_dir)
     check_new_out_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -56,8 +56,6 @@ def express(
 ) -> Avatar:
     """``arc2avatar express``: load an avatar folder, apply the expression, write a new folder.
     Expression names are checked against the template kind's before the template is built."""
-    from arc2avatar.head.names import check_expression_names
-
     check_new_out_dir(Path(out_dir))
     avatar = Avatar.load(avatar_dir)
     if avatar.template.get("kind") in ("builtin", "flame"):

@@ -19,13 +19,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from arc2avatar.prior.guidance import GuidancePrior
+from arc2avatar.prior.guidance import Arc2FaceGuidance, GuidancePrior
+from arc2avatar._device import pick_device
 from arc2avatar.animate.express import check_new_out_dir, save_avatar_folder
 from arc2avatar.avatar.model import Avatar
 from arc2avatar.avatar.rig import apply_expression, expression_coefficients, pose_tensors, setup_for_avatar
 from arc2avatar.avatar.template import HeadSetup
 from arc2avatar.errors import InputError
 from arc2avatar.pipeline.config import CreateConfig
+from arc2avatar.head.names import check_expression_names
+from arc2avatar.pipeline.api import check_lora
+from arc2avatar.pipeline.oracle import OraclePrior, default_target, oracle_latent_encoder
+from arc2avatar.pipeline.presets import resolve_config
+from arc2avatar.pipeline.trainer import Trainer
+from arc2avatar.splats.optim import SplatOptimConfig
+from arc2avatar.weights.resolver import WeightsConfig, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +46,6 @@ def correction_config(base: CreateConfig, iterations: int = 500) -> CreateConfig
     phase; no densification, pruning, opacity reset or late pruning (the splat set is kept, so
     the binding stays valid); checkpoints only at the end.
     """
-    from arc2avatar.splats.optim import SplatOptimConfig
-
     densify = base.densify
     if hasattr(densify, "densify_until"):
         densify = replace(densify, densify_until=0, reset_until=0, prune_below_face_every=None, late=None)
@@ -77,8 +83,6 @@ def refine_expression(
     Returns:
         A new ``Avatar``; ``extra["expression_correction"]`` = the iteration count.
     """
-    from arc2avatar.pipeline.trainer import Trainer
-
     device = torch.device(device)
     temporary = work_dir is None
     folder = Path(tempfile.mkdtemp(prefix="arc2avatar-refine-")) if temporary else Path(work_dir)
@@ -95,8 +99,6 @@ def refine_expression(
 def deformed_oracle_target(setup: HeadSetup, expression: Mapping[str, float] | Tensor | None,
                            pose: Mapping[str, Any] | None = None) -> Any:
     """The oracle target of expression tests: the default target (hair cap) deformed with the expression."""
-    from arc2avatar.pipeline.oracle import default_target
-
     up = setup.upsampled
     head = up.head
     deformed = head.deform(expression_coefficients(head, expression), pose_tensors(head, pose))
@@ -127,9 +129,6 @@ def refine_expression_folder(
     ``identity.npy`` (written by ``create``) and the weights; ``oracle`` uses the deformed
     template as a known target instead (offline diagnostics).
     """
-    from arc2avatar._device import pick_device
-    from arc2avatar.pipeline.presets import resolve_config
-
     avatar_dir, out_dir = Path(avatar_dir), Path(out_dir)
     check_new_out_dir(out_dir)
     saved = avatar_dir / "config.yaml"
@@ -139,8 +138,6 @@ def refine_expression_folder(
     config = correction_config(base, iterations)
     avatar = Avatar.load(avatar_dir)
     if avatar.template.get("kind") in ("builtin", "flame"):
-        from arc2avatar.head.names import check_expression_names
-
         check_expression_names(avatar.template["kind"], expression)
     setup = setup_for_avatar(avatar, flame, flame_masks)
     expressive = apply_expression(avatar, setup, expression, pose)
@@ -153,17 +150,11 @@ def refine_expression_folder(
 
 
 def _oracle_prior(setup: HeadSetup, expression: Any, pose: Any, config: CreateConfig, device: torch.device) -> Any:
-    from arc2avatar.pipeline.oracle import OraclePrior, oracle_latent_encoder
-
     target = deformed_oracle_target(setup, expression, pose).to(device)
     return OraclePrior(target, config.prior, oracle_latent_encoder(config))
 
 
 def _real_prior(avatar_dir: Path, config: CreateConfig, device: torch.device, weights: Any, lora: Any) -> Any:
-    from arc2avatar.pipeline.api import check_lora
-    from arc2avatar.prior.guidance import Arc2FaceGuidance
-    from arc2avatar.weights.resolver import WeightsConfig, resolve_weights
-
     identity_file = avatar_dir / "identity.npy"
     if not identity_file.is_file():
         raise InputError(f"{identity_file} is missing: the Arc2Face prior needs the identity embedding that "

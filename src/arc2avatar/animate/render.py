@@ -19,6 +19,8 @@ from arc2avatar.avatar.rig import FaceRig, name_list, setup_for_avatar
 from arc2avatar.avatar.template import HeadSetup
 from arc2avatar.cameras.model import Cameras, orbit_cameras
 from arc2avatar.errors import InputError, short_list
+from arc2avatar._progress import track
+from arc2avatar.avatar.media import write_video
 
 
 @dataclass(frozen=True)
@@ -89,9 +91,6 @@ def animate(
 ) -> int:
     """``arc2avatar animate``: render a sequence file or a preset to an MP4; returns the frame count.
     ``progress``: a bar per frame on stderr (None = only on a terminal)."""
-    from arc2avatar._progress import track
-    from arc2avatar.avatar.media import write_video
-
     if (sequence is None) == (preset is None):
         raise InputError("give exactly one of --sequence FILE or --preset NAME")
     seq = load_sequence(sequence) if sequence is not None else preset_sequence(str(preset))

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from arc2avatar._io import npz_size_problem, read_json
+from arc2avatar.avatar.pose import check_pose_table, pose_rows_to_tensor
 from arc2avatar.avatar.rig import MAX_EXPRESSION_WEIGHT, MAX_POSE_RADIANS
 from arc2avatar.errors import InputError, short_list
 
@@ -127,8 +128,6 @@ def _sequence_from_rows(fps: Any, frames: Any, source: str, head_pose: Any = Non
         _fill_weights(weights, frames, {name: k for k, name in enumerate(names)}, source)
     pose = None
     if head_pose is not None:
-        from arc2avatar.avatar.pose import pose_rows_to_tensor
-
         pose = pose_rows_to_tensor(head_pose, len(frames), source)
     joint_table = None if joints is None else _joints_from_rows(joints, len(frames), source)
     return ExpressionSequence(float(fps), tuple(names), torch.from_numpy(weights), pose, joint_table)
@@ -207,8 +206,6 @@ def load_sequence(path: str | os.PathLike, default_fps: float = 30.0) -> Express
         fps = float(fps_array.reshape(()))
         pose = None
         if "head_pose" in arrays:
-            from arc2avatar.avatar.pose import check_pose_table
-
             if arrays["head_pose"].dtype.kind not in REAL_KINDS:
                 raise InputError(f"sequence file {path}: 'head_pose' must be real numbers, not {arrays['head_pose'].dtype}")
             pose = check_pose_table(torch.from_numpy(np.asarray(arrays["head_pose"], dtype=np.float32)), str(path))

@@ -25,7 +25,7 @@ def build_app(config: AppConfig | None = None, **settings: Any) -> Any:
     inside a worker process (neither Gradio nor the queue is touched there)."""
     if in_worker_process():
         return InertApp()
-    from arc2avatar.app.ui import build_app as _build
+    from arc2avatar.app.ui import build_app as _build  # lazy: the app extra (gradio)
 
     return _build(config, **settings)
 

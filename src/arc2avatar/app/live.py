@@ -12,7 +12,7 @@ import html
 from pathlib import Path
 from typing import Any, Callable
 
-from arc2avatar.errors import Arc2AvatarError
+from arc2avatar.errors import Arc2AvatarError, InputError
 
 LIVE_DIR = "live"  # in the job folder
 LIVE_HEIGHT_PX = 560
@@ -20,8 +20,7 @@ LIVE_HEIGHT_PX = 560
 
 def live_page(service: Any, job_id: str, owner: str) -> Path:
     """The live page of a finished job's avatar (written on first use); ``InputError`` otherwise."""
-    from arc2avatar.drive.live import LIVE_PAGE_NAME, write_live_folder
-    from arc2avatar.errors import InputError
+    from arc2avatar.drive.live import LIVE_PAGE_NAME, write_live_folder  # lazy: torch; the app's web process stays torch-free
 
     if not job_id:
         raise InputError("pick a finished avatar first (a job id above, or one from the Gallery)")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from arc2avatar.app.config import AppConfig
-from arc2avatar.app.jobs import Job, JobStore
+from arc2avatar.app.jobs import Job, JobStore, new_job_id
 from arc2avatar.app.process import in_worker_process
 from arc2avatar.app.uploads import save_lora, save_photos, save_video
 from arc2avatar.app.workers import (EXPRESS_IMAGE, INPUTS_NAME, OUT_NAME, PREVIEW_NAME, VIEW_NAME, Dispatcher,
@@ -32,6 +32,9 @@ from arc2avatar.app.workers import (EXPRESS_IMAGE, INPUTS_NAME, OUT_NAME, PREVIE
 from arc2avatar._io import atomic_path
 from arc2avatar.pipeline.preparing import describe_prepare, read_prepare
 from arc2avatar.errors import InputError
+from arc2avatar.app.remote import RayJobs
+from arc2avatar.pipeline.presets import resolve_config
+from arc2avatar.weights.resolver import WeightsConfig, check_weights, missing_weights_message
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +60,6 @@ class WeightsState:
 
 
 def weights_state(weights: str | None) -> WeightsState:
-    from arc2avatar.weights.resolver import WeightsConfig, check_weights, missing_weights_message
-
     config = WeightsConfig(root=weights)
     statuses = check_weights(config, need=NEED_WEIGHTS)
     if all(s.usable for s in statuses):
@@ -80,7 +81,6 @@ class Service:
         if start_workers and not in_worker_process():  # a worker re-running the app's script starts nothing
             backend = None
             if config.ray is not None:  # create jobs on a Ray cluster (docs/cluster.md)
-                from arc2avatar.app.remote import RayJobs
 
                 backend = RayJobs(config.ray)
             self.dispatcher = Dispatcher(self.store, self.task_of, config.gpus, config.cpu_workers, self._finished,
@@ -109,8 +109,6 @@ class Service:
 
         Every argument is checked as the CLI checks it (``seed`` as ``--set seed=...`` is: a whole
         number in the config's range; text, NaN, infinities and fractions are refused)."""
-        from arc2avatar.app.jobs import new_job_id
-
         mode = mode or self.default_mode()
         preset = preset or self.default_preset()
         if mode not in MODES:
@@ -139,8 +137,6 @@ class Service:
 
     def parse_seed(self, preset: str, value: Any) -> int:
         """A seed from a page or API client: None or "" = 0; otherwise what ``--set seed=VALUE`` accepts."""
-        from arc2avatar.pipeline.presets import resolve_config
-
         if value is None or isinstance(value, str) and not value.strip():
             value = 0
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -252,10 +248,8 @@ class Service:
     def submit_render(self, kind: str, avatar_job: str, owner: str, params: dict[str, Any],
                       video: str | None = None) -> Job:
         """Queue an express / animate / drive job on a finished avatar."""
-        from arc2avatar.app.jobs import new_job_id
-
         if kind == "animate":
-            from arc2avatar.animate.sequence import PRESET_NAMES
+            from arc2avatar.animate.sequence import PRESET_NAMES  # lazy: torch; the app's web process stays torch-free
 
             if params.get("preset") not in PRESET_NAMES:
                 raise InputError(f"unknown animation {params.get('preset')!r}; choose one of {', '.join(PRESET_NAMES)}")

@@ -202,7 +202,7 @@ class Actions:
 
     # ------------------------------------------------------------------ expressions, animate, drive
     def run_express(self, job_id: str, text: str, weights: dict[str, float], owner: str) -> tuple[Path, Path]:
-        from arc2avatar.avatar.rig import parse_assignments
+        from arc2avatar.avatar.rig import parse_assignments  # lazy: torch; the app's web process stays torch-free
 
         expression = dict(weights)
         if text and text.strip():
@@ -383,7 +383,7 @@ def create_tab(actions: Actions, page: Page) -> None:
 
 def expressions_tab(actions: Actions, page: Page) -> None:
     """Sliders → an express render (and its folder); an animation preset → a video."""
-    from arc2avatar.animate.sequence import PRESET_NAMES
+    from arc2avatar.animate.sequence import PRESET_NAMES  # lazy: torch; the app's web process stays torch-free
 
     with gr.Tab("Expressions", id="expressions"):
         gr.Markdown("Move the sliders and render the avatar of the job id above (pick one in the Gallery).")
@@ -435,7 +435,7 @@ def gallery_tab(actions: Actions, page: Page) -> None:
 
 def api_endpoints(actions: Actions, page: Page) -> None:
     """The named API (``gradio_client``): hidden components, each labelled, carry the values."""
-    from arc2avatar.animate.sequence import PRESET_NAMES
+    from arc2avatar.animate.sequence import PRESET_NAMES  # lazy: torch; the app's web process stays torch-free
 
     with gr.Row(visible=False):
         a_photos = gr.File(file_count="multiple", label="photos")

@@ -19,6 +19,7 @@ from typing import Sequence
 
 from arc2avatar.app.config import MEGABYTE, UploadLimits
 from arc2avatar.errors import InputError
+from arc2avatar.identity.image import FACE_PHOTO_LIMITS, load_image
 
 #: Characters kept in a displayed / stored file name; everything else becomes "_".
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -55,8 +56,6 @@ def save_photos(uploads: Sequence[str | os.PathLike], dest: Path, limits: Upload
             upload by its sanitised name and says what to do).
     """
     from PIL import Image
-
-    from arc2avatar.identity.image import FACE_PHOTO_LIMITS, load_image
 
     paths = [Path(p) for p in uploads if p]
     if not paths:
@@ -113,7 +112,7 @@ def save_video(upload: str | os.PathLike | None, dest: Path, limits: UploadLimit
 
 def save_lora(upload: str | os.PathLike | None, dest: Path, limits: UploadLimits) -> Path | None:
     """Check an optional LoRA file (size, a readable safetensors file) and copy it to ``dest/lora.safetensors``."""
-    from arc2avatar.pipeline.api import check_lora
+    from arc2avatar.pipeline.api import check_lora  # lazy: torch; the app's web process stays torch-free
 
     if not upload:
         return None

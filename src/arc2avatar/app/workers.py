@@ -39,6 +39,8 @@ from arc2avatar.app.jobs import Job, JobStore
 from arc2avatar.app.process import WorkerContext, in_worker_process
 from arc2avatar.pipeline.batch import (Attempt, WorkerPlan, attempt_of, init_worker, Worker, one_line, visible_gpus,
                                        worker_gpus)
+from arc2avatar._io import atomic_path
+from arc2avatar.errors import Arc2AvatarError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +119,7 @@ def _watch_parent(parent_pid: int, stop: threading.Event) -> None:
 
 def _preview_loop(out_dir: Path, target: Path, size: int, stop: threading.Event) -> None:
     """Render ``target`` from each new ``checkpoint.pt`` until ``stop``."""
-    from arc2avatar.pipeline.trainer import CHECKPOINT_NAME
+    from arc2avatar.pipeline.trainer import CHECKPOINT_NAME  # lazy: torch, worker processes only
 
     checkpoint, seen = out_dir / CHECKPOINT_NAME, 0.0
     while not stop.wait(POLL_S):
@@ -139,9 +141,8 @@ def write_preview(checkpoint: Path, target: Path, size: int) -> Path:
     import torch
     from PIL import Image
 
-    from arc2avatar._io import atomic_path
-    from arc2avatar.avatar.model import Avatar
-    from arc2avatar.splats.model import GaussianSplats
+    from arc2avatar.avatar.model import Avatar  # lazy: torch, worker processes only
+    from arc2avatar.splats.model import GaussianSplats  # lazy: torch, worker processes only
 
     payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
     with torch.no_grad():
@@ -159,10 +160,10 @@ def write_model3d_view(avatar_dir: Path, target: Path, height: float = MODEL3D_H
 
     import torch
 
-    from arc2avatar.avatar.model import Avatar
-    from arc2avatar.splats.rotations import quat_multiply
-    from arc2avatar.splats.model import GaussianSplats
-    from arc2avatar.splats.ply import write_ply
+    from arc2avatar.avatar.model import Avatar  # lazy: torch, worker processes only
+    from arc2avatar.splats.rotations import quat_multiply  # lazy: torch, worker processes only
+    from arc2avatar.splats.model import GaussianSplats  # lazy: torch, worker processes only
+    from arc2avatar.splats.ply import write_ply  # lazy: torch, worker processes only
 
     tensors = Avatar.load(avatar_dir).splats.to_tensors()
     means = tensors["means"].double()
@@ -216,8 +217,6 @@ def run_task(task: Task) -> Attempt:
         except Exception as error:  # noqa: BLE001 - reported to the user as one line
             import traceback
 
-            from arc2avatar.errors import Arc2AvatarError
-
             detail = None if isinstance(error, Arc2AvatarError) else traceback.format_exc()
             return Attempt(False, error=one_line(error), detail=detail)
         finally:
@@ -228,7 +227,7 @@ def run_task(task: Task) -> Attempt:
 
 
 def _run_create(task: Task, job_dir: Path) -> Path:
-    from arc2avatar.pipeline.api import create, demo, run_state
+    from arc2avatar.pipeline.api import create, demo, run_state  # lazy: torch, worker processes only
 
     p = task.params
     out_dir = job_dir / OUT_NAME
@@ -251,7 +250,7 @@ def _run_express(task: Task, job_dir: Path) -> Path:
     import numpy as np
     from PIL import Image
 
-    from arc2avatar.animate.express import express
+    from arc2avatar.animate.express import express  # lazy: torch, worker processes only
 
     p = task.params
     out_dir = job_dir / OUT_NAME
@@ -262,7 +261,7 @@ def _run_express(task: Task, job_dir: Path) -> Path:
 
 
 def _run_animate(task: Task, job_dir: Path) -> Path:
-    from arc2avatar.animate.render import AnimationConfig, animate
+    from arc2avatar.animate.render import AnimationConfig, animate  # lazy: torch, worker processes only
 
     p = task.params
     target = job_dir / "animate.mp4"
@@ -310,8 +309,6 @@ class Dispatcher:
         self.store, self.task_of, self.on_done, self.backend = store, task_of, on_done, backend
         available = visible_gpus() if gpus != 0 else []
         if gpus and gpus > len(available):
-            from arc2avatar.errors import InputError
-
             raise InputError(f"serve: --gpus {gpus} asked for, but {len(available)} GPU(s) are visible"
                              + ("" if available else "; without GPUs leave --gpus out (--cpu-workers N sets the workers)"))
         slots = worker_gpus(WorkerPlan(gpus=gpus, workers=None if available and gpus != 0 else cpu_workers), available)

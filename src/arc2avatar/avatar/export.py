@@ -41,6 +41,7 @@ from arc2avatar.avatar.formats import glb, ksplat, ply, sog, splat, spz
 from arc2avatar.avatar.formats.data import UP_AXES, SplatArrays
 from arc2avatar.avatar.model import Avatar
 from arc2avatar.avatar.rig import FaceRig, apply_expression, setup_for_avatar
+from arc2avatar.avatar.safety import check_derived_output
 from arc2avatar.avatar.template import HeadSetup
 from arc2avatar.errors import InputError
 
@@ -162,8 +163,6 @@ def export_avatar(
     if path.is_dir():
         raise InputError(f"{path} is a folder; give the file to write")
     if source is not None:
-        from arc2avatar.avatar.safety import check_derived_output
-
         check_derived_output(path, source)  # never over the avatar's own files (issue 26)
     if morph_targets and chosen.name != "glb":
         raise InputError(f"morph targets exist only in the glb format, not {chosen.name}")

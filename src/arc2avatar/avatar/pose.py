@@ -33,6 +33,7 @@ from torch import Tensor
 
 from arc2avatar.splats.rotations import matrix_to_quat, quat_multiply
 from arc2avatar.splats.model import GaussianSplats
+from arc2avatar.errors import InputError
 
 POSE_FIELDS: tuple[str, ...] = ("yaw_deg", "pitch_deg", "roll_deg", "tx", "ty", "tz", "scale")
 # Accepted ranges of a sequence's head pose (issue 26: a scale of 1e30 was accepted): angles within
@@ -132,8 +133,6 @@ def pose_rows_to_tensor(rows: object, num_frames: int, source: str) -> Tensor:
     """(T, 7) float32 from a sequence file's ``head_pose`` list (one object per frame with any of
     ``POSE_FIELDS``, a missing field taking the identity's value). Raises ``InputError`` naming
     ``source`` when the list is malformed or its length differs from the frames'."""
-    from arc2avatar.errors import InputError
-
     if not isinstance(rows, list) or len(rows) != num_frames or not all(isinstance(r, dict) for r in rows):
         raise InputError(f"{source}: 'head_pose' must be a list of {num_frames} objects (one per frame) with "
                          f"fields {', '.join(POSE_FIELDS)}")
@@ -154,8 +153,6 @@ def pose_rows_to_tensor(rows: object, num_frames: int, source: str) -> Tensor:
 def check_pose_table(table_t7: Tensor, source: str) -> Tensor:
     """``table_t7`` if it is a finite (T, 7) table within the accepted ranges (``MAX_POSE_DEGREES``,
     ``MAX_POSE_TRANSLATION``, ``POSE_SCALE_RANGE``), else ``InputError``."""
-    from arc2avatar.errors import InputError
-
     if table_t7.ndim != 2 or table_t7.shape[1] != len(POSE_FIELDS):
         raise InputError(f"{source}: 'head_pose' must be (T, {len(POSE_FIELDS)}) ({', '.join(POSE_FIELDS)}), "
                          f"got {tuple(table_t7.shape)}")

@@ -15,8 +15,8 @@ from arc2avatar._io import file_sha256
 from arc2avatar.errors import InputError
 
 if TYPE_CHECKING:  # the head modules load torch: imported where a template is built
-    from arc2avatar.head.model import HeadModel
-    from arc2avatar.head.upsample import UpsampledHead
+    from arc2avatar.head.model import HeadModel  # typing only (torch)
+    from arc2avatar.head.upsample import UpsampledHead  # typing only (torch)
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def load_base_head(config: TemplateConfig, builtin_name: str | None = None) -> t
     """The template named by ``config`` and its bundle description. ``builtin_name``: which
     version of the built-in head (an avatar bundle's ``template.name``; default: the newest)."""
     if config.kind == "flame":
-        from arc2avatar.head.flame import load_flame
+        from arc2avatar.head.flame import load_flame  # lazy: torch (template is torch-free)
 
         if not config.flame_path:
             raise InputError("template.kind is 'flame' but no FLAME file was given (--flame PATH)")
@@ -106,7 +106,7 @@ def load_base_head(config: TemplateConfig, builtin_name: str | None = None) -> t
         if config.masks_path:
             info["masks_file"] = Path(config.masks_path).name
         return head, info
-    from arc2avatar.head.builtin import BUILTIN_NAME, BUILTIN_VERSIONS, builtin_head
+    from arc2avatar.head.builtin import BUILTIN_NAME, BUILTIN_VERSIONS, builtin_head  # lazy: torch (template is torch-free)
 
     name = builtin_name or BUILTIN_NAME
     if name not in BUILTIN_VERSIONS:
@@ -119,7 +119,7 @@ def load_base_head(config: TemplateConfig, builtin_name: str | None = None) -> t
 def build_head(config: TemplateConfig, builtin_name: str | None = None) -> HeadSetup:
     """Load the template and upsample it (face and rest separately, docs/method.md §3);
     ``builtin_name`` as in ``load_base_head``."""
-    from arc2avatar.head.upsample import upsample_head
+    from arc2avatar.head.upsample import upsample_head  # lazy: torch (template is torch-free)
 
     base, info = load_base_head(config, builtin_name)
     upsampled = upsample_head(base, config.face_levels, config.rest_levels)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from arc2avatar._io import atomic_write_bytes
+from arc2avatar.cluster.node import run_remote
 from arc2avatar.cluster.spec import RayOptions, RemoteJob, require_ray
 from arc2avatar.errors import InputError
 from arc2avatar.pipeline.batch import Attempt, one_line
@@ -169,8 +170,6 @@ class RayBackend:
     def __init__(self, options: RayOptions) -> None:
         ray = require_ray()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        from arc2avatar.cluster.node import run_remote
 
         self.options = options
         self._ray = ray

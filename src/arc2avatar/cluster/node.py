@@ -82,8 +82,8 @@ def preview_png(payload: dict[str, Any], size: int) -> bytes:
     import torch
     from PIL import Image
 
-    from arc2avatar.avatar.model import Avatar
-    from arc2avatar.splats.model import GaussianSplats
+    from arc2avatar.avatar.model import Avatar  # lazy: torch; the Ray head process stays torch-free
+    from arc2avatar.splats.model import GaussianSplats  # lazy: torch; the Ray head process stays torch-free
 
     with torch.no_grad():
         image = Avatar(GaussianSplats.from_tensors(payload["splats"])).render([0.0], size=size)[0]
@@ -140,7 +140,7 @@ class Shipper(threading.Thread):
         import ray
         import torch
 
-        from arc2avatar.pipeline.trainer import CHECKPOINT_NAME
+        from arc2avatar.pipeline.trainer import CHECKPOINT_NAME  # lazy: torch; the Ray head process stays torch-free
 
         checkpoint = self.out_dir / CHECKPOINT_NAME
         if checkpoint.is_file():
@@ -177,7 +177,7 @@ def _materialise(inputs: dict[str, tuple[str, Any]], folder: Path) -> dict[str, 
 
 
 def _run(job: RemoteJob, paths: dict[str, Path], out_dir: Path, resume: bool) -> Any:
-    from arc2avatar.pipeline.api import create, demo
+    from arc2avatar.pipeline.api import create, demo  # lazy: torch; the Ray head process stays torch-free
 
     photos = [paths[f"photo_{k}"] for k in range(len(job.photos))]
     common: dict[str, Any] = dict(preset=job.preset, config_path=paths.get("config_path"),
@@ -212,7 +212,7 @@ def run_remote(job: RemoteJob, inputs: dict[str, tuple[str, Any]], inbox: Any, p
     import ray
     import torch
 
-    from arc2avatar.pipeline.api import run_state
+    from arc2avatar.pipeline.api import run_state  # lazy: torch; the Ray head process stays torch-free
 
     torch.set_num_threads(max(1, int(threads)))
     node = node_label()

@@ -45,7 +45,11 @@ from typing import Any
 
 import numpy as np
 
-from arc2avatar.drive.fit import DriveCamera, FitConfig, FrameFitter, LandmarkModel, landmark_model
+from arc2avatar._io import atomic_write_text
+from arc2avatar.avatar.model import Avatar
+from arc2avatar.avatar.rig import setup_for_avatar
+from arc2avatar.avatar.safety import check_derived_output
+from arc2avatar.drive.fit import DriveCamera, FitConfig, FrameFitter, LandmarkModel, landmark_model, merge_halves
 from arc2avatar.drive.landmarks import (
     EYE_IMAGE_LEFT,
     EYE_IMAGE_RIGHT,
@@ -57,6 +61,10 @@ from arc2avatar.drive.landmarks import (
 from arc2avatar.drive.track import STABLE_LANDMARKS as BOX_LANDMARKS
 from arc2avatar.drive.track import TrackConfig
 from arc2avatar.errors import InputError
+from arc2avatar.splats.bundle import MANIFEST_FILE as BUNDLE_MANIFEST
+from arc2avatar.viewer import ViewerConfig, avatar_scene, render_page
+from arc2avatar.weights.resolver import WeightsConfig
+from arc2avatar.weights.webcam import FACE_API, HOW_TO_GET, TFJS_WASM, WEBCAM_ASSETS, webcam_assets
 
 LIVE_FORMAT = "arc2avatar-live"
 LIVE_FORMAT_VERSION = 1
@@ -235,15 +243,11 @@ def live_tables(model: LandmarkModel, config: LiveConfig = LiveConfig()) -> dict
 
 def _merged_order(names: tuple[str, ...]) -> list[str]:
     """The page's output names: ``merge_halves``' order (a pair of halves becomes its name)."""
-    from arc2avatar.drive.fit import merge_halves
-
     return list(merge_halves(names, np.zeros((1, len(names))))[0])
 
 
 def live_payload(model: LandmarkModel, config: LiveConfig = LiveConfig()) -> dict[str, Any]:
     """``live_tables`` plus the assets the page loads and checks (names, pinned sha256)."""
-    from arc2avatar.weights.webcam import FACE_API, HOW_TO_GET, TFJS_WASM, WEBCAM_ASSETS
-
     tables = live_tables(model, config)
     tables["assets"] = {"folder": ASSET_DIR, "package": FACE_API.spec, "wasm_package": TFJS_WASM.spec,
                         "files": {a.name: a.sha256 for a in WEBCAM_ASSETS if a.name != "LICENSE"},
@@ -304,15 +308,6 @@ def write_live_folder(
     The tracker's files are checked and the page is built in memory before anything is written;
     a missing tracker is one line saying how to get it.
     """
-    from arc2avatar._io import atomic_write_text
-    from arc2avatar.avatar.model import Avatar
-    from arc2avatar.avatar.rig import setup_for_avatar
-    from arc2avatar.avatar.safety import check_derived_output
-    from arc2avatar.splats.bundle import MANIFEST_FILE as BUNDLE_MANIFEST
-    from arc2avatar.viewer import ViewerConfig, avatar_scene, render_page
-    from arc2avatar.weights.resolver import WeightsConfig
-    from arc2avatar.weights.webcam import WEBCAM_ASSETS, webcam_assets
-
     source = Path(avatar_dir)
     if not source.exists():
         raise InputError(f"{source} does not exist; give an avatar folder written by `arc2avatar create`")

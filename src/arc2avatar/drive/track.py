@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from arc2avatar.identity.dlib_faces import DlibDetectorConfig, DlibFaceDetector
+from arc2avatar.errors import MissingDependencyError
 
 
 # iBUG 300-W eyelid points (the eyes' upper and lower lids, not their corners, which anchor the head pose)
@@ -182,8 +183,6 @@ def import_cv2():
     try:
         import cv2
     except ImportError as error:
-        from arc2avatar.errors import MissingDependencyError
-
         raise MissingDependencyError('OpenCV is not installed (driving uses its optical flow): '
                                      'pip install "arc2avatar[eval]" (opencv-python-headless)') from error
     return cv2

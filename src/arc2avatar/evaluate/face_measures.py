@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from arc2avatar.errors import InputError
+from arc2avatar.identity.dlib_faces import DlibFaceDetector
 
 # iBUG 300-W indices (0-based). "Image-left" is the subject's right.
 EYE_IMAGE_LEFT = (36, 37, 38, 39, 40, 41)
@@ -88,8 +89,6 @@ def measure_face(image_rgb: np.ndarray, detector=None) -> FaceMeasures:
     """The measures of the largest face dlib finds in ``image_rgb`` (H, W, 3 uint8);
     ``InputError`` when it finds none. ``detector``: a ``DlibFaceDetector`` to reuse."""
     if detector is None:
-        from arc2avatar.identity.dlib_faces import DlibFaceDetector
-
         detector = DlibFaceDetector()
     faces = detector.detect(image_rgb)
     if not faces:

@@ -93,7 +93,6 @@ def _cv2():
     try:
         import cv2
     except ImportError as error:  # pragma: no cover - a core dependency
-        from arc2avatar.errors import MissingDependencyError
         raise MissingDependencyError(
             "face detection needs OpenCV: pip install opencv-python-headless") from error
     return cv2

@@ -25,6 +25,12 @@ from torch import Tensor
 
 from arc2avatar.errors import Arc2AvatarError, error_line
 from arc2avatar.identity.align import align_face
+from arc2avatar.identity.arcface import ArcFaceEmbedder
+from arc2avatar.identity.detect import ScrfdDetector
+from arc2avatar.identity.image import load_image
+from arc2avatar.prior.arc2face import encode_text
+from arc2avatar.prior.latents import VaeLatentEncoder, vae_moments
+from arc2avatar.prior.loading import load_lora, load_prior_models, set_lora_scale
 from arc2avatar.weights.layout import WeightsPaths
 
 #: The bundled photo (package data) and its five ArcFace points (x, y), measured with dlib.
@@ -113,8 +119,6 @@ class DoctorPhoto:
 
 def bundled_photo() -> DoctorPhoto:
     """The bundled astronaut photo with its dlib keypoints."""
-    from arc2avatar.identity.image import load_image
-
     return DoctorPhoto(load_image(PHOTO_FILE), np.asarray(PHOTO_KEYPOINTS, np.float32))
 
 
@@ -272,9 +276,6 @@ class RealPriorProbe:
 
     def __init__(self, paths: WeightsPaths, lora: str | Path | None = None,
                  device: torch.device | str = "cpu", dtype: Any = "auto") -> None:
-        from arc2avatar.prior.arc2face import encode_text
-        from arc2avatar.prior.loading import load_lora, load_prior_models
-
         self.models = load_prior_models(paths, device, dtype)
         self.scaling_factor = float(self.models.vae.config.scaling_factor)
         self.alphas_cumprod = self.models.alphas_cumprod.detach().float().cpu()
@@ -289,15 +290,11 @@ class RealPriorProbe:
                 self.lora_error = error_line(error)
 
     def encode(self, images: Tensor) -> Tensor:
-        from arc2avatar.prior.latents import vae_moments
-
         vae = self.models.vae
         moments = vae_moments(vae, images.to(self.models.device, vae.dtype))
         return moments.chunk(2, dim=1)[0].float().cpu() * self.scaling_factor
 
     def decode(self, latents: Tensor) -> Tensor:
-        from arc2avatar.prior.latents import VaeLatentEncoder
-
         return VaeLatentEncoder(self.models.vae).decode(latents.to(self.models.device)).float().cpu()
 
     def predict_eps(self, latents: Tensor, timestep: int, context: Tensor) -> Tensor:
@@ -308,8 +305,6 @@ class RealPriorProbe:
         return out.float().cpu()
 
     def set_lora_scale(self, scale: float) -> None:
-        from arc2avatar.prior.loading import set_lora_scale
-
         set_lora_scale(self.models.unet, scale)
 
 
@@ -349,9 +344,6 @@ def deep_check(paths: WeightsPaths, lora: str | Path | None = None, device: torc
         device, dtype: where and in which precision the UNet and VAE run ("auto": fp16 on CUDA).
         photo: the face photo (default: the bundled one).
     """
-    from arc2avatar.identity.arcface import ArcFaceEmbedder
-    from arc2avatar.identity.detect import ScrfdDetector
-
     photo = photo or bundled_photo()
     report = DeepReport()
     if paths.scrfd_onnx is not None:

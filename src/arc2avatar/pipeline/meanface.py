@@ -36,7 +36,7 @@ from arc2avatar.splats.render import rasterize
 from arc2avatar.pipeline.metrics import psnr
 
 if TYPE_CHECKING:
-    from arc2avatar.pipeline.config import CreateConfig
+    from arc2avatar.pipeline.config import CreateConfig  # typing only
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from arc2avatar.prior.oracle import OracleDenoiser
 from arc2avatar.prior.views import ViewEmbeddings
 
 if TYPE_CHECKING:
-    from arc2avatar.pipeline.config import CreateConfig
+    from arc2avatar.pipeline.config import CreateConfig  # typing only
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from arc2avatar.confkit import dump_yaml, flatten, get_value, has_schema, load_y
 from arc2avatar.errors import InputError
 
 if TYPE_CHECKING:
-    from arc2avatar.pipeline.config import CreateConfig
+    from arc2avatar.pipeline.config import CreateConfig  # typing only: pipeline.config loads torch (CLI start)
 
 # The run length every default schedule is written for (docs/official-code.md §5.2: 7000 iterations).
 REFERENCE_ITERATIONS = 7000

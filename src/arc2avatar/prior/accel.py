@@ -53,7 +53,7 @@ from .latents import VaeLatentEncoder, vae_moments
 from .loading import PriorModels
 
 if TYPE_CHECKING:
-    from arc2avatar.cameras.model import Cameras
+    from arc2avatar.cameras.model import Cameras  # typing only
 
 log = logging.getLogger(__name__)
 

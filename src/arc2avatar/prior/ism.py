@@ -30,7 +30,7 @@ from .configs import PriorConfig
 from .views import ViewConditioning, perp_neg_combine
 
 if TYPE_CHECKING:
-    from arc2avatar.cameras.model import Cameras
+    from arc2avatar.cameras.model import Cameras  # typing only
 
 
 class Branch(IntEnum):

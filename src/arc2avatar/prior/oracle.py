@@ -19,7 +19,7 @@ from torch import Tensor
 from .ism import Branch
 
 if TYPE_CHECKING:
-    from arc2avatar.cameras.model import Cameras
+    from arc2avatar.cameras.model import Cameras  # typing only
 
 #: target_fn(cameras, flipped) -> (B, C, h, w) target latents z* for those views.
 TargetFn = Callable[[Any, bool], Tensor]

@@ -6,16 +6,15 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from arc2avatar.errors import InputError
 from arc2avatar.splats.bundle import MANIFEST_FILE as BUNDLE_MANIFEST
 from arc2avatar.viewer.page import VIEWER_NAME, write_viewer
 from arc2avatar.viewer.scene import ViewerConfig, avatar_scene
-
-if TYPE_CHECKING:  # annotations only: the page writer loads no torch until it renders
-    from arc2avatar.avatar.model import Avatar
-    from arc2avatar.avatar.template import HeadSetup
+from arc2avatar.avatar.model import Avatar
+from arc2avatar.avatar.rig import setup_for_avatar
+from arc2avatar.avatar.safety import check_derived_output
+from arc2avatar.avatar.template import HeadSetup
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +46,6 @@ def viewer_for_folder(
     ``flame``) and expression sliders; a bare ``.ply`` or ``expressions=False`` gives a page
     without sliders. An existing page at ``out`` is replaced (it is derived from the avatar).
     """
-    from arc2avatar.avatar.rig import setup_for_avatar
-    from arc2avatar.avatar.model import Avatar
-
-    from arc2avatar.avatar.safety import check_derived_output
-
     source = Path(avatar_dir)
     if not source.exists():
         raise InputError(f"{source} does not exist; give an avatar folder written by `arc2avatar create`")

@@ -51,6 +51,7 @@ from arc2avatar._io import atomic_write_text
 from arc2avatar.errors import InputError
 from arc2avatar.avatar.layout import VIEWER_NAME  # the page's name in an avatar folder
 from arc2avatar.viewer.scene import ViewerConfig, ViewerScene
+from arc2avatar.splats.render import RasterRules, rasterize
 
 PAGE_FORMAT = "arc2avatar-viewer"
 PAGE_FORMAT_VERSION = 1
@@ -63,9 +64,6 @@ _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 def raster_rules() -> dict[str, float]:
     """The rasterisation constants the page uses: those of ``arc2avatar.splats.render``."""
-    from arc2avatar.splats.render import RasterRules
-    from arc2avatar.splats.render import rasterize
-
     rules = RasterRules()
     return {
         "eps2d": float(inspect.signature(rasterize).parameters["eps2d"].default),

@@ -26,16 +26,16 @@ Colours above 1 (the activation has no upper clamp) are clamped to 1 on the page
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from arc2avatar.avatar.model import Avatar
+from arc2avatar.avatar.rig import FaceRig, check_binding
+from arc2avatar.avatar.template import HeadSetup
 from arc2avatar.cameras.samplers import ViewRings
 from arc2avatar.errors import InputError
-
-if TYPE_CHECKING:  # annotations only: building the page module loads no torch
-    from arc2avatar.avatar.model import Avatar
-    from arc2avatar.avatar.template import HeadSetup
+from arc2avatar.splats.rotations import quat_multiply
 
 
 @dataclass(frozen=True)
@@ -203,9 +203,6 @@ def avatar_scene(avatar: Avatar, setup: HeadSetup | None, config: ViewerConfig =
     the template.
     """
     import torch
-
-    from arc2avatar.avatar.rig import FaceRig, check_binding
-    from arc2avatar.splats.rotations import quat_multiply
 
     splats = avatar.splats
     face = splats.face_mask.detach().cpu()
