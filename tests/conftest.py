@@ -7,9 +7,17 @@ from __future__ import annotations
 import pytest
 
 
+# The longest test files (minutes each on 2 cores), started first: with pytest-xdist's
+# ``--dist loadfile`` a file runs on one worker, so a long file left to the end runs alone while
+# the other worker idles (the identity proof alone is ≈ 6–8 min).
+LONG_FILES = ("test_evaluate_proof.py", "test_pipeline_run.py", "test_cluster.py", "test_serve.py")
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    """``@pytest.mark.gpu`` tests are skipped where no CUDA device is (torch is imported only when
-    such a test was collected)."""
+    """The long files go first (``LONG_FILES``); ``@pytest.mark.gpu`` tests are skipped where no
+    CUDA device is (torch is imported only when such a test was collected)."""
+    rank = {name: k for k, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
     marked = [item for item in items if item.get_closest_marker("gpu")]
     if not marked:
         return
