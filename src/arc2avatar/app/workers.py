@@ -137,19 +137,13 @@ def _preview_loop(out_dir: Path, target: Path, size: int, stop: threading.Event)
 
 def write_preview(checkpoint: Path, target: Path, size: int) -> Path:
     """A frontal render of the splats in ``checkpoint`` as a PNG (atomically)."""
-    import numpy as np
     import torch
-    from PIL import Image
 
-    from arc2avatar.avatar.model import Avatar  # lazy: torch, worker processes only
-    from arc2avatar.splats.model import GaussianSplats  # lazy: torch, worker processes only
+    from arc2avatar.avatar.render import preview_png  # lazy: torch, worker processes only
 
-    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    with torch.no_grad():
-        image = Avatar(GaussianSplats.from_tensors(payload["splats"])).render([0.0], size=size)[0]
-    pixels = (image.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    png = preview_png(torch.load(checkpoint, map_location="cpu", weights_only=True), size)
     with atomic_path(target) as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")
+        tmp.write_bytes(png)
     return target
 
 

@@ -1,8 +1,11 @@
-"""Re-render a saved avatar: a turntable video or the 16-view sheet (``arc2avatar render``)."""
+"""Re-render a saved avatar: a turntable video or the 16-view sheet (``arc2avatar render``), and
+the frontal preview of a training checkpoint (the app's and the Ray head's ``preview.png``)."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -15,6 +18,7 @@ from arc2avatar.avatar.safety import RENDERED_SHEET, RENDERED_VIDEO, avatar_fold
 from arc2avatar.cameras.model import MAX_RESOLUTION
 from arc2avatar.cameras.samplers import ViewRings, sheet_cameras
 from arc2avatar.errors import InputError
+from arc2avatar.splats.model import GaussianSplats
 
 
 def render_avatar(
@@ -59,3 +63,15 @@ def render_avatar(
     views = [avatar.render_cameras(cameras[i:i + 1]) for i in track(range(len(cameras)), len(cameras), "views",
                                                                     progress, unit="view")]
     return write_sheet(torch.cat(views), path)
+
+
+def preview_png(checkpoint: Mapping[str, Any], size: int) -> bytes:
+    """A frontal ``size``² render of a training checkpoint's splats (``checkpoint["splats"]``, the
+    tensors ``torch.load`` returns for a ``checkpoint_*.pt``) as PNG bytes."""
+    from PIL import Image
+
+    with torch.no_grad():
+        image = Avatar(GaussianSplats.from_tensors(checkpoint["splats"])).render([0.0], size=size)[0]
+    buffer = io.BytesIO()
+    Image.fromarray((image.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()

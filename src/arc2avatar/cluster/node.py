@@ -78,18 +78,9 @@ def folder_files(folder: Path) -> dict[str, bytes]:
 
 def preview_png(payload: dict[str, Any], size: int) -> bytes:
     """A frontal render of a checkpoint's splats as PNG bytes (the app's preview)."""
-    import numpy as np
-    import torch
-    from PIL import Image
+    from arc2avatar.avatar.render import preview_png as render_preview  # lazy: torch; the Ray head process stays torch-free
 
-    from arc2avatar.avatar.model import Avatar  # lazy: torch; the Ray head process stays torch-free
-    from arc2avatar.splats.model import GaussianSplats  # lazy: torch; the Ray head process stays torch-free
-
-    with torch.no_grad():
-        image = Avatar(GaussianSplats.from_tensors(payload["splats"])).render([0.0], size=size)[0]
-    buffer = io.BytesIO()
-    Image.fromarray((image.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return render_preview(payload, size)
 
 
 class Shipper(threading.Thread):
