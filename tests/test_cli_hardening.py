@@ -28,7 +28,7 @@ def _run(argv: list[str], capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def _one_line_error(code: int, err: str, *fragments: str) -> None:
+def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
     assert code != 0 and err.startswith("arc2avatar: error:") and len(err.strip().splitlines()) == 1, err
     for fragment in fragments:
         assert fragment in err, err
@@ -56,7 +56,7 @@ def avatar_dir(tmp_path) -> Path:
 def test_export_refuses_to_write_over_the_avatars_own_files(avatar_dir, capsys, target) -> None:
     before = _digests(avatar_dir)
     code, _, err = _run(["export", str(avatar_dir), "-o", str(avatar_dir / target)], capsys)
-    _one_line_error(code, err, target.split("/")[-1])
+    assert_one_line_error(code, err, target.split("/")[-1])
     assert _digests(avatar_dir) == before
 
 
@@ -78,7 +78,7 @@ def test_render_keeps_the_runs_own_turntable_and_writes_its_own_file(avatar_dir,
     for target in ("turntable.mp4", "views.png", "progress.png"):
         code, _, err = _run(["render", str(avatar_dir), "-o", str(avatar_dir / target), "--size", "16",
                              "--frames", "2", "--no-progress"], capsys)
-        _one_line_error(code, err, target)
+        assert_one_line_error(code, err, target)
     assert _digests(avatar_dir)["turntable.mp4"] == before["turntable.mp4"]
 
 
@@ -87,7 +87,7 @@ def test_render_keeps_the_runs_own_turntable_and_writes_its_own_file(avatar_dir,
 def test_a_write_failure_is_one_line_naming_the_output(avatar_dir, capsys, target) -> None:
     target = target.format(file=avatar_dir / "config.yaml")
     code, _, err = _run(["export", str(avatar_dir), "-o", target], capsys)
-    _one_line_error(code, err, f"cannot write {target}")
+    assert_one_line_error(code, err, f"cannot write {target}")
 
 
 def test_atomic_path_names_the_file_and_leaves_nothing(tmp_path) -> None:
@@ -123,7 +123,7 @@ def test_every_reader_refuses_the_template_levels_animate_refuses(avatar_dir, tm
     _set_template(avatar_dir, face_levels=9)
     argv = [word.format(out=avatar_dir, tmp=tmp_path) for word in command]
     code, _, err = _run(argv, capsys)
-    _one_line_error(code, err, "face_levels=9")
+    assert_one_line_error(code, err, "face_levels=9")
     assert not list(tmp_path.glob("x.ply")) + list(tmp_path.glob("s.png")) + list(tmp_path.glob("v.html"))
 
 
@@ -135,7 +135,7 @@ def test_no_symlink_out_of_the_avatar_folder_is_followed(avatar_dir, tmp_path, c
     shutil.rmtree(inside) if inside.is_dir() else inside.unlink()
     inside.symlink_to(elsewhere / Path(link).name if link != "avatar" else elsewhere)
     code, _, err = _run(["export", str(avatar_dir), "-o", str(tmp_path / "x.ply")], capsys)
-    _one_line_error(code, err, "symbolic link", "outside")
+    assert_one_line_error(code, err, "symbolic link", "outside")
     assert not (tmp_path / "x.ply").exists()
 
 
@@ -151,7 +151,7 @@ def test_a_symlink_inside_the_avatar_folder_is_fine(avatar_dir, tmp_path, capsys
 def test_absurd_iteration_counts_are_refused(tmp_path, capsys, setting) -> None:
     out = tmp_path / "demo"
     code, _, err = _run(["demo", "-o", str(out), "--no-progress", "--set", setting], capsys)
-    _one_line_error(code, err, "100000")
+    assert_one_line_error(code, err, "100000")
     assert not out.exists()
 
 

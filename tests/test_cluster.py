@@ -34,6 +34,7 @@ from PIL import Image
 
 from arc2avatar.cli.main import main
 from arc2avatar.errors import InputError, MissingDependencyError
+from polling import wait_for
 
 TINY = ["resolution=32", "meanface.resolution=32", "meanface.iterations=5", "meanface.head_iterations=5",
         "rgb_latent_resolution=16", "view_rings.turntable_frames=2", "outputs.size=32", "template.face_levels=0",
@@ -57,16 +58,6 @@ def _events(path: Path) -> list[dict]:
 
 def _layout(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-
-
-def _wait_for(probe, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +160,7 @@ def test_a_lost_node_s_job_finishes_on_the_other_node_from_the_last_checkpoint_t
         backend=ray_batch_backend(RayOptions(cluster.address, progress_s=0.5)))))
     batch.start()
     log = out / "cluster_log.jsonl"
-    first = _wait_for(lambda: next((e for e in _events(log) if e["event"] == "checkpoint"), None), NODE_S,
+    first = wait_for(lambda: next((e for e in _events(log) if e["event"] == "checkpoint"), None), NODE_S,
                       "the job's first checkpoint at the head")
     assert (out / "eve" / "checkpoint.pt").is_file() and first["iteration"] >= 4
     start = next(e for e in _events(log) if e["event"] == "start")
@@ -219,7 +210,7 @@ class Server:
         before = self.log.read_text().count("arc2avatar: serving on") if self.log.exists() else 0
         with open(self.log, "a") as handle:
             self.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=os.environ.copy())
-        _wait_for(lambda: self.process.poll() is not None or self.log.read_text().count("arc2avatar: serving on") > before,
+        wait_for(lambda: self.process.poll() is not None or self.log.read_text().count("arc2avatar: serving on") > before,
                   NODE_S, "serve --ray to start")
         assert self.process.poll() is None, self.log.read_text()[-3000:]
         return self
@@ -249,12 +240,12 @@ def test_the_app_runs_its_avatar_job_on_the_cluster_with_progress_and_keeps_it_a
             return status if status.get("iteration", 0) >= PREVIEW_EVERY and (job_dir / "preview.png").is_file() else None
 
         other = client.predict([handle_file(str(tmp_path / "me.png"))], "cpu-smoke", 1, api_name="/create_avatar")
-        _wait_for(lambda: any(e["event"] == "start" for e in _events(server.work / "jobs" / other / "cluster_log.jsonl")),
+        wait_for(lambda: any(e["event"] == "start" for e in _events(server.work / "jobs" / other / "cluster_log.jsonl")),
                   NODE_S, "the second job to start on the other node")
         assert client.predict(other, api_name="/cancel_job")["state"] == "cancelled"  # its Ray task is cancelled
-        _wait_for(lambda: any(e["event"] == "cancelled" for e in _events(server.work / "jobs" / other / "cluster_log.jsonl")),
+        wait_for(lambda: any(e["event"] == "cancelled" for e in _events(server.work / "jobs" / other / "cluster_log.jsonl")),
                   NODE_S, "the cancelled task to end")
-        status = _wait_for(progress, NODE_S, "progress and a preview from the cluster")
+        status = wait_for(progress, NODE_S, "progress and a preview from the cluster")
         assert status["state"] == "running" and status["iterations"] == 20 and "eta_s" in status, status
         assert status["message"].startswith(f"running: iteration {status['iteration']}/20"), status
         assert Image.open(job_dir / "preview.png").size == (256, 256)
@@ -263,7 +254,7 @@ def test_the_app_runs_its_avatar_job_on_the_cluster_with_progress_and_keeps_it_a
         reached = [e["iteration"] for e in _events(job_dir / "cluster_log.jsonl") if e["event"] == "checkpoint"]
         server.start()
         client = Client(server.url, verbose=False)
-        status = _wait_for(lambda: (lambda s: s if s["state"] in ("done", "failed", "cancelled") else None)(
+        status = wait_for(lambda: (lambda s: s if s["state"] in ("done", "failed", "cancelled") else None)(
             client.predict(job, api_name="/job_status")[0]), NODE_S, "the job to finish after the restart")
         assert status["state"] == "done", status
         _, ply, archive = client.predict(job, api_name="/job_status")
@@ -284,7 +275,7 @@ def test_ctrl_c_on_create_batch_cancels_its_ray_tasks_and_keeps_their_checkpoint
     out = tmp_path / "avatars"
 
     def ctrl_c_after_the_first_checkpoint() -> None:
-        _wait_for(lambda: any(e["event"] == "checkpoint" for e in _events(out / "cluster_log.jsonl")), NODE_S,
+        wait_for(lambda: any(e["event"] == "checkpoint" for e in _events(out / "cluster_log.jsonl")), NODE_S,
                   "the job's first checkpoint at the head")
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: KeyboardInterrupt in the command's main thread
 
@@ -295,7 +286,7 @@ def test_ctrl_c_on_create_batch_cancels_its_ray_tasks_and_keeps_their_checkpoint
     events = _events(out / "cluster_log.jsonl")
     assert events[-1]["event"] == "cancelled", events
     assert (out / "fay" / "checkpoint.pt").is_file()  # the next create-batch resumes from it
-    _wait_for(lambda: ray.available_resources().get("GPU", 0) == 2, 30, "the cancelled task to give its GPU back")
+    wait_for(lambda: ray.available_resources().get("GPU", 0) == 2, 30, "the cancelled task to give its GPU back")
 
 
 def test_a_node_without_the_weights_fails_the_job_with_the_usual_message_and_no_retry(cluster, tmp_path):

@@ -36,6 +36,7 @@ from PIL import Image
 
 from arc2avatar.app.bench import poll_status
 from arc2avatar.splats.ply import read_ply
+from polling import wait_for
 
 SETTINGS = ("resolution=32", "meanface.resolution=32", "meanface.iterations=5", "meanface.head_iterations=5",
             "rgb_latent_resolution=16", "view_rings.turntable_frames=2", "template.face_levels=0",
@@ -221,7 +222,7 @@ def test_two_jobs_queued_at_once_both_finish_across_a_server_restart_via_the_nam
     assert sorted(states.values()) in (["queued", "queued"], ["queued", "running"]), states
 
     # stop the server once the running job has a checkpoint; start it again
-    running = _wait_for(lambda: next((i for i in ids if (server.work / "jobs" / i / "out" / "checkpoint.pt").is_file()), None),
+    running = wait_for(lambda: next((i for i in ids if (server.work / "jobs" / i / "out" / "checkpoint.pt").is_file()), None),
                         JOB_S, "a checkpoint of a running job")
     server.stop()
     from arc2avatar.app.jobs import JobStore
@@ -234,7 +235,7 @@ def test_two_jobs_queued_at_once_both_finish_across_a_server_restart_via_the_nam
     # while a job runs (the fair queue may start the other owner's job first): 20 clients poll its
     # status; the browser shows a blank page meanwhile (an open 3D viewer redraws on the CPU)
     browser.get("about:blank")
-    busy = _wait_for(lambda: next((i for i in ids if client.predict(i, api_name="/job_status")[0]["state"] == "running"
+    busy = wait_for(lambda: next((i for i in ids if client.predict(i, api_name="/job_status")[0]["state"] == "running"
                                    and (server.work / "jobs" / i / "out" / "log.jsonl").is_file()), None),
                      JOB_S, "a job to run after the restart")
     report = poll_status(server.url, busy, clients=LOAD_CLIENTS, seconds=LOAD_S, interval_s=1.0)
@@ -244,7 +245,7 @@ def test_two_jobs_queued_at_once_both_finish_across_a_server_restart_via_the_nam
     assert report["p95_s"] <= P95_LIMIT_S, report
 
     for job_id in ids:
-        status = _wait_for(lambda: _final(client, job_id), JOB_S, f"job {job_id} to finish")
+        status = wait_for(lambda: _final(client, job_id), JOB_S, f"job {job_id} to finish")
         assert status["state"] == "done", status
         _, ply, archive = client.predict(job_id, api_name="/job_status")
         assert read_ply(ply).num_splats == status["splats"]
@@ -299,16 +300,6 @@ def test_a_job_can_be_cancelled_and_the_api_refuses_unknown_job_ids_and_bad_phot
 def _final(client, job_id: str):
     status = client.predict(job_id, api_name="/job_status")[0]
     return status if status["state"] in ("done", "failed", "cancelled") else None
-
-
-def _wait_for(probe, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _driver_video(path: Path, frames: int) -> Path:

@@ -26,7 +26,7 @@ SECONDS = 2.0  # a refusal's budget on a loaded 2-core machine (the reads below 
 LINE = 400  # the longest error line accepted, characters
 
 
-def _refused_fast(path, match: str = "") -> str:
+def assert_refused_fast(path, match: str = "") -> str:
     start = time.perf_counter()
     message = assert_refused(load_sequence, path, match=match)
     assert time.perf_counter() - start < SECONDS
@@ -42,13 +42,13 @@ def test_3000_frames_each_posing_a_different_joint_are_refused_at_once(tmp_path)
     path = tmp_path / "joints.json"
     path.write_text(json.dumps({"fps": 30, "frames": _frames(3000),
                                 "joints": [{f"joint_{i}": [0.1, 0, 0]} for i in range(3000)]}))
-    _refused_fast(path, f"more than {MAX_SEQUENCE_JOINTS} distinct joint names")
+    assert_refused_fast(path, f"more than {MAX_SEQUENCE_JOINTS} distinct joint names")
 
 
 def test_3000_distinct_expression_names_are_refused_at_once(tmp_path) -> None:
     path = tmp_path / "names.json"
     path.write_text(json.dumps({"fps": 30, "frames": _frames(3000, lambda i: {f"expression_{i}": 0.5})}))
-    _refused_fast(path, f"more than {MAX_SEQUENCE_NAMES} distinct expression names")
+    assert_refused_fast(path, f"more than {MAX_SEQUENCE_NAMES} distinct expression names")
 
 
 def test_a_sequence_json_over_the_size_cap_is_refused_before_it_is_read(tmp_path, monkeypatch) -> None:
@@ -58,7 +58,7 @@ def test_a_sequence_json_over_the_size_cap_is_refused_before_it_is_read(tmp_path
     path.write_text(json.dumps({"fps": 30, "frames": _frames(2000)}))
     monkeypatch.setattr(sequence, "MAX_SEQUENCE_JSON_BYTES", 1 << 14)
     monkeypatch.setattr("pathlib.Path.read_text", lambda *a, **k: pytest.fail("the file was read"))
-    _refused_fast(path, "MiB accepted")
+    assert_refused_fast(path, "MiB accepted")
 
 
 def test_an_unknown_name_is_one_short_line_however_many_there_are() -> None:
@@ -93,13 +93,13 @@ def test_values_outside_their_stated_range_are_refused(tmp_path, name) -> None:
     data, match = CASES[name]
     path = tmp_path / name
     path.write_text(json.dumps(data))
-    _refused_fast(path, match)
+    assert_refused_fast(path, match)
 
 
 def test_a_name_given_twice_in_one_frame_is_refused(tmp_path) -> None:
     path = tmp_path / "twice.json"
     path.write_text('{"fps": 30, "frames": [{"smile": 0.2, "smile": 0.9}]}')
-    _refused_fast(path, "'smile' appears twice")
+    assert_refused_fast(path, "'smile' appears twice")
 
 
 @pytest.mark.parametrize("case", ["complex_weights", "complex_pose", "complex_joints", "duplicate_names",
@@ -118,7 +118,7 @@ def test_npz_sequences_of_complex_numbers_or_repeated_names_are_refused(tmp_path
     else:
         arrays.update(joint_names=np.array(["jaw", "jaw"]), joint_poses=np.zeros((2, 2, 3)))
     np.savez(path, **arrays)
-    _refused_fast(path, "more than once" if case.startswith("duplicate") else "real")
+    assert_refused_fast(path, "more than once" if case.startswith("duplicate") else "real")
 
 
 def test_values_inside_the_ranges_still_read(tmp_path) -> None:
