@@ -114,6 +114,10 @@ class ViewRings:
         heldout_offset_deg: azimuth offset of the held-out rings from the test rings (22.5).
         turntable_frames: frames per turntable ring (120).
         turntable_polar_deg: θ of the default turntable (90).
+        sheet_fovy: radians, the product sheet's narrower field of view (``views.png``,
+            ``express``, ``render``: the head fills most of each view; issue 24) (0.5).
+        sheet_look_at_z: world units, the height the product sheet's cameras look at (the face's
+            middle, a little above the head centre) (0.1).
     """
 
     radius: float = 4.5
