@@ -108,12 +108,14 @@ def _embed(values_v: torch.Tensor, faces_f3: torch.Tensor, embedding: LandmarkEm
 
 
 def _skin_triangles(head) -> np.ndarray:
-    """Indices of the triangles of ``head`` that touch no eyeball vertex (``regions["eyes"]``)."""
+    """Indices of the triangles of ``head`` that touch no eyeball vertex (``regions["eyes"]``)
+    and none of the mouth's inside (``mouth_interior``: the teeth show through FLAME's lips)."""
     faces = head.faces.numpy()
-    eyes = head.regions.get("eyes")
-    if eyes is None:
-        return np.arange(faces.shape[0])
-    return np.flatnonzero(~eyes.numpy()[faces].any(axis=1))
+    off_skin = np.zeros(head.num_vertices, dtype=bool)
+    for region in ("eyes", "mouth_interior"):
+        if region in head.regions:
+            off_skin |= head.regions[region].numpy()
+    return np.flatnonzero(~off_skin[faces].any(axis=1))
 
 
 def frontal_embedding(head, positions_l3: np.ndarray) -> LandmarkEmbedding:
