@@ -5,7 +5,7 @@ has nothing behind them, so an opened jaw shows the inside of the back of the he
 background. ``flame_mouth`` finds that loop and puts behind it the parts the built-in head has
 (``_builtin_mouth``: a dark oral cavity closed at the back, upper and lower teeth, a tongue),
 scaled to the mouth's width, each with FLAME skinning weights: the upper teeth and the upper
-half of the cavity take the skull's weights (on FLAME, the head/neck joint's), the lower teeth,
+half of the cavity take the skull's weights (the upper lip's without the jaw's share), the lower teeth,
 the tongue and the lower half of the cavity the jaw joint's, so a jaw pose opens them.
 
 Finding the mouth (no FLAME vertex id is hard-coded; the rule works on any FLAME-like mesh):
