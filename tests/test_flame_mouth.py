@@ -54,9 +54,13 @@ def _render(rigged, pose, azimuths=(0.0,), face_only: bool = False) -> np.ndarra
     return (posed.render_cameras(cameras, GREEN) * 255).round().to(torch.uint8).numpy().astype(int)
 
 
+def _is_background(image: np.ndarray) -> np.ndarray:
+    return (image[..., 1] > 200) & (image[..., 0] < 60) & (image[..., 2] < 60)
+
+
 def _background_share(image: np.ndarray) -> float:
     """The share of the silhouette (its holes filled) where the green background shows."""
-    hole = (image[..., 1] > 200) & (image[..., 0] < 60) & (image[..., 2] < 60)
+    hole = _is_background(image)
     filled = binary_fill_holes(~hole)
     return float((filled & hole).sum() / filled.sum())
 
@@ -118,9 +122,9 @@ def _rotation_angle(before: torch.Tensor, after: torch.Tensor) -> float:
 def test_an_opened_jaw_shows_teeth_and_a_dark_mouth_never_the_background(avatars):
     """A 0.45 rad jaw, front and ±30°. The face splats alone (the rest of the head can only cover
     more) let no background through the face (< 0.5 % of its silhouette; measured 0 %), where the
-    bare skin of avatars made before shows it through the open lips (measured 5.2 %, 2.8 %, 2.9 %).
+    bare skin of avatars made before shows it through the open lips (measured 7.5 %, 4.1 %, 4.0 %).
     The front view's opened mouth holds dark (the cavity) and light (the teeth) pixels (measured
-    33 % and 3.9 % of the mouth's box; 0 and 0 on the bare skin, whose hollow head shows skin)."""
+    35 % and 2.7 % of the mouth's box; 0 and 0 on the bare skin, whose hollow head shows skin)."""
     azimuths = (0.0, -30.0, 30.0)
     for key, bound in (("new", (0.0, 0.005)), ("old", (0.02, 1.0))):
         shares = [_background_share(image) for image in _render(avatars[key], JAW_OPEN, azimuths, True)]
@@ -128,8 +132,10 @@ def test_an_opened_jaw_shows_teeth_and_a_dark_mouth_never_the_background(avatars
 
     open_mouth = _render(avatars["new"], JAW_OPEN)[0]
     assert _background_share(open_mouth) < 0.005
-    # The opened mouth: the box of the pixels that opening the jaw changed.
-    ys, xs = np.nonzero(np.abs(open_mouth - _render(avatars["new"], None)[0]).sum(axis=-1) > 60)
+    # The opened mouth: the box of the pixels inside the face that opening the jaw changed.
+    neutral = _render(avatars["new"], None)[0]
+    changed = (np.abs(open_mouth - neutral).sum(axis=-1) > 60) & ~_is_background(neutral) & ~_is_background(open_mouth)
+    ys, xs = np.nonzero(changed)
     box = np.s_[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
     dark, light = _shades(open_mouth[box])
     assert dark > 0.15 and light > 0.01, (dark, light)
@@ -144,7 +150,7 @@ def _shades(pixels: np.ndarray) -> tuple[float, float]:
 
 def test_closed_lips_hide_the_inside(avatars):
     new, old = (_render(avatars[key], None)[0] for key in ("new", "old"))
-    assert np.abs(new - old).max() <= 4  # measured: 1 level of 255
+    assert np.abs(new - old).max() <= 8  # measured: 3 levels of 255
 
 
 def test_bundles_record_the_inside_and_old_ones_express_exactly_as_before(avatars, flame_file, tmp_path):

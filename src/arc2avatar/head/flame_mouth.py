@@ -48,7 +48,9 @@ class FlameMouthConfig:
         parts: the built-in head's design (``_builtin_mouth.MouthConfig``, sculpt units) with a
             wider cavity (FLAME's lip opening reaches the corners, so the cavity's rim does too)
             and the teeth's edges lower (FLAME's upper lip does not roll back as the built-in's
-            does: the upper incisors show ≈ 4 mm below the mouth line, as a human's do).
+            does: the upper incisors show ≈ 4 mm below the mouth line, as a human's do), on a
+            coarser grid (16 × 8: the 32 vertices of the built-in's ring next to the back pole,
+            scaled up, gave splats too small to close it and a light ring showed there).
         reference_contact: the built-in sculpt's lips' contact point at the midline (x, y, z):
             ``HeadSculpt.mouth_slit`` centre, its y less the slit's depth (sculpt units; copied
             here so that FLAME's mouth stays as it is when the built-in sculpt changes).
@@ -61,7 +63,7 @@ class FlameMouthConfig:
     """
 
     parts: MouthConfig = field(default_factory=lambda: MouthConfig(
-        cavity_radii=(0.19, 0.30, 0.16), upper_teeth_edge=-0.035, lower_teeth_edge=-0.02))
+        cavity_radii=(0.19, 0.30, 0.16), upper_teeth_edge=-0.035, lower_teeth_edge=-0.02, cavity_segments=16, cavity_rings=8))
     reference_contact: tuple[float, float, float] = (0.0, 0.62, -0.475)
     reference_half_width: float = 0.17
     setback: float = 0.0

@@ -20,7 +20,7 @@ class SyntheticMouth:
 
     Attributes:
         upper_ring: the skin ring of the upper lip's edge (the lower lip's is the next ring down:
-            polar angles 95.3° and 97.3°, ≈ 1.2 cm below the head's centre).
+            polar angles 91.2° and 93.2°, ≈ 0.4 cm below the head's centre).
         half_columns: grid columns on each side of the midline the slit spans (6° each: the mouth
             ≈ 4.9 cm wide).
         cheek_slope: beyond the mouth corners the jaw's weight changes from 0 to 1 over a band
@@ -31,13 +31,13 @@ class SyntheticMouth:
         nose_y, nose_radius_y: height and vertical radius of the nose bump (above the mouth).
     """
 
-    upper_ring: int = 46
+    upper_ring: int = 44
     half_columns: int = 3
     cheek_slope: float = 2.0
     front: tuple[float, float] = (0.035, 0.065)
     chin_fade: float = 0.12
-    nose_y: float = 0.012
-    nose_radius_y: float = 0.012
+    nose_y: float = 0.018
+    nose_radius_y: float = 0.01
 
 
 def _open_mouth(faces: np.ndarray, mouth: SyntheticMouth) -> np.ndarray:
