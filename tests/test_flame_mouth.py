@@ -16,9 +16,12 @@ from arc2avatar.avatar.model import Avatar
 from arc2avatar.avatar.rig import FaceRig, apply_expression, setup_for_avatar
 from arc2avatar.avatar.template import TemplateConfig, build_head
 from arc2avatar.cameras.model import orbit_cameras
+from arc2avatar.drive.flame import frontal_embedding
+from arc2avatar.drive.landmarks import load_landmark_table
 from arc2avatar.errors import InputError
 from arc2avatar.head.flame_mouth import inner_lip_loop
 from arc2avatar.head.frame import to_world_frame
+from arc2avatar.pipeline.oracle import photo_texture
 from arc2avatar.testing.flame import synthetic_flame_arrays, synthetic_flame_head
 from arc2avatar.testing.photos import photo_avatar
 
@@ -104,6 +107,17 @@ def test_the_inside_is_sized_to_the_mouth_and_the_jaw_opens_the_lower_parts_rigi
     cavity = regions["oral_cavity"]
     moved = (posed[cavity] - head.vertices[cavity]).norm(dim=-1)
     assert float(moved.min()) == 0.0 and float(moved.max()) > 0.2  # its roof stays, its floor follows the jaw
+
+
+def test_neither_the_photo_nor_the_drive_landmarks_land_on_the_inside():
+    """The photo's lips would paint a face on the teeth (``pipeline.oracle.photo_texture``); the
+    landmarks carried onto FLAME must sit on the skin, not on the teeth seen through the lips."""
+    head = synthetic_flame_head(seed=0, mouth=True)
+    inside = head.regions["mouth_interior"]
+    weight = photo_texture(head, head.vertices, np.full((64, 64, 3), 200, np.uint8), None).uvw[:, 2]
+    assert float(weight[inside].abs().max()) == 0.0 and float(weight[~inside].max()) == 1.0
+    embedding = frontal_embedding(head, np.asarray(load_landmark_table()["positions"], dtype=np.float64))
+    assert not bool(inside[head.faces[torch.from_numpy(embedding.face_index)]].any())
 
 
 def _loop(head) -> np.ndarray:

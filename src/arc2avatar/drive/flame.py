@@ -137,7 +137,7 @@ def frontal_embedding(head, positions_l3: np.ndarray) -> LandmarkEmbedding:
         with np.errstate(divide="ignore", invalid="ignore"):
             u = (d[:, 0] * e2[:, 1] - d[:, 1] * e2[:, 0]) / det
             v = (e1[:, 0] * d[:, 1] - e1[:, 1] * d[:, 0]) / det
-        inside = valid & (u >= 0) & (v >= 0) & (u + v <= 1)
+            inside = valid & (u >= 0) & (v >= 0) & (u + v <= 1)  # edge-on triangles: inf + (−inf), not valid
         if inside.any():
             hits = np.flatnonzero(inside)
             depth = (1 - u[hits] - v[hits]) * corners[hits, 0, 1] + u[hits] * corners[hits, 1, 1] + v[hits] * corners[hits, 2, 1]
