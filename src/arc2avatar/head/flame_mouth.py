@@ -5,8 +5,10 @@ has nothing behind them, so an opened jaw shows the inside of the back of the he
 background. ``flame_mouth`` finds that loop and puts behind it the parts the built-in head has
 (``_builtin_mouth``: a dark oral cavity closed at the back, upper and lower teeth, a tongue),
 scaled to the mouth's width, each with FLAME skinning weights: the upper teeth and the upper
-half of the cavity take the skull's weights (the upper lip's without the jaw's share), the lower teeth,
-the tongue and the lower half of the cavity the jaw joint's, so a jaw pose opens them.
+half of the cavity take the skull's weights (the upper lip's, without the jaw's share), the
+lower teeth, the tongue and the lower half of the cavity the jaw joint's, so a jaw pose opens
+them. The design is versioned with the bundles (``avatar.template.FLAME_MOUTH_VERSION``): a
+change to it, or to ``MouthConfig``'s defaults, needs a new version for avatars made before.
 
 Finding the mouth (no FLAME vertex id is hard-coded; the rule works on any FLAME-like mesh):
 the mouth is the boundary loop of the mesh that faces forward (its incident triangles' mean
@@ -58,6 +60,8 @@ class FlameMouthConfig:
         setback: the whole inside moved this many FLAME mouth half-widths further back.
         min_facing: least world +y component of a loop's mean incident-triangle normal.
         min_jaw_spread: least (max − min) of the jaw weight along the mouth loop.
+        upper_lip_max_jaw: loop vertices with at most this jaw weight are the upper lip's, whose
+            weights (less the jaw's share) the skull-fixed parts take.
         midline_share: loop vertices within this share of the half-width of the mouth's centre
             in x give the contact point's y (their front-most) and z (their mean).
     """
@@ -69,6 +73,7 @@ class FlameMouthConfig:
     setback: float = 0.0
     min_facing: float = 0.3
     min_jaw_spread: float = 0.5
+    upper_lip_max_jaw: float = 0.5
     midline_share: float = 0.35
 
 
@@ -160,7 +165,8 @@ def flame_mouth(vertices: FloatArray, faces: IntArray, weights: FloatArray, jaw_
     points = anchor + scale * (parts.points - reference)
 
     jaw = weights[:, jaw_joint]
-    skull_rows = weights[loop[jaw[loop] < 0.5]].copy()
+    upper_lip = jaw[loop] <= max(config.upper_lip_max_jaw, float(jaw[loop].min()))  # at least the least-jaw vertex
+    skull_rows = weights[loop[upper_lip]].copy()
     skull_rows[:, jaw_joint] = 0.0
     skull = skull_rows.mean(axis=0)
     skull /= skull.sum()
