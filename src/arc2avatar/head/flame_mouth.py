@@ -11,9 +11,9 @@ them. The design is versioned with the bundles (``avatar.template.FLAME_MOUTH_VE
 change to it, or to ``MouthConfig``'s defaults, needs a new version for avatars made before.
 
 Finding the mouth (no FLAME vertex id is hard-coded; the rule works on any FLAME-like mesh):
-the mouth is the boundary loop of the mesh that faces forward (its incident triangles' mean
-unit normal has a world +y component ≥ ``min_facing``) and along which the jaw's skinning
-weight varies the most (the upper lip stays with the skull, the lower lip follows the jaw); a
+the mouth is the boundary loop of the mesh on the front of the face (its centroid's world y at
+least ``min_front`` of the mesh's front-most y: the neck's opening sits further back) along
+which the jaw's skinning weight varies the most (the upper lip stays with the skull, the lower lip follows the jaw); a
 spread below ``min_jaw_spread`` means no loop opens with the jaw (a mesh closed at the lips),
 and the mesh gets no inside: nothing could show it.
 
@@ -58,7 +58,8 @@ class FlameMouthConfig:
             here so that FLAME's mouth stays as it is when the built-in sculpt changes).
         reference_half_width: the built-in mouth's half-width (``mouth_slit`` x radius).
         setback: the whole inside moved this many FLAME mouth half-widths further back.
-        min_facing: least world +y component of a loop's mean incident-triangle normal.
+        min_front: least world y of a loop's centroid, as a share of the mesh's largest y (the
+            face looks toward +y; the head's bounding-box centre is at y = 0).
         min_jaw_spread: least (max − min) of the jaw weight along the mouth loop.
         upper_lip_max_jaw: loop vertices with at most this jaw weight are the upper lip's, whose
             weights (less the jaw's share) the skull-fixed parts take.
@@ -71,7 +72,7 @@ class FlameMouthConfig:
     reference_contact: tuple[float, float, float] = (0.0, 0.62, -0.475)
     reference_half_width: float = 0.17
     setback: float = 0.0
-    min_facing: float = 0.3
+    min_front: float = 0.4
     min_jaw_spread: float = 0.5
     upper_lip_max_jaw: float = 0.5
     midline_share: float = 0.35
@@ -121,17 +122,13 @@ def inner_lip_loop(vertices: FloatArray, faces: IntArray, jaw_weight: FloatArray
                    config: FlameMouthConfig = FlameMouthConfig()) -> IntArray | None:
     """The vertex indices of the mouth's boundary loop (module docstring), or None if none opens
     with the jaw. ``vertices`` world frame (V, 3); ``jaw_weight`` (V,) the jaw joint's weight."""
-    tri = vertices[faces]
-    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
-    summed = np.zeros_like(vertices)
-    np.add.at(summed, faces.reshape(-1), np.repeat(normals, 3, axis=0))
-    count = np.bincount(faces.reshape(-1), minlength=len(vertices))
+    front = config.min_front * float(vertices[:, 1].max())
     best, best_spread = None, config.min_jaw_spread
     for loop in boundary_loops(faces, len(vertices)):
-        facing = summed[loop].sum(axis=0)[1] / max(int(count[loop].sum()), 1)
+        if vertices[loop, 1].mean() < front:
+            continue
         spread = float(jaw_weight[loop].max() - jaw_weight[loop].min())
-        if facing >= config.min_facing and spread >= best_spread:
+        if spread >= best_spread:
             best, best_spread = loop, spread
     return best
 
