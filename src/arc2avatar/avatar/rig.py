@@ -16,8 +16,9 @@ Free (non-face) splats stay where they are, also under FLAME poses: the face fol
 the rest of the head is not skinned (a neck or global pose therefore detaches the face; use jaw
 and eye poses only). Zero expression and no pose return the avatar unchanged, bit for bit.
 
-The template is rebuilt from the avatar bundle's ``template`` info (built-in: regenerated;
-FLAME: the user's file, whose sha256 must match the one recorded at creation).
+The template is rebuilt from the avatar bundle's ``template`` info (built-in: regenerated, the
+version it names; FLAME: the user's file, whose sha256 must match the one recorded at creation,
+with the inside of the mouth only if the bundle records ``mouth``).
 
 Written by hand, and why: the per-vertex frames and the rig (no library binds splats to mesh
 frames). The quaternion helpers are ``arc2avatar.splats.rotations``.
@@ -82,7 +83,8 @@ def setup_for_avatar(
             raise InputError(f"this avatar was made with the FLAME masks {info['masks_file']}: pass them with --flame-masks")
         config = TemplateConfig(kind="flame", flame_path=str(path),
                                 masks_path=None if flame_masks is None else str(flame_masks), **levels)
-    setup = build_head(config, builtin_name=info.get("name") if kind == "builtin" else None)
+    setup = build_head(config, builtin_name=info.get("name") if kind == "builtin" else None,
+                       flame_mouth=info.get("mouth") is not None)  # old FLAME bundles: the bare skin, as made
     check_binding(avatar.splats, setup)
     return setup
 

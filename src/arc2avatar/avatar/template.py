@@ -20,6 +20,10 @@ if TYPE_CHECKING:  # the head modules load torch: imported where a template is b
 
 log = logging.getLogger(__name__)
 
+# The inside of FLAME's mouth (``head.flame_mouth``), as a FLAME avatar's bundle records it
+# (``template.mouth``); a bundle without it was made before, on FLAME's bare skin.
+FLAME_MOUTH_VERSION = 1
+
 # Most subdivision levels of a template part (each ≈ ×4 vertices; 4 levels of the face already
 # exceed docs/method.md §3's 40–60K face vertices, and 12 would never finish).
 MAX_TEMPLATE_LEVELS = 5
@@ -72,7 +76,8 @@ def template_levels(info: Mapping[str, Any]) -> dict[str, int]:
 
     Refused: a ``kind`` other than ``TEMPLATE_KINDS``; levels that are not integers in
     0..``MAX_TEMPLATE_LEVELS`` (a crafted ``avatar.json`` with 12 levels would otherwise build a
-    template that never finishes). An empty info (an avatar read from a bare PLY) has no levels.
+    template that never finishes); a ``mouth`` other than ``FLAME_MOUTH_VERSION``. An empty info
+    (an avatar read from a bare PLY) has no levels.
     """
     if not info:
         return {}
@@ -87,24 +92,37 @@ def template_levels(info: Mapping[str, Any]) -> dict[str, int]:
             raise InputError(f"the avatar's avatar.json has template.{key}={repr(value)[:40]}; expected an integer "
                              f"in 0..{MAX_TEMPLATE_LEVELS}: the bundle is corrupt")
         levels[key] = value
+    mouth = info.get("mouth")
+    if mouth is not None and (isinstance(mouth, bool) or mouth != FLAME_MOUTH_VERSION):
+        raise InputError(f"the avatar's avatar.json has template.mouth={repr(mouth)[:40]}; this arc2avatar knows "
+                         f"{FLAME_MOUTH_VERSION}: the avatar was made by a newer arc2avatar, or the bundle is corrupt")
     return levels
 
 
-def load_base_head(config: TemplateConfig, builtin_name: str | None = None) -> tuple[HeadModel, dict[str, Any]]:
+def load_base_head(config: TemplateConfig, builtin_name: str | None = None,
+                   flame_mouth: bool = True) -> tuple[HeadModel, dict[str, Any]]:
     """The template named by ``config`` and its bundle description. ``builtin_name``: which
-    version of the built-in head (an avatar bundle's ``template.name``; default: the newest)."""
+    version of the built-in head (an avatar bundle's ``template.name``; default: the newest).
+    ``flame_mouth``: FLAME gets the inside of its mouth (``head.flame_mouth``; False for bundles
+    that record no ``mouth``); the description records ``mouth`` when it got one."""
     if config.kind == "flame":
-        from arc2avatar.head.flame import load_flame  # lazy: torch (template is torch-free)
+        from arc2avatar.head.flame import FlameConfig, load_flame  # lazy: torch (template is torch-free)
 
         if not config.flame_path:
             raise InputError("template.kind is 'flame' but no FLAME file was given (--flame PATH)")
         path = Path(config.flame_path)
         if not path.is_file():
             raise InputError(f"FLAME file {path} does not exist")
-        head = load_flame(path, masks_path=config.masks_path)
+        flame_config = FlameConfig() if flame_mouth else FlameConfig(mouth=None)
+        head = load_flame(path, masks_path=config.masks_path, config=flame_config)
         info = {"kind": "flame", "name": head.name, "file": path.name, "sha256": file_sha256(path)}
         if config.masks_path:
             info["masks_file"] = Path(config.masks_path).name
+        if "mouth_interior" in head.regions:
+            info["mouth"] = FLAME_MOUTH_VERSION
+        elif flame_mouth:
+            log.warning("FLAME file %s: no mouth opening that opens with the jaw; the template has no mouth inside",
+                        path.name)
         return head, info
     from arc2avatar.head.builtin import BUILTIN_NAME, BUILTIN_VERSIONS, builtin_head  # lazy: torch (template is torch-free)
 
@@ -116,12 +134,12 @@ def load_base_head(config: TemplateConfig, builtin_name: str | None = None) -> t
     return head, {"kind": "builtin", "name": head.name}
 
 
-def build_head(config: TemplateConfig, builtin_name: str | None = None) -> HeadSetup:
+def build_head(config: TemplateConfig, builtin_name: str | None = None, flame_mouth: bool = True) -> HeadSetup:
     """Load the template and upsample it (face and rest separately, docs/method.md §3);
-    ``builtin_name`` as in ``load_base_head``."""
+    ``builtin_name`` and ``flame_mouth`` as in ``load_base_head``."""
     from arc2avatar.head.upsample import upsample_head  # lazy: torch (template is torch-free)
 
-    base, info = load_base_head(config, builtin_name)
+    base, info = load_base_head(config, builtin_name, flame_mouth)
     upsampled = upsample_head(base, config.face_levels, config.rest_levels)
     info = {**info, "face_levels": config.face_levels, "rest_levels": config.rest_levels}
     log.info(

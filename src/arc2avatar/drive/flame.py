@@ -108,12 +108,14 @@ def _embed(values_v: torch.Tensor, faces_f3: torch.Tensor, embedding: LandmarkEm
 
 
 def _skin_triangles(head) -> np.ndarray:
-    """Indices of the triangles of ``head`` that touch no eyeball vertex (``regions["eyes"]``)."""
+    """Indices of the triangles of ``head`` that touch no eyeball vertex (``regions["eyes"]``)
+    and none of the mouth's inside (``mouth_interior``: the teeth show through FLAME's lips)."""
     faces = head.faces.numpy()
-    eyes = head.regions.get("eyes")
-    if eyes is None:
-        return np.arange(faces.shape[0])
-    return np.flatnonzero(~eyes.numpy()[faces].any(axis=1))
+    off_skin = np.zeros(head.num_vertices, dtype=bool)
+    for region in ("eyes", "mouth_interior"):
+        if region in head.regions:
+            off_skin |= head.regions[region].numpy()
+    return np.flatnonzero(~off_skin[faces].any(axis=1))
 
 
 def frontal_embedding(head, positions_l3: np.ndarray) -> LandmarkEmbedding:
@@ -135,7 +137,7 @@ def frontal_embedding(head, positions_l3: np.ndarray) -> LandmarkEmbedding:
         with np.errstate(divide="ignore", invalid="ignore"):
             u = (d[:, 0] * e2[:, 1] - d[:, 1] * e2[:, 0]) / det
             v = (e1[:, 0] * d[:, 1] - e1[:, 1] * d[:, 0]) / det
-        inside = valid & (u >= 0) & (v >= 0) & (u + v <= 1)
+            inside = valid & (u >= 0) & (v >= 0) & (u + v <= 1)  # edge-on triangles: inf + (−inf), not valid
         if inside.any():
             hits = np.flatnonzero(inside)
             depth = (1 - u[hits] - v[hits]) * corners[hits, 0, 1] + u[hits] * corners[hits, 1, 1] + v[hits] * corners[hits, 2, 1]

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from arc2avatar._io import atomic_path, npz_size_problem
 from arc2avatar.errors import InputError
+from arc2avatar.head.flame_mouth import FlameMouth, FlameMouthConfig, flame_mouth
 from arc2avatar.head.frame import FrameTransform, WorldFrameConfig, to_world_frame
 from arc2avatar.head.model import HeadModel
 from arc2avatar.head.upsample import blend_rows
@@ -88,6 +89,8 @@ class FlameConfig:
         pose_joints: pose name → FLAME joint index, axis-angle in FLAME's frame, radians.
         frame: placement in the world frame (height 2).
         derived_masks: the rule used without a masks file.
+        mouth: the inside of the mouth put behind FLAME's lips (``head.flame_mouth``); None:
+            none (avatars made before it, whose bundles record no ``mouth``).
     """
 
     num_vertices: int = 5023
@@ -99,6 +102,7 @@ class FlameConfig:
     pose_joints: tuple[tuple[str, int], ...] = (("neck", 1), ("jaw", 2), ("left_eye", 3), ("right_eye", 4))
     frame: WorldFrameConfig = field(default_factory=WorldFrameConfig)
     derived_masks: DerivedMaskConfig = field(default_factory=DerivedMaskConfig)
+    mouth: FlameMouthConfig | None = field(default_factory=FlameMouthConfig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -555,7 +559,14 @@ def flame_head(
     masks: Mapping[str, np.ndarray] | None = None,
     config: FlameConfig = FlameConfig(),
 ) -> HeadModel:
-    """A world-frame ``HeadModel`` from validated FLAME arrays (see ``read_flame_arrays``)."""
+    """A world-frame ``HeadModel`` from validated FLAME arrays (see ``read_flame_arrays``).
+
+    FLAME's vertices and triangles come first, in FLAME's order (so FLAME's vertex and triangle
+    indices, e.g. a landmark embedding's, stay valid); with ``config.mouth`` and lips that open
+    with the jaw, the inside of the mouth follows (``head.flame_mouth``): face vertices in the
+    regions ``mouth_interior``, ``oral_cavity``, ``upper_teeth``, ``lower_teeth``, ``tongue``,
+    with no expression displacement, skinned to the skull or the jaw.
+    """
     v_flame = torch.from_numpy(arrays["v_template"])  # (V, 3) float64, metres, y up
     vertices, transform = to_world_frame(v_flame, config.frame)
     faces = torch.from_numpy(arrays["f"]).long()
@@ -565,27 +576,62 @@ def flame_head(
     if masks is None:
         masks = derive_flame_masks(vertices.numpy(), arrays["f"], config.derived_masks)
     region_masks = {key: torch.from_numpy(np.asarray(value, dtype=bool)) for key, value in masks.items()}
+    j_regressor = torch.from_numpy(arrays["J_regressor"]).float()
+    weights = torch.from_numpy(arrays["weights"]).float()
+    num_vertices = vertices.shape[0]
+    colours = torch.tensor(config.skin_color, dtype=torch.float32).expand(num_vertices, 3).clone()
+    vertices, expressions, posedirs = vertices.float(), expressions.float(), posedirs.float()
+    mouth = None
+    if config.mouth is not None:
+        mouth = flame_mouth(vertices.double().numpy(), arrays["f"], arrays["weights"], dict(config.pose_joints)["jaw"],
+                            config.mouth)
+    if mouth is not None:
+        vertices, faces, region_masks, expressions, colours, j_regressor, weights, posedirs = _with_mouth(
+            mouth, vertices, faces, region_masks, expressions, colours, j_regressor, weights, posedirs)
     regions = {key: value for key, value in region_masks.items() if key != "face"}
     skinning = FlameSkinning(
         transform=transform,
-        j_regressor=torch.from_numpy(arrays["J_regressor"]).float(),
-        weights=torch.from_numpy(arrays["weights"]).float(),
-        posedirs=posedirs.float(),
+        j_regressor=j_regressor,
+        weights=weights,
+        posedirs=posedirs,
         parents=tuple(int(p) for p in arrays["kintree_table"][0]),
         pose_joints=config.pose_joints,
     )
-    num_vertices = vertices.shape[0]
     return HeadModel(
         name=name,
-        vertices=vertices.float(),
+        vertices=vertices,
         faces=faces,
         face_mask=region_masks["face"],
         regions=regions,
         expression_names=[f"exp_{i:03d}" for i in range(config.num_expressions)],
-        expression_basis=expressions.float().contiguous(),
-        vertex_colors=torch.tensor(config.skin_color, dtype=torch.float32).expand(num_vertices, 3).clone(),
+        expression_basis=expressions.contiguous(),
+        vertex_colors=colours,
         pose_fn=skinning,
         pose_names=skinning.pose_names,
+    )
+
+
+def _with_mouth(mouth: FlameMouth, vertices: Tensor, faces: Tensor, masks: dict[str, Tensor], expressions: Tensor,
+                colours: Tensor, j_regressor: Tensor, weights: Tensor, posedirs: Tensor) -> tuple[Any, ...]:
+    """Every per-vertex array with the mouth's rows appended (after FLAME's, in that order)."""
+    count, num_vertices = len(mouth.points), vertices.shape[0]
+
+    def append(values: Tensor, extra: Tensor | np.ndarray) -> Tensor:
+        return torch.cat([values, torch.as_tensor(extra).to(values.dtype)])
+
+    masks = {key: append(value, np.zeros(count, dtype=bool)) for key, value in masks.items()}
+    masks["face"][num_vertices:] = True  # the mouth's splats are bound face splats
+    for key, value in mouth.region_masks().items():
+        masks[key] = torch.cat([torch.zeros(num_vertices, dtype=torch.bool), torch.from_numpy(value)])
+    return (
+        append(vertices, mouth.points),
+        append(faces, mouth.faces + num_vertices),
+        masks,
+        append(expressions, torch.zeros(count, *expressions.shape[1:])),  # teeth and cavity keep their shape
+        append(colours, mouth.colours),
+        torch.cat([j_regressor, j_regressor.new_zeros(j_regressor.shape[0], count)], dim=1),  # joints: FLAME's own
+        append(weights, mouth.weights),
+        append(posedirs, torch.zeros(count, *posedirs.shape[1:])),  # no pose correctives: rigid parts
     )
 
 

@@ -3,9 +3,72 @@ counts (the real model is user-supplied and never ships here)."""
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
-from arc2avatar.head.flame import FlameConfig, flame_head
+import numpy as np
+import torch
+
+from arc2avatar.head.flame import DerivedMaskConfig, FlameConfig, derive_flame_masks, flame_head
+from arc2avatar.head.frame import to_world_frame
+
+SKIN_LONGITUDES, SKIN_RINGS, SKIN_POLAR_MAX_DEG = 60, 74, 150.0  # the synthetic skin's grid (4441 vertices)
+
+
+@dataclass(frozen=True)
+class SyntheticMouth:
+    """The mouth slit of ``synthetic_flame_arrays(mouth=True)`` (FLAME's frame, metres).
+
+    Attributes:
+        upper_ring: the skin ring of the upper lip's edge (the lower lip's is the next ring down:
+            polar angles 91.2° and 93.2°, ≈ 0.4 cm below the head's centre).
+        half_columns: grid columns on each side of the midline the slit spans (6° each: the mouth
+            ≈ 4.9 cm wide).
+        cheek_slope: beyond the mouth corners the jaw's weight changes from 0 to 1 over a band
+            this many times as tall as the distance from the corner (the skin stretches smoothly).
+        front: (start, full) FLAME z where the jaw's weight rises from 0 to 1 toward the face.
+        chin_fade: world units over which the jaw's weight fades out above the bottom of the
+            derived face region (the rig moves face splats only: the jaw stays inside the face).
+        nose_y, nose_radius_y: height and vertical radius of the nose bump (above the mouth).
+    """
+
+    upper_ring: int = 44
+    half_columns: int = 3
+    cheek_slope: float = 2.0
+    front: tuple[float, float] = (0.035, 0.065)
+    chin_fade: float = 0.12
+    nose_y: float = 0.018
+    nose_radius_y: float = 0.01
+
+
+def _open_mouth(faces: np.ndarray, mouth: SyntheticMouth) -> np.ndarray:
+    """The skin's triangles with the slit's cells removed and as many triangles added as a fan
+    across the neck opening (FLAME's counts kept). Cells are in ``uv_sphere``'s face order."""
+    n_lon, n_lat = SKIN_LONGITUDES, SKIN_RINGS
+    columns = np.arange(-mouth.half_columns, mouth.half_columns) % n_lon
+    first = n_lon + mouth.upper_ring * n_lon + columns
+    removed = np.concatenate([first, first + (n_lat - 1) * n_lon])
+    keep = np.ones(len(faces), dtype=bool)
+    keep[removed] = False
+    neck = 1 + (n_lat - 1) * n_lon + np.arange(len(removed) + 2)  # consecutive vertices of the last ring
+    fan = np.stack([np.full(len(removed), neck[0]), neck[2:], neck[1:-1]], axis=1)  # facing down, out of the neck
+    return np.concatenate([faces[keep], fan])
+
+
+def _mouth_jaw_weight(skin: np.ndarray, faces: np.ndarray, mouth: SyntheticMouth) -> np.ndarray:
+    """The jaw's weight on the skin of the mouth variant: 1 below the slit, 0 above it, fading
+    over the cheeks beyond the corners, toward the back and above the bottom of the derived face
+    region, 0 off it (FLAME's frame: y up, z forward)."""
+    upper_lip = 1 + mouth.upper_ring * SKIN_LONGITUDES  # the ring's first vertex (on the midline)
+    mouth_y = 0.5 * (skin[upper_lip, 1] + skin[upper_lip + SKIN_LONGITUDES, 1])
+    corner_x = abs(skin[upper_lip + mouth.half_columns, 0])
+    band = mouth.cheek_slope * np.maximum(np.abs(skin[:, 0]) - corner_x, 0.0) + 1e-9
+    below = np.clip(0.5 + (mouth_y - skin[:, 1]) / (2.0 * band), 0.0, 1.0)
+    start, full = mouth.front
+    world, _ = to_world_frame(torch.from_numpy(skin))
+    rule = DerivedMaskConfig()
+    face = derive_flame_masks(world.numpy(), faces, rule)["face"]
+    chin = np.clip((world[:, 2].numpy() - rule.face_z_band[0]) / mouth.chin_fade, 0.0, 1.0)
+    return below * np.clip((skin[:, 2] - start) / (full - start), 0.0, 1.0) * chin * face
 
 
 def uv_sphere(n_lon: int, n_lat: int, polar_max: float, closed: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -31,7 +94,7 @@ def uv_sphere(n_lon: int, n_lat: int, polar_max: float, closed: bool) -> tuple[n
     return np.concatenate(vertices), np.concatenate(faces).astype(np.int64)
 
 
-def synthetic_flame_arrays(seed: int = 0, config: FlameConfig = FlameConfig()) -> dict[str, np.ndarray]:
+def synthetic_flame_arrays(seed: int = 0, config: FlameConfig = FlameConfig(), mouth: bool = False) -> dict[str, np.ndarray]:
     """Random but valid FLAME arrays with the real counts (5023 v, 9976 f, 5 joints, 400 comps).
 
     The geometry is an ellipsoidal head (open at the neck, 4441 vertices, nose bump toward +z) and
@@ -39,11 +102,19 @@ def synthetic_flame_arrays(seed: int = 0, config: FlameConfig = FlameConfig()) -
     eyeballs follow their eye joints; the lower front follows the jaw; the lowest rings the neck;
     the rest the root. Pose correctives respond to the jaw only, on jaw-weighted vertices. For tests and
     benchmarks; it is no likeness of FLAME.
+
+    ``mouth``: the lips part as FLAME's do: an open slit (``SyntheticMouth``) between the upper
+    lip, which stays with the skull, and the lower lip, which follows the jaw fully; the jaw's
+    weight fades out sideways from the mouth corners over the cheeks. The counts stay FLAME's: the
+    slit's triangles are moved to a fan across part of the neck opening.
     """
     rng = np.random.default_rng(seed)
-    skin, skin_faces = uv_sphere(60, 74, np.deg2rad(150.0), closed=False)
+    skin, skin_faces = uv_sphere(SKIN_LONGITUDES, SKIN_RINGS, np.deg2rad(SKIN_POLAR_MAX_DEG), closed=False)
+    if mouth:
+        skin_faces = _open_mouth(skin_faces, SyntheticMouth())
     skin = skin * np.array([0.08, 0.12, 0.10])
-    skin[:, 2] += 0.025 * np.exp(-((skin[:, 0] / 0.012) ** 2 + ((skin[:, 1] - 0.0) / 0.02) ** 2)) * (skin[:, 2] > 0)
+    nose_y, nose_radius_y = (SyntheticMouth().nose_y, SyntheticMouth().nose_radius_y) if mouth else (0.0, 0.02)
+    skin[:, 2] += 0.025 * np.exp(-((skin[:, 0] / 0.012) ** 2 + ((skin[:, 1] - nose_y) / nose_radius_y) ** 2)) * (skin[:, 2] > 0)
     eye, eye_faces = uv_sphere(17, 17, np.pi, closed=True)
     parts, faces, offset = [skin], [skin_faces], skin.shape[0]
     for side in (1.0, -1.0):  # FLAME's left eye sits at +x
@@ -57,6 +128,8 @@ def synthetic_flame_arrays(seed: int = 0, config: FlameConfig = FlameConfig()) -
     y, z = v_template[:, 1], v_template[:, 2]
     weights = np.zeros((V, J))
     jaw = np.clip((-0.02 - y) / 0.03, 0.0, 1.0) * np.clip((z - 0.02) / 0.03, 0.0, 1.0)
+    if mouth:
+        jaw[:num_skin] = _mouth_jaw_weight(skin, skin_faces, SyntheticMouth())
     neck = np.clip((-0.07 - y) / 0.03, 0.0, 1.0) * (1.0 - jaw)
     jaw[num_skin:] = 0.0
     neck[num_skin:] = 0.0
@@ -91,11 +164,11 @@ def synthetic_flame_arrays(seed: int = 0, config: FlameConfig = FlameConfig()) -
     }
 
 
-def synthetic_flame_head(seed: int = 0):
+def synthetic_flame_head(seed: int = 0, mouth: bool = False, config: FlameConfig = FlameConfig()):
     """The synthetic FLAME as a ``HeadModel`` (``head.flame.flame_head``), its kinematic tree's
-    root sentinel set as ``read_flame_arrays`` sets a file's."""
-    arrays = synthetic_flame_arrays(seed=seed)
+    root sentinel set as ``read_flame_arrays`` sets a file's; ``mouth`` as in ``synthetic_flame_arrays``."""
+    arrays = synthetic_flame_arrays(seed=seed, mouth=mouth)
     arrays["kintree_table"] = arrays["kintree_table"].astype(np.int64)
     arrays["kintree_table"][0, 0] = -1
-    return flame_head(arrays, name="synthetic-flame")
+    return flame_head(arrays, name="synthetic-flame", config=config)
 
