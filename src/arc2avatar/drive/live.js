@@ -10,7 +10,8 @@
 // Nothing leaves the browser: the frames are read into a canvas and dropped.
 //
 // For tests and scripts: window.arc2avatarLive (ready, state, message, error, history, stats(),
-// fitFrames(), frameHook, lastRecording, start(), setNeutral(), record()) and
+// fitFrames(), trackCanvas(), frameHook, lastRecording, start(), stop(), settled(), setNeutral(),
+// record()) and
 // <body data-live-state>.
 "use strict";
 
@@ -694,6 +695,11 @@
       say(`Look at the camera with a relaxed face: reading your rest face (${T.track.neutral_seconds} s)…`);
     }
 
+    // the frame being tracked (a promise): ``settled()`` waits for it after ``stop()``
+    let inFlight = Promise.resolve();
+    const handle = (metadata, source) => (inFlight = processFrame(metadata, source));
+    live.settled = () => inFlight.catch(() => {});
+
     async function processFrame(metadata, source) {
       const started = performance.now();
       const width = source ? source.displayWidth : video.videoWidth, height = source ? source.displayHeight : video.videoHeight;
@@ -780,7 +786,7 @@
           if (done || !running) { if (frame) frame.close(); break; }
           const arrived = performance.now();
           timings.wait.push(arrived - asked);
-          try { await processFrame({ captureTime: arrived, mediaTime: frame.timestamp / 1e6, presentedFrames: null }, frame); } finally { frame.close(); }
+          try { await handle({ captureTime: arrived, mediaTime: frame.timestamp / 1e6, presentedFrames: null }, frame); } finally { frame.close(); }
         }
       } finally {
         reader.cancel().catch(() => {});
@@ -801,7 +807,7 @@
         else requestAnimationFrame(() => step(performance.now(), null));
       };
       const step = (now, metadata) => {
-        processFrame(metadata).then(schedule, (error) => { stop(); say(`tracking stopped: ${error && error.message ? error.message : error}`, "error"); });
+        handle(metadata).then(schedule, (error) => { stop(); say(`tracking stopped: ${error && error.message ? error.message : error}`, "error"); });
       };
       schedule();
     }
@@ -873,9 +879,11 @@
     }
 
     // For tests and scripts: the tracker on one frame (a canvas) at ``time`` seconds, as the camera's
-    // frames are tracked (the same state: call in frame order). Returns 68×2 pixel indices or null.
-    live.trackCanvas = async (canvas, time) => {
+    // frames are tracked (the same state: call in frame order; ``reset`` starts a new track, as the
+    // camera's start does). Returns 68×2 pixel indices or null.
+    live.trackCanvas = async (canvas, time, reset = false) => {
       if (!tracker) tracker = new Tracker(await loadTracker(T), T);
+      if (reset) tracker.reset();
       const lm = await tracker.next(canvas, time);
       return lm ? Array.from({ length: 68 }, (_, i) => [lm[2 * i], lm[2 * i + 1]]) : null;
     };
