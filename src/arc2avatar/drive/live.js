@@ -540,7 +540,7 @@
       this.cropContext.drawImage(canvas, x0, y0, side, side, 0, 0, C, C);
       const net = this.faceapi.nets.faceLandmark68Net;
       let result, mirrored = null;
-      if (this.track.mirror_average) {  // the mirrored crop too, in the same batch (≈ 15 % faster than two calls)
+      if (this.track.mirror_average) {  // the mirrored crop too, in the same batch as the crop (one call)
         this.mirrorContext.setTransform(-1, 0, 0, 1, C, 0);
         this.mirrorContext.drawImage(this.crop, 0, 0);
         [result, mirrored] = await net.detectLandmarks([this.crop, this.mirror]);
