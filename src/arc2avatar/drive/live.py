@@ -107,8 +107,10 @@ class LiveConfig:
         mirror_average: run the landmark net on the face and on its mirror image and average the two
             (the mirror's points renumbered, ``MIRROR_PARTNER``): less noise and less of the net's
             left–right bias (on a turned face the net closed the far eye), at twice the net's time
-            (≈ 20 → 33 ms with ``wasm``). Closed loop, two runs each: smile r 0.70 → 0.81–0.92,
-            brow_raise 0.81 → 0.84–0.95, jaw_open 0.94 → 0.96–0.98, false blinks 2 → 1–2.
+            (the two images in one batch: 24 → 54 ms at load 9). Closed loop's paced pass
+            (docs/live.md): blinks 14, 30 and a false one at 35 → 15, 31 and none; smile r
+            0.957 → 0.864, brow_raise 0.987 → 0.979, jaw_open 0.946 → 0.950 (smile moves by as
+            much with the crop moved by 0.05 of the face box, either way).
         backend: TensorFlow.js backend: ``wasm`` (WebAssembly kernels, SIMD where the browser has it,
             threads where the page is cross-origin isolated; on the 2-core CPU machine the 68-point
             net takes ≈ 22 ms a call, against ≈ 160 ms in ``webgl``, which headless or GPU-less
