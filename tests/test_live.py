@@ -485,6 +485,8 @@ def test_closed_loop_through_a_fake_camera_recovers_the_performance_and_records_
                                         ".map((e) => [e.tag, e.t, e.weights, e.headPose])", first)
         recording = driver.execute_script("return window.arc2avatarLive.lastRecording")
         stats = driver.execute_script("return window.arc2avatarLive.stats()")
+        debug = driver.execute_script("return window.arc2avatarLive.history.map((e) => [e.tag, e.t, e.landmarks])") \
+            if os.environ.get("LIVE_DEBUG") else None
         status, _ = _status(driver)
         driver.execute_script("window.arc2avatarLive.stop()")
         paced = driver.execute_async_script(PACED_PASS_JS, REST_FRAMES + known.frames, CAMERA_FPS, REST_FRAMES)
@@ -510,7 +512,8 @@ def test_closed_loop_through_a_fake_camera_recovers_the_performance_and_records_
     path = tmp_path / "performance.json"
     path.write_text(json.dumps(recording))
     if os.environ.get("LIVE_DEBUG"):
-        Path(os.environ["LIVE_DEBUG"]).write_text(json.dumps({"recording": recording, "history": history, "paced": paced}))
+        Path(os.environ["LIVE_DEBUG"]).write_text(json.dumps({"recording": recording, "history": history, "paced": paced,
+                                                              "landmarks": debug}))
     replay = load_sequence(path)
     assert sorted(replay.names) == sorted(names) and replay.head_pose is not None
     captured = recording["capture"]
