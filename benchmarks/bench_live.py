@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             while not driver.execute_script("return window.viewerReady && window.arc2avatarLive.ready"):
                 time.sleep(0.2)
             if args.no_redraw:
-                driver.execute_script("const v = window.arc2avatarViewer; v.setWeights = () => {}; v.setHeadPose = () => { v.frame += 1; };")
+                driver.execute_script("const v = window.arc2avatarViewer; v.setWeights = () => {}; v.setHeadPose = () => { queueMicrotask(() => { v.frame += 1; }); };"
+                                  " window.arc2avatarLive.tables.track.slow_redraw_ms = Infinity;")  # no redraw to wait for
             driver.find_element("id", "live-camera").click()
             while driver.execute_script("return window.arc2avatarLive.state") != "live":
                 time.sleep(0.2)
@@ -100,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         "tracking_ms_median": stats["track_ms"], "fitting_ms_median": stats["fit_ms"],
         "frames_fitted": fitted, "viewer_frames_per_s": (frame1 - frame0) / (t1 - t0),
         "splats": int(avatar.splats.num_splats), "camera_fps": args.camera_fps, "seconds": args.seconds,
-        "frame_source": stats.get("source"), "wait_ms_median": stats.get("wait_ms"),
+        "frame_source": stats.get("source"), "wait_ms_median": stats.get("wait_ms"), "read_ms_median": stats.get("read_ms"),
+        "net_ms_median": stats.get("net_ms"), "overlay_ms_median": stats.get("overlay_ms"),
         "backend": backend, "avatar_redrawn": not args.no_redraw, "load_average_before": load_before, "load_average": os.getloadavg()[0], "cpus": os.cpu_count(),
     }
     print(json.dumps(result, indent=1))

@@ -59,10 +59,7 @@ WAIT_S = 120.0
 DRIVER_SIZE, DRIVER_RADIUS = 320, 3.2
 REST_FRAMES = 6          # the clip starts with the rest face: the page's first second is its neutral
 CAMERA_FPS = 6           # the fake camera's rate: the page tracks (nearly) every frame on 2 busy cores
-LOOPS, MAX_LOOPS = 2, 4  # the clip is played (and recorded) at least LOOPS times, more on a slow machine
-HELD_JAW_R = 0.8         # jaw_open: the Pearson r held on every run (issue 27 asks 0.85; docs/live.md)
-HELD_R = {"smile": 0.45, "brow_raise": 0.65}  # Pearson r held on every run (issue 27 asks 0.85; docs/live.md)
-HELD_FALSE_BLINKS = 3    # blink peaks away from the true blinks held on every run (issue 27 asks none)
+LOOPS, MAX_LOOPS = 2, 6  # the clip is played (and recorded) at least LOOPS times, more until every frame was captured
 DOCS_SCREENSHOT = Path(__file__).parents[1] / "docs" / "live-page.png"
 
 
@@ -401,11 +398,49 @@ def _camera_flags(y4m: Path) -> tuple[str, ...]:
             "--use-fake-ui-for-media-stream")
 
 
+def _scores(known, sequence, names: list[str], by_frame: dict[int, list]) -> dict:
+    """Issue 27's closed-loop figures of the page's results per clip frame (``by_frame``: clip
+    frame → [weights in ``names`` order + head pose] of each time the page fitted it): repeats
+    averaged, frames never fitted interpolated (as drive does)."""
+    from arc2avatar.avatar.pose import rotation_angle_deg, rotation_from_angles
+
+    seen = np.array(sorted(by_frame))
+    values = np.stack([np.mean(by_frame[i], axis=0) for i in seen])
+    every = np.arange(known.frames)
+    fitted = np.stack([np.interp(every, seen, values[:, c]) for c in range(values.shape[1])], axis=1)
+    truth = dict(zip(sequence.names, sequence.weights.numpy().T))
+    r = {name: float(np.corrcoef(fitted[:, names.index(name)], truth[name])[0, 1]) for name in ("jaw_open", "smile", "brow_raise")}
+    blink = fitted[:, [names.index("blink_left"), names.index("blink_right")]].mean(axis=1)
+    peaks = _peaks(blink, 0.5 * blink.max())
+    pose, true_pose = fitted[:, len(names):], sequence.head_pose.numpy()
+    errors = [rotation_angle_deg(rotation_from_angles(*row[:3]), rotation_from_angles(*truth_row[:3].tolist()))
+              for row, truth_row in zip(pose, true_pose)]
+    return {"r": r, "blink_peaks": peaks, "yaw_error": float(np.median(np.abs(pose[:, 0] - true_pose[:, 0]))),
+            "pose_error": float(np.median(errors)), "seen": len(seen),
+            "found": [any(abs(p - e) <= 3 for p in peaks) for e in known.blink_frames],
+            "false": [p for p in peaks if all(abs(p - e) > 3 for e in known.blink_frames)]}
+
+
+def _issue_misses(scores: dict) -> list[str]:
+    """Issue 27's closed-loop targets that ``scores`` misses."""
+    misses = [f"{name} r {value:.3f} < 0.85" for name, value in scores["r"].items() if value < 0.85]
+    if not all(scores["found"]) or scores["false"]:
+        misses.append(f"blink peaks {scores['blink_peaks']}: found {scores['found']}, false {scores['false']}")
+    if scores["yaw_error"] > 5.0:
+        misses.append(f"median yaw error {scores['yaw_error']:.2f}° > 5°")
+    return misses
+
+
 @pytest.mark.slow
 def test_closed_loop_through_a_fake_camera_recovers_the_performance_and_records_it(site, performance, avatar_dir, tmp_path):
+    """Issue 27's closed loop. The clip comes in through Chromium's fake camera; the page tracks and
+    fits it live (dropping, on a busy machine, the frames it has no time for) and records it. The
+    camera frames the page received are kept (one per tag) and, after the camera stops, the same
+    tracker and fit run over every one of them in order at the clip's frame times (the paced pass):
+    the issue's targets are asserted on the paced pass, which does not depend on the machine's
+    load; the live pass must meet the yaw target and is printed against the others (docs/live.md)."""
     from arc2avatar.animate.sequence import load_sequence
-    from arc2avatar.avatar.pose import rotation_angle_deg, rotation_from_angles
-    from arc2avatar.testing.live import tag_reader_js
+    from arc2avatar.testing.live import PACED_PASS_JS, capture_hook_js
 
     known, sequence, y4m = performance
     root, url = site
@@ -413,13 +448,13 @@ def test_closed_loop_through_a_fake_camera_recovers_the_performance_and_records_
     with headless_chromium("the live page's closed loop", console=True, script_timeout_s=WAIT_S,
                            window=(960, 640), flags=_camera_flags(y4m)) as driver:
         _open(driver, f"{url}/ok/{LIVE_PAGE_NAME}")
-        # The hook reads each frame's tag; when the clip's rest frames come round (the page's own
-        # first second may have missed them on a slow machine) it presses "Set neutral", as a user
-        # at rest would.
+        # The hook reads each frame's tag and keeps one camera frame per tag; when the clip's rest
+        # frames come round (the page's own first second may have missed them on a slow machine)
+        # it presses "Set neutral", as a user at rest would.
         driver.execute_script(f"""
-            const read = {tag_reader_js()};
+            const capture = {capture_hook_js()};
             window.arc2avatarLive.frameHook = (canvas) => {{
-              const tag = read(canvas), live = window.arc2avatarLive;
+              const tag = capture(canvas), live = window.arc2avatarLive;
               if (!window.restSet && tag >= 0 && tag <= 1 && live.state === 'live') {{
                 window.restSet = true;
                 document.getElementById('live-neutral').click();
@@ -431,12 +466,16 @@ def test_closed_loop_through_a_fake_camera_recovers_the_performance_and_records_
               what="the neutral calibration")
         first = driver.execute_script("return window.arc2avatarLive.history.length")
         driver.find_element("id", "live-record").click()
-        # at least LOOPS plays of the clip; more (up to MAX_LOOPS) while fewer than 90 % of its frames were tracked
+        # at least LOOPS plays of the clip; more (up to MAX_LOOPS) until every camera frame was captured
+        # and the live pass fitted 90 % of the clip's frames
         started = time.monotonic()
         while time.monotonic() - started < MAX_LOOPS * loop_s:
             time.sleep(loop_s / 4)
-            tags = set(driver.execute_script("return window.arc2avatarLive.history.map((e) => e.tag)"))
-            if time.monotonic() - started >= LOOPS * loop_s and len(tags & set(range(REST_FRAMES, REST_FRAMES + known.frames))) >= 0.9 * known.frames:
+            captured, tags = driver.execute_script("return [Object.keys(window.cameraFrames).length, "
+                                                   "window.arc2avatarLive.history.slice(arguments[0]).map((e) => e.tag)]", first)
+            fitted = len(set(tags) & set(range(REST_FRAMES, REST_FRAMES + known.frames)))
+            if (time.monotonic() - started >= LOOPS * loop_s and captured >= known.frames + REST_FRAMES
+                    and fitted >= 0.9 * known.frames):
                 break
         driver.find_element("id", "live-record").click()
         _wait(driver, "return window.arc2avatarLive.lastRecording !== null", what="the recording")
@@ -446,35 +485,35 @@ def test_closed_loop_through_a_fake_camera_recovers_the_performance_and_records_
                                         ".map((e) => [e.tag, e.t, e.weights, e.headPose])", first)
         recording = driver.execute_script("return window.arc2avatarLive.lastRecording")
         stats = driver.execute_script("return window.arc2avatarLive.stats()")
+        debug = driver.execute_script("return window.arc2avatarLive.history.map((e) => [e.tag, e.t, e.landmarks])") \
+            if os.environ.get("LIVE_DEBUG") else None
         status, _ = _status(driver)
+        driver.execute_script("window.arc2avatarLive.stop()")
+        paced = driver.execute_async_script(PACED_PASS_JS, REST_FRAMES + known.frames, CAMERA_FPS, REST_FRAMES)
         problems = _console_problems(driver)
     assert problems == [], problems
     assert "Recorded" in status
+    assert "error" not in paced, paced["error"]
     names = recording["capture"]["names"]  # (objects come back from the browser with their keys sorted)
     by_frame: dict[int, list] = {}
     for tag, _, weights, pose in history:
         if tag is not None and tag >= REST_FRAMES:
             by_frame.setdefault(tag - REST_FRAMES, []).append([weights[n] for n in names] + list(pose))
-    seen = np.array(sorted(by_frame))
-    assert len(seen) >= 0.8 * known.frames, f"only {len(seen)} of {known.frames} frames tracked ({stats})"
-    values = np.stack([np.mean(by_frame[i], axis=0) for i in seen])
-    every = np.arange(known.frames)  # frames the page did not see: interpolated, as drive does
-    fitted = np.stack([np.interp(every, seen, values[:, c]) for c in range(values.shape[1])], axis=1)
-    truth = dict(zip(sequence.names, sequence.weights.numpy().T))
-    measured = {name: float(np.corrcoef(fitted[:, names.index(name)], truth[name])[0, 1])
-                for name in ("jaw_open", "smile", "brow_raise")}
-    blink = fitted[:, [names.index("blink_left"), names.index("blink_right")]].mean(axis=1)
-    pose = fitted[:, len(names):]
-    errors = [rotation_angle_deg(rotation_from_angles(*row[:3]), rotation_from_angles(*truth_row[:3].tolist()))
-              for row, truth_row in zip(pose, sequence.head_pose.numpy())]
-    yaw_error = float(np.median(np.abs(pose[:, 0] - sequence.head_pose.numpy()[:, 0])))
-    print(f"live closed loop: r {measured}, blink peaks {_peaks(blink, 0.5 * blink.max())} of {known.blink_frames}, "
-          f"median yaw error {yaw_error:.2f}°, pose error {np.median(errors):.2f}°, frames seen {len(seen)}, {stats}")
+    assert len(by_frame) >= 0.8 * known.frames, f"only {len(by_frame)} of {known.frames} frames tracked ({stats})"
+    live = _scores(known, sequence, names, by_frame)
+    paced_scores = _scores(known, sequence, names, {i: [[fit["weights"][n] for n in names] + list(fit["head_pose"])]
+                                                    for i, fit in enumerate(paced["fits"])})
+    for label, scores in (("live", live), ("paced", paced_scores)):
+        print(f"live closed loop, {label} pass: r { {k: round(v, 3) for k, v in scores['r'].items()} }, blink peaks "
+              f"{scores['blink_peaks']} of {known.blink_frames}, median yaw error {scores['yaw_error']:.2f}°, pose error "
+              f"{scores['pose_error']:.2f}°, frames fitted {scores['seen']}; issue 27's targets missed: {_issue_misses(scores)}")
+    print(f"live page: {stats}, load average {os.getloadavg()[0]:.1f}")
     # A recorded performance replays through animate --sequence to the same weights
     path = tmp_path / "performance.json"
     path.write_text(json.dumps(recording))
     if os.environ.get("LIVE_DEBUG"):
-        Path(os.environ["LIVE_DEBUG"]).write_text(json.dumps({"recording": recording, "history": history}))
+        Path(os.environ["LIVE_DEBUG"]).write_text(json.dumps({"recording": recording, "history": history, "paced": paced,
+                                                              "landmarks": debug}))
     replay = load_sequence(path)
     assert sorted(replay.names) == sorted(names) and replay.head_pose is not None
     captured = recording["capture"]
@@ -492,27 +531,9 @@ def test_closed_loop_through_a_fake_camera_recovers_the_performance_and_records_
     assert main(["animate", str(avatar_dir), "--sequence", str(tmp_path / "short.json"), "-o",
                  str(tmp_path / "replay.mp4"), "--size", "64", "--no-progress"]) == 0
     assert (tmp_path / "replay.mp4").stat().st_size > 0
-    # Issue 27's target that holds on every run measured (docs/live.md, "Measured"): median yaw error
-    # ≤ 5°. Not met on every run (jaw_open, smile, brow_raise r ≥ 0.85; both blinks and no others):
-    # the level held with margin on the busy 2-core machine is asserted instead; all are printed.
-    peaks = _peaks(blink, 0.5 * blink.max())
-    found = [any(abs(p - e) <= 3 for p in peaks) for e in known.blink_frames]
-    false = [p for p in peaks if all(abs(p - e) > 3 for e in known.blink_frames)]
-    issue_targets = {"jaw_open r ≥ 0.85": measured["jaw_open"] >= 0.85, "median yaw error ≤ 5°": yaw_error <= 5.0,
-                     "smile r ≥ 0.85": measured["smile"] >= 0.85, "brow_raise r ≥ 0.85": measured["brow_raise"] >= 0.85,
-                     "both blinks ±3, no others": all(found) and not false}
-    print("issue 27's closed-loop targets:", issue_targets)
-    misses = []
-    if yaw_error > 5.0:
-        misses.append(f"median yaw error {yaw_error:.2f}° > 5°")
-    if measured["jaw_open"] < HELD_JAW_R:  # measured 0.95–0.98; 0.85 when a busy machine showed 32 of 40 frames
-        misses.append(f"jaw_open r {measured['jaw_open']:.3f} < {HELD_JAW_R}")
-    for name in ("smile", "brow_raise"):  # measured 0.61–0.92 and 0.77–0.95 (issue: 0.85)
-        if measured[name] < HELD_R[name]:
-            misses.append(f"{name} r {measured[name]:.3f} < {HELD_R[name]}")
-    if not any(found) or len(false) > HELD_FALSE_BLINKS:  # measured: both found, 0–2 false (issue: both, none)
-        misses.append(f"blink peaks {peaks}, expected {known.blink_frames} ±3 (mean blink {blink.round(2).tolist()})")
-    assert not misses, misses
+    # Issue 27's targets: every one on the paced pass; the yaw target on the live pass too
+    assert not _issue_misses(paced_scores), _issue_misses(paced_scores)
+    assert live["yaw_error"] <= 5.0, live
 
 
 # ----------------------------------------------------------------------------------------- failures

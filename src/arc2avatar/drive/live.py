@@ -61,8 +61,8 @@ from arc2avatar.drive.landmarks import (
 from arc2avatar.drive.track import STABLE_LANDMARKS as BOX_LANDMARKS
 from arc2avatar.drive.track import TrackConfig
 from arc2avatar.errors import InputError
-from arc2avatar.splats.bundle import MANIFEST_FILE as BUNDLE_MANIFEST
-from arc2avatar.viewer import ViewerConfig, avatar_scene, render_page
+from arc2avatar.viewer import ViewerConfig, avatar_scene, beside_avatar, render_page
+from arc2avatar.viewer.page import fill_placeholders, inline_script, read_embedded_json
 from arc2avatar.weights.resolver import WeightsConfig
 from arc2avatar.weights.webcam import FACE_API, HOW_TO_GET, TFJS_WASM, WEBCAM_ASSETS, webcam_assets
 
@@ -107,8 +107,10 @@ class LiveConfig:
         mirror_average: run the landmark net on the face and on its mirror image and average the two
             (the mirror's points renumbered, ``MIRROR_PARTNER``): less noise and less of the net's
             left–right bias (on a turned face the net closed the far eye), at twice the net's time
-            (≈ 20 → 33 ms with ``wasm``). Closed loop, two runs each: smile r 0.70 → 0.81–0.92,
-            brow_raise 0.81 → 0.84–0.95, jaw_open 0.94 → 0.96–0.98, false blinks 2 → 1–2.
+            (the two images in one batch: 24 → 54 ms at load 9). Closed loop's paced pass
+            (docs/live.md): blinks 14, 30 and a false one at 35 → 15, 31 and none; smile r
+            0.957 → 0.864, brow_raise 0.987 → 0.979, jaw_open 0.946 → 0.950 (smile moves by as
+            much with the crop moved by 0.05 of the face box, either way).
         backend: TensorFlow.js backend: ``wasm`` (WebAssembly kernels, SIMD where the browser has it,
             threads where the page is cross-origin isolated; on the 2-core CPU machine the 68-point
             net takes ≈ 22 ms a call, against ≈ 160 ms in ``webgl``, which headless or GPU-less
@@ -261,30 +263,18 @@ def _package_text(name: str) -> str:
 
 def live_panel(payload: dict[str, Any]) -> str:
     """The HTML appended to the viewer page: the Camera panel, the tables (gzipped JSON) and ``live.js``."""
-    script = _package_text(LIVE_SCRIPT_FILE)
-    if "</script" in script.lower():
-        raise RuntimeError(f"{LIVE_SCRIPT_FILE} must not contain '</script' (it is inlined into the page)")
+    script = inline_script(_package_text(LIVE_SCRIPT_FILE), LIVE_SCRIPT_FILE)
     raw = json.dumps(payload, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
     blob = base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0)).decode("ascii")
-    panel = _package_text(LIVE_PANEL_FILE)
-    for token, value in (("{{LIVE_DATA}}", json.dumps({"gzip_b64": blob})), ("{{LIVE_SCRIPT}}", script),
-                         ("{{PACKAGE}}", html.escape(payload["assets"]["package"]))):
-        if token not in panel:
-            raise RuntimeError(f"{LIVE_PANEL_FILE} lacks the placeholder {token}")
-        panel = panel.replace(token, value)
-    return panel
+    return fill_placeholders(_package_text(LIVE_PANEL_FILE), LIVE_PANEL_FILE, {
+        "{{LIVE_DATA}}": json.dumps({"gzip_b64": blob}), "{{LIVE_SCRIPT}}": script,
+        "{{PACKAGE}}": html.escape(payload["assets"]["package"])})
 
 
 def read_live_payload(path: str | os.PathLike) -> dict[str, Any]:
     """The live tables embedded in a written page (for tests and tools)."""
-    text = Path(path).read_text(encoding="utf-8")
-    start_tag = f'<script type="application/json" id="{LIVE_ELEMENT_ID}">'
-    start = text.find(start_tag)
-    end = text.find("</script>", start)
-    if start < 0 or end < 0:
-        raise InputError(f"{path} holds no live webcam data (written without --webcam?)")
-    blob = json.loads(text[start + len(start_tag):end])["gzip_b64"]
-    return json.loads(gzip.decompress(base64.b64decode(blob)))
+    wrapped = read_embedded_json(path, LIVE_ELEMENT_ID, "holds no live webcam data (written without --webcam?)")
+    return json.loads(gzip.decompress(base64.b64decode(wrapped["gzip_b64"])))
 
 
 def decode_array(entry: dict[str, Any]) -> np.ndarray:
@@ -312,10 +302,7 @@ def write_live_folder(
     if not source.exists():
         raise InputError(f"{source} does not exist; give an avatar folder written by `arc2avatar create`")
     asset_folder = Path(assets) if assets is not None else webcam_assets(WeightsConfig(root=weights_root).local_root())
-    if out is None:
-        inside = source.is_file() or (source / BUNDLE_MANIFEST).is_file()
-        out = (source.parent if inside else source) / LIVE_FOLDER_NAME
-    out = Path(out)
+    out = Path(out) if out is not None else beside_avatar(source, LIVE_FOLDER_NAME)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} is a file; --webcam writes a folder (viewer.html and {ASSET_DIR}/)")
     check_derived_output(out / LIVE_PAGE_NAME, source)

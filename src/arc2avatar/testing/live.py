@@ -59,6 +59,51 @@ def tag_reader_js(strip: TagStrip = TagStrip()) -> str:
 }}"""
 
 
+def capture_hook_js(strip: TagStrip = TagStrip()) -> str:
+    """A JavaScript function expression ``(canvas) => index or -1`` for ``arc2avatarLive.frameHook``:
+    reads the frame's tag and keeps the first camera frame of each tag (its pixels as the page
+    received them) in ``window.cameraFrames[tag]``, for ``paced_pass_js``."""
+    return f"""(() => {{
+  const read = {tag_reader_js(strip)};
+  window.cameraFrames = window.cameraFrames || {{}};
+  return (canvas) => {{
+    const tag = read(canvas);
+    if (tag >= 0 && !(tag in window.cameraFrames)) {{
+      window.cameraFrames[tag] = canvas.getContext("2d", {{ willReadFrequently: true }}).getImageData(0, 0, canvas.width, canvas.height);
+    }}
+    return tag;
+  }};
+}})()"""
+
+
+PACED_PASS_JS = """
+const [count, fps, rest, done] = [arguments[0], arguments[1], arguments[2], arguments[arguments.length - 1]];
+(async () => {
+  const live = window.arc2avatarLive, frames = window.cameraFrames || {};
+  await live.settled();  // the live pass's last frame (the camera was stopped)
+  for (let tag = 0; tag < count; tag++) if (!frames[tag]) return done({ error: `camera frame ${tag} was never captured` });
+  const canvas = document.createElement("canvas");
+  canvas.width = frames[0].width; canvas.height = frames[0].height;
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  const landmarks = [];
+  for (let tag = 0; tag < count; tag++) {  // every frame, in order, at the clip's own times
+    context.putImageData(frames[tag], 0, 0);
+    const lm = await live.trackCanvas(canvas, tag / fps, tag === 0);
+    if (!lm) return done({ error: `no face found in camera frame ${tag}` });
+    landmarks.push(lm);
+  }
+  const neutral = landmarks[0].map((_, i) => [0, 1].map((c) => landmarks.slice(0, rest).reduce((s, lm) => s + lm[i][c], 0) / rest));
+  done({ fits: live.fitFrames(neutral, landmarks.slice(rest), canvas.width, canvas.height), landmarks });
+})().catch((error) => done({ error: String(error && error.stack || error) }));
+"""
+"""``execute_async_script(PACED_PASS_JS, count, fps, rest)``: the page's tracker and fit on the
+camera frames ``capture_hook_js`` kept (tags ``0 … count − 1``), every one in order, at ``tag /
+fps`` seconds, the first ``rest`` frames' mean landmarks as the neutral (as the page's first
+second): ``{fits: fitFrames' results for tags rest …, landmarks}`` or ``{error}``. What the page
+makes of the clip when it sees every frame, however loaded the machine (the live path drops the
+frames it has no time for)."""
+
+
 def write_y4m(frames: np.ndarray, path: str | os.PathLike, fps: int) -> Path:
     """Write (T, H, W, 3) uint8 RGB frames (H, W even) as a 4:2:0 Y4M file (BT.601, limited range)."""
     count, height, width = frames.shape[:3]
@@ -84,4 +129,4 @@ def write_y4m(frames: np.ndarray, path: str | os.PathLike, fps: int) -> Path:
     return out
 
 
-__all__ = ["TagStrip", "tag_frames", "tag_reader_js", "write_y4m"]
+__all__ = ["PACED_PASS_JS", "TagStrip", "capture_hook_js", "tag_frames", "tag_reader_js", "write_y4m"]

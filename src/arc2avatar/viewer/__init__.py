@@ -9,7 +9,7 @@ by the project's own face rig. See docs/viewer.md.
 >>> write_avatar_viewer("out/viewer.html", avatar, setup)        # doctest: +SKIP
 """
 
-from arc2avatar.viewer.folder import viewer_for_folder, write_avatar_viewer
+from arc2avatar.viewer.folder import beside_avatar, viewer_for_folder, write_avatar_viewer
 from arc2avatar.viewer.page import VIEWER_NAME, decode_payload, encode_scene, read_payload, render_page, write_viewer
 from arc2avatar.viewer.scene import (
     ViewerCameraConfig,
@@ -24,6 +24,7 @@ __all__ = [
     "ViewerCameraConfig",
     "ViewerConfig",
     "ViewerScene",
+    "beside_avatar",
     "avatar_scene",
     "decode_payload",
     "encode_scene",

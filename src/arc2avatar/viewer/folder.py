@@ -56,10 +56,14 @@ def viewer_for_folder(
     setup = setup_for_avatar(avatar, flame, flame_masks) if expressions and has_binding else None
     if expressions and not has_binding:
         log.warning("%s has no face binding (a bare PLY?): the viewer gets no expression sliders", source)
-    if out is None:  # beside the avatar: in its output folder, not inside a bundle folder or next to a .ply
-        inside = source.is_file() or (source / BUNDLE_MANIFEST).is_file()
-        out = (source.parent if inside else source) / VIEWER_NAME
-    return write_avatar_viewer(out, avatar, setup, config)
+    return write_avatar_viewer(out if out is not None else beside_avatar(source, VIEWER_NAME), avatar, setup, config)
 
 
-__all__ = ["viewer_for_folder", "write_avatar_viewer"]
+def beside_avatar(source: Path, name: str) -> Path:
+    """Where a page derived from the avatar at ``source`` goes by default: ``name`` in its output
+    folder (not inside a bundle folder, not next to a bare ``.ply``)."""
+    inside = source.is_file() or (source / BUNDLE_MANIFEST).is_file()
+    return (source.parent if inside else source) / name
+
+
+__all__ = ["beside_avatar", "viewer_for_folder", "write_avatar_viewer"]

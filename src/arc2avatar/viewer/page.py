@@ -152,18 +152,28 @@ def render_page(scene: ViewerScene, config: ViewerConfig = ViewerConfig(), extra
     ``extra_body`` after the viewer's script at the end of the body (the live page's panel and
     script, ``arc2avatar.drive.live``; both empty: the page is exactly the plain viewer)."""
     title = config.title or f"arc2avatar — {scene.info.get('template', 'avatar')}"
-    script = _package_text(SCRIPT_FILE)
-    if "</script" in script.lower():
-        raise RuntimeError(f"{SCRIPT_FILE} must not contain '</script' (it is inlined into the page)")
+    script = inline_script(_package_text(SCRIPT_FILE), SCRIPT_FILE)
     # "<" escaped as \u003c: the JSON stays valid and can never close its <script> element.
     data = json.dumps(encode_scene(scene, config), ensure_ascii=True, allow_nan=False).replace("<", "\\u003c")
-    page = _package_text(TEMPLATE_FILE)
-    for token, value in (("{{TITLE}}", html.escape(title)), ("{{SCRIPT}}", script), ("{{DATA}}", data),
-                         ("{{HEAD}}", extra_head), ("{{EXTRA}}", extra_body)):
-        if token not in page:
-            raise RuntimeError(f"{TEMPLATE_FILE} lacks the placeholder {token}")
-        page = page.replace(token, value)
-    return page
+    return fill_placeholders(_package_text(TEMPLATE_FILE), TEMPLATE_FILE, {
+        "{{TITLE}}": html.escape(title), "{{SCRIPT}}": script, "{{DATA}}": data, "{{HEAD}}": extra_head,
+        "{{EXTRA}}": extra_body})
+
+
+def inline_script(script: str, name: str) -> str:
+    """``script`` (the text of the package file ``name``), checked to be safe inside a ``<script>`` element."""
+    if "</script" in script.lower():
+        raise RuntimeError(f"{name} must not contain '</script' (it is inlined into the page)")
+    return script
+
+
+def fill_placeholders(template: str, name: str, values: dict[str, str]) -> str:
+    """``template`` (the package file ``name``) with each placeholder of ``values`` replaced; every one must be there."""
+    for token, value in values.items():
+        if token not in template:
+            raise RuntimeError(f"{name} lacks the placeholder {token}")
+        template = template.replace(token, value)
+    return template
 
 
 def write_viewer(path: str | os.PathLike, scene: ViewerScene, config: ViewerConfig = ViewerConfig()) -> Path:
@@ -173,16 +183,22 @@ def write_viewer(path: str | os.PathLike, scene: ViewerScene, config: ViewerConf
     return final
 
 
-def read_payload(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON payload embedded in a written page (``InputError`` if there is none)."""
+def read_embedded_json(path: str | os.PathLike, element_id: str, missing: str) -> Any:
+    """The JSON in a written page's ``<script type="application/json" id=element_id>``
+    (``InputError``: "``path`` ``missing``" if there is none)."""
     text = Path(path).read_text(encoding="utf-8")
-    start_tag = f'<script type="application/json" id="{DATA_ELEMENT_ID}">'
+    start_tag = f'<script type="application/json" id="{element_id}">'
     start = text.find(start_tag)
     end = text.find("</script>", start)
     if start < 0 or end < 0:
-        raise InputError(f"{path} holds no arc2avatar viewer data")
+        raise InputError(f"{path} {missing}")
     return json.loads(text[start + len(start_tag):end])
 
 
-__all__ = ["DATA_ELEMENT_ID", "PAGE_FORMAT", "VIEWER_NAME", "decode_payload", "encode_scene", "raster_rules",
-           "read_payload", "render_page", "write_viewer"]
+def read_payload(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON payload embedded in a written page (``InputError`` if there is none)."""
+    return read_embedded_json(path, DATA_ELEMENT_ID, "holds no arc2avatar viewer data")
+
+
+__all__ = ["DATA_ELEMENT_ID", "PAGE_FORMAT", "VIEWER_NAME", "decode_payload", "encode_scene", "fill_placeholders",
+           "inline_script", "raster_rules", "read_embedded_json", "read_payload", "render_page", "write_viewer"]
