@@ -177,13 +177,27 @@ def test_inductor_options_reach_torch_compile_with_the_mode_spelled_out(monkeypa
     AccelConfig().check_inductor_options()  # the defaults are real options of this torch
 
 
-def test_an_unknown_inductor_option_stops_the_run_before_anything_is_written(tmp_path, capsys) -> None:
+def test_an_unknown_inductor_option_stops_the_run_before_anything_is_written(tmp_path, capsys, monkeypatch) -> None:
     from arc2avatar.cli.main import main
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the options are checked where the run may compile
     out = tmp_path / "out"
-    assert main(["demo", "-o", str(out), "--set", "accel.vae_inductor=[no_such_option]", "--no-progress"]) == 1
+    assert main(["demo", "-o", str(out), "--set", "accel.vae_inductor=[no_such_option]", "--set", "device=auto",
+                 "--no-progress"]) == 1
     assert "'no_such_option' is not a boolean option of torch._inductor.config" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_cpu_run_neither_checks_nor_imports_inductor(tmp_path) -> None:
+    """Inductor's options are unused without a CUDA device, and importing Inductor costs seconds."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from arc2avatar.pipeline.presets import resolve_config; "
+            "resolve_config('cpu-smoke', None, ['accel.vae_inductor=[no_such_option]', 'device=cpu']); "
+            "print('torch._inductor' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
 
 
 def test_host_generator_alone_decides_flip_and_timestep(tiny_paths, tmp_path) -> None:

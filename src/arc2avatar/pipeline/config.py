@@ -202,6 +202,16 @@ class CreateConfig:
     accel: AccelConfig = field(default_factory=AccelConfig)
 
 
+def _may_compile(cfg: CreateConfig) -> bool:
+    """Whether this run could compile the prior (the fast path on a CUDA device): only then are
+    the Inductor options read, and worth importing Inductor (seconds) to check."""
+    if not cfg.accel.enabled or cfg.accel.compile == "none" or cfg.device == "cpu":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def validate(cfg: CreateConfig) -> CreateConfig:
     """Cross-field checks of a resolved config; raises ``InputError`` listing every problem.
 
@@ -262,10 +272,11 @@ def validate(cfg: CreateConfig) -> CreateConfig:
     need(cfg.outputs.video_fps >= 1, "outputs.video_fps must be ≥ 1")
     need(0 <= cfg.outputs.video_quality <= 10, "outputs.video_quality must be in 0..10")
     need(cfg.outputs.sheet_columns >= 1, "outputs.sheet_columns must be ≥ 1")
-    try:
-        cfg.accel.check_inductor_options()
-    except ValueError as error:
-        problems.append(str(error))
+    if _may_compile(cfg):
+        try:
+            cfg.accel.check_inductor_options()
+        except ValueError as error:
+            problems.append(str(error))
     if problems:
         raise InputError("invalid configuration: " + "; ".join(problems))
     return cfg
