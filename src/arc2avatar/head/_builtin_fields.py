@@ -246,9 +246,9 @@ class ExpressionConfig:
     of spanning its opening. Blink: ``blink_sink`` pushes the closed opening back under the lids.
     """
 
-    jaw_hinge_yz: tuple[float, float] = (-0.05, -0.10)
+    jaw_hinge_yz: tuple[float, float] = (-0.05, -0.25)
     jaw_angle: float = 0.45
-    jaw_shift_yz: tuple[float, float] = (0.12, -0.02)
+    jaw_shift_yz: tuple[float, float] = (0.20, -0.02)
     jaw_lip_softness: float = 0.012
     jaw_cheek_softness: float = 0.16
     jaw_cheek_blend: tuple[float, float] = (0.25, 1.8)
@@ -261,9 +261,9 @@ class ExpressionConfig:
     smile_cheek_centre: tuple[float, float, float] = (0.27, 0.5, -0.22)
     smile_cheek_sigma: tuple[float, float, float] = (0.1, 0.2, 0.08)
     blink_closed_fraction: float = 0.3
-    blink_lid_height: float = 0.07
-    blink_squash: float = 0.01
-    blink_sink: float = 0.02
+    blink_lid_height: float = 0.09
+    blink_squash: float = 0.06
+    blink_sink: float = 0.0
     blink_opening_scale: float = 1.6
     blink_width_scale: float = 1.2
     brow_raise: float = 0.07
@@ -286,9 +286,9 @@ class ExpressionConfig:
     @classmethod
     def v1(cls) -> "ExpressionConfig":
         """``builtin-v1``'s design (avatars made on it keep expressing as they did)."""
-        return cls(jaw_angle=0.21, jaw_shift_yz=(0.10, -0.02), jaw_cheek_softness=0.08, jaw_cheek_blend=(0.8, 1.6),
+        return cls(jaw_hinge_yz=(-0.05, -0.10), jaw_angle=0.21, jaw_shift_yz=(0.10, -0.02), jaw_cheek_softness=0.08, jaw_cheek_blend=(0.8, 1.6),
                    jaw_tuck=0.0, smile_corner=(0.035, -0.03, 0.045), smile_corner_sigma=(0.08, 0.12, 0.07),
-                   smile_cheek=(0.0, 0.015, 0.025), blink_squash=0.06, blink_sink=0.0, blink_opening_scale=1.0, blink_width_scale=1.0, brow_raise=0.05,
+                   smile_cheek=(0.0, 0.015, 0.025), blink_lid_height=0.07, blink_squash=0.06, blink_sink=0.0, blink_opening_scale=1.0, blink_width_scale=1.0, brow_raise=0.05,
                    frown_inner_brow=(-0.025, 0.0, -0.03), frown_corner=(0.0, 0.0, -0.025), pucker_forward=0.05,
                    pucker_contract=0.3, cheek_puff=0.06, mouth_shift=0.05)
 

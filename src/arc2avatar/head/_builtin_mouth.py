@@ -69,12 +69,12 @@ class MouthConfig:
     arch_max_deg: float = 80.0
     arch_segments: int = 24
     teeth_rows: int = 3
-    upper_teeth_edge: float = -0.012
-    lower_teeth_edge: float = -0.004
+    upper_teeth_edge: float = 0.0
+    lower_teeth_edge: float = -0.03
     overbite: float = 0.02
     teeth_height: float = 0.06
     tooth_width: float = 0.045
-    tongue_centre: tuple[float, float, float] = (0.0, 0.41, -0.575)
+    tongue_centre: tuple[float, float, float] = (0.0, 0.41, -0.62)
     tongue_radii: tuple[float, float, float] = (0.11, 0.15, 0.06)
     tongue_rings: int = 6
     tongue_segments: int = 16

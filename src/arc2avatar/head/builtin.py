@@ -21,7 +21,7 @@ sphere triangulation is scipy's convex hull; meshes are checked with trimesh in 
 
 >>> head = builtin_head()
 >>> head.deform({"jaw_open": 1.0, "smile": 0.5}).shape
-torch.Size([5562, 3])
+torch.Size([5970, 3])
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from arc2avatar.head._builtin_fields import (
     vertex_colours,
 )
 from arc2avatar.head._builtin_fields import jaw_motion, lip_seam
+from arc2avatar.head._builtin_lids import SIDE_NAMES, LidConfig, lid_parts, meeting_elevation
 from arc2avatar.head._builtin_mouth import PART_NAMES, MouthConfig, mouth_parts
 from arc2avatar.head._builtin_shape import ShapeConfig, mesh_head
 from arc2avatar.head.model import HeadModel
@@ -61,6 +62,7 @@ class BuiltinHeadConfig:
         palette: mean colours.
         expressions: blendshape design.
         mouth: the inside of the mouth (``None``: none, as ``builtin-v1``).
+        lids: the lid shells that cover a blinking eye (``None``: none, as ``builtin-v1``).
         name: the template's name, stored in avatar bundles.
     """
 
@@ -70,11 +72,12 @@ class BuiltinHeadConfig:
     palette: PaletteConfig = field(default_factory=PaletteConfig)
     expressions: ExpressionConfig = field(default_factory=ExpressionConfig)
     mouth: MouthConfig | None = field(default_factory=MouthConfig)
+    lids: LidConfig | None = field(default_factory=LidConfig)
     name: str = BUILTIN_NAME
 
 
 # The first built-in template: the same skin, the blendshapes of before issue 24, no mouth inside.
-BUILTIN_V1 = BuiltinHeadConfig(expressions=ExpressionConfig.v1(), mouth=None, name=BUILTIN_V1_NAME)
+BUILTIN_V1 = BuiltinHeadConfig(expressions=ExpressionConfig.v1(), mouth=None, lids=None, name=BUILTIN_V1_NAME)
 BUILTIN_VERSIONS = {BUILTIN_NAME: BuiltinHeadConfig(), BUILTIN_V1_NAME: BUILTIN_V1}
 
 
@@ -119,6 +122,9 @@ def builtin_head(config: BuiltinHeadConfig = BuiltinHeadConfig()) -> HeadModel:
         colours = np.concatenate([colours, mouth.colours])
         basis = np.concatenate([basis, mouth_basis])
 
+    if config.lids is not None:
+        points, faces, colours, basis, masks = _add_lids(config, points, faces, colours, basis, masks)
+
     skin = points[masks["skin"]]
     lo, hi = skin.min(axis=0), skin.max(axis=0)
     scale = config.height / (hi[2] - lo[2])
@@ -133,6 +139,27 @@ def builtin_head(config: BuiltinHeadConfig = BuiltinHeadConfig()) -> HeadModel:
         expression_basis=torch.from_numpy((basis * scale).astype(np.float32)),
         vertex_colors=torch.from_numpy(colours.astype(np.float32)),
     )
+
+
+def _add_lids(config: BuiltinHeadConfig, points, faces, colours, basis, masks):
+    """Append the lid shells (``_builtin_lids``) as face vertices whose blink closes them."""
+    e, r = config.expressions, config.regions
+    lids = lid_parts(config.shape.sculpt, config.lids, lambda azimuth: meeting_elevation(
+        azimuth, config.shape.sculpt, r.eye_half_width, r.eye_half_height, e.blink_closed_fraction,
+        e.blink_opening_scale, e.blink_width_scale))
+    count = len(lids.points)
+    lid_basis = np.zeros((count, 3, len(EXPRESSION_NAMES)))
+    for side, name in SIDE_NAMES.items():
+        blink = EXPRESSION_NAMES.index("blink_left" if name.startswith("left") else "blink_right")
+        lid_basis[lids.sides == side, :, blink] = lids.closing[lids.sides == side]
+    masks = {name: np.concatenate([mask, np.zeros(count, dtype=bool)]) for name, mask in masks.items()}
+    masks["face"][len(points):] = True
+    masks["eyelids"] = np.concatenate([np.zeros(len(points), dtype=bool), np.ones(count, dtype=bool)])
+    masks["eyelid_lash"] = np.concatenate([np.zeros(len(points), dtype=bool), lids.lash])
+    for side, name in SIDE_NAMES.items():
+        masks[name] = np.concatenate([np.zeros(len(points), dtype=bool), lids.sides == side])
+    return (np.concatenate([points, lids.points]), np.concatenate([faces, lids.faces + len(points)]),
+            np.concatenate([colours, lids.colours]), np.concatenate([basis, lid_basis]), masks)
 
 
 __all__ = ["BUILTIN_NAME", "BUILTIN_V1", "BUILTIN_V1_NAME", "BUILTIN_VERSIONS", "BuiltinHeadConfig", "builtin_head"]
