@@ -53,7 +53,7 @@ class LidConfig:
     half_width_deg: float = 62.0
     top_deg: float = 58.0
     bottom_deg: float = -55.0
-    rest_depth: float = 0.012
+    rest_depth: float = 0.03
     closed_height: float = 0.016
     columns: int = 17
     rows_above: int = 7
