@@ -163,3 +163,18 @@ def test_photo_avatars_open_their_mouths_smile_and_raise_their_brows_for_the_tra
     assert hopper["smile"].mouth_width >= 1.15 * hopper["neutral"].mouth_width
     assert hopper["brow"].brow_eye_distance >= 1.1 * hopper["neutral"].brow_eye_distance, {
         name: (m["neutral"].brow_eye_distance, m["brow"].brow_eye_distance) for name, m in figures.items()}
+
+
+def test_a_photo_avatars_lids_take_the_photos_skin_tone_not_its_eyes(photo_demos):
+    from arc2avatar.pipeline.oracle import default_target
+
+    photo = grace_hopper_photo()
+    head = photo_demos["hopper"][1].upsampled.head
+    target = default_target(head, photo=photo, photo_keypoints=photo_demos["hopper"][2].largest_face(photo).keypoints)
+    lids = head.regions["eyelids"] & ~head.regions["eyelid_lash"]
+    assert float(target.texture.uvw[head.regions["eyelids"], 2].abs().max()) == 0.0  # the photo is not projected on them
+    plain = head.face_mask & (target.texture.uvw[:, 2] > 0.99) & ~head.regions["eyes"] & ~head.regions["lips"]
+    photo_skin = target.colors[plain].median(dim=0).values
+    lid = target.colors[lids].median(dim=0).values
+    template_lid = head.vertex_colors[lids].median(dim=0).values
+    assert float((lid - photo_skin).norm()) < 0.5 * float((template_lid - photo_skin).norm()), (lid, photo_skin, template_lid)

@@ -236,14 +236,17 @@ class ExpressionConfig:
     ``HeadSculpt``) at weight 1, radians. The defaults are ``builtin-v2``'s human-range design
     (docs/expressions.md, "How far each expression goes"); :meth:`v1` is ``builtin-v1``'s.
 
-    jaw_open: the lower face rotates by ``jaw_angle`` about an x-parallel hinge at
-    (y, z) = ``jaw_hinge_yz`` and shifts by ``jaw_shift_yz`` (the condyle sliding forward); the
+    jaw_open: the lower face rotates by ``jaw_angle`` about an x-parallel axis at
+    (y, z) = ``jaw_hinge_yz`` and shifts by ``jaw_shift_yz``: v2's axis is the effective centre
+    of the mandible's turn plus the condyle's forward glide, low in the ramus, so the chin goes
+    down more than back and the skin under it does not fold (v1: a hinge in front of the ears); the
     moving part lies below a boundary at the mouth line (``jaw_lip_softness`` wide at the lips,
     ``jaw_cheek_softness`` in the cheeks, blending over ``jaw_cheek_blend`` × the mouth
     half-width) that rises toward the hinge behind ``jaw_rise_y``. The two rows of skin that
     meet at the mouth line roll ``jaw_tuck`` back into the mouth (within ``jaw_tuck_band`` of
     the line, fading out at the corners), so the skin between the lips lines the mouth instead
-    of spanning its opening. Blink: ``blink_sink`` pushes the closed opening back under the lids.
+    of spanning its opening. Blink: ``blink_sink`` pushes the closed opening back under the lids
+    (v2: 0, the lid shells of ``_builtin_lids`` cover it, and a sunk, squashed opening folded).
     """
 
     jaw_hinge_yz: tuple[float, float] = (-0.05, -0.25)

@@ -11,14 +11,15 @@ a dark lash line along the curve where the lids meet. At neutral it lies ``rest_
 the eyeball, hidden behind the eye; the blink of its side moves it straight out to
 ``closed_height`` in front of the eyeball, where it covers the whole exposed eyeball. Its rim
 reaches past the socket's opening, so beyond the eye it stays behind the skin and only the eye
-shows it. Linear blendshapes move it on a straight line, so it shows from about a third of the
-blink on, when the skin's lids have already half met.
+shows it. Linear blendshapes move it on a straight line, so it comes out over the last third of
+a blink, when the skin's lids have mostly met.
 
 Sculpt frame as ``_builtin_shape`` (z up, face toward +y, subject's left = −x).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,7 +118,7 @@ def meeting_elevation(azimuth: FloatArray, s: HeadSculpt, eye_half_width: float,
     return np.arcsin(np.clip(dz / radius, -1.0, 1.0))
 
 
-def lid_parts(s: HeadSculpt, c: LidConfig, meeting: "callable") -> LidParts:
+def lid_parts(s: HeadSculpt, c: LidConfig, meeting: Callable[[FloatArray], FloatArray]) -> LidParts:
     """Both shells. ``meeting(azimuth)`` gives the lash line's elevation (radians) per azimuth
     (``meeting_elevation`` with the template's eye and blink design)."""
     ex, ey, ez = s.eyeballs.centre

@@ -48,8 +48,11 @@ class MouthConfig:
             ``arch_depth``: the elliptic dental arch x = w·sin φ, y = front − d·(1 − cos φ),
             |φ| ≤ ``arch_max_deg``; ``arch_segments``, ``teeth_rows``: grid.
         upper_teeth_edge, lower_teeth_edge: height of the upper teeth's lower edge and of the
-            lower teeth's upper edge relative to the mouth line (the upper incisors overlap the
-            lower ones, in front of them by ``overbite``, as in a closed human bite);
+            lower teeth's upper edge relative to the mouth line (the lower teeth stand
+            ``overbite`` behind the upper ones). Set so that an open mouth shows the upper
+            teeth's edge under the upper lip and the lower teeth low behind the lower lip, the
+            dark mouth between: a tracker then puts the inner lips at the lips, not on the teeth
+            (issue 24: a lower edge at −0.004 read the top of the lower teeth as the lower lip);
             ``teeth_height``: crown height (≈ 8 mm; an upper incisor's crown is ≈ 10 mm).
         tooth_width: width of one tooth along the arch (the colour darkens between teeth).
         tongue_centre, tongue_radii: the tongue ellipsoid (its top half is kept);
