@@ -11,8 +11,9 @@ a dark lash line along the curve where the lids meet. At neutral it lies ``rest_
 the eyeball, hidden behind the eye; the blink of its side moves it straight out to
 ``closed_height`` in front of the eyeball, where it covers the whole exposed eyeball. Its rim
 reaches past the socket's opening, so beyond the eye it stays behind the skin and only the eye
-shows it. Linear blendshapes move it on a straight line, so it comes out over the last third of
-a blink, when the skin's lids have mostly met.
+shows it. Linear blendshapes move it on a straight line, so it comes out from about 0.45 of a
+blink on, when the skin's lids have half met (deeper at rest, it comes out later and its
+splats, sized at rest, spread thinner when closed: ``drive``'s closed loop then misreads blinks).
 
 Sculpt frame as ``_builtin_shape`` (z up, face toward +y, subject's left = −x).
 """
@@ -54,7 +55,7 @@ class LidConfig:
     half_width_deg: float = 62.0
     top_deg: float = 58.0
     bottom_deg: float = -55.0
-    rest_depth: float = 0.03
+    rest_depth: float = 0.012
     closed_height: float = 0.016
     columns: int = 17
     rows_above: int = 7
