@@ -1,4 +1,4 @@
-"""Claims about the built-in head template ``builtin-v2`` (docs/method.md §3, built-in template; its
+"""Claims about the built-in head template ``builtin-v3`` (docs/method.md §3, built-in template; its
 human-range blendshapes and mouth inside: docs/expressions.md) and the ``builtin-v1`` kept for old bundles."""
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def test_vertex_count_is_between_3k_and_6k_and_dtypes_match_interface(head):
     assert 3000 <= head.num_vertices <= 6000  # skin 5000, mouth inside 562, lid shells 408
     assert head.vertices.dtype == torch.float32 and head.faces.dtype == torch.int64
     assert head.expression_basis.shape == (head.num_vertices, 3, len(head.expression_names))
-    assert head.name == "builtin-v2" and head.pose_fn is None
+    assert head.name == "builtin-v3" and head.pose_fn is None
 
 
 def test_height_is_config_height_and_bounding_box_is_centred(head):
@@ -224,6 +224,21 @@ def test_builtin_v1_is_still_built_for_old_bundles():
     assert old.name == "builtin-v1" and old.num_vertices == 5000 and "mouth_interior" not in old.regions
     jaw = old.expression_basis[:, :, old.expression_names.index("jaw_open")]
     assert -0.08 * old.height <= float(jaw[old.regions["lower_lip"], 2].mean()) <= -0.05 * old.height
+
+
+def test_builtin_v2_is_still_built_as_it_was_for_its_bundles():
+    """``builtin-v2`` (main before the lid shells and the jaw's new centre): 5562 vertices, no lid
+    shells, the jaw about the hinge in front of the ears (the lower lip drops as it did)."""
+    from arc2avatar.head.builtin import BUILTIN_V2
+
+    old = builtin_head(BUILTIN_V2)
+    assert old.name == "builtin-v2" and old.num_vertices == 5562 and "mouth_interior" in old.regions
+    assert "eyelids" not in old.regions
+    jaw = old.expression_basis[:, :, old.expression_names.index("jaw_open")]
+    new = builtin_head()
+    new_jaw = new.expression_basis[:, :, new.expression_names.index("jaw_open")]
+    lip, new_lip = old.regions["lower_lip"], new.regions["lower_lip"]
+    assert float(jaw[lip, 1].mean()) < float(new_jaw[new_lip, 1].mean())  # v3's chin goes back less
 
 
 def test_blinks_close_one_eye_each(head):

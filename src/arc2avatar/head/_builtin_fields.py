@@ -233,8 +233,9 @@ def vertex_colours(points: FloatArray, s: HeadSculpt, rcfg: RegionConfig, p: Pal
 @dataclass(frozen=True)
 class ExpressionConfig:
     """Blendshape design: amplitudes in sculpt units (≈ world units; 1 unit ≈ 14 cm, see
-    ``HeadSculpt``) at weight 1, radians. The defaults are ``builtin-v2``'s human-range design
-    (docs/expressions.md, "How far each expression goes"); :meth:`v1` is ``builtin-v1``'s.
+    ``HeadSculpt``) at weight 1, radians. The defaults are ``builtin-v3``'s human-range design
+    (docs/expressions.md, "How far each expression goes"); :meth:`v1` and :meth:`v2` are
+    ``builtin-v1``'s and ``builtin-v2``'s.
 
     jaw_open: the lower face rotates by ``jaw_angle`` about an x-parallel axis at
     (y, z) = ``jaw_hinge_yz`` and shifts by ``jaw_shift_yz``: v2's axis is the effective centre
@@ -285,6 +286,14 @@ class ExpressionConfig:
     cheek_puff_sigma: tuple[float, float, float] = (0.1, 0.25, 0.1)
     mouth_shift: float = 0.08
     mouth_shift_sigma: tuple[float, float, float] = (0.15, 0.25, 0.1)
+
+    @classmethod
+    def v2(cls) -> "ExpressionConfig":
+        """``builtin-v2``'s design (human range; the jaw about a hinge in front of the ears, the
+        blink's opening sunk under the lids, no lid shells): avatars made on it keep expressing
+        as they did."""
+        return cls(jaw_hinge_yz=(-0.05, -0.10), jaw_shift_yz=(0.12, -0.02), blink_lid_height=0.07, blink_squash=0.01,
+                   blink_sink=0.02)
 
     @classmethod
     def v1(cls) -> "ExpressionConfig":

@@ -1,4 +1,4 @@
-"""The built-in head template ``builtin-v2`` (docs/method.md §3 "Built-in template"; paper §3.4, E.2).
+"""The built-in head template ``builtin-v3`` (docs/method.md §3 "Built-in template"; paper §3.4, E.2).
 
 A licence-free stand-in for FLAME, generated deterministically by our own code, no data file:
 a smooth, closed, manifold, outward-oriented triangle mesh of a bald mannequin head with neck,
@@ -8,8 +8,10 @@ components that belong to the face; a face mask; named regions; ten expression b
 human range (docs/expressions.md); per-vertex mean colours. Same :class:`HeadModel` interface
 as FLAME.
 
-``builtin-v1`` (:data:`BUILTIN_V1`: the same skin, weaker blendshapes, no mouth inside) is
-still built for avatars that were made on it (their bundles name it).
+``builtin-v1`` (:data:`BUILTIN_V1`: the same skin, weaker blendshapes, no mouth inside) and
+``builtin-v2`` (:data:`BUILTIN_V2`: human range and the mouth inside, but no lid shells and a jaw
+that folded the cheeks) are still built for avatars that were made on them (their bundles name
+them).
 
 World frame (``arc2avatar.cameras.model``): z up, the face looks toward +y, symmetric in x,
 bounding-box centre at the origin, crown to the bottom of the neck = ``config.height``.
@@ -46,7 +48,8 @@ from arc2avatar.head._builtin_mouth import PART_NAMES, MouthConfig, mouth_parts
 from arc2avatar.head._builtin_shape import ShapeConfig, mesh_head
 from arc2avatar.head.model import HeadModel
 
-BUILTIN_NAME = "builtin-v2"
+BUILTIN_NAME = "builtin-v3"
+BUILTIN_V2_NAME = "builtin-v2"
 BUILTIN_V1_NAME = "builtin-v1"
 
 
@@ -78,7 +81,10 @@ class BuiltinHeadConfig:
 
 # The first built-in template: the same skin, the blendshapes of before issue 24, no mouth inside.
 BUILTIN_V1 = BuiltinHeadConfig(expressions=ExpressionConfig.v1(), mouth=None, lids=None, name=BUILTIN_V1_NAME)
-BUILTIN_VERSIONS = {BUILTIN_NAME: BuiltinHeadConfig(), BUILTIN_V1_NAME: BUILTIN_V1}
+# The second: human-range blendshapes and a mouth inside, the jaw about a hinge in front of the
+# ears (its cheeks folded at 0.45 rad), the blink's opening sunk under the skin, no lid shells.
+BUILTIN_V2 = BuiltinHeadConfig(expressions=ExpressionConfig.v2(), mouth=MouthConfig.v2(), lids=None, name=BUILTIN_V2_NAME)
+BUILTIN_VERSIONS = {BUILTIN_NAME: BuiltinHeadConfig(), BUILTIN_V2_NAME: BUILTIN_V2, BUILTIN_V1_NAME: BUILTIN_V1}
 
 
 def builtin_head(config: BuiltinHeadConfig = BuiltinHeadConfig()) -> HeadModel:
@@ -162,4 +168,4 @@ def _add_lids(config: BuiltinHeadConfig, points, faces, colours, basis, masks):
             np.concatenate([colours, lids.colours]), np.concatenate([basis, lid_basis]), masks)
 
 
-__all__ = ["BUILTIN_NAME", "BUILTIN_V1", "BUILTIN_V1_NAME", "BUILTIN_VERSIONS", "BuiltinHeadConfig", "builtin_head"]
+__all__ = ["BUILTIN_NAME", "BUILTIN_V1", "BUILTIN_V1_NAME", "BUILTIN_V2", "BUILTIN_V2_NAME", "BUILTIN_VERSIONS", "BuiltinHeadConfig", "builtin_head"]
