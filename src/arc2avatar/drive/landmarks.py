@@ -63,6 +63,8 @@ def landmark_vertices(head: HeadModel, positions_l3: np.ndarray) -> np.ndarray:
         on_skin &= ~head.regions["mouth_interior"].cpu().numpy()
     if "off_lip_seam" in head.regions:  # nor on the seam that rolls into the mouth as it opens
         on_skin &= head.regions["off_lip_seam"].cpu().numpy()
+    if "eyelids" in head.regions:  # nor on the lid shells, hidden inside the eyes until a blink
+        on_skin &= ~head.regions["eyelids"].cpu().numpy()
     face = np.flatnonzero(on_skin)
     distance = np.linalg.norm(vertices[face][None, :, :] - np.asarray(positions_l3)[:, None, :], axis=-1)
     return face[distance.argmin(axis=1)].astype(np.int64)

@@ -233,22 +233,26 @@ def vertex_colours(points: FloatArray, s: HeadSculpt, rcfg: RegionConfig, p: Pal
 @dataclass(frozen=True)
 class ExpressionConfig:
     """Blendshape design: amplitudes in sculpt units (≈ world units; 1 unit ≈ 14 cm, see
-    ``HeadSculpt``) at weight 1, radians. The defaults are ``builtin-v2``'s human-range design
-    (docs/expressions.md, "How far each expression goes"); :meth:`v1` is ``builtin-v1``'s.
+    ``HeadSculpt``) at weight 1, radians. The defaults are ``builtin-v3``'s human-range design
+    (docs/expressions.md, "How far each expression goes"); :meth:`v1` and :meth:`v2` are
+    ``builtin-v1``'s and ``builtin-v2``'s.
 
-    jaw_open: the lower face rotates by ``jaw_angle`` about an x-parallel hinge at
-    (y, z) = ``jaw_hinge_yz`` and shifts by ``jaw_shift_yz`` (the condyle sliding forward); the
+    jaw_open: the lower face rotates by ``jaw_angle`` about an x-parallel axis at
+    (y, z) = ``jaw_hinge_yz`` and shifts by ``jaw_shift_yz``: v2's axis is the effective centre
+    of the mandible's turn plus the condyle's forward glide, low in the ramus, so the chin goes
+    down more than back and the skin under it does not fold (v1: a hinge in front of the ears); the
     moving part lies below a boundary at the mouth line (``jaw_lip_softness`` wide at the lips,
     ``jaw_cheek_softness`` in the cheeks, blending over ``jaw_cheek_blend`` × the mouth
     half-width) that rises toward the hinge behind ``jaw_rise_y``. The two rows of skin that
     meet at the mouth line roll ``jaw_tuck`` back into the mouth (within ``jaw_tuck_band`` of
     the line, fading out at the corners), so the skin between the lips lines the mouth instead
-    of spanning its opening. Blink: ``blink_sink`` pushes the closed opening back under the lids.
+    of spanning its opening. Blink: ``blink_sink`` pushes the closed opening back under the lids
+    (v2: 0, the lid shells of ``_builtin_lids`` cover it, and a sunk, squashed opening folded).
     """
 
-    jaw_hinge_yz: tuple[float, float] = (-0.05, -0.10)
+    jaw_hinge_yz: tuple[float, float] = (-0.05, -0.25)
     jaw_angle: float = 0.45
-    jaw_shift_yz: tuple[float, float] = (0.12, -0.02)
+    jaw_shift_yz: tuple[float, float] = (0.20, -0.02)
     jaw_lip_softness: float = 0.012
     jaw_cheek_softness: float = 0.16
     jaw_cheek_blend: tuple[float, float] = (0.25, 1.8)
@@ -261,9 +265,9 @@ class ExpressionConfig:
     smile_cheek_centre: tuple[float, float, float] = (0.27, 0.5, -0.22)
     smile_cheek_sigma: tuple[float, float, float] = (0.1, 0.2, 0.08)
     blink_closed_fraction: float = 0.3
-    blink_lid_height: float = 0.07
-    blink_squash: float = 0.01
-    blink_sink: float = 0.02
+    blink_lid_height: float = 0.09
+    blink_squash: float = 0.06
+    blink_sink: float = 0.0
     blink_opening_scale: float = 1.6
     blink_width_scale: float = 1.2
     brow_raise: float = 0.07
@@ -284,11 +288,19 @@ class ExpressionConfig:
     mouth_shift_sigma: tuple[float, float, float] = (0.15, 0.25, 0.1)
 
     @classmethod
+    def v2(cls) -> "ExpressionConfig":
+        """``builtin-v2``'s design (human range; the jaw about a hinge in front of the ears, the
+        blink's opening sunk under the lids, no lid shells): avatars made on it keep expressing
+        as they did."""
+        return cls(jaw_hinge_yz=(-0.05, -0.10), jaw_shift_yz=(0.12, -0.02), blink_lid_height=0.07, blink_squash=0.01,
+                   blink_sink=0.02)
+
+    @classmethod
     def v1(cls) -> "ExpressionConfig":
         """``builtin-v1``'s design (avatars made on it keep expressing as they did)."""
-        return cls(jaw_angle=0.21, jaw_shift_yz=(0.10, -0.02), jaw_cheek_softness=0.08, jaw_cheek_blend=(0.8, 1.6),
+        return cls(jaw_hinge_yz=(-0.05, -0.10), jaw_angle=0.21, jaw_shift_yz=(0.10, -0.02), jaw_cheek_softness=0.08, jaw_cheek_blend=(0.8, 1.6),
                    jaw_tuck=0.0, smile_corner=(0.035, -0.03, 0.045), smile_corner_sigma=(0.08, 0.12, 0.07),
-                   smile_cheek=(0.0, 0.015, 0.025), blink_squash=0.06, blink_sink=0.0, blink_opening_scale=1.0, blink_width_scale=1.0, brow_raise=0.05,
+                   smile_cheek=(0.0, 0.015, 0.025), blink_lid_height=0.07, blink_squash=0.06, blink_sink=0.0, blink_opening_scale=1.0, blink_width_scale=1.0, brow_raise=0.05,
                    frown_inner_brow=(-0.025, 0.0, -0.03), frown_corner=(0.0, 0.0, -0.025), pucker_forward=0.05,
                    pucker_contract=0.3, cheek_puff=0.06, mouth_shift=0.05)
 

@@ -48,8 +48,11 @@ class MouthConfig:
             ``arch_depth``: the elliptic dental arch x = w·sin φ, y = front − d·(1 − cos φ),
             |φ| ≤ ``arch_max_deg``; ``arch_segments``, ``teeth_rows``: grid.
         upper_teeth_edge, lower_teeth_edge: height of the upper teeth's lower edge and of the
-            lower teeth's upper edge relative to the mouth line (the upper incisors overlap the
-            lower ones, in front of them by ``overbite``, as in a closed human bite);
+            lower teeth's upper edge relative to the mouth line (the lower teeth stand
+            ``overbite`` behind the upper ones). Set so that an open mouth shows the upper
+            teeth's edge under the upper lip and the lower teeth low behind the lower lip, the
+            dark mouth between: a tracker then puts the inner lips at the lips, not on the teeth
+            (issue 24: a lower edge at −0.004 read the top of the lower teeth as the lower lip);
             ``teeth_height``: crown height (≈ 8 mm; an upper incisor's crown is ≈ 10 mm).
         tooth_width: width of one tooth along the arch (the colour darkens between teeth).
         tongue_centre, tongue_radii: the tongue ellipsoid (its top half is kept);
@@ -69,12 +72,12 @@ class MouthConfig:
     arch_max_deg: float = 80.0
     arch_segments: int = 24
     teeth_rows: int = 3
-    upper_teeth_edge: float = -0.012
-    lower_teeth_edge: float = -0.004
+    upper_teeth_edge: float = 0.0
+    lower_teeth_edge: float = -0.03
     overbite: float = 0.02
     teeth_height: float = 0.06
     tooth_width: float = 0.045
-    tongue_centre: tuple[float, float, float] = (0.0, 0.41, -0.575)
+    tongue_centre: tuple[float, float, float] = (0.0, 0.41, -0.62)
     tongue_radii: tuple[float, float, float] = (0.11, 0.15, 0.06)
     tongue_rings: int = 6
     tongue_segments: int = 16
@@ -83,6 +86,11 @@ class MouthConfig:
     teeth_colour: RGB = (0.84, 0.80, 0.70)
     tooth_gap_colour: RGB = (0.62, 0.56, 0.48)
     tongue_colour: RGB = (0.66, 0.30, 0.32)
+
+    @classmethod
+    def v2(cls) -> "MouthConfig":
+        """``builtin-v2``'s inside (its teeth higher, the tongue 0.045 higher)."""
+        return cls(upper_teeth_edge=-0.012, lower_teeth_edge=-0.004, tongue_centre=(0.0, 0.41, -0.575))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The built-in head template ``builtin-v2`` (docs/method.md §3 "Built-in template"; paper §3.4, E.2).
+"""The built-in head template ``builtin-v3`` (docs/method.md §3 "Built-in template"; paper §3.4, E.2).
 
 A licence-free stand-in for FLAME, generated deterministically by our own code, no data file:
 a smooth, closed, manifold, outward-oriented triangle mesh of a bald mannequin head with neck,
@@ -8,8 +8,10 @@ components that belong to the face; a face mask; named regions; ten expression b
 human range (docs/expressions.md); per-vertex mean colours. Same :class:`HeadModel` interface
 as FLAME.
 
-``builtin-v1`` (:data:`BUILTIN_V1`: the same skin, weaker blendshapes, no mouth inside) is
-still built for avatars that were made on it (their bundles name it).
+``builtin-v1`` (:data:`BUILTIN_V1`: the same skin, weaker blendshapes, no mouth inside) and
+``builtin-v2`` (:data:`BUILTIN_V2`: human range and the mouth inside, but no lid shells and a jaw
+that folded the cheeks) are still built for avatars that were made on them (their bundles name
+them).
 
 World frame (``arc2avatar.cameras.model``): z up, the face looks toward +y, symmetric in x,
 bounding-box centre at the origin, crown to the bottom of the neck = ``config.height``.
@@ -21,7 +23,7 @@ sphere triangulation is scipy's convex hull; meshes are checked with trimesh in 
 
 >>> head = builtin_head()
 >>> head.deform({"jaw_open": 1.0, "smile": 0.5}).shape
-torch.Size([5562, 3])
+torch.Size([5970, 3])
 """
 
 from __future__ import annotations
@@ -41,11 +43,13 @@ from arc2avatar.head._builtin_fields import (
     vertex_colours,
 )
 from arc2avatar.head._builtin_fields import jaw_motion, lip_seam
+from arc2avatar.head._builtin_lids import SIDE_NAMES, LidConfig, lid_parts, meeting_elevation
 from arc2avatar.head._builtin_mouth import PART_NAMES, MouthConfig, mouth_parts
 from arc2avatar.head._builtin_shape import ShapeConfig, mesh_head
 from arc2avatar.head.model import HeadModel
 
-BUILTIN_NAME = "builtin-v2"
+BUILTIN_NAME = "builtin-v3"
+BUILTIN_V2_NAME = "builtin-v2"
 BUILTIN_V1_NAME = "builtin-v1"
 
 
@@ -61,6 +65,7 @@ class BuiltinHeadConfig:
         palette: mean colours.
         expressions: blendshape design.
         mouth: the inside of the mouth (``None``: none, as ``builtin-v1``).
+        lids: the lid shells that cover a blinking eye (``None``: none, as ``builtin-v1``).
         name: the template's name, stored in avatar bundles.
     """
 
@@ -70,12 +75,16 @@ class BuiltinHeadConfig:
     palette: PaletteConfig = field(default_factory=PaletteConfig)
     expressions: ExpressionConfig = field(default_factory=ExpressionConfig)
     mouth: MouthConfig | None = field(default_factory=MouthConfig)
+    lids: LidConfig | None = field(default_factory=LidConfig)
     name: str = BUILTIN_NAME
 
 
 # The first built-in template: the same skin, the blendshapes of before issue 24, no mouth inside.
-BUILTIN_V1 = BuiltinHeadConfig(expressions=ExpressionConfig.v1(), mouth=None, name=BUILTIN_V1_NAME)
-BUILTIN_VERSIONS = {BUILTIN_NAME: BuiltinHeadConfig(), BUILTIN_V1_NAME: BUILTIN_V1}
+BUILTIN_V1 = BuiltinHeadConfig(expressions=ExpressionConfig.v1(), mouth=None, lids=None, name=BUILTIN_V1_NAME)
+# The second: human-range blendshapes and a mouth inside, the jaw about a hinge in front of the
+# ears (its cheeks folded at 0.45 rad), the blink's opening sunk under the skin, no lid shells.
+BUILTIN_V2 = BuiltinHeadConfig(expressions=ExpressionConfig.v2(), mouth=MouthConfig.v2(), lids=None, name=BUILTIN_V2_NAME)
+BUILTIN_VERSIONS = {BUILTIN_NAME: BuiltinHeadConfig(), BUILTIN_V2_NAME: BUILTIN_V2, BUILTIN_V1_NAME: BUILTIN_V1}
 
 
 def builtin_head(config: BuiltinHeadConfig = BuiltinHeadConfig()) -> HeadModel:
@@ -119,6 +128,9 @@ def builtin_head(config: BuiltinHeadConfig = BuiltinHeadConfig()) -> HeadModel:
         colours = np.concatenate([colours, mouth.colours])
         basis = np.concatenate([basis, mouth_basis])
 
+    if config.lids is not None:
+        points, faces, colours, basis, masks = _add_lids(config, points, faces, colours, basis, masks)
+
     skin = points[masks["skin"]]
     lo, hi = skin.min(axis=0), skin.max(axis=0)
     scale = config.height / (hi[2] - lo[2])
@@ -135,4 +147,25 @@ def builtin_head(config: BuiltinHeadConfig = BuiltinHeadConfig()) -> HeadModel:
     )
 
 
-__all__ = ["BUILTIN_NAME", "BUILTIN_V1", "BUILTIN_V1_NAME", "BUILTIN_VERSIONS", "BuiltinHeadConfig", "builtin_head"]
+def _add_lids(config: BuiltinHeadConfig, points, faces, colours, basis, masks):
+    """Append the lid shells (``_builtin_lids``) as face vertices whose blink closes them."""
+    e, r = config.expressions, config.regions
+    lids = lid_parts(config.shape.sculpt, config.lids, lambda azimuth: meeting_elevation(
+        azimuth, config.shape.sculpt, r.eye_half_width, r.eye_half_height, e.blink_closed_fraction,
+        e.blink_opening_scale, e.blink_width_scale))
+    count = len(lids.points)
+    lid_basis = np.zeros((count, 3, len(EXPRESSION_NAMES)))
+    for side, name in SIDE_NAMES.items():
+        blink = EXPRESSION_NAMES.index("blink_left" if name.startswith("left") else "blink_right")
+        lid_basis[lids.sides == side, :, blink] = lids.closing[lids.sides == side]
+    masks = {name: np.concatenate([mask, np.zeros(count, dtype=bool)]) for name, mask in masks.items()}
+    masks["face"][len(points):] = True
+    masks["eyelids"] = np.concatenate([np.zeros(len(points), dtype=bool), np.ones(count, dtype=bool)])
+    masks["eyelid_lash"] = np.concatenate([np.zeros(len(points), dtype=bool), lids.lash])
+    for side, name in SIDE_NAMES.items():
+        masks[name] = np.concatenate([np.zeros(len(points), dtype=bool), lids.sides == side])
+    return (np.concatenate([points, lids.points]), np.concatenate([faces, lids.faces + len(points)]),
+            np.concatenate([colours, lids.colours]), np.concatenate([basis, lid_basis]), masks)
+
+
+__all__ = ["BUILTIN_NAME", "BUILTIN_V1", "BUILTIN_V1_NAME", "BUILTIN_V2", "BUILTIN_V2_NAME", "BUILTIN_VERSIONS", "BuiltinHeadConfig", "builtin_head"]

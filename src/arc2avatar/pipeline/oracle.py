@@ -166,6 +166,7 @@ def default_target(
     if photo is not None:
         texture = photo_texture(head, vertices, photo, photo_keypoints, config)
         colors = _blend_vertex_colors(colors, texture)
+        colors = _tint_eyelids(head, colors, texture)
     return OracleTarget(vertices=vertices, faces=head.faces.clone(), colors=colors.clamp(0, 1), face_triangles=face_triangles,
                         texture=texture)
 
@@ -227,7 +228,9 @@ def photo_texture(head: HeadModel, vertices: Tensor, photo: np.ndarray, keypoint
     weight is 1 inside, fading to 0 over the border of the projected area (an oval around the
     keypoints, or the centre square without them), and 0 off the face mask, behind it and on the
     mouth's inside (regions ``mouth_interior`` and the complement of ``off_lip_seam``: teeth,
-    tongue, cavity and the seam that rolls into the open mouth keep their own colours).
+    tongue, cavity and the seam that rolls into the open mouth keep their own colours) and on
+    the lid shells of a blink (region ``eyelids``: ``default_target`` gives them the photo's
+    skin tone).
     """
     height, width = photo.shape[:2]
     matrix = torch.from_numpy(photo_placement(head, (height, width), keypoints, config))
@@ -247,6 +250,8 @@ def photo_texture(head: HeadModel, vertices: Tensor, photo: np.ndarray, keypoint
     projected = head.face_mask & (vertices[:, 1] > 0)
     if "mouth_interior" in head.regions:  # the photo's lips and teeth must not land on the mouth's inside
         projected &= ~head.regions["mouth_interior"]
+    if "eyelids" in head.regions:  # nor the photo's eyes on the lids that cover a closed eye
+        projected &= ~head.regions["eyelids"]
     weight = torch.where(projected, weight, torch.zeros_like(weight))
     image = torch.from_numpy(np.array(photo, dtype=np.float32, copy=True)).permute(2, 0, 1) / 255.0
     uvw = torch.cat([grid, weight[:, None]], dim=-1).float()
@@ -261,6 +266,25 @@ def _blend_vertex_colors(colors: Tensor, texture: PhotoTexture) -> Tensor:
     sampled = sampled[0, :, :, 0].T  # (V, 3)
     weight = texture.uvw[:, 2:3]
     return colors * (1 - weight) + sampled * weight
+
+
+def _tint_eyelids(head: HeadModel, colors: Tensor, texture: PhotoTexture) -> Tensor:
+    """The lid shells (region ``eyelids``, not projected) in the photo's skin tone: their template
+    colours times the per-channel ratio of the photo's to the template's median colour over the
+    plain skin the photo fully covers (the face without eyes, brows, nose and lips)."""
+    if "eyelids" not in head.regions or not bool(head.regions["eyelids"].any()):
+        return colors
+    plain = head.face_mask & (texture.uvw[:, 2] > 0.99)
+    for name in ("eyes", "brows", "nose", "lips", "eyelids", "mouth_interior"):
+        if name in head.regions:
+            plain &= ~head.regions[name]
+    if int(plain.sum()) < 10:
+        return colors
+    gain = colors[plain].median(dim=0).values / head.vertex_colors[plain].median(dim=0).values.clamp_min(1e-3)
+    lids = head.regions["eyelids"]
+    colors = colors.clone()
+    colors[lids] = (head.vertex_colors[lids] * gain).clamp(0, 1)
+    return colors
 
 
 class OraclePrior:
