@@ -490,6 +490,7 @@ def test_closed_loop_through_a_fake_camera_recovers_the_performance_and_records_
         status, _ = _status(driver)
         driver.execute_script("window.arc2avatarLive.stop()")
         paced = driver.execute_async_script(PACED_PASS_JS, REST_FRAMES + known.frames, CAMERA_FPS, REST_FRAMES)
+        after = driver.execute_script("return window.arc2avatarLive.stats()")
         problems = _console_problems(driver)
     assert problems == [], problems
     assert "Recorded" in status
@@ -507,7 +508,9 @@ def test_closed_loop_through_a_fake_camera_recovers_the_performance_and_records_
         print(f"live closed loop, {label} pass: r { {k: round(v, 3) for k, v in scores['r'].items()} }, blink peaks "
               f"{scores['blink_peaks']} of {known.blink_frames}, median yaw error {scores['yaw_error']:.2f}°, pose error "
               f"{scores['pose_error']:.2f}°, frames fitted {scores['seen']}; issue 27's targets missed: {_issue_misses(scores)}")
-    print(f"live page: {stats}, load average {os.getloadavg()[0]:.1f}")
+    print(f"live page: {stats}, load average {os.getloadavg()[0]:.1f}; crops registered: live pass "
+          f"{stats['registered']} of {stats['tracked']}, paced pass {after['registered'] - stats['registered']} of "
+          f"{after['tracked'] - stats['tracked']}")
     # A recorded performance replays through animate --sequence to the same weights
     path = tmp_path / "performance.json"
     path.write_text(json.dumps(recording))
