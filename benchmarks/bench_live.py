@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-redraw", action="store_true",
                         help="the avatar is not redrawn (its weights and pose are still set): tracking + fitting "
                              "alone, without software WebGL's redraws competing for the cores")
+    parser.add_argument("--register-tolerance", type=float, default=None,
+                        help="LiveConfig.register_tolerance for this run (default: the page's; 1e9: never register)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -85,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.no_redraw:
                 driver.execute_script("const v = window.arc2avatarViewer; v.setWeights = () => {}; v.setHeadPose = () => { queueMicrotask(() => { v.frame += 1; }); };"
                                   " window.arc2avatarLive.tables.track.slow_redraw_ms = Infinity;")  # no redraw to wait for
+            if args.register_tolerance is not None:
+                driver.execute_script("window.arc2avatarLive.tables.track.register_tolerance = arguments[0];",
+                                      args.register_tolerance)
             driver.find_element("id", "live-camera").click()
             while driver.execute_script("return window.arc2avatarLive.state") != "live":
                 time.sleep(0.2)
@@ -93,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(args.seconds)
             frame1, t1 = driver.execute_script("return window.arc2avatarViewer.frame"), time.monotonic()
             stats = driver.execute_script("return window.arc2avatarLive.stats()")
+            driver_tolerance = driver.execute_script("return window.arc2avatarLive.tables.track.register_tolerance")
             fitted = driver.execute_script("return window.arc2avatarLive.history.length")
     finally:
         server.shutdown()
@@ -103,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         "splats": int(avatar.splats.num_splats), "camera_fps": args.camera_fps, "seconds": args.seconds,
         "frame_source": stats.get("source"), "wait_ms_median": stats.get("wait_ms"), "read_ms_median": stats.get("read_ms"),
         "net_ms_median": stats.get("net_ms"), "overlay_ms_median": stats.get("overlay_ms"),
+        "frames_tracked_from_box": stats.get("tracked"), "crops_registered": stats.get("registered"),
+        "register_tolerance": driver_tolerance,
         "backend": backend, "avatar_redrawn": not args.no_redraw, "load_average_before": load_before, "load_average": os.getloadavg()[0], "cpus": os.cpu_count(),
     }
     print(json.dumps(result, indent=1))

@@ -436,9 +436,11 @@ def test_closed_loop_through_a_fake_camera_recovers_the_performance_and_records_
     """Issue 27's closed loop. The clip comes in through Chromium's fake camera; the page tracks and
     fits it live (dropping, on a busy machine, the frames it has no time for) and records it. The
     camera frames the page received are kept (one per tag) and, after the camera stops, the same
-    tracker and fit run over every one of them in order at the clip's frame times (the paced pass):
-    the issue's targets are asserted on the paced pass, which does not depend on the machine's
-    load; the live pass must meet the yaw target and is printed against the others (docs/live.md)."""
+    tracker and fit run over every one of them in order at the clip's frame times (the paced pass,
+    which does not depend on the machine's load): every target of the issue is asserted on the
+    paced pass; on the live pass every one but smile (jaw_open, brow_raise and the blinks hold
+    there since the crop is registered to each frame's face; smile does not on every run,
+    docs/live.md), which is printed with the rest."""
     from arc2avatar.animate.sequence import load_sequence
     from arc2avatar.testing.live import PACED_PASS_JS, capture_hook_js
 
@@ -490,6 +492,7 @@ def test_closed_loop_through_a_fake_camera_recovers_the_performance_and_records_
         status, _ = _status(driver)
         driver.execute_script("window.arc2avatarLive.stop()")
         paced = driver.execute_async_script(PACED_PASS_JS, REST_FRAMES + known.frames, CAMERA_FPS, REST_FRAMES)
+        after = driver.execute_script("return window.arc2avatarLive.stats()")
         problems = _console_problems(driver)
     assert problems == [], problems
     assert "Recorded" in status
@@ -507,7 +510,9 @@ def test_closed_loop_through_a_fake_camera_recovers_the_performance_and_records_
         print(f"live closed loop, {label} pass: r { {k: round(v, 3) for k, v in scores['r'].items()} }, blink peaks "
               f"{scores['blink_peaks']} of {known.blink_frames}, median yaw error {scores['yaw_error']:.2f}°, pose error "
               f"{scores['pose_error']:.2f}°, frames fitted {scores['seen']}; issue 27's targets missed: {_issue_misses(scores)}")
-    print(f"live page: {stats}, load average {os.getloadavg()[0]:.1f}")
+    print(f"live page: {stats}, load average {os.getloadavg()[0]:.1f}; crops registered: live pass "
+          f"{stats['registered']} of {stats['tracked']}, paced pass {after['registered'] - stats['registered']} of "
+          f"{after['tracked'] - stats['tracked']}")
     # A recorded performance replays through animate --sequence to the same weights
     path = tmp_path / "performance.json"
     path.write_text(json.dumps(recording))
@@ -531,9 +536,10 @@ def test_closed_loop_through_a_fake_camera_recovers_the_performance_and_records_
     assert main(["animate", str(avatar_dir), "--sequence", str(tmp_path / "short.json"), "-o",
                  str(tmp_path / "replay.mp4"), "--size", "64", "--no-progress"]) == 0
     assert (tmp_path / "replay.mp4").stat().st_size > 0
-    # Issue 27's targets: every one on the paced pass; the yaw target on the live pass too
+    # Issue 27's targets: every one on the paced pass; on the live pass all but smile (0.82–0.89
+    # in its runs with the registered crop, docs/live.md), which is printed above
     assert not _issue_misses(paced_scores), _issue_misses(paced_scores)
-    assert live["yaw_error"] <= 5.0, live
+    assert not [miss for miss in _issue_misses(live) if not miss.startswith("smile")], (_issue_misses(live), stats)
 
 
 # ----------------------------------------------------------------------------------------- failures

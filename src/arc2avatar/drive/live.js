@@ -508,10 +508,19 @@
       this.mirror.width = this.mirror.height = T.track.landmark_crop_px;
       this.mirrorContext = this.mirror.getContext("2d", { willReadFrequently: true });
       this.filter = new OneEuro(T.track);
+      this.tracked = 0; this.registered = 0; this.lastChange = 0;  // frames tracked from a predicted box, of them registered
       this.reset();
     }
 
     reset() { this.previous = null; this.boxShape = null; this.sinceDetect = 0; this.unit = 1; this.filter.reset(); }
+
+    // how far box b sits from box a: the largest of the centres' shifts and the sides' difference,
+    // in a's side
+    static boxChange(a, b) {
+      const side = Math.max(a[2] - a[0], a[3] - a[1], 1);
+      return Math.max(Math.abs((b[0] + b[2]) - (a[0] + a[2])) / 2, Math.abs((b[1] + b[3]) - (a[1] + a[3])) / 2,
+                      Math.abs(Math.max(b[2] - b[0], b[3] - b[1]) - side)) / side;
+    }
 
     stableFrame(lm) {  // centre and RMS spread of the nose and eye points (drive.track.stable_frame)
       const idx = this.T.box_landmarks;
@@ -574,12 +583,27 @@
     // (68·2) smoothed landmarks of a frame, or null without a face
     async next(canvas, time) {
       let lm = null;
+      this.lastChange = null;
       const W = canvas.width, H = canvas.height;
       if (this.previous && this.sinceDetect < this.track.redetect_every) {
         const box = this.boxFrom(this.previous);
         if (box[0] >= 0 && box[1] >= 0 && box[2] < W && box[3] < H) {
-          const found = await this.landmarksIn(canvas, box);
-          if (iou(this.boxFrom(found), box) >= this.track.min_track_iou) lm = found;
+          let found = await this.landmarksIn(canvas, box);
+          const own = this.boxFrom(found);
+          if (iou(own, box) >= this.track.min_track_iou) {
+            // The crop registered to this frame's face: the net's points move with where the face
+            // is cut out, and the box predicted from the last tracked frame sits differently the
+            // more the head moved since (frames dropped). Where the box this frame's own points
+            // give is further than register_tolerance from the crop used, the net runs again on it.
+            const change = Tracker.boxChange(box, own);
+            this.lastChange = change;
+            if (change > this.track.register_tolerance) {
+              const registered = await this.landmarksIn(canvas, own);
+              if (iou(this.boxFrom(registered), own) >= this.track.min_track_iou) { found = registered; this.registered += 1; }
+            }
+            this.tracked += 1;
+            lm = found;
+          }
         }
       }
       if (!lm) {
@@ -685,7 +709,8 @@
       return { fps: span > 0 ? (f.length - 1) / span : 0, latency_ms: median(timings.latency), track_ms: median(timings.track),
                fit_ms: median(timings.fit), wait_ms: median(timings.wait), read_ms: median(timings.read),
                net_ms: median(timings.net), overlay_ms: median(timings.overlay), frames: live.history.length,
-               backend: live.backend, source: live.frameSource };
+               backend: live.backend, source: live.frameSource,
+               registered: tracker ? tracker.registered : 0, tracked: tracker ? tracker.tracked : 0 };
     };
 
     function drawOverlay(lm) {
@@ -779,6 +804,7 @@
       timings.track.push(tracked - started); timings.fit.push(fitted - tracked);
       for (const list of Object.values(timings)) if (list.length > 120) list.shift();
       const entry = { t: time, weights: out.weights, headPose: out.headPose, tag, rms: pose.rms, landmarks: Array.from(lm),
+                      cropChange: tracker.lastChange,
                       media: metadata ? [metadata.mediaTime, metadata.captureTime, metadata.presentedFrames] : null };
       live.history.push(entry);
       if (live.history.length > 20000) live.history.shift();
