@@ -28,9 +28,16 @@ SMALL = [
 ]
 
 
+@pytest.fixture(scope="module")
+def _module_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ARC2AVATAR_CACHE", str(tmp_path / "cache"))
+def _private_cache(_module_cache, monkeypatch):
+    """One cache for this file's tests (never the user's): the runs with ``SMALL``'s mean face fit it
+    once (about a minute on 2 cores) and read it after."""
+    monkeypatch.setenv("ARC2AVATAR_CACHE", str(_module_cache))
 
 
 @pytest.fixture(scope="module")
