@@ -7,7 +7,8 @@ The driver video is the photo-textured oracle target (scikit-image's astronaut p
 built-in head, ``testing.drive.render_textured_driver``) performing ``testing.drive.known_sequence``
 (jaw_open, smile, brow_raise rising at different times, two blinks, a ±20° head turn and a ±10°
 nod) at 320² — a few seconds on a CPU. The landmark table was calibrated on a different person
-(Grace Hopper, ``drive.landmarks``).
+(Grace Hopper, ``drive.landmarks``). A second loop moves jaw_open and smile at once
+(``testing.drive.together_sequence``) on both people's photo-textured heads (issue 24).
 """
 
 from __future__ import annotations
