@@ -97,6 +97,37 @@ def test_demo_avatar_of_a_real_photo_is_the_same_person_to_the_independent_judge
     for azimuth in (-30.0, 30.0):
         side = view_entry(identity, azimuth, 90.0)
         assert side["detected"] and side["same_person"], side
+    # Identity kept (issue 24 item 6): the frontal neutral distance is no worse than before the
+    # human-range blendshapes (0.447), and the trained avatar stays its photo's person at smile = 1
+    # and jaw_open = 0.5 (rendered from the same views, judged by the same dlib recogniser).
+    print(f"photo demo, dlib distance to the photo, frontal neutral: {frontal['mean_score']:.3f}")
+    assert frontal["mean_score"] <= NEUTRAL_DISTANCE_BEFORE + 0.005, frontal
+    distances = _expression_distances(tmp_path / "out", photo)
+    for label, per_view in distances.items():
+        print(f"photo demo, dlib distance to the photo at {label} (azimuth -30, 0, +30):", np.round(per_view, 3))
+        assert per_view[1] < 0.6, (label, per_view)
+
+
+NEUTRAL_DISTANCE_BEFORE = 0.447  # the photo demo's frontal distance before issue 24 (docs/expressions.md)
+KEPT_EXPRESSIONS = (("smile = 1", {"smile": 1.0}), ("jaw_open = 0.5", {"jaw_open": 0.5}))
+
+
+def _expression_distances(avatar_dir, photo: np.ndarray) -> dict[str, np.ndarray]:
+    """dlib distances to ``photo`` of the avatar at each of ``KEPT_EXPRESSIONS``, one per
+    ``PROOF_VIEWS`` azimuth (NaN where no face is found)."""
+    from arc2avatar.avatar.model import Avatar
+    from arc2avatar.avatar.rig import apply_expression, setup_for_avatar
+
+    avatar = Avatar.load(avatar_dir)
+    setup = setup_for_avatar(avatar)
+    judge = DlibRecognizer()
+    out = {}
+    for label, weights in KEPT_EXPRESSIONS:
+        renders = render_views(apply_expression(avatar, setup, weights), PROOF_VIEWS)
+        seen = observe(judge, [photo, *renders])
+        distances = np.linalg.norm(seen.embeddings[1:] - seen.embeddings[0], axis=1)
+        out[label] = np.where(seen.detected[1:], distances, np.nan)
+    return out
 
 
 def test_a_photo_demo_on_cpu_smoke_selects_the_finer_face_and_a_set_still_wins(tmp_path, monkeypatch):

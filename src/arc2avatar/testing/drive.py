@@ -72,6 +72,51 @@ def known_sequence(p: KnownPerformance = KnownPerformance()) -> ExpressionSequen
     return ExpressionSequence(p.fps, names, torch.from_numpy(weights).float(), torch.from_numpy(pose).float())
 
 
+@dataclass(frozen=True)
+class TogetherPerformance:
+    """A performance in which jaw_open and smile vary at once (issue 24): each is a sum of
+    ``sin²`` humps over the clip, ``jaw_cycles`` and ``smile_cycles`` of them (different whole
+    numbers, so the two curves are uncorrelated over the clip while overlapping most of the
+    time), with blinks of both eyes at ``blink_frames`` and one left-right head turn of
+    ±``yaw_deg``; frame 0 is the neutral face looking at the camera.
+
+    Attributes:
+        frames, fps: the clip's length and rate.
+        jaw_amplitude, smile_amplitude: peak weights.
+        jaw_cycles, smile_cycles: humps over the clip.
+        yaw_deg: amplitude of the head turn, degrees.
+        blink_frames: frames at which both eyes are fully closed.
+        blink_half_width: frames from closed to open.
+    """
+
+    frames: int = 48
+    fps: float = 24.0
+    jaw_amplitude: float = 0.5
+    smile_amplitude: float = 0.9
+    jaw_cycles: int = 1
+    smile_cycles: int = 2
+    yaw_deg: float = 12.0
+    blink_frames: tuple[int, ...] = (16, 38)
+    blink_half_width: float = 2.5
+
+
+def together_sequence(p: TogetherPerformance = TogetherPerformance()) -> ExpressionSequence:
+    """The ``TogetherPerformance`` as an ``ExpressionSequence`` with a head pose."""
+    t = np.arange(p.frames, dtype=np.float64)
+    phase = math.pi * t / p.frames
+    jaw = p.jaw_amplitude * np.sin(p.jaw_cycles * phase) ** 2
+    smile = p.smile_amplitude * np.sin(p.smile_cycles * phase) ** 2
+    blink = np.zeros_like(t)
+    for frame in p.blink_frames:
+        blink = np.maximum(blink, np.clip(1.0 - np.abs(t - frame) / p.blink_half_width, 0.0, 1.0))
+    names = ("jaw_open", "smile", "blink_left", "blink_right")
+    weights = np.stack([jaw, smile, blink, blink], axis=1)
+    pose = np.zeros((p.frames, 7))
+    pose[:, 0] = p.yaw_deg * np.sin(2 * phase)
+    pose[:, 6] = 1.0
+    return ExpressionSequence(p.fps, names, torch.from_numpy(weights).float(), torch.from_numpy(pose).float())
+
+
 def render_driver(avatar, setup, sequence: ExpressionSequence, size: int, radius: float = 4.5):
     """(T, size, size, 3) uint8 frames of ``sequence`` on ``avatar`` (``animation_frames``)."""
     config = AnimationConfig(size=size, radius=radius)
@@ -102,7 +147,8 @@ def render_textured_driver(photo: np.ndarray, keypoints: np.ndarray, sequence: E
         image = replace(target, vertices=vertices).render(camera)[0]
         frames.append((image.numpy() * 255).round().astype(np.uint8))
     return np.stack(frames)
-__all__ = ["KnownPerformance", "known_sequence", "render_driver", "render_textured_driver"]
+__all__ = ["KnownPerformance", "TogetherPerformance", "known_sequence", "render_driver", "render_textured_driver",
+           "together_sequence"]
 
 
 # ─────────────── the recipe of drive/builtin_landmarks.json (tooling, not library) ───────────────
