@@ -32,7 +32,9 @@ def files(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("evaluate")
     photo = astronaut_photo()
     keypoints = DlibFaceDetector().largest_face(photo).keypoints
-    photo_avatar(photo, keypoints).save(root / "avatar")
+    # the photo demo's face (face_levels=1): on the coarsest face, 256² views leave dlib a face it
+    # finds only in some views (at smile 0.8 in none of the three since builtin-v3's lid shells)
+    photo_avatar(photo, keypoints, face_levels=1).save(root / "avatar")
     Image.fromarray(photo).save(root / "astronaut.png")
     Image.fromarray(np.ascontiguousarray(photo[:, ::-1])).save(root / "mirrored.png")
     from skimage import data
