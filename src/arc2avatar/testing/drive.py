@@ -53,6 +53,14 @@ def _bump(t: np.ndarray, centre: float, half_width: float) -> np.ndarray:
     return 0.5 + 0.5 * np.cos(math.pi * x)
 
 
+def _blinks(t: np.ndarray, frames: tuple[int, ...], half_width: float) -> np.ndarray:
+    """Both eyes' blink weight: 1 at each of ``frames``, falling linearly to 0 over ``half_width``."""
+    blink = np.zeros_like(t)
+    for frame in frames:
+        blink = np.maximum(blink, np.clip(1.0 - np.abs(t - frame) / half_width, 0.0, 1.0))
+    return blink
+
+
 def known_sequence(p: KnownPerformance = KnownPerformance()) -> ExpressionSequence:
     """The performance as an ``ExpressionSequence`` with a head pose (see the module docstring)."""
     t = np.arange(p.frames, dtype=np.float64)
@@ -60,9 +68,7 @@ def known_sequence(p: KnownPerformance = KnownPerformance()) -> ExpressionSequen
     jaw = 0.8 * _bump(t, 14 * n, 8 * n) + 0.6 * _bump(t, 46 * n, 8 * n)
     smile = 0.9 * _bump(t, 30 * n, 10 * n)
     brow = 1.0 * _bump(t, 39 * n, 7 * n) + 0.7 * _bump(t, 8 * n, 6 * n)
-    blink = np.zeros_like(t)
-    for frame in p.blink_frames:
-        blink = np.maximum(blink, np.clip(1.0 - np.abs(t - frame) / p.blink_half_width, 0.0, 1.0))
+    blink = _blinks(t, p.blink_frames, p.blink_half_width)
     names = ("jaw_open", "smile", "brow_raise", "blink_left", "blink_right")
     weights = np.stack([jaw, smile, brow, blink, blink], axis=1)
     pose = np.zeros((p.frames, 7))
@@ -106,9 +112,7 @@ def together_sequence(p: TogetherPerformance = TogetherPerformance()) -> Express
     phase = math.pi * t / p.frames
     jaw = p.jaw_amplitude * np.sin(p.jaw_cycles * phase) ** 2
     smile = p.smile_amplitude * np.sin(p.smile_cycles * phase) ** 2
-    blink = np.zeros_like(t)
-    for frame in p.blink_frames:
-        blink = np.maximum(blink, np.clip(1.0 - np.abs(t - frame) / p.blink_half_width, 0.0, 1.0))
+    blink = _blinks(t, p.blink_frames, p.blink_half_width)
     names = ("jaw_open", "smile", "blink_left", "blink_right")
     weights = np.stack([jaw, smile, blink, blink], axis=1)
     pose = np.zeros((p.frames, 7))
