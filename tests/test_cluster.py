@@ -320,3 +320,27 @@ def test_a_finished_folder_replaces_the_checkpoint_at_the_head_and_never_lands_o
     write_finished(head, {"config.yaml": b"c", "log.jsonl": b"l", "avatar/avatar.json": b"{}", "avatar.ply": b"p"})
     assert run_state(head) == "finished"
     assert _layout(head) == {"config.yaml", "log.jsonl", "avatar/avatar.json", "avatar.ply"}
+
+
+def test_a_cancelled_task_that_does_not_stop_in_its_grace_is_killed_and_ends_cancelled(cluster, tmp_path):
+    """``RayOptions.cancel_grace_s``: a task that has not ended that long after its cancel (a native
+    call, a wait on Ray) has its worker process killed, and the job ends "cancelled", not "lost"."""
+    import ray
+
+    from arc2avatar.cluster import RayOptions, RemoteJob
+    from arc2avatar.cluster.head import RayBackend
+
+    backend = RayBackend(RayOptions(cluster.address, cancel_grace_s=0.0))  # no grace: killed at once
+    try:
+        events = tmp_path / "events.jsonl"
+        job = RemoteJob(key="kim", head_dir=str(tmp_path / "kim"), mode="demo", overrides=tuple(LONGER),
+                        events_path=str(events))
+        future = backend.submit(job)
+        wait_for(lambda: any(e["event"] == "start" for e in _events(events)), NODE_S, "the job to start")
+        assert backend.cancel("kim")
+        attempt = future.result(timeout=NODE_S)
+        assert attempt.error == "cancelled", attempt
+        assert _events(events)[-1]["event"] == "cancelled"
+    finally:
+        backend.close()
+    wait_for(lambda: ray.available_resources().get("GPU", 0) == 2, 30, "the killed task to give its GPU back")

@@ -202,6 +202,7 @@ class RayBackend:
             num_gpus=gpus, num_cpus=options.cpus_per_job, resources=dict(options.resources) or None,
             max_retries=options.node_retries, retry_exceptions=False)
         self._refs: dict[str, Any] = {}
+        self._cancelled: set[str] = set()  # keys whose task was cancelled (a killed worker then means "cancelled")
         self._inputs: dict[str, tuple[str, Any]] = {}
         self._sizes: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -257,6 +258,8 @@ class RayBackend:
                 text = one_line(error)
                 attempt = Attempt(False, error=f"lost its node or worker process {self.options.node_retries + 1} time(s) "
                                                f"({text[:200]})")
+                if job.key in self._cancelled:  # its worker was killed after the cancel's grace (``cancel``)
+                    attempt = Attempt(False, error="cancelled")
             else:
                 attempt = dataclasses.replace(result.attempt, node=result.node)
                 record.update(node=result.node, attempt=result.attempt_no, first_iteration=result.first_iteration,
@@ -278,6 +281,7 @@ class RayBackend:
         finally:
             with self._lock:
                 self._refs.pop(job.key, None)
+                self._cancelled.discard(job.key)
                 self._pending.discard(out)
 
     def cancel(self, key: str) -> bool:
@@ -291,7 +295,24 @@ class RayBackend:
         except Exception as error:  # noqa: BLE001 - already finished
             log.debug("cancel %s: %s", key, error)
             return False
+        with self._lock:
+            self._cancelled.add(key)
+        timer = threading.Timer(self.options.cancel_grace_s, self._kill_if_running, args=(key, ref))
+        timer.daemon = True
+        timer.start()
         return True
+
+    def _kill_if_running(self, key: str, ref: Any) -> None:
+        """Kill a cancelled task's worker process if the task is still running after its grace."""
+        with self._lock:
+            running = self._refs.get(key) is ref
+        if running:
+            log.info("job %s did not stop within %g s of its cancel: killing its worker process", key,
+                     self.options.cancel_grace_s)
+            try:
+                self._ray.cancel(ref, force=True)
+            except Exception as error:  # noqa: BLE001 - it ended meanwhile
+                log.debug("force-cancel %s: %s", key, error)
 
     def close(self, wait_s: float = STOP_WAIT_S) -> None:
         """Cancel every task still running (each sends its last checkpoint) and leave the cluster."""

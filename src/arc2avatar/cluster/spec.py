@@ -63,6 +63,10 @@ class RayOptions:
             checkpoints; every new checkpoint is sent at once. The checkpoint interval itself is the
             run's ``checkpoint_every`` (iterations).
         scratch_dir: where a node makes each job's private folder (None: the node's temp folder).
+        cancel_grace_s: seconds a cancelled job has to stop by itself (Ray raises
+            ``KeyboardInterrupt`` in it: it sends its last checkpoint and ends) before its worker
+            process is killed (a task inside a long native call, or waiting on Ray, may not see the
+            interrupt; on a busy machine one took over 4 minutes).
         object_store_mb: object store of a ``local`` cluster, MiB (None: Ray's default).
     """
 
@@ -73,6 +77,7 @@ class RayOptions:
     node_retries: int = 3
     progress_s: float = 2.0
     scratch_dir: str | None = None
+    cancel_grace_s: float = 60.0
     object_store_mb: int | None = None
 
     def __post_init__(self) -> None:
@@ -80,8 +85,8 @@ class RayOptions:
             raise InputError("--ray needs an address: auto, HOST:PORT or local")
         if self.cpus_per_job <= 0 or (self.gpus_per_job is not None and self.gpus_per_job < 0):
             raise InputError("cluster: cpus per job must be > 0 and gpus per job ≥ 0")
-        if self.node_retries < 0 or self.progress_s <= 0:
-            raise InputError("cluster: node_retries ≥ 0 and progress_s > 0 are required")
+        if self.node_retries < 0 or self.progress_s <= 0 or self.cancel_grace_s < 0:
+            raise InputError("cluster: node_retries ≥ 0, progress_s > 0 and cancel_grace_s ≥ 0 are required")
 
 
 @dataclass(frozen=True)
