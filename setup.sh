@@ -97,7 +97,10 @@ lint-imports
 ruff check src tests benchmarks
 
 # The suite on every core, one test file per worker (module fixtures are built once, and the
-# browser tests' npm folder has one writer); each worker's PyTorch gets one thread.
+# browser tests' npm folder has one writer); each worker's PyTorch gets one thread. Files start in
+# collection order (--no-loadscope-reorder: xdist would otherwise start the files with the most
+# tests first, and the identity proof, one 14-minute test, started 9 minutes in and ran alone at the
+# end; tests/conftest.py puts the longest files first).
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 # pytest's testpaths (pyproject.toml) is tests/, so no arguments run the whole suite.
-exec "$PY" -m pytest -n auto --dist loadfile -q -p no:cacheprovider --durations=15 "$@"
+exec "$PY" -m pytest -n auto --dist loadfile --no-loadscope-reorder -q -p no:cacheprovider --durations=15 "$@"
