@@ -255,11 +255,10 @@ class RayBackend:
             except RayTaskError as error:  # a bug in the task (its own failures are returned, not raised)
                 attempt = Attempt(False, error=one_line(error.cause), detail=str(error))
             except RayError as error:  # the node or its worker process was lost more often than retried
-                text = one_line(error)
-                attempt = Attempt(False, error=f"lost its node or worker process {self.options.node_retries + 1} time(s) "
-                                               f"({text[:200]})")
-                if job.key in self._cancelled:  # its worker was killed after the cancel's grace (``cancel``)
-                    attempt = Attempt(False, error="cancelled")
+                lost = (f"lost its node or worker process {self.options.node_retries + 1} time(s) "
+                        f"({one_line(error)[:200]})")
+                # a cancelled task's worker killed after the cancel's grace (``cancel``) ended it: cancelled
+                attempt = Attempt(False, error="cancelled" if job.key in self._cancelled else lost)
             else:
                 attempt = dataclasses.replace(result.attempt, node=result.node)
                 record.update(node=result.node, attempt=result.attempt_no, first_iteration=result.first_iteration,
