@@ -75,7 +75,7 @@ fi
 # ---------------------------------------------------------------- test
 # Headless Chromium + ChromeDriver for the viewer.html and web-app browser tests, Node.js + npm for
 # the third-party splat viewer (Spark) and glTF validator the export tests fetch from npm (Debian),
-# and the live page's tracker tarballs tests/test_live.py fetches (`npm pack @vladmandic/face-api@1.7.15`,
+# and the live page's tracker tarballs tests/test_live.py and test_expression_tracker.py fetch (`npm pack @vladmandic/face-api@1.7.15`,
 # `npm pack @tensorflow/tfjs-backend-wasm@4.22.0`).
 need=()
 command -v chromedriver >/dev/null 2>&1 && [ -x /usr/lib/chromium/chromium ] || need+=(chromium chromium-driver)

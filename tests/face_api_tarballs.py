@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,17 @@ def packed(package: WebcamPackage, purpose: str = "the live page's tests") -> Pa
     why = "npm (Node.js) is not installed" if npm is None else None
     if npm is not None:
         NPM_CACHE.mkdir(exist_ok=True)
-        result = subprocess.run([npm, "pack", package.spec, "--pack-destination", str(NPM_CACHE)], check=False,
-                                capture_output=True, text=True, timeout=300)
-        if result.returncode == 0 and tarball.is_file():
-            return tarball
+        # packed into a folder of its own and moved in whole: two test files (two xdist workers) may
+        # pack it at once, and neither may read the other's half-written file
+        private = Path(tempfile.mkdtemp(dir=NPM_CACHE, prefix="pack-"))
+        try:
+            result = subprocess.run([npm, "pack", package.spec, "--pack-destination", str(private)], check=False,
+                                    capture_output=True, text=True, timeout=300)
+            if result.returncode == 0 and (private / package.pack_name).is_file():
+                os.replace(private / package.pack_name, tarball)
+                return tarball
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
         why = f"npm pack failed: {result.stderr.strip()[-300:]}"
     message = f"{purpose} need {package.spec} from npm: {why}"
     if os.environ.get("CI") == "true":

@@ -22,6 +22,7 @@ from headless_chromium import headless_chromium
 
 from arc2avatar.avatar.rig import apply_expression, setup_for_avatar
 from arc2avatar.cameras.model import orbit_cameras
+from arc2avatar.errors import InputError, MissingWeightsError
 from arc2avatar.evaluate.face_measures import measure_face, measures_from_landmarks
 from arc2avatar.identity.dlib_faces import DlibFaceDetector
 from arc2avatar.testing.faceapi import faceapi_landmarks
@@ -217,3 +218,10 @@ def test_face_api_finds_the_photos_points_as_dlib_does_but_hardly_reads_a_closed
     for shut in (left_shut[1], *both_shut):  # the subject's left eye is the image's right
         assert shut > 0.2, figures  # a closed eye still reads as open as ≈ 80 % of an open one
     assert (both_shut < open_ear).all(), figures  # yet it does move the right way
+
+
+def test_the_face_api_tracker_names_missing_files_and_refuses_images_it_cannot_read(face_api_root, tmp_path):
+    with pytest.raises(MissingWeightsError, match="face-api.js.*weights download --webcam"):
+        faceapi_landmarks(None, [], tmp_path)  # checked before any browser is asked
+    with pytest.raises(InputError, match=r"\(H, W, 3\) uint8"):
+        faceapi_landmarks(None, [np.zeros((8, 8), dtype=np.uint8)], face_api_root)
