@@ -1,6 +1,8 @@
-"""What two independent face trackers read of a blink (docs/expressions.md, issue 24): the eye
-aspect ratio (``evaluate.face_measures``) of each eye, from dlib's 68 points and from face-api's
-(``testing.faceapi``, headless Chromium), on 512² frontal renders (fovy 0.7, r = 3.0, as
+"""What three independent face trackers read of a blink (docs/expressions.md, issue 24): the eye
+aspect ratio (``evaluate.face_measures``) of each eye, from dlib's 68 points, from face-api's
+(``testing.faceapi``, headless Chromium) and from MediaPipe Face Mesh's six points per eye
+(``testing.mediapipe_mesh``, a subprocess from tests/.mediapipe or ``ARC2AVATAR_MEDIAPIPE_PATH``,
+which ``./setup.sh test`` fills), on 512² frontal renders (fovy 0.7, r = 3.0, as
 tests/test_expression_tracker.py) of the demo head and the astronaut's and Grace Hopper's
 untrained photo avatars: open, blink_left = 1, blink_right = 1, both; and on the astronaut's own
 photo, open and with one eye or both painted shut (``paint_eye_shut``), for each tracker's scale.
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from arc2avatar.evaluate.face_measures import measure_face, measures_from_landmarks
     from arc2avatar.identity.dlib_faces import DlibFaceDetector
     from arc2avatar.testing.faceapi import faceapi_landmarks
+    from arc2avatar.testing.mediapipe_mesh import mediapipe_face_mesh, mesh_eye_aspect_ratios
     from arc2avatar.weights.webcam import webcam_assets_from_tarball
 
     root = Path(tempfile.mkdtemp(prefix="blink-trackers-"))
@@ -106,15 +109,18 @@ def main(argv: list[str] | None = None) -> int:
             Image.fromarray(image).save(args.out_dir / f"{index:02d}.png")
     with headless_chromium("benchmarks/blink_trackers.py") as driver:
         face_api = faceapi_landmarks(driver, list(images.values()), root)
+    mesh = mediapipe_face_mesh(list(images.values()))
     detector = DlibFaceDetector()
-    print("| image | dlib EAR (image-left / right) | face-api EAR (image-left / right) |")
-    print("|---|---|---|")
-    for (name, image), points in zip(images.items(), face_api):
+    print("| image | dlib EAR (image-left / right) | face-api EAR (image-left / right) | MediaPipe EAR (image-left / right) |")
+    print("|---|---|---|---|")
+    for (name, image), points, mesh_points in zip(images.items(), face_api, mesh):
         dlib = measure_face(image, detector)
         api = "no face" if points is None else "{:.3f} / {:.3f}".format(
             measures_from_landmarks(points).eye_aspect_ratio_image_left,
             measures_from_landmarks(points).eye_aspect_ratio_image_right)
-        print(f"| {name} | {dlib.eye_aspect_ratio_image_left:.3f} / {dlib.eye_aspect_ratio_image_right:.3f} | {api} |")
+        mediapipe = "no face" if mesh_points is None else "{:.3f} / {:.3f}".format(*mesh_eye_aspect_ratios(mesh_points))
+        print(f"| {name} | {dlib.eye_aspect_ratio_image_left:.3f} / {dlib.eye_aspect_ratio_image_right:.3f} | {api} "
+              f"| {mediapipe} |")
     return 0
 
 
