@@ -226,7 +226,8 @@ def test_mediapipe_reads_a_one_eyed_blink_as_that_eye_shut_and_the_other_unchang
     # Measured (image-left / image-right EAR; the subject's left eye is the image's right): demo
     # open 0.434 / 0.387, blink_left 0.416 / 0.055, blink_right 0.074 / 0.370; astronaut 0.380 /
     # 0.380, 0.377 / 0.046, 0.058 / 0.405; Grace Hopper 0.276 / 0.278, 0.289 / 0.080, 0.117 /
-    # 0.276 (her right eye, behind her glasses' rim, is over 0.1: asserted at half its open value).
+    # 0.276: her shut right eye's lid points lie on the lash line (heights within a pixel) but ≈ 7 px
+    # apart along it, which the EAR counts as opening: asserted at half its open value.
     avatars = {"demo": demo, "astronaut": photo_demos["astronaut"], "hopper": photo_demos["hopper"]}
     renders = [_render(avatar, weights)[0] for avatar in avatars.values() for _, weights in BLINKS]
     found = mediapipe_face_mesh(renders, mediapipe)
