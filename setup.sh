@@ -4,7 +4,8 @@
 #   ./setup.sh demo   install arc2avatar for a user (the right torch build: CUDA where an NVIDIA GPU
 #                     is, else the CPU build; the eval, export and app extras) and run the offline demo
 #   ./setup.sh test   install what the tests need (Debian's Chromium, ChromeDriver, Node.js and npm;
-#                     the test extra), check the layers and the lint rules, and run the whole suite
+#                     the test extra; MediaPipe into tests/.mediapipe), check the layers and the lint
+#                     rules, and run the whole suite
 #
 # Python: the active virtual environment, else the `python3` on PATH when pip may install into it,
 # else a new .venv beside this file (Debian's own Python refuses pip installs, PEP 668). PYTHON=...
@@ -75,7 +76,7 @@ fi
 # ---------------------------------------------------------------- test
 # Headless Chromium + ChromeDriver for the viewer.html and web-app browser tests, Node.js + npm for
 # the third-party splat viewer (Spark) and glTF validator the export tests fetch from npm (Debian),
-# and the live page's tracker tarballs tests/test_live.py fetches (`npm pack @vladmandic/face-api@1.7.15`,
+# and the live page's tracker tarballs tests/test_live.py and test_expression_tracker.py fetch (`npm pack @vladmandic/face-api@1.7.15`,
 # `npm pack @tensorflow/tfjs-backend-wasm@4.22.0`).
 need=()
 command -v chromedriver >/dev/null 2>&1 && [ -x /usr/lib/chromium/chromium ] || need+=(chromium chromium-driver)
@@ -91,6 +92,23 @@ pip -e ".[test]"
 # The parity tests' reference code (tests/test_parity.py): insightface without its dependencies, so that
 # opencv-python-headless stays the only OpenCV (its own runtime imports are in the test extra).
 pip --no-deps "insightface>=2.1,<3"
+# The third face tracker of tests/test_expression_tracker.py (arc2avatar.testing.mediapipe_mesh):
+# MediaPipe Face Mesh 0.10.14, whose wheel carries its models, needs protobuf < 5 and our stack has
+# protobuf 7, so it goes into a git-ignored folder of its own that only the tracker's subprocess puts
+# first on sys.path (numpy, OpenCV and matplotlib come from the test extra). Built beside it and
+# moved in whole, so a stopped install leaves none; where it cannot be installed (no wheel for this
+# Python), its test skips, or fails under CI=true.
+mediapipe_dir="${ARC2AVATAR_MEDIAPIPE_PATH:-tests/.mediapipe}"
+if [ ! -d "$mediapipe_dir/mediapipe-0.10.14.dist-info" ]; then
+  rm -rf "$mediapipe_dir.part"
+  if pip --no-deps --target "$mediapipe_dir.part" mediapipe==0.10.14 "protobuf>=4.25.3,<5" absl-py attrs; then
+    rm -rf "$mediapipe_dir"
+    mv "$mediapipe_dir.part" "$mediapipe_dir"
+  else
+    rm -rf "$mediapipe_dir.part"
+    echo "setup.sh: MediaPipe could not be installed into $mediapipe_dir: the MediaPipe blink test will skip (fail under CI=true)" >&2
+  fi
+fi
 
 # The layout's rules (docs/architecture.md): import-linter's layer contracts and a small ruff rule set.
 lint-imports

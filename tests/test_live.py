@@ -22,7 +22,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import tarfile
 import threading
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from face_api_tarballs import packed
 from headless_chromium import headless_chromium
 
 from arc2avatar.cli.main import main
@@ -47,14 +47,12 @@ from arc2avatar.weights.webcam import (
     FACE_API,
     TFJS_WASM,
     WEBCAM_ASSETS,
-    WebcamPackage,
     fetch_webcam_assets,
     webcam_assets,
     webcam_assets_from_tarball,
     webcam_dir,
 )
 
-NPM_CACHE = Path(__file__).parent / ".npm-cache"  # ignored by git; reused between runs
 WAIT_S = 120.0
 DRIVER_SIZE, DRIVER_RADIUS = 320, 3.2
 REST_FRAMES = 6          # the clip starts with the rest face: the page's first second is its neutral
@@ -64,39 +62,16 @@ DOCS_SCREENSHOT = Path(__file__).parents[1] / "docs" / "live-page.png"
 
 
 # ----------------------------------------------------------------------------------------- fixtures
-def _packed(package: WebcamPackage, env: str) -> Path:
-    """The registry's tarball of a pinned package (``npm pack``, cached in tests/.npm-cache)."""
-    given = os.environ.get(env)
-    if given:
-        return Path(given)
-    tarball = NPM_CACHE / package.pack_name
-    if tarball.is_file():
-        return tarball
-    npm = shutil.which("npm")
-    why = "npm (Node.js) is not installed" if npm is None else None
-    if npm is not None:
-        NPM_CACHE.mkdir(exist_ok=True)
-        result = subprocess.run([npm, "pack", package.spec, "--pack-destination", str(NPM_CACHE)], check=False,
-                                capture_output=True, text=True, timeout=300)
-        if result.returncode == 0 and tarball.is_file():
-            return tarball
-        why = f"npm pack failed: {result.stderr.strip()[-300:]}"
-    message = f"the live page's tests need {package.spec} from npm: {why}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def face_api_tarball() -> Path:
     """The registry's tarball of the pinned face-api."""
-    return _packed(FACE_API, "ARC2AVATAR_FACE_API_TGZ")
+    return packed(FACE_API)
 
 
 @pytest.fixture(scope="session")
 def wasm_tarball() -> Path:
     """The registry's tarball of the pinned TensorFlow.js WASM kernels."""
-    return _packed(TFJS_WASM, "ARC2AVATAR_TFJS_WASM_TGZ")
+    return packed(TFJS_WASM)
 
 
 @pytest.fixture(scope="module")
