@@ -105,8 +105,10 @@ def test_tiled_rasteriser_matches_naive_per_pixel_loop_to_1e6():
     assert out.backend == "torch"
 
 
-@pytest.mark.parametrize("rules", [RasterRules(tile_size=16), RasterRules(tile_size=4, pairs_per_chunk=64, max_saved_pairs=0)])
+@pytest.mark.parametrize("rules", [RasterRules(tile_size=16), RasterRules(tile_size=8), RasterRules(tile_size=4, pairs_per_chunk=64, max_saved_pairs=0),
+                                   RasterRules(chunk_fill=0.0), RasterRules(chunk_fill=1.0, max_saved_pairs=0)])
 def test_tile_size_chunking_and_recompute_change_neither_image_nor_gradients(rules):
+    # chunk_fill also sets how the backward trims each tile to the splats that reached its pixels
     means, quats, scales, opacities, colors = (t.requires_grad_() for t in _scene())
     cams = _cameras()
     bg = torch.rand(2, 3, dtype=F64)
