@@ -31,7 +31,7 @@ from arc2avatar.evaluate.face_measures import measure_face
 from arc2avatar.identity.dlib_faces import DlibFaceDetector
 from arc2avatar.testing.faceapi import faceapi_landmarks
 from arc2avatar.testing.mediapipe_mesh import (REQUIREMENTS, MediaPipeMeshConfig, mediapipe_face_mesh, mediapipe_folder,
-                                               mesh_eye_aspect_ratios)
+                                               mesh_brow_eye_distance, mesh_eye_aspect_ratios, mesh_mouth_corners)
 from arc2avatar.testing.photos import astronaut_photo, grace_hopper_photo, photo_avatar
 
 SIZE, RADIUS, FOVY, LOOK_AT_Z = 512, 3.0, 0.7, 0.12
@@ -218,9 +218,10 @@ def mediapipe():
 
 
 BLINKS = (("open", {}), ("blink_left", {"blink_left": 1.0}), ("blink_right", {"blink_right": 1.0}))
+BROW_AND_SMILE = (("brow_raise", {"brow_raise": 1.0}), ("smile", {"smile": 1.0}))
 
 
-def test_mediapipe_reads_a_one_eyed_blink_as_that_eye_shut_and_the_other_unchanged(mediapipe, demo, photo_demos):
+def test_mediapipe_reads_a_one_eyed_blink_as_that_eye_shut_a_brow_raise_and_a_smile(mediapipe, demo, photo_demos):
     # Issue 24: "EAR at blink = 1 <= 0.1 on that side, the other eye unchanged within 10 %", read by
     # MediaPipe Face Mesh (its six eye points per eye, refine_landmarks) on the tests' 512² renders.
     # Measured (image-left / image-right EAR; the subject's left eye is the image's right): demo
@@ -228,11 +229,16 @@ def test_mediapipe_reads_a_one_eyed_blink_as_that_eye_shut_and_the_other_unchang
     # 0.380, 0.377 / 0.046, 0.058 / 0.405; Grace Hopper 0.276 / 0.278, 0.289 / 0.080, 0.117 /
     # 0.276: her shut right eye's lid points lie on the lash line (heights within a pixel) but ≈ 7 px
     # apart along it, which the EAR counts as opening: asserted at half its open value.
+    # The same renders give the brow raise (brow-to-eye distance, where dlib puts the demo head's eye
+    # points on its brows) and the smile, on Face Mesh's points.
     avatars = {"demo": demo, "astronaut": photo_demos["astronaut"], "hopper": photo_demos["hopper"]}
-    renders = [_render(avatar, weights)[0] for avatar in avatars.values() for _, weights in BLINKS]
+    cases = BLINKS + BROW_AND_SMILE
+    renders = [_render(avatar, weights)[0] for avatar in avatars.values() for _, weights in cases]
     found = mediapipe_face_mesh(renders, mediapipe)
     assert all(points is not None for points in found), [points is None for points in found]
-    ears = np.array([mesh_eye_aspect_ratios(points) for points in found]).reshape(len(avatars), len(BLINKS), 2)
+    points = dict(zip([(name, case) for name in avatars for case, _ in cases], found))
+    ears = np.array([mesh_eye_aspect_ratios(points[name, case]) for name in avatars for case, _ in BLINKS])
+    ears = ears.reshape(len(avatars), len(BLINKS), 2)
     figures = {name: np.round(ear, 3).tolist() for name, ear in zip(avatars, ears)}
     print(figures)
     for name, (open_eyes, blink_left, blink_right) in zip(avatars, ears):
@@ -241,6 +247,16 @@ def test_mediapipe_reads_a_one_eyed_blink_as_that_eye_shut_and_the_other_unchang
         assert abs(blink_right[1] / open_eyes[1] - 1.0) <= 0.1, figures
         assert blink_left[1] <= 0.1, figures  # the subject's left eye (the image's right) is shut
         assert blink_right[0] <= (0.1 if name != "hopper" else 0.5 * open_eyes[0]), figures
+    brows = {name: mesh_brow_eye_distance(points[name, "brow_raise"]) / mesh_brow_eye_distance(points[name, "open"])
+             for name in avatars}
+    smiles = {name: (mesh_mouth_corners(points[name, "smile"]), mesh_mouth_corners(points[name, "open"])) for name in avatars}
+    print("brow-to-eye distance, brow_raise = 1 / neutral:", {name: round(ratio, 3) for name, ratio in brows.items()})
+    print("mouth width, smile = 1 / neutral:", {name: round(s[0] / n[0], 3) for name, (s, n) in smiles.items()})
+    for name in ("demo", "astronaut"):
+        assert brows[name] >= 1.15, brows
+        (width, corners), (neutral_width, neutral_corners) = smiles[name]
+        assert all(c < n - 3 for c, n in zip(corners, neutral_corners)), (name, corners, neutral_corners)  # both corners up
+    assert smiles["demo"][0][0] >= 1.15 * smiles["demo"][1][0], smiles
 
 
 def test_the_mediapipe_tracker_names_its_install_and_refuses_images_it_cannot_read(tmp_path):

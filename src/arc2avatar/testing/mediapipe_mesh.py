@@ -48,6 +48,10 @@ MESH_EYE_IMAGE_LEFT = (33, 160, 158, 133, 153, 144)
 # corner, 373 / 380 lower lid.
 MESH_EYE_IMAGE_RIGHT = (362, 385, 387, 263, 373, 380)
 
+MESH_BROWS = (70, 63, 105, 66, 107, 300, 293, 334, 296, 336)
+"""Face Mesh points of the upper contour of both brows (image-left brow first)."""
+MESH_MOUTH_CORNERS = (61, 291)
+"""Face Mesh points of the image-left and image-right outer mouth corner."""
 _IMPORT_FAILED = 3  # the subprocess's exit status when MediaPipe does not import from the folder
 
 _WORKER = """
@@ -174,6 +178,21 @@ def mesh_eye_aspect_ratios(points: np.ndarray) -> tuple[float, float]:
     return eye_aspect_ratio(points, MESH_EYE_IMAGE_LEFT), eye_aspect_ratio(points, MESH_EYE_IMAGE_RIGHT)
 
 
-__all__ = ["FOLDER_ENV", "MESH_EYE_IMAGE_LEFT", "MESH_EYE_IMAGE_RIGHT", "REQUIREMENTS", "MediaPipeMeshConfig",
+def mesh_brow_eye_distance(points: np.ndarray) -> float:
+    """Mean image y of both eyes' six EAR points minus the mean y of the brows' upper contour
+    (``MESH_BROWS``), pixels: what ``evaluate.face_measures`` reads from dlib's points, on Face Mesh's."""
+    points = np.asarray(points, dtype=np.float64)
+    eyes = list(MESH_EYE_IMAGE_LEFT + MESH_EYE_IMAGE_RIGHT)
+    return float(points[eyes, 1].mean() - points[list(MESH_BROWS), 1].mean())
+
+
+def mesh_mouth_corners(points: np.ndarray) -> tuple[float, tuple[float, float]]:
+    """The outer mouth corners' distance and their image y (image-left, image-right), pixels."""
+    points = np.asarray(points, dtype=np.float64)
+    left, right = points[list(MESH_MOUTH_CORNERS)]
+    return float(np.linalg.norm(left - right)), (float(left[1]), float(right[1]))
+
+
+__all__ = ["FOLDER_ENV", "MESH_BROWS", "MESH_EYE_IMAGE_LEFT", "MESH_EYE_IMAGE_RIGHT", "MESH_MOUTH_CORNERS", "REQUIREMENTS", "MediaPipeMeshConfig",
            "default_mediapipe_folder", "install_command", "mediapipe_face_mesh", "mediapipe_folder",
-           "mesh_eye_aspect_ratios"]
+           "mesh_brow_eye_distance", "mesh_eye_aspect_ratios", "mesh_mouth_corners"]
