@@ -69,7 +69,7 @@ if not os.path.realpath(google.protobuf.__file__).startswith(os.path.realpath(fo
     print(f"protobuf {google.protobuf.__version__} was imported from {google.protobuf.__file__}, not {folder}", file=sys.stderr)
     sys.exit(%(failed)d)
 import numpy as np
-with np.load(source) as data:
+with np.load(source, allow_pickle=False) as data:
     images = [data["image_%%d" %% k] for k in range(len(data.files))]
 found, points = [], []
 with face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=options["refine"],
@@ -164,7 +164,7 @@ def mediapipe_face_mesh(images: Sequence[np.ndarray],
         if result.returncode != 0 or not target.is_file():
             raise RuntimeError(f"MediaPipe Face Mesh failed (exit status {result.returncode}): "
                                f"{result.stderr.strip()[-800:]}")
-        with np.load(target) as answer:
+        with np.load(target, allow_pickle=False) as answer:
             found, points = answer["found"], answer["points"]
     rows = iter(points)
     return [next(rows) if hit else None for hit in found]
