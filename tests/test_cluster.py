@@ -144,6 +144,9 @@ def test_ray_resources_are_parsed_or_refused_in_one_line():
 
 
 LONGER = [*TINY[:-2], "iterations=16", "checkpoint_every=4", "log_every=1"]
+# Runs that a test cancels: long enough to be still running when the cancel lands on a busy
+# machine (16 iterations at 32² once finished before it did); cancelled, they never run their length.
+CANCELLED = [*TINY[:-2], "iterations=2000", "checkpoint_every=4", "log_every=1"]
 
 
 @pytest.mark.slow
@@ -187,7 +190,8 @@ def test_a_lost_node_s_job_finishes_on_the_other_node_from_the_last_checkpoint_t
         cluster.wait_for_nodes()
 
 
-APP_SETTINGS = (*TINY[:-2], "iterations=20", "log_every=1", "outputs.video_fps=2")
+APP_ITERATIONS = 80  # long enough that the second job is still running when it is cancelled, and the first when the server stops
+APP_SETTINGS = (*TINY[:-2], f"iterations={APP_ITERATIONS}", "log_every=1", "outputs.video_fps=2")
 PREVIEW_EVERY = 5  # also the checkpoint interval, so also how often a checkpoint reaches the head
 
 
@@ -246,8 +250,8 @@ def test_the_app_runs_its_avatar_job_on_the_cluster_with_progress_and_keeps_it_a
         wait_for(lambda: any(e["event"] == "cancelled" for e in _events(server.work / "jobs" / other / "cluster_log.jsonl")),
                   NODE_S, "the cancelled task to end")
         status = wait_for(progress, NODE_S, "progress and a preview from the cluster")
-        assert status["state"] == "running" and status["iterations"] == 20 and "eta_s" in status, status
-        assert status["message"].startswith(f"running: iteration {status['iteration']}/20"), status
+        assert status["state"] == "running" and status["iterations"] == APP_ITERATIONS and "eta_s" in status, status
+        assert status["message"].startswith(f"running: iteration {status['iteration']}/{APP_ITERATIONS}"), status
         assert Image.open(job_dir / "preview.png").size == (256, 256)
         server.stop()  # the task is cancelled: it writes a checkpoint, sends it to the head; the job goes back to the queue
         assert JobStore(server.work).get(job).state == "queued"
@@ -264,7 +268,7 @@ def test_the_app_runs_its_avatar_job_on_the_cluster_with_progress_and_keeps_it_a
     starts = [e for e in _events(job_dir / "cluster_log.jsonl") if e["event"] == "start"]
     assert len(starts) == 2 and starts[1]["resume_iteration"] == reached[-1] >= PREVIEW_EVERY, (starts, reached)
     iterations = [json.loads(line)["iteration"] for line in (job_dir / "out" / "log.jsonl").read_text().splitlines()]
-    assert iterations == list(range(1, 21)), iterations
+    assert iterations == list(range(1, APP_ITERATIONS + 1)), iterations
     assert JobStore(server.work).get(other).state == "cancelled"
 
 
@@ -281,7 +285,7 @@ def test_ctrl_c_on_create_batch_cancels_its_ray_tasks_and_keeps_their_checkpoint
 
     threading.Thread(target=ctrl_c_after_the_first_checkpoint, daemon=True).start()
     code = main(["create-batch", str(tmp_path / "photos"), "-o", str(out), "--oracle", "--ray", cluster.address,
-                 *sum((["--set", s] for s in LONGER), [])])
+                 *sum((["--set", s] for s in CANCELLED), [])])
     assert code == 130, capsys.readouterr()
     events = _events(out / "cluster_log.jsonl")
     assert events[-1]["event"] == "cancelled", events
@@ -333,7 +337,7 @@ def test_a_cancelled_task_that_does_not_stop_in_its_grace_is_killed_and_ends_can
     backend = RayBackend(RayOptions(cluster.address, cancel_grace_s=0.0))  # no grace: killed at once
     try:
         events = tmp_path / "events.jsonl"
-        job = RemoteJob(key="kim", head_dir=str(tmp_path / "kim"), mode="demo", overrides=tuple(LONGER),
+        job = RemoteJob(key="kim", head_dir=str(tmp_path / "kim"), mode="demo", overrides=tuple(CANCELLED),
                         events_path=str(events))
         future = backend.submit(job)
         wait_for(lambda: any(e["event"] == "start" for e in _events(events)), NODE_S, "the job to start")
