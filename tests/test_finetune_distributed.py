@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -42,7 +43,12 @@ def _one_thread_per_process(monkeypatch):
 @pytest.fixture(scope="module")
 def two_rank_run(weights, dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("ftd-run") / "run"
-    return out, launch_training(TWO_CPU_PROCESSES, dataset, weights, out, TINY, limits=LIMITS, progress=False)
+    before = signal.getsignal(signal.SIGINT)
+    run = launch_training(TWO_CPU_PROCESSES, dataset, weights, out, TINY, limits=LIMITS, progress=False)
+    # The elastic launcher installs its own handlers; the caller gets its own back (a later Ctrl-C
+    # in this process is a KeyboardInterrupt again: a create-batch after it once ran on through one)
+    assert signal.getsignal(signal.SIGINT) is before
+    return out, run
 
 
 def _sets(config: FinetuneConfig) -> list[str]:

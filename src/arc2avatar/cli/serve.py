@@ -69,9 +69,13 @@ def _run(args: argparse.Namespace) -> int:
             print(f"arc2avatar: public link {app.share_url or '(could not be made)'}", flush=True)
         else:
             print("arc2avatar: --share also publishes a temporary public gradio.live link", flush=True)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-        stop.wait()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            stop.wait()
+        finally:  # main(["serve", ...]) in a notebook or a test: its Ctrl-C is a KeyboardInterrupt again after
+            for sig, handler in previous.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
         app.close()
     finally:
         service.close()
