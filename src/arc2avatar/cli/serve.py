@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 
+from arc2avatar._signals import kept_signal_handlers
 from arc2avatar.errors import InputError, MissingDependencyError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -69,13 +70,10 @@ def _run(args: argparse.Namespace) -> int:
             print(f"arc2avatar: public link {app.share_url or '(could not be made)'}", flush=True)
         else:
             print("arc2avatar: --share also publishes a temporary public gradio.live link", flush=True)
-        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with kept_signal_handlers((signal.SIGINT, signal.SIGTERM)):  # main(["serve", ...]) in a notebook
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
             stop.wait()
-        finally:  # main(["serve", ...]) in a notebook or a test: its Ctrl-C is a KeyboardInterrupt again after
-            for sig, handler in previous.items():
-                if handler is not None:
-                    signal.signal(sig, handler)
         app.close()
     finally:
         service.close()

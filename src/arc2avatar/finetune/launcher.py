@@ -6,18 +6,16 @@ each one runs ``train_lora``, which reads its rank from the environment (``finet
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
-import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .._signals import kept_signal_handlers
 from ..errors import InputError
 from .dataset import DatasetLimits, check_dataset
 from .distributed import LaunchSettings
@@ -79,25 +77,12 @@ def launch_training(
     )
     threads = settings.threads_per_process or default_threads(settings.nproc)
     logger.info("launching %d training processes (%d CPU threads each)", settings.nproc, threads)
-    with _signal_handlers_kept():
+    # the elastic launcher installs its own handlers (a Ctrl-C raises its SignalException, an
+    # Exception) and leaves them: the caller gets its own back
+    with kept_signal_handlers(_LAUNCHER_SIGNALS):
         results = elastic_launch(launch, _train_worker)(threads, str(data_root), weights, str(out_dir), config, resume,
                                                         limits, progress)
     return [results[rank] for rank in sorted(results)]
 
 
 _LAUNCHER_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name))
-
-
-@contextlib.contextmanager
-def _signal_handlers_kept() -> Iterator[None]:
-    """Give the caller back its signal handlers: the elastic launcher installs its own (a Ctrl-C
-    raises its ``SignalException``, an ``Exception``) and leaves them, so after a launch in a
-    notebook or a long-lived process a later Ctrl-C would no longer be a ``KeyboardInterrupt``."""
-    previous = {sig: signal.getsignal(sig) for sig in _LAUNCHER_SIGNALS}
-    try:
-        yield
-    finally:
-        if threading.current_thread() is threading.main_thread():
-            for sig, handler in previous.items():
-                if handler is not None:
-                    signal.signal(sig, handler)
