@@ -4,7 +4,7 @@
 #   ./setup.sh demo   install arc2avatar for a user (the right torch build: CUDA where an NVIDIA GPU
 #                     is, else the CPU build; the eval, export and app extras) and run the offline demo
 #   ./setup.sh test   install what the tests need (Debian's Chromium, ChromeDriver, Node.js and npm;
-#                     the test extra; MediaPipe into tests/.mediapipe), check the layers and the lint
+#                     the test extra; MediaPipe into .deps/mediapipe), check the layers and the lint
 #                     rules, and run the whole suite
 #
 # Python: the active virtual environment, else the `python3` on PATH when pip may install into it,
@@ -98,7 +98,7 @@ pip --no-deps "insightface>=2.1,<3"
 # first on sys.path (numpy, OpenCV and matplotlib come from the test extra). Built beside it and
 # moved in whole, so a stopped install leaves none; where it cannot be installed (no wheel for this
 # Python), its test skips, or fails under CI=true.
-mediapipe_dir="${ARC2AVATAR_MEDIAPIPE_PATH:-tests/.mediapipe}"
+mediapipe_dir="${ARC2AVATAR_MEDIAPIPE_PATH:-.deps/mediapipe}"
 if [ ! -d "$mediapipe_dir/mediapipe-0.10.14.dist-info" ]; then
   rm -rf "$mediapipe_dir.part"
   if pip --no-deps --target "$mediapipe_dir.part" mediapipe==0.10.14 "protobuf>=4.25.3,<5" absl-py attrs; then

@@ -1,7 +1,7 @@
 """What three independent face trackers read of a blink (docs/expressions.md, issue 24): the eye
 aspect ratio (``evaluate.face_measures``) of each eye, from dlib's 68 points, from face-api's
 (``testing.faceapi``, headless Chromium) and from MediaPipe Face Mesh's six points per eye
-(``testing.mediapipe_mesh``, a subprocess from tests/.mediapipe or ``ARC2AVATAR_MEDIAPIPE_PATH``,
+(``testing.mediapipe_mesh``, a subprocess from .deps/mediapipe or ``ARC2AVATAR_MEDIAPIPE_PATH``,
 which ``./setup.sh test`` fills), on 512² frontal renders (fovy 0.7, r = 3.0, as
 tests/test_expression_tracker.py) of the demo head and the astronaut's and Grace Hopper's
 untrained photo avatars: open, blink_left = 1, blink_right = 1, both; and on the astronaut's own

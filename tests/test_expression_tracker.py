@@ -6,7 +6,7 @@ with lid skin and a lash line; and the untrained photo avatars of the astronaut 
 Hopper open their mouths, smile, raise their brows and (the astronaut) blink for the tracker.
 dlib couples the eyes and face-api's 68-point net (``testing.faceapi``, benchmarks/blink_trackers.py)
 reads a closed eye as nearly open, so the issue's one-eyed blink is read by a third tracker,
-MediaPipe Face Mesh (``testing.mediapipe_mesh``: one subprocess from tests/.mediapipe, which
+MediaPipe Face Mesh (``testing.mediapipe_mesh``: one subprocess from .deps/mediapipe, which
 ``./setup.sh test`` fills): that eye's EAR ≤ 0.1, the other eye within 10 % (docs/expressions.md).
 
 Measured (docs/expressions.md, "How far each expression goes"): demo MAR 0.086 neutral → 0.89 at
@@ -207,7 +207,7 @@ def test_the_face_api_tracker_names_missing_files_and_refuses_images_it_cannot_r
 
 @pytest.fixture(scope="module")
 def mediapipe():
-    """Where MediaPipe Face Mesh is installed (tests/.mediapipe, ``./setup.sh test``); without it the
+    """Where MediaPipe Face Mesh is installed (.deps/mediapipe, ``./setup.sh test``); without it the
     test skips, under ``CI=true`` it fails."""
     try:
         return MediaPipeMeshConfig(folder=str(mediapipe_folder()))

@@ -3,7 +3,7 @@ real file layouts (``prior_weights``, ``identity_weights``), a synthetic FLAME m
 photos from scikit-image and avatars built on them (``photos``), synthetic fine-tuning data
 (``finetune_data``); and two independent face trackers that judge renders, face-api in headless
 Chromium (``faceapi``) and MediaPipe Face Mesh in a subprocess from a folder of its own
-(``mediapipe_mesh``, tests/.mediapipe).
+(``mediapipe_mesh``, .deps/mediapipe).
 
 It needs the ``test`` extra (``pip install -e ".[test]"``): scikit-image for ``photos``' sample
 photo, onnx for ``identity_weights``, matplotlib (its sample portrait) and dlib for ``drive``; each

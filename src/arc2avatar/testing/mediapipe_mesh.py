@@ -7,7 +7,7 @@ on a batch of RGB images (docs/expressions.md).
 Its models ship inside the ``mediapipe`` 0.10.14 wheel (``mediapipe/modules/face_landmark/*.tflite``,
 ``face_detection_short_range.tflite``; the 1.x wheels carry none), which needs ``protobuf < 5``
 while this project's stack has protobuf 7. So it lives in a folder of its own
-(``tests/.mediapipe`` of the source checkout, or the folder ``ARC2AVATAR_MEDIAPIPE_PATH`` names;
+(``.deps/mediapipe`` of the source checkout, or the folder ``ARC2AVATAR_MEDIAPIPE_PATH`` names;
 ``./setup.sh test`` fills it with ``pip install --no-deps --target``) and runs in a subprocess
 whose ``sys.path`` starts with that folder; the subprocess takes the rest (numpy, OpenCV,
 matplotlib) from this environment. One subprocess for the batch: the images go in as a temporary
@@ -90,7 +90,7 @@ class MediaPipeMeshConfig:
 
     Attributes:
         folder: the folder MediaPipe was installed into (``pip install --no-deps --target``);
-            ``None``: ``ARC2AVATAR_MEDIAPIPE_PATH``, else ``tests/.mediapipe`` of the source checkout.
+            ``None``: ``ARC2AVATAR_MEDIAPIPE_PATH``, else ``.deps/mediapipe`` of the source checkout.
         refine_landmarks: the attention mesh model, 478 points with the irises and finer eye and
             lip contours (MediaPipe's ``refine_landmarks``); ``False``: 468 points.
         detection_score: the face detector's minimum confidence (MediaPipe's default 0.5).
@@ -104,9 +104,9 @@ class MediaPipeMeshConfig:
 
 
 def default_mediapipe_folder() -> Path:
-    """``ARC2AVATAR_MEDIAPIPE_PATH``, else ``tests/.mediapipe`` beside this source tree's ``src``."""
+    """``ARC2AVATAR_MEDIAPIPE_PATH``, else ``.deps/mediapipe`` beside this source tree's ``src``."""
     given = os.environ.get(FOLDER_ENV)
-    return Path(given) if given else Path(__file__).resolve().parents[3] / "tests" / ".mediapipe"
+    return Path(given) if given else Path(__file__).resolve().parents[3] / ".deps" / "mediapipe"
 
 
 def install_command(folder: str | os.PathLike) -> str:
