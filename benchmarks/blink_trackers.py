@@ -67,7 +67,8 @@ def images_to_measure() -> dict[str, np.ndarray]:
     photo = np.ascontiguousarray(astronaut_photo())
     avatars = {"demo head": photo_avatar(None, None, face_levels=1)}
     for name, image in (("astronaut", photo), ("Grace Hopper", grace_hopper_photo())):
-        avatars[name] = photo_avatar(image, detector.largest_face(image).keypoints, face_levels=1)
+        face = detector.largest_face(image)  # placed as the photo demo places it (oracle.eye_shifts)
+        avatars[name] = photo_avatar(image, face.keypoints, face_levels=1, landmarks=detector.landmarks_68(image, face.box))
     images = {}
     for name, avatar in avatars.items():
         setup = setup_for_avatar(avatar)

@@ -33,7 +33,8 @@ def render_rows(radius: float, size: int, crop: tuple[int, int, int, int]) -> di
     cameras = orbit_cameras(radius, 90.0, torch.tensor([0.0]), 0.7, size, size, target=torch.tensor([[0.0, 0.0, 0.12]]))
     avatars = {"demo head": photo_avatar(None, None, face_levels=1)}
     for name, photo in (("astronaut", astronaut_photo()), ("Grace Hopper", grace_hopper_photo())):
-        avatars[name] = photo_avatar(photo, detector.largest_face(photo).keypoints, face_levels=1)
+        face = detector.largest_face(photo)  # placed as the photo demo places it (oracle.eye_shifts)
+        avatars[name] = photo_avatar(photo, face.keypoints, face_levels=1, landmarks=detector.landmarks_68(photo, face.box))
     left, top, right, bottom = crop
     rows = {}
     for name, avatar in avatars.items():

@@ -59,6 +59,38 @@ def test_the_photo_placement_puts_the_template_landmarks_on_the_photo_landmarks(
     assert residual[:2].max() < 0.06 and residual.max() < 0.2              # exact only for equal proportions
 
 
+def test_the_eye_placement_moves_hoppers_eyes_onto_the_lid_line_and_leaves_the_astronaut_as_she_was():
+    # oracle.eye_shifts: Grace Hopper's lower lids lie 0.031 above the line where the template's
+    # lids meet (a blink closed below her eyes); the astronaut's lie on it on average, so the
+    # identity proof's target is the one it was.
+    from arc2avatar.pipeline.oracle import LOWER_LID_68, eye_shifts, lid_meeting_heights
+    from arc2avatar.testing.photos import grace_hopper_photo
+
+    head = build_head(TemplateConfig(face_levels=0, rest_levels=0)).upsampled.head
+    detector = DlibFaceDetector()
+    lid_line = np.mean([v for _, v in lid_meeting_heights(head)])
+    for photo, moved in ((astronaut_photo(), False), (grace_hopper_photo(), True)):
+        face = detector.largest_face(photo)
+        landmarks = detector.landmarks_68(photo, face.box).astype(np.float64)
+        target = default_target(head, photo=photo, photo_keypoints=face.keypoints, photo_landmarks=landmarks)
+        plain = default_target(head, photo=photo, photo_keypoints=face.keypoints)
+        assert torch.equal(target.colors, plain.colors) != moved
+        matrix = photo_placement(head, photo.shape[:2], face.keypoints)
+        inverse = np.linalg.inv(matrix)
+        lower_lids = (landmarks @ inverse[:2, :2].T + inverse[:2, 2])[list(sum(LOWER_LID_68, ())), 1].mean()
+        plane = frontal_plane(head.vertices.double())
+        shifts = eye_shifts(head, plane, matrix, landmarks)
+        if not moved:
+            assert lower_lids >= lid_line - 0.01 and float(shifts.abs().max()) == 0.0
+            continue
+        drop = lid_line - lower_lids
+        assert drop > 0.02, drop  # her lower lids lie above the lid line
+        eyes = head.regions["eyes"]
+        assert torch.allclose(shifts[eyes, 1].max(), torch.tensor(drop, dtype=torch.float64), rtol=0.05)
+        far = head.regions["lips"] | head.regions["ears"]
+        assert float(shifts[far].abs().max()) < 0.15 * drop  # the mouth and the ears stay
+
+
 def test_the_textured_target_shows_the_person_of_the_photo_to_the_judge(photo_and_keypoints):
     photo, keypoints = photo_and_keypoints
     setup = build_head(TemplateConfig(face_levels=0, rest_levels=0))
@@ -169,6 +201,6 @@ def test_photo_keypoints_without_a_face_is_refused_and_without_dlib_uses_the_cen
         raise MissingDependencyError("dlib is not installed")
 
     monkeypatch.setattr(dlib_faces, "DlibFaceDetector", missing)
-    image, keypoints, info = photo_keypoints(load_face_photos([cat])[0])
-    assert keypoints is None and info["placement"] == "centre square"
+    image, keypoints, info, landmarks = photo_keypoints(load_face_photos([cat])[0])
+    assert keypoints is None and landmarks is None and info["placement"] == "centre square"
     assert image.shape[0] == image.shape[1] == min(data.chelsea().shape[:2])

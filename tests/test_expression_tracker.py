@@ -10,7 +10,8 @@ MediaPipe Face Mesh (``testing.mediapipe_mesh``: one subprocess from .deps/media
 ``./setup.sh test`` fills): that eye's EAR ≤ 0.1, the other eye within 10 % (docs/expressions.md).
 
 Measured (docs/expressions.md, "How far each expression goes"): demo MAR 0.086 neutral → 0.89 at
-jaw_open = 1; smile = 1 widens the mouth +19 % with both corners 15 px higher.
+jaw_open = 1; smile = 1 widens the mouth +19 % with both corners 15 px higher. Grace Hopper's
+photo avatar meets the MAR, smile and blink figures, the astronaut's the blink and brow ones.
 About 3.5 min on 2 cores, 1.5 of it the hole check (marked slow), 7 s the MediaPipe test.
 """
 
@@ -30,7 +31,8 @@ from arc2avatar.errors import InputError, MissingDependencyError, MissingWeights
 from arc2avatar.evaluate.face_measures import measure_face
 from arc2avatar.identity.dlib_faces import DlibFaceDetector
 from arc2avatar.testing.faceapi import faceapi_landmarks
-from arc2avatar.testing.mediapipe_mesh import (REQUIREMENTS, MediaPipeMeshConfig, mediapipe_face_mesh, mediapipe_folder,
+from arc2avatar.testing.mediapipe_mesh import (MESH_EYE_IMAGE_LEFT, MESH_EYE_IMAGE_RIGHT, REQUIREMENTS, MediaPipeMeshConfig,
+                                               mediapipe_face_mesh, mediapipe_folder,
                                                mesh_brow_eye_distance, mesh_eye_aspect_ratios, mesh_mouth_corners)
 from arc2avatar.testing.photos import astronaut_photo, grace_hopper_photo, photo_avatar
 
@@ -52,11 +54,13 @@ def demo():
 
 @pytest.fixture(scope="module")
 def photo_demos(demo):
-    """The untrained photo avatars of the astronaut and of Grace Hopper (dlib's five points)."""
+    """The untrained photo avatars of the astronaut and of Grace Hopper, placed as the photo demo
+    places them: by dlib's five points, the eyes on the lids' line by its 68 (``oracle.eye_shifts``)."""
     detector = demo[2]
     avatars = {}
     for name, photo in (("astronaut", astronaut_photo()), ("hopper", grace_hopper_photo())):
-        avatar = photo_avatar(photo, detector.largest_face(photo).keypoints, face_levels=1)
+        face = detector.largest_face(photo)
+        avatar = photo_avatar(photo, face.keypoints, face_levels=1, landmarks=detector.landmarks_68(photo, face.box))
         avatars[name] = (avatar, setup_for_avatar(avatar), detector)
     return avatars
 
@@ -154,11 +158,13 @@ def test_the_tracker_reads_a_photo_avatars_blink_as_closing_that_eye(photo_demos
 
 
 def test_photo_avatars_open_their_mouths_smile_and_raise_their_brows_for_the_tracker(photo_demos):
-    # Measured (512², r = 3.0): MAR 0 / 0.5 / 1: astronaut 0.19 / 0.34 / 0.46, Hopper 0.01 / 0.24 /
-    # 0.54; smile width +12 % / +20 %; brow_raise +4…38 % / +13–16 % (dlib's brow points move a
-    # few pixels with the render's last bits, e.g. the thread count). The astronaut's wide open smile is
-    # painted on the closed lips: dlib's inner mouth corners land on its dark corners, outside
-    # the template's opening, so her MAR stays under 0.5 and her smile widens less.
+    # Measured (512², r = 3.0): MAR 0 / 0.5 / 1: astronaut 0.19 / 0.34 / 0.46, Hopper 0.01 / 0.23 /
+    # 0.58; smile width +12 % / +18 %. The astronaut's wide open smile is painted on the closed
+    # lips: dlib's inner mouth corners land on its dark corners, outside the template's opening,
+    # so her MAR stays under 0.5 and her smile widens less. dlib's brow points are not asserted:
+    # they jump between renders a few pixels apart on the astronaut (+4 % to +38 %), and on
+    # Hopper they sit on her forehead's creases at neutral and on her raised brows at brow_raise
+    # (−19 %; +16 % before her eyes moved onto the lid line). MediaPipe reads the brows below.
     figures = {}
     for name, avatar in photo_demos.items():
         measures = {key: measure_face(_render(avatar, weights)[0], avatar[2]) for key, weights in
@@ -173,8 +179,6 @@ def test_photo_avatars_open_their_mouths_smile_and_raise_their_brows_for_the_tra
     hopper, astronaut = figures["hopper"], figures["astronaut"]
     assert hopper["open"].mouth_aspect_ratio >= 0.5 and astronaut["open"].mouth_aspect_ratio >= 0.42
     assert hopper["smile"].mouth_width >= 1.15 * hopper["neutral"].mouth_width
-    assert hopper["brow"].brow_eye_distance >= 1.1 * hopper["neutral"].brow_eye_distance, {
-        name: (m["neutral"].brow_eye_distance, m["brow"].brow_eye_distance) for name, m in figures.items()}
 
 
 def test_a_photo_avatars_lids_take_the_photos_skin_tone_not_its_eyes(photo_demos):
@@ -226,11 +230,12 @@ def test_mediapipe_reads_a_one_eyed_blink_as_that_eye_shut_a_brow_raise_and_a_sm
     # MediaPipe Face Mesh (its six eye points per eye, refine_landmarks) on the tests' 512² renders.
     # Measured (image-left / image-right EAR; the subject's left eye is the image's right): demo
     # open 0.434 / 0.387, blink_left 0.416 / 0.055, blink_right 0.074 / 0.370; astronaut 0.380 /
-    # 0.380, 0.377 / 0.046, 0.058 / 0.405; Grace Hopper 0.276 / 0.278, 0.289 / 0.080, 0.117 /
-    # 0.276: her shut right eye's lid points lie on the lash line (heights within a pixel) but ≈ 7 px
-    # apart along it, which the EAR counts as opening: asserted at half its open value.
-    # The same renders give the brow raise (brow-to-eye distance, where dlib puts the demo head's eye
-    # points on its brows) and the smile, on Face Mesh's points.
+    # 0.380, 0.377 / 0.046, 0.058 / 0.405; Grace Hopper 0.316 / 0.304, 0.303 / 0.085, 0.086 /
+    # 0.327. The lids meet at the open eye's lower lid: the closed eye's points lie 4 px above it
+    # (demo, astronaut) or within 2 px (Hopper, whose eyes the photo placement moves onto the
+    # lids' line, ``oracle.eye_shifts``; before, her lids met 8–11 px below her eyes and her
+    # blink_right read 0.117). The same renders give the brow raise (brow-to-eye distance, where
+    # dlib puts the demo head's eye points on its brows) and the smile, on Face Mesh's points.
     avatars = {"demo": demo, "astronaut": photo_demos["astronaut"], "hopper": photo_demos["hopper"]}
     cases = BLINKS + BROW_AND_SMILE
     renders = [_render(avatar, weights)[0] for avatar in avatars.values() for _, weights in cases]
@@ -241,12 +246,18 @@ def test_mediapipe_reads_a_one_eyed_blink_as_that_eye_shut_a_brow_raise_and_a_sm
     ears = ears.reshape(len(avatars), len(BLINKS), 2)
     figures = {name: np.round(ear, 3).tolist() for name, ear in zip(avatars, ears)}
     print(figures)
-    for name, (open_eyes, blink_left, blink_right) in zip(avatars, ears):
+    for open_eyes, blink_left, blink_right in ears:
         assert open_eyes.min() > 0.25, figures
         assert abs(blink_left[0] / open_eyes[0] - 1.0) <= 0.1, figures  # the subject's right eye stays open
         assert abs(blink_right[1] / open_eyes[1] - 1.0) <= 0.1, figures
         assert blink_left[1] <= 0.1, figures  # the subject's left eye (the image's right) is shut
-        assert blink_right[0] <= (0.1 if name != "hopper" else 0.5 * open_eyes[0]), figures
+        assert blink_right[0] <= 0.1, figures
+    for name in avatars:  # the lids close onto the open eye's lower lid (image y; up is smaller)
+        opened = points[name, "open"]
+        for eye, blink in ((MESH_EYE_IMAGE_LEFT, "blink_right"), (MESH_EYE_IMAGE_RIGHT, "blink_left")):
+            lower_lid = opened[[eye[4], eye[5]], 1].mean()
+            closed = points[name, blink][list(eye), 1].mean()
+            assert lower_lid - 6.0 <= closed <= lower_lid + 3.0, (name, blink, lower_lid, closed)
     brows = {name: mesh_brow_eye_distance(points[name, "brow_raise"]) / mesh_brow_eye_distance(points[name, "open"])
              for name in avatars}
     smiles = {name: (mesh_mouth_corners(points[name, "smile"]), mesh_mouth_corners(points[name, "open"])) for name in avatars}

@@ -10,6 +10,9 @@ the 3D machinery works.
 Targets (``OracleTarget``): a mesh with per-vertex colours — by default the built-in head with a
 painted "hair" cap and, optionally, a photo projected onto its face (``photo_texture``: a
 frontal projector aligned by the photo's five landmarks, sampled at the photo's resolution).
+With the photo's 68 landmarks, its eyes are also moved down onto the line where the template's
+lids meet when they blink, if they lie above it (``eye_shifts``), so that a blink closes over
+the photo's eyes instead of dragging the skin above them into a closed eye.
 Written by hand: test machinery of ours.
 """
 
@@ -63,6 +66,12 @@ class OracleTargetConfig:
             the mean of the five keypoints (1.25 × 1.6 covers brows to chin, cheek to cheek).
         photo_oval_feather: landmark placement: fraction of the oval's radius over which the
             photo fades into the template colours.
+        photo_eye_shift: with the photo's 68 landmarks, move its eyes down when their lower lids
+            lie above the line where the template's lids meet at a blink (issue 24: a blink then
+            closes onto the photo's lower lids; ``eye_shifts``). They never move up.
+        photo_eye_sigma: the shift's reach around each eye: standard deviations of its
+            Gaussian falloff across and along the face, in template eye distances (the eye
+            and its lids move whole; the brows and the cheek below move less).
     """
 
     hair_color: tuple[float, float, float] = (0.23, 0.15, 0.10)
@@ -76,6 +85,8 @@ class OracleTargetConfig:
     photo_oval_half_width: float = 1.25
     photo_oval_half_height: float = 1.6
     photo_oval_feather: float = 0.2
+    photo_eye_shift: bool = True
+    photo_eye_sigma: tuple[float, float] = (0.3, 0.22)
 
 
 @dataclass(frozen=True)
@@ -145,11 +156,14 @@ def default_target(
     photo: np.ndarray | None = None,
     face_triangles: int = 0,
     photo_keypoints: np.ndarray | None = None,
+    photo_landmarks: np.ndarray | None = None,
 ) -> OracleTarget:
     """The template repainted with a hair cap (and pushed out there), optionally with ``photo``
     (H, W, 3 uint8) projected onto the face region (``photo_texture``): aligned by its five
     ``photo_keypoints`` ((5, 2) ArcFace order, pixel indices) when given, else its centre
-    square. ``face_triangles``: how many leading rows of ``head.faces`` form the face region."""
+    square; its eyes placed on the template's lid line by its 68 ``photo_landmarks`` ((68, 2)
+    iBUG 300-W, pixel indices) when given (``eye_shifts``). ``face_triangles``: how many leading
+    rows of ``head.faces`` form the face region."""
     vertices = head.vertices.clone()
     colors = head.vertex_colors.clone()
     direction = torch.nn.functional.normalize(vertices, dim=-1)
@@ -164,7 +178,7 @@ def default_target(
     vertices[hair] += config.hair_volume * normals[hair]
     texture = None
     if photo is not None:
-        texture = photo_texture(head, vertices, photo, photo_keypoints, config)
+        texture = photo_texture(head, vertices, photo, photo_keypoints, config, photo_landmarks)
         colors = _blend_vertex_colors(colors, texture)
         colors = _tint_eyelids(head, colors, texture)
     return OracleTarget(vertices=vertices, faces=head.faces.clone(), colors=colors.clamp(0, 1), face_triangles=face_triangles,
@@ -221,8 +235,11 @@ def photo_placement(head: HeadModel, photo_hw: tuple[int, int], keypoints: np.nd
 
 
 def photo_texture(head: HeadModel, vertices: Tensor, photo: np.ndarray, keypoints: np.ndarray | None,
-                  config: OracleTargetConfig = OracleTargetConfig()) -> PhotoTexture:
+                  config: OracleTargetConfig = OracleTargetConfig(), landmarks: np.ndarray | None = None) -> PhotoTexture:
     """Project ``photo`` (H, W, 3 uint8) frontally onto the front of the face region of a mesh.
+
+    With the photo's 68 ``landmarks`` (and ``config.photo_eye_shift``), its eyes are first moved
+    onto the template's lid line (``eye_shifts``).
 
     ``vertices`` (V, 3) are the target's (``head``'s, possibly pushed out). The photo's blend
     weight is 1 inside, fading to 0 over the border of the projected area (an oval around the
@@ -235,6 +252,8 @@ def photo_texture(head: HeadModel, vertices: Tensor, photo: np.ndarray, keypoint
     height, width = photo.shape[:2]
     matrix = torch.from_numpy(photo_placement(head, (height, width), keypoints, config))
     plane = frontal_plane(vertices.double())
+    if keypoints is not None and landmarks is not None and config.photo_eye_shift:
+        plane = plane - eye_shifts(head, plane, matrix.numpy(), np.asarray(landmarks, dtype=np.float64), config)
     pixels = plane @ matrix[:2, :2].T + matrix[:2, 2]  # (V, 2) pixel indices
     grid = torch.stack([(pixels[:, 0] + 0.5) / width, (pixels[:, 1] + 0.5) / height], dim=-1) * 2 - 1
     if keypoints is not None:
@@ -256,6 +275,71 @@ def photo_texture(head: HeadModel, vertices: Tensor, photo: np.ndarray, keypoint
     image = torch.from_numpy(np.array(photo, dtype=np.float32, copy=True)).permute(2, 0, 1) / 255.0
     uvw = torch.cat([grid, weight[:, None]], dim=-1).float()
     return PhotoTexture(image=image.contiguous(), uvw=uvw)
+
+
+# iBUG 300-W lower-lid points of the image-left eye (the subject's right) and the image-right eye.
+LOWER_LID_68 = ((40, 41), (46, 47))
+EYE_68 = (tuple(range(36, 42)), tuple(range(42, 48)))
+# The lid of each image side: (region, blendshape that closes it); the image's left eye is the subject's right.
+LIDS = (("right_eyelid", "blink_right"), ("left_eyelid", "blink_left"))
+
+
+def lid_meeting_heights(head: HeadModel) -> list[tuple[float, float] | None]:
+    """Where the template's lids meet at a blink, per image side (left, right): the frontal-plane
+    (u, v) of the middle of its lash line with that eye's blink at 1 (``frontal_plane``), or None
+    for a template without lid shells (regions ``eyelid_lash``, ``*_eyelid`` and the blinks)."""
+    out: list[tuple[float, float] | None] = []
+    for region, blink in LIDS:
+        if "eyelid_lash" not in head.regions or region not in head.regions or blink not in head.expression_names:
+            out.append(None)
+            continue
+        lash = head.regions["eyelid_lash"] & head.regions[region]
+        closed = head.vertices.double() + head.expression_basis[:, :, head.expression_names.index(blink)].double()
+        line = frontal_plane(closed[lash])
+        if line.shape[0] == 0:
+            out.append(None)
+            continue
+        centre_u = float((line[:, 0].min() + line[:, 0].max()) / 2)
+        middle = line[(line[:, 0] - centre_u).abs().argsort()[:3]]  # the lash vertices nearest its middle
+        out.append((centre_u, float(middle[:, 1].mean())))
+    return out
+
+
+def eye_shifts(head: HeadModel, plane: Tensor, placement: np.ndarray, landmarks: np.ndarray,
+               config: OracleTargetConfig = OracleTargetConfig()) -> Tensor:
+    """(V, 2) float64 frontal-plane offsets to subtract from ``plane`` (the vertices' (u, v),
+    ``frontal_plane``) before the 5-point ``placement`` (3, 3) maps them onto the photo: the
+    photo's eyes move down by how far its lower lids (``landmarks``, (68, 2) pixel indices,
+    mapped back through the placement) lie, on average, above the template's lid line
+    (``lid_meeting_heights``), fading with a Gaussian of ``config.photo_eye_sigma`` template eye
+    distances around each eye. Zeros when they lie on or below it, or the template has no lid shells.
+
+    A similarity through five points lays a photo's eyes where the fit of its nose and mouth
+    allows. On Grace Hopper's portrait (a short eye-to-mouth distance) her lower lids landed 0.031
+    above the lid line (7 % of the eye distance), so a blink closed below her eyes and
+    dragged her upper lids, brows and the rim of her glasses down into the closed eye; MediaPipe
+    read one of them as EAR 0.117 (docs/expressions.md). Both eyes move by one amount, as the
+    error is the face's proportion, not either eye's: moved apart they tilted the eye line and
+    the open eye read 11 % wider at the other's blink. The astronaut's lower lids lie on the
+    line on average (0.003 above, 0.019 below): her target does not change.
+    """
+    shifts = torch.zeros_like(plane)
+    heights = lid_meeting_heights(head)
+    if any(height is None for height in heights):
+        return shifts
+    inverse = np.linalg.inv(placement)
+    in_plane = landmarks @ inverse[:2, :2].T + inverse[:2, 2]  # (68, 2) the photo's landmarks in (u, v)
+    drop = float(np.mean([meeting_v - in_plane[list(lower), 1].mean()  # v grows downward
+                          for (_, meeting_v), lower in zip(heights, LOWER_LID_68)]))
+    if drop <= 0.0:
+        return shifts
+    eye_distance = abs(heights[1][0] - heights[0][0])
+    sigma = torch.tensor(config.photo_eye_sigma, dtype=torch.float64) * eye_distance
+    for eye in EYE_68:
+        centre = torch.from_numpy(in_plane[list(eye)].mean(axis=0))
+        falloff = torch.exp(-0.5 * (((plane - centre) / sigma) ** 2).sum(dim=-1))
+        shifts[:, 1] += drop * falloff  # a template point here shows the photo from ``drop`` higher up
+    return shifts
 
 
 def _blend_vertex_colors(colors: Tensor, texture: PhotoTexture) -> Tensor:
@@ -336,8 +420,9 @@ class OraclePrior:
         return self._encoder.encode(2.0 * rgb - 1.0, None)
 
 
-def photo_keypoints(photo: Photo) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
-    """The demo's photo, its five ArcFace keypoints and how it is placed on the target's face.
+def photo_keypoints(photo: Photo) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any], np.ndarray | None]:
+    """The demo's photo, its five ArcFace keypoints, how it is placed on the target's face and
+    its 68 iBUG 300-W landmarks (which put its eyes on the template's lid line, ``eye_shifts``).
 
     With dlib installed (the ``eval`` extra) the largest face's landmarks align the photo to the
     template's (``oracle.photo_placement``); no face found is an ``InputError``. Without dlib the
@@ -351,14 +436,15 @@ def photo_keypoints(photo: Photo) -> tuple[np.ndarray, np.ndarray | None, dict[s
         height, width = image.shape[:2]
         side = min(height, width)
         top, left = (height - side) // 2, (width - side) // 2
-        return image[top:top + side, left:left + side], None, {"path": str(path), "placement": "centre square"}
+        return image[top:top + side, left:left + side], None, {"path": str(path), "placement": "centre square"}, None
     face = detector.largest_face(image)
     if face is None:
         raise InputError(f"no face found in {path} by dlib's {detector.name} detector: use a frontal photo "
                          "with the face clearly visible (at least ~80 pixels wide)")
-    info = {"path": str(path), "placement": "5 landmarks (dlib 68-point)",
+    landmarks = detector.landmarks_68(image, face.box)
+    info = {"path": str(path), "placement": "5 landmarks (dlib 68-point) + eyes on the lid line",
             "keypoints": np.round(face.keypoints, 2).tolist()}
-    return image, face.keypoints, info
+    return image, face.keypoints, info, landmarks
 
 
 def _scaled_linear_alphas_cumprod(config: dict[str, Any]) -> Tensor:
@@ -374,7 +460,7 @@ def frontal_camera(size: int, radius: float = 4.5, fovy: float = 0.7, azimuth_de
 
 __all__ = [
     "OraclePrior", "OracleTarget", "OracleTargetConfig", "PhotoTexture", "default_target", "frontal_camera",
-    "frontal_plane", "photo_keypoints", "photo_placement", "photo_texture", "template_landmarks",
+    "eye_shifts", "frontal_plane", "lid_meeting_heights", "photo_keypoints", "photo_placement", "photo_texture", "template_landmarks",
 ]
 
 

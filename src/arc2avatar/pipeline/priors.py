@@ -89,12 +89,13 @@ def arc2face_prior(inputs: PriorInputs) -> GuidancePrior:
 
 @dataclass(frozen=True)
 class OraclePhoto:
-    """The oracle's photo texture: the pixels, their five ArcFace keypoints (None: centre square)
-    and how the photo was placed (for ``metrics.json``)."""
+    """The oracle's photo texture: the pixels, their five ArcFace keypoints (None: centre square),
+    how the photo was placed (for ``metrics.json``) and its 68 landmarks (``oracle.eye_shifts``)."""
 
     pixels: np.ndarray | None = None
     keypoints: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    landmarks: np.ndarray | None = None
 
 
 def oracle_photo(photos: tuple[Photo, ...]) -> OraclePhoto:
@@ -109,7 +110,7 @@ def oracle_prior(inputs: PriorInputs) -> GuidancePrior:
     photo = inputs.prepared if isinstance(inputs.prepared, OraclePhoto) else OraclePhoto()
     setup = inputs.setup
     target = default_target(setup.upsampled.head, photo=photo.pixels, face_triangles=setup.upsampled.num_face_triangles,
-                            photo_keypoints=photo.keypoints).to(inputs.device)
+                            photo_keypoints=photo.keypoints, photo_landmarks=photo.landmarks).to(inputs.device)
     return OraclePrior(target, inputs.config.prior, oracle_latent_encoder(inputs.config))
 
 

@@ -87,16 +87,18 @@ def write_stand_in_inception(path: str | Path, features: int = 2048, seed: int =
 
 
 def photo_avatar(photo: np.ndarray | None, keypoints: np.ndarray | None, face_levels: int = 0,
-                 flame: str | Path | None = None, flame_mouth: bool = True):
+                 flame: str | Path | None = None, flame_mouth: bool = True, landmarks: np.ndarray | None = None):
     """An ``Avatar`` (with its template binding: built-in, or the FLAME file ``flame``) whose
     splats carry the colours of the photo-textured oracle target; no optimisation.
-    ``keypoints``: the photo's five ArcFace points. ``photo`` None: the template's own colours
+    ``keypoints``: the photo's five ArcFace points; ``landmarks``: its 68 dlib points, which put
+    its eyes on the template's lid line as the photo demo does (``oracle.eye_shifts``; None: the
+    5-point placement alone). ``photo`` None: the template's own colours
     (a FLAME head without ``FLAME_masks.pkl`` has no eye, nose and lip regions to align a photo by).
     ``flame_mouth`` False: FLAME's bare skin, as avatars made before its mouth inside."""
     kind = {} if flame is None else {"kind": "flame", "flame_path": str(flame)}
     setup = build_head(TemplateConfig(face_levels=face_levels, rest_levels=0, **kind), flame_mouth=flame_mouth)
     head = setup.upsampled.head
-    target = default_target(head, photo=photo, photo_keypoints=keypoints, face_triangles=setup.upsampled.num_face_triangles)
+    target = default_target(head, photo=photo, photo_keypoints=keypoints, photo_landmarks=landmarks, face_triangles=setup.upsampled.num_face_triangles)
     splats = GaussianSplats.from_template(target.vertices, target.colors, head.face_mask)
     return Avatar(splats, template=dict(setup.info), extra={"stage": "photo-textured template (untrained)"})
 
