@@ -22,6 +22,7 @@ of which the cluster's start 26 s, the batch 82 s, the node loss 26 s, the app 9
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -63,6 +64,24 @@ def _layout(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
 
+@contextlib.contextmanager
+def _sigint_ignored():
+    """The nodes' processes ignore SIGINT, as those of a node started in the background do (``nohup
+    ray start ... &``, a service; a test run started with ``&`` from a script): Ray's plain cancel, a
+    simulated SIGINT, does nothing there unless the task installs Python's handler (``run_remote``).
+    A cancel during a task's preparation was lost so, inside a full test run started that way."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _add_node(cluster) -> None:
+    with _sigint_ignored():
+        cluster.add_node(num_cpus=1, num_gpus=1, object_store_memory=OBJECT_STORE)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     ray = pytest.importorskip("ray")
@@ -70,9 +89,10 @@ def cluster(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("cluster")
     os.environ.setdefault("ARC2AVATAR_CACHE", str(root / "cache"))  # the nodes inherit it (mean-face cache)
-    nodes = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, num_gpus=0, object_store_memory=OBJECT_STORE))
+    with _sigint_ignored():
+        nodes = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, num_gpus=0, object_store_memory=OBJECT_STORE))
     for _ in range(2):
-        nodes.add_node(num_cpus=1, num_gpus=1, object_store_memory=OBJECT_STORE)
+        _add_node(nodes)
     ray.init(address=nodes.address, log_to_driver=False)
     nodes.wait_for_nodes()
     yield nodes
@@ -189,7 +209,7 @@ def test_a_lost_node_s_job_finishes_on_the_other_node_from_the_last_checkpoint_t
         print(f"node loss -> attempt 2 started after {starts[1]['t'] - lost_at:.1f} s, resumed at iteration "
               f"{reached[-1]}; bytes to the new node {starts[1]['bytes_to_node']}")
     finally:
-        cluster.add_node(num_cpus=1, num_gpus=1, object_store_memory=OBJECT_STORE)  # for the tests after this one
+        _add_node(cluster)  # for the tests after this one
         cluster.wait_for_nodes()
 
 

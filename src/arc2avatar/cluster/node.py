@@ -22,6 +22,7 @@ import io
 import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arc2avatar._signals import kept_signal_handlers
 from arc2avatar.cluster.spec import RemoteJob
 from arc2avatar.errors import Arc2AvatarError, MissingWeightsError
 from arc2avatar.pipeline.batch import Attempt, one_line, run_figures
@@ -261,7 +263,20 @@ def run_remote(job: RemoteJob, inputs: dict[str, tuple[str, Any]], inbox: Any, p
                scratch_root: str | None, threads: float) -> RemoteResult:
     """Make one avatar on this node (see the module docstring). A failure of the job's own (a bad
     photo, missing weights on this node) is returned, not raised, so Ray does not retry it; a
-    cancel (KeyboardInterrupt) sends the checkpoint it writes to the head, then propagates."""
+    cancel (KeyboardInterrupt) sends the checkpoint it writes to the head, then propagates.
+
+    Ray's cancel is a simulated SIGINT (``_thread.interrupt_main``), which Python drops while
+    SIGINT is ignored, and a node started in the background (``nohup ray start ... &``, a service,
+    a script run with ``&``) gives its worker processes SIGINT ignored: the task runs with Python's
+    own SIGINT handler (the caller's is given back after)."""
+    with kept_signal_handlers((signal.SIGINT,)):
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        return _run_job(job, inputs, inbox, progress_s, scratch_root, threads)
+
+
+def _run_job(job: RemoteJob, inputs: dict[str, tuple[str, Any]], inbox: Any, progress_s: float,
+             scratch_root: str | None, threads: float) -> RemoteResult:
     import ray
     import torch
 
