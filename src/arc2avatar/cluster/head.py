@@ -19,7 +19,7 @@ another job. A finished job's folder is written into the head's folder by ``writ
 optimises (its node has reported the trainer's loop running) is cancelled with ``ray.cancel``
 (the task sees a KeyboardInterrupt: the trainer writes a checkpoint, the node sends it to the head);
 a job still queued or preparing has nothing to save, so its task is cancelled with ``force=True``
-at once (a KeyboardInterrupt during its imports or a blocking call is delayed or lost). A task
+at once (a KeyboardInterrupt lands late in a blocking call, such as a wait on a cache lock). A task
 still running after the cancel's grace has its worker process killed, the force-cancel repeated
 until the task has ended: Ray drops a cancel of a task while an earlier cancel's request to the
 same task is still on its way.
