@@ -391,6 +391,7 @@ def test_a_cancelled_task_that_does_not_stop_in_its_grace_is_killed_and_ends_can
     wait_for(lambda: ray.available_resources().get("GPU", 0) == 2, 30, "the killed task to give its GPU back")
 
 
+@pytest.mark.slow
 def test_a_job_cancelled_while_queued_or_preparing_ends_cancelled_at_once_and_the_nodes_run_the_next_job(
         cluster, tmp_path):
     """A user's cancel at any moment before the job optimises ends it within seconds, not after the
