@@ -11,9 +11,18 @@ to its JSON-lines log on the head (``RemoteJob.events_path``).
 ``RayBackend`` submits one task per job (``node.run_remote``) with ``num_gpus=1`` (``num_cpus``
 on a CPU-only cluster, plus custom resources), ``max_retries`` for lost nodes and worker
 processes and ``retry_exceptions=False`` (a job's own failure comes back as a failed ``Attempt``,
-never as an exception, so it is not retried). A finished job's folder is written into the head's
-folder by ``write_finished``; ``cancel`` and ``close`` cancel tasks with ``ray.cancel`` (the task
-sees a KeyboardInterrupt: the trainer writes a checkpoint, the node sends it to the head).
+never as an exception, so it is not retried), and ``max_calls=1``: every job gets a fresh worker
+process, so a process that a cancel interrupted anywhere (inside an import, say) never runs
+another job. A finished job's folder is written into the head's folder by ``write_finished``.
+
+``cancel`` (and ``close``) depend on where the job is, which the Inbox knows: a task that
+optimises (its node has reported the trainer's loop running) is cancelled with ``ray.cancel``
+(the task sees a KeyboardInterrupt: the trainer writes a checkpoint, the node sends it to the head);
+a job still queued or preparing has nothing to save, so its task is cancelled with ``force=True``
+at once (a KeyboardInterrupt lands late in a blocking call, such as a wait on a cache lock). A task
+still running after the cancel's grace has its worker process killed, the force-cancel repeated
+until the task has ended: Ray drops a cancel of a task while an earlier cancel's request to the
+same task is still on its way.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from arc2avatar._io import atomic_write_bytes
 from arc2avatar.cluster.node import run_remote
@@ -38,6 +47,9 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"  # pipeline.trainer.CHECKPOINT_NAME (the trainer imports torch; the Inbox need not)
 FINISHED_MARKER = "avatar/avatar.json"  # api.run_state's mark of a finished avatar: written last
 STOP_WAIT_S = 60.0  # how long close() waits for cancelled tasks to send their last checkpoint
+KILL_RETRY_S = 1.0  # how often a force-cancel is sent again while the task still runs, seconds
+PHASE_WAIT_S = 10.0  # how long cancel() waits for the Inbox to say where a job is (then: as if optimising)
+QUEUED, PREPARING, OPTIMISING = "queued", "preparing", "optimising"  # Inbox.phase
 COLLECTORS = 4  # head threads writing finished folders
 
 
@@ -79,6 +91,7 @@ class Inbox:
         self.iterations: dict[str, int] = {}
         self.received: dict[str, int] = {}
         self.sent: dict[str, int] = {}
+        self.phases: dict[str, str] = {}  # where the current attempt of each job is (QUEUED when absent)
 
     def begin(self, job: RemoteJob, node: str) -> tuple[int, dict[str, bytes], int]:
         """A new attempt of ``job`` on ``node``: its number, the head's resume files, their iteration."""
@@ -88,6 +101,7 @@ class Inbox:
                                          if e.get("event") == "start" and e.get("job") == job.key)
         attempt = self.attempts[job.key] + 1
         self.attempts[job.key] = attempt
+        self.phases[job.key] = PREPARING
         head = Path(job.head_dir)
         files: dict[str, bytes] = {}
         iteration = 0
@@ -115,18 +129,32 @@ class Inbox:
             atomic_write_bytes(job.preview_path, preview)
         size = sum(len(b) for b in files.values()) + len(preview or b"")
         self.received[key] = self.received.get(key, 0) + size
-        if iteration is not None:
+        if iteration is not None:  # a checkpoint: the attempt optimises (or has optimised)
             self.iterations[key] = iteration
+            self.phases[key] = OPTIMISING
             _append_event(job.events_path, {"job": key, "event": "checkpoint", "attempt": attempt,
                                             "iteration": iteration, "bytes": size})
         return True
 
-    def note(self, key: str, record: dict[str, Any]) -> dict[str, int]:
-        """Log the end of a job; returns its bytes moved (to its nodes, to the head during runs)."""
-        job = self.jobs.get(key)
+    def optimising(self, key: str, attempt: int) -> bool:
+        """Attempt ``attempt`` of ``key`` runs the trainer's loop (a cancel now makes it write a
+        checkpoint); False: a stale attempt, ignored."""
+        if attempt != self.attempts.get(key):
+            return False
+        self.phases[key] = OPTIMISING
+        return True
+
+    def phase(self, key: str) -> str:
+        """Where ``key``'s current attempt is: QUEUED (not started), PREPARING or OPTIMISING."""
+        return self.phases.get(key, QUEUED)
+
+    def note(self, job: RemoteJob, record: dict[str, Any]) -> dict[str, int]:
+        """Log the end of a job (also one that never started); returns its bytes moved (to its
+        nodes, to the head during runs)."""
+        key = job.key
+        self.phases.pop(key, None)
         moved = {"to_node_resume": self.sent.get(key, 0), "to_head_progress": self.received.get(key, 0)}
-        if job is not None:
-            _append_event(job.events_path, {"job": key, **record, **moved})
+        _append_event(job.events_path, {"job": key, **record, **moved})
         return moved
 
     def ping(self) -> bool:
@@ -148,6 +176,21 @@ def write_finished(head_dir: Path, files: dict[str, bytes]) -> None:
     for path in head_dir.iterdir():  # what the run's progress left that the finished folder lacks
         if path.is_file() and path.name not in files:
             path.unlink()
+
+
+def kill_until_ended(ray: Any, ref: Any, running: Callable[[], bool], stop: threading.Event,
+                     retry_s: float = KILL_RETRY_S) -> None:
+    """Force-cancel ``ref``'s task (Ray kills its worker process), again every ``retry_s`` seconds
+    while ``running()`` and until ``stop`` is set: Ray drops a cancel that arrives while an earlier
+    cancel's request to the same task is still on its way, so a force-cancel sent right after
+    ``ray.cancel(ref)`` alone can be lost (and the task runs on)."""
+    while running() and not stop.is_set():
+        try:
+            ray.cancel(ref, force=True)
+        except Exception as error:  # noqa: BLE001 - it ended meanwhile, or the cluster is gone
+            log.debug("force-cancel: %s", error)
+            return
+        stop.wait(retry_s)
 
 
 def _read_input(path: str) -> bytes:
@@ -198,11 +241,12 @@ class RayBackend:
         self._inbox = ray.remote(Inbox).options(
             num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False)).remote()
         ray.get(self._inbox.ping.remote())
-        self._task = ray.remote(run_remote).options(
+        self._task = ray.remote(  # max_calls: a fresh worker process per job (module docstring)
             num_gpus=gpus, num_cpus=options.cpus_per_job, resources=dict(options.resources) or None,
-            max_retries=options.node_retries, retry_exceptions=False)
+            max_retries=options.node_retries, retry_exceptions=False, max_calls=1)(run_remote)
         self._refs: dict[str, Any] = {}
         self._cancelled: set[str] = set()  # keys whose task was cancelled (a killed worker then means "cancelled")
+        self._closing = threading.Event()  # stops the force-cancel loops (``_kill_if_running``)
         self._inputs: dict[str, tuple[str, Any]] = {}
         self._sizes: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -269,7 +313,7 @@ class RayBackend:
             record.update(event="finished" if attempt.ok else ("cancelled" if attempt.error == "cancelled" else "failed"),
                           error=attempt.error)
             try:
-                moved = self._ray.get(self._inbox.note.remote(job.key, record))
+                moved = self._ray.get(self._inbox.note.remote(job, record))
             except Exception:  # noqa: BLE001 - the inbox is gone (shutting down): the figures are lost, not the job
                 moved = {}
             attempt.metrics.update({f"bytes_{k}": float(v) for k, v in moved.items()})
@@ -284,34 +328,51 @@ class RayBackend:
                 self._pending.discard(out)
 
     def cancel(self, key: str) -> bool:
-        """Cancel a job's task (it writes a checkpoint and sends it to the head); False if none runs."""
+        """Cancel a job's task; False if none runs (see the module docstring).
+
+        A task that optimises writes a checkpoint and sends it to the head, and is killed if it
+        still runs ``RayOptions.cancel_grace_s`` later; a job still queued or preparing is
+        force-cancelled at once (it has nothing to save). A second cancel of the same job sends
+        nothing (a second KeyboardInterrupt would stop the trainer before its checkpoint).
+        """
         with self._lock:
             ref = self._refs.get(key)
-        if ref is None:
-            return False
+            if ref is None:
+                return False
+            if key in self._cancelled:
+                return True
+            self._cancelled.add(key)
+        gentle = self._phase(key) == OPTIMISING
         try:
-            self._ray.cancel(ref, force=False)
+            self._ray.cancel(ref, force=not gentle)
         except Exception as error:  # noqa: BLE001 - already finished
             log.debug("cancel %s: %s", key, error)
+            with self._lock:
+                self._cancelled.discard(key)
             return False
-        with self._lock:
-            self._cancelled.add(key)
-        timer = threading.Timer(self.options.cancel_grace_s, self._kill_if_running, args=(key, ref))
+        timer = threading.Timer(self.options.cancel_grace_s if gentle else KILL_RETRY_S, self._kill_if_running,
+                                args=(key, ref))
         timer.daemon = True
         timer.start()
         return True
 
+    def _phase(self, key: str) -> str:
+        """The Inbox's word on where ``key`` is; OPTIMISING (the gentle cancel) when it does not answer in time."""
+        try:
+            return str(self._ray.get(self._inbox.phase.remote(key), timeout=PHASE_WAIT_S))
+        except Exception as error:  # noqa: BLE001 - a busy or lost inbox: cancel gently, kill after the grace
+            log.debug("phase of %s: %s", key, error)
+            return OPTIMISING
+
     def _kill_if_running(self, key: str, ref: Any) -> None:
-        """Kill a cancelled task's worker process if the task is still running after its grace."""
-        with self._lock:
-            running = self._refs.get(key) is ref
-        if running:
-            log.info("job %s did not stop within %g s of its cancel: killing its worker process", key,
-                     self.options.cancel_grace_s)
-            try:
-                self._ray.cancel(ref, force=True)
-            except Exception as error:  # noqa: BLE001 - it ended meanwhile
-                log.debug("force-cancel %s: %s", key, error)
+        """Kill a cancelled task's worker process if the task still runs (``kill_until_ended``)."""
+        def running() -> bool:
+            with self._lock:
+                return self._refs.get(key) is ref
+
+        if running():
+            log.info("job %s is still running after its cancel: killing its worker process", key)
+            kill_until_ended(self._ray, ref, running, self._closing)
 
     def close(self, wait_s: float = STOP_WAIT_S) -> None:
         """Cancel every task still running (each sends its last checkpoint) and leave the cluster."""
@@ -325,6 +386,7 @@ class RayBackend:
                 future.result(timeout=max(0.1, deadline - time.monotonic()))
             except Exception:  # noqa: BLE001 - a timeout: the job resumes from what reached the head
                 pass
+        self._closing.set()
         self._collector.shutdown(wait=True)
         try:
             self._ray.kill(self._inbox)

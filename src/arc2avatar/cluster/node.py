@@ -7,7 +7,9 @@ last checkpoint that reached the head, and runs the pipeline's own ``create`` / 
 (with ``config.yaml``, ``log.jsonl`` and a preview render) to the head at once, and the progress
 log every ``progress_s`` seconds between checkpoints. The finished folder is the task's return
 value; the head writes it into place (``head.write_finished``). The scratch folder is removed at
-the end, whatever happens.
+the end, whatever happens; one whose worker process was killed (a job force-cancelled, a worker
+lost) is removed by the next job that starts on the same machine (its name holds the host and the
+process id: ``remove_orphaned_scratch``).
 
 Written by hand: the transfer of a run's folder between machines is ours; scheduling, retries
 and fault detection are Ray's.
@@ -18,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -28,9 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arc2avatar._signals import kept_signal_handlers
 from arc2avatar.cluster.spec import RemoteJob
 from arc2avatar.errors import Arc2AvatarError, MissingWeightsError
 from arc2avatar.pipeline.batch import Attempt, one_line, run_figures
+from arc2avatar.pipeline.preparing import PREPARE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,8 @@ POLL_S = 0.25  # how often the shipper looks for a new checkpoint, seconds
 OUT_NAME = "out"
 INPUTS_NAME = "inputs"
 PROGRESS_FILES = ("config.yaml", "log.jsonl", "progress.png")  # sent between checkpoints when they change
+LOG_NAME = "log.jsonl"  # avatar.layout.LOG_NAME: the run's JSON-lines log
+SCRATCH_PREFIX = "arc2avatar-job-"  # + HOST@PID-: a job's scratch folder
 
 
 @dataclass
@@ -66,6 +74,40 @@ def node_label() -> str:
     return f"{socket.gethostname()}/{node_id}"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_orphaned_scratch(root: Path) -> list[Path]:
+    """Remove the scratch folders in ``root`` that processes of this host left when they were
+    killed (their process is gone); returns them. Folders of other hosts (a shared ``scratch_dir``)
+    and of live processes stay."""
+    host = socket.gethostname()
+    removed = []
+    for path in sorted(root.glob(f"{SCRATCH_PREFIX}*@*")):
+        owner, _, rest = path.name[len(SCRATCH_PREFIX):].partition("@")
+        pid = rest.split("-", 1)[0]
+        if owner == host and pid.isdigit() and path.is_dir() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """A file's (mtime_ns, size), None when absent."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
 def is_shipped(path: Path) -> bool:
     """A file of a run's folder that travels (never a ``.NAME.XXXX.tmp`` being written)."""
     return path.is_file() and not (path.name.startswith(".") and ".tmp" in path.name)
@@ -84,13 +126,20 @@ def preview_png(payload: dict[str, Any], size: int) -> bytes:
 
 
 class Shipper(threading.Thread):
-    """Sends a run's new checkpoints (at once) and its progress log (every ``progress_s``) to the head."""
+    """Sends a run's new checkpoints (at once) and its progress log (every ``progress_s``) to the
+    head, and tells the head once the trainer's loop runs (``loop_started``): from then on a cancel
+    makes the run write a checkpoint, before it the head force-cancels (``head.RayBackend.cancel``)."""
 
-    def __init__(self, inbox: Any, job: RemoteJob, attempt_no: int, out_dir: Path, progress_s: float) -> None:
+    def __init__(self, inbox: Any, job: RemoteJob, attempt_no: int, out_dir: Path, progress_s: float,
+                 resume_iteration: int = 0) -> None:
         super().__init__(name="arc2avatar-shipper", daemon=True)
         self.inbox, self.job, self.attempt_no, self.out_dir, self.progress_s = inbox, job, attempt_no, out_dir, progress_s
+        self.resume_iteration = resume_iteration
         self.sent: dict[str, tuple[int, int]] = {}
         self.last_progress = 0.0
+        self.optimising = False  # the head knows the trainer's loop runs
+        self._log_at_start = _stamp(out_dir / LOG_NAME)
+        self._preparing_seen = False
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -114,6 +163,18 @@ class Shipper(threading.Thread):
         with contextlib.suppress(Exception):
             self.tick(force=True)
 
+    def loop_started(self) -> bool:
+        """Has the trainer's loop begun? The run's preparation record (``prepare.json``) was seen and
+        is gone (the pipeline removes it as the loop starts), or the log holds an iteration past
+        ``resume_iteration`` written by this attempt (the log that came with a resume may hold
+        later ones, which the trainer drops)."""
+        preparing = (self.out_dir / PREPARE_NAME).exists()
+        self._preparing_seen = self._preparing_seen or preparing
+        if self._preparing_seen and not preparing:
+            return True
+        log_path = self.out_dir / LOG_NAME
+        return _stamp(log_path) != self._log_at_start and _iterations_run(log_path, self.resume_iteration)[0] is not None
+
     def _changed(self, names: tuple[str, ...] | None = None) -> dict[str, bytes]:
         files = {}
         candidates = [self.out_dir / n for n in names] if names else sorted(self.out_dir.iterdir())
@@ -133,6 +194,9 @@ class Shipper(threading.Thread):
 
         from arc2avatar.pipeline.trainer import CHECKPOINT_NAME  # lazy: torch; the Ray head process stays torch-free
 
+        if not self.optimising and self.loop_started():
+            ray.get(self.inbox.optimising.remote(self.job.key, self.attempt_no))
+            self.optimising = True
         checkpoint = self.out_dir / CHECKPOINT_NAME
         if checkpoint.is_file():
             stat = checkpoint.stat()
@@ -199,7 +263,20 @@ def run_remote(job: RemoteJob, inputs: dict[str, tuple[str, Any]], inbox: Any, p
                scratch_root: str | None, threads: float) -> RemoteResult:
     """Make one avatar on this node (see the module docstring). A failure of the job's own (a bad
     photo, missing weights on this node) is returned, not raised, so Ray does not retry it; a
-    cancel (KeyboardInterrupt) sends the checkpoint it writes to the head, then propagates."""
+    cancel (KeyboardInterrupt) sends the checkpoint it writes to the head, then propagates.
+
+    Ray's cancel is a simulated SIGINT (``_thread.interrupt_main``), which Python drops while
+    SIGINT is ignored, and a node started in the background (``nohup ray start ... &``, a service,
+    a script run with ``&``) gives its worker processes SIGINT ignored: the task runs with Python's
+    own SIGINT handler (the caller's is given back after)."""
+    with kept_signal_handlers((signal.SIGINT,)):
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        return _run_job(job, inputs, inbox, progress_s, scratch_root, threads)
+
+
+def _run_job(job: RemoteJob, inputs: dict[str, tuple[str, Any]], inbox: Any, progress_s: float,
+             scratch_root: str | None, threads: float) -> RemoteResult:
     import ray
     import torch
 
@@ -208,9 +285,11 @@ def run_remote(job: RemoteJob, inputs: dict[str, tuple[str, Any]], inbox: Any, p
     torch.set_num_threads(max(1, int(threads)))
     node = node_label()
     attempt_no, resume_files, resume_iteration = ray.get(inbox.begin.remote(job, node))
-    if scratch_root:
-        Path(scratch_root).mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="arc2avatar-job-", dir=scratch_root))
+    root = Path(scratch_root or tempfile.gettempdir())
+    root.mkdir(parents=True, exist_ok=True)
+    for path in remove_orphaned_scratch(root):
+        log.info("removed %s, left by a killed job", path)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{socket.gethostname()}@{os.getpid()}-", dir=root))
     try:
         paths = _materialise(inputs, scratch / INPUTS_NAME)
         out_dir = scratch / OUT_NAME
@@ -218,7 +297,7 @@ def run_remote(job: RemoteJob, inputs: dict[str, tuple[str, Any]], inbox: Any, p
         for name, data in resume_files.items():
             (out_dir / name).write_bytes(data)
         resume = run_state(out_dir) == "unfinished"
-        shipper = Shipper(inbox, job, attempt_no, out_dir, progress_s)
+        shipper = Shipper(inbox, job, attempt_no, out_dir, progress_s, resume_iteration)
         shipper.mark_sent(resume_files)  # the head holds these already
         shipper.start()
         started = time.perf_counter()
@@ -238,7 +317,7 @@ def run_remote(job: RemoteJob, inputs: dict[str, tuple[str, Any]], inbox: Any, p
             shipper.stop()
             raise
         shipper.stop()
-        first, last = _iterations_run(out_dir / "log.jsonl", resume_iteration)
+        first, last = _iterations_run(out_dir / LOG_NAME, resume_iteration)
         attempt = Attempt(True, output=job.head_dir, metrics={**run_figures(result.metrics),
                                                               "job_s": time.perf_counter() - started})
         return RemoteResult(attempt, folder_files(out_dir), node, attempt_no, first, last)
@@ -246,4 +325,4 @@ def run_remote(job: RemoteJob, inputs: dict[str, tuple[str, Any]], inbox: Any, p
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-__all__ = ["RemoteResult", "folder_files", "node_label", "preview_png", "run_remote"]
+__all__ = ["RemoteResult", "folder_files", "node_label", "preview_png", "remove_orphaned_scratch", "run_remote"]

@@ -63,10 +63,10 @@ class RayOptions:
             checkpoints; every new checkpoint is sent at once. The checkpoint interval itself is the
             run's ``checkpoint_every`` (iterations).
         scratch_dir: where a node makes each job's private folder (None: the node's temp folder).
-        cancel_grace_s: seconds a cancelled job has to stop by itself (Ray raises
+        cancel_grace_s: seconds a cancelled job that optimises has to stop by itself (Ray raises
             ``KeyboardInterrupt`` in it: it sends its last checkpoint and ends) before its worker
             process is killed (a task inside a long native call, or waiting on Ray, may not see the
-            interrupt; on a busy machine one took over 4 minutes).
+            interrupt). A job still queued or preparing is cancelled at once, whatever the grace.
         object_store_mb: object store of a ``local`` cluster, MiB (None: Ray's default).
     """
 
