@@ -54,7 +54,7 @@ def correction_config(base: CreateConfig, iterations: int = 500) -> CreateConfig
         iterations=iterations,
         face_phase_fraction=0.0,
         checkpoint_every=max(iterations, 1),
-        losses=replace(base.losses, face_position=0.0, face_laplacian=0.0, freeze_face_xyz=False),
+        losses=replace(base.losses, face_position=0.0, face_laplacian=0.0, freeze_face_xyz=False, frozen_regions=()),
         optim=SplatOptimConfig.expression(max_steps=max(iterations, 1)),
         densify=densify,
     )

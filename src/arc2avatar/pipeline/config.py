@@ -71,6 +71,13 @@ class LossWeights:
         freeze_face_xyz: exact alternative to the 1e8 weights: face-splat positions are not
             optimised at all (the two regulariser terms are then skipped). Changes behaviour
             slightly: the 1e8 terms still let positions drift by Adam's step size.
+        frozen_regions: template regions whose splats keep their initial values (colour,
+            opacity, scale, rotation, position): the lid shells and the mouth's inside, which the
+            neutral views the avatar is made from do not show. Where such a splat's edge peeks
+            out at neutral, the guidance painted it with the eye's or the lips' colours, and a
+            trained avatar then blinked a dark smear and opened onto a red mouth (issue 24).
+            Expression correction (docs/method.md §7) trains them: it sees them. Names missing
+            from the template are ignored.
     """
 
     tv_rgb: float = 1.0
@@ -79,6 +86,7 @@ class LossWeights:
     face_position: float = 1e8
     face_laplacian: float = 1e8
     freeze_face_xyz: bool = False
+    frozen_regions: tuple[str, ...] = ("eyelids", "mouth_interior")
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,7 @@ class Trainer:
         self.laplacian = uniform_laplacian(setup.upsampled.face_triangles(), int(setup.upsampled.head.face_mask.sum())).to(device)
         self.state = self._fresh_state(splats)
         self._face_index: FaceIndex | None = None
+        self._frozen_vertices: Tensor | None = None
 
     # ------------------------------------------------------------------ state and checkpoints
     def _fresh_state(self, splats: GaussianSplats) -> TrainerState:
@@ -345,6 +346,24 @@ class Trainer:
             self._face_index = FaceIndex(rows=rows[order], num_splats=splats.num_splats)
         return self._face_index
 
+    def frozen_rows(self) -> Tensor | None:
+        """(N,) bool: the splats bound to a vertex of ``config.losses.frozen_regions`` (they keep
+        their initial values; ``LossWeights.frozen_regions``), or None when there are none."""
+        regions = self.setup.upsampled.head.regions
+        names = [name for name in self.config.losses.frozen_regions if name in regions]
+        if not names:
+            return None
+        if self._frozen_vertices is None:
+            vertices = torch.zeros_like(regions[names[0]], dtype=torch.bool)
+            for name in names:
+                vertices |= regions[name]
+            self._frozen_vertices = vertices.to(self.device)
+        splats = self.state.splats
+        bound = splats.vertex_index >= 0
+        rows = torch.zeros_like(bound)
+        rows[bound] = self._frozen_vertices[splats.vertex_index[bound]]
+        return rows if bool(rows.any()) else None
+
     def step(self, iteration: int) -> dict[str, Any]:
         """One iteration; returns its log record (values may be 0-dim tensors: ``_to_log_values``)."""
         cfg, state, timer = self.config, self.state, self.timer
@@ -406,6 +425,9 @@ class Trainer:
             with timer.stage("optimizer"):
                 if cfg.losses.freeze_face_xyz:
                     zero_rows(splats, optimizer, self.face_index().rows, names=("means",))
+                frozen = self.frozen_rows()
+                if frozen is not None:
+                    zero_rows(splats, optimizer, frozen, names=tuple(splats.params))
                 optimizer.step()
         else:
             state.skipped_steps += 1
