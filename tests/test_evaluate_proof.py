@@ -142,8 +142,7 @@ def test_demo_avatar_of_a_real_photo_is_the_same_person_to_the_independent_judge
         assert per_view[1] < 0.6, (label, per_view)
     # The trained avatar blinks (issue 24; losses.frozen_regions): its lid shells were not painted
     # with the eye's colours, so MediaPipe reads each closed eye shut and the other one open.
-    # Measured (the CLI's run): open 0.354 / 0.316, blink_left 0.342 / 0.067, blink_right 0.091 /
-    # 0.342; with the lids trained on, 0.25 and 0.28 (a dark smear).
+    # Measured: ASTRO_LIDS_TEST; with the lids trained on, 0.25 and 0.28 (a dark smear).
     from arc2avatar.errors import MissingDependencyError
     from arc2avatar.testing.mediapipe_mesh import mediapipe_folder
 

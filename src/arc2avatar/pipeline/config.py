@@ -72,12 +72,14 @@ class LossWeights:
             optimised at all (the two regulariser terms are then skipped). Changes behaviour
             slightly: the 1e8 terms still let positions drift by Adam's step size.
         frozen_regions: template regions whose splats keep their initial values (colour,
-            opacity, scale, rotation, position): the lid shells and the mouth's inside, which the
-            neutral views the avatar is made from do not show. Where such a splat's edge peeks
-            out at neutral, the guidance painted it with the eye's or the lips' colours, and a
-            trained avatar then blinked a dark smear and opened onto a red mouth (issue 24).
-            Expression correction (docs/method.md §7) trains them: it sees them. Names missing
-            from the template are ignored.
+            opacity, scale, rotation, position). The neutral views an avatar is made from do not
+            show the lid shells, but their splats' edges peek out beside the eyes, the guidance
+            painted them with the eye's colours, and a trained avatar blinked a dark smear
+            (issue 24). Adding ``mouth_interior`` keeps the mouth's inside too (an open mouth
+            then shows the template's dark cavity and teeth instead of one painted with the lips'
+            colours), at a cost in identity: the photo demo's dlib distance 0.429 → 0.448
+            (docs/expressions.md). Expression correction (docs/method.md §7) trains them all: it
+            sees them. Names missing from the template are ignored.
     """
 
     tv_rgb: float = 1.0
@@ -86,7 +88,7 @@ class LossWeights:
     face_position: float = 1e8
     face_laplacian: float = 1e8
     freeze_face_xyz: bool = False
-    frozen_regions: tuple[str, ...] = ("eyelids", "mouth_interior")
+    frozen_regions: tuple[str, ...] = ("eyelids",)
 
 
 @dataclass(frozen=True)
