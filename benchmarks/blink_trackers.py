@@ -57,13 +57,12 @@ def images_to_measure() -> dict[str, np.ndarray]:
     import torch
 
     from arc2avatar.avatar.rig import apply_expression, setup_for_avatar
-    from arc2avatar.cameras.model import orbit_cameras
     from arc2avatar.evaluate.face_measures import EYE_IMAGE_LEFT, EYE_IMAGE_RIGHT
     from arc2avatar.identity.dlib_faces import DlibFaceDetector
-    from arc2avatar.testing.photos import astronaut_photo, grace_hopper_photo, photo_avatar
+    from arc2avatar.testing.photos import astronaut_photo, grace_hopper_photo, photo_avatar, tracker_cameras
 
     detector = DlibFaceDetector()
-    cameras = orbit_cameras(3.0, 90.0, torch.tensor([0.0]), 0.7, 512, 512, target=torch.tensor([[0.0, 0.0, 0.12]]))
+    cameras = tracker_cameras()
     photo = np.ascontiguousarray(astronaut_photo())
     avatars = {"demo head": photo_avatar(None, None, face_levels=1)}
     for name, image in (("astronaut", photo), ("Grace Hopper", grace_hopper_photo())):

@@ -23,22 +23,16 @@ import numpy as np
 CASES = (("neutral", {}), ("smile", {"smile": 1.0}), ("jaw 0.5", {"jaw_open": 0.5}), ("jaw 0.75", {"jaw_open": 0.75}),
          ("jaw 1", {"jaw_open": 1.0}), ("blink_left", {"blink_left": 1.0}), ("blink_right", {"blink_right": 1.0}),
          ("brow_raise", {"brow_raise": 1.0}))
-SIZE, RADIUS, FOVY, LOOK_AT_Z = 512, 3.0, 0.7, 0.12
 
 
 def renders(folder: Path) -> list[np.ndarray]:
-    """(H, W, 3) uint8 frontal renders of the avatar in ``folder`` at each of ``CASES``."""
-    import torch
-
+    """(H, W, 3) uint8 frontal renders (``testing.photos.tracker_cameras``) of the avatar in
+    ``folder`` at each of ``CASES``."""
     from arc2avatar.avatar.model import Avatar
-    from arc2avatar.avatar.rig import apply_expression, setup_for_avatar
-    from arc2avatar.cameras.model import orbit_cameras
+    from arc2avatar.testing.photos import expression_renders
 
     avatar = Avatar.load(folder / "avatar" if (folder / "avatar").is_dir() else folder)
-    setup = setup_for_avatar(avatar)
-    camera = orbit_cameras(RADIUS, 90.0, torch.tensor([0.0]), FOVY, SIZE, SIZE, target=torch.tensor([[0.0, 0.0, LOOK_AT_Z]]))
-    return [(apply_expression(avatar, setup, weights).render_cameras(camera)[0] * 255).round().to(torch.uint8).numpy()
-            for _, weights in CASES]
+    return [images[0] for images in expression_renders(avatar, [weights for _, weights in CASES])]
 
 
 def report(name: str, images: list[np.ndarray]) -> str:

@@ -162,18 +162,14 @@ def test_demo_avatar_of_a_real_photo_is_the_same_person_to_the_independent_judge
 
 def _trained_blinks(avatar_dir) -> list[tuple[float, float]]:
     """MediaPipe Face Mesh's eye aspect ratios (image-left, image-right) of the avatar's frontal
-    512² render (r = 3.0, as tests/test_expression_tracker.py) open, at blink_left and at blink_right."""
+    512² render (``testing.photos.tracker_cameras``, as tests/test_expression_tracker.py) open,
+    at blink_left and at blink_right."""
     from arc2avatar.avatar.model import Avatar
-    from arc2avatar.avatar.rig import apply_expression, setup_for_avatar
-    from arc2avatar.cameras.model import orbit_cameras
     from arc2avatar.testing.mediapipe_mesh import mediapipe_face_mesh, mesh_eye_aspect_ratios
+    from arc2avatar.testing.photos import expression_renders
 
-    avatar = Avatar.load(avatar_dir)
-    setup = setup_for_avatar(avatar)
-    camera = orbit_cameras(3.0, 90.0, torch.tensor([0.0]), 0.7, 512, 512, target=torch.tensor([[0.0, 0.0, 0.12]]))
-    renders = [(apply_expression(avatar, setup, weights).render_cameras(camera)[0] * 255).round().to(torch.uint8).numpy()
-               for weights in ({}, {"blink_left": 1.0}, {"blink_right": 1.0})]
-    points = mediapipe_face_mesh(renders)
+    renders = expression_renders(Avatar.load(avatar_dir), ({}, {"blink_left": 1.0}, {"blink_right": 1.0}))
+    points = mediapipe_face_mesh([images[0] for images in renders])
     assert all(p is not None for p in points), "MediaPipe found no face in a render of the trained avatar"
     return [tuple(round(v, 3) for v in mesh_eye_aspect_ratios(p)) for p in points]
 

@@ -26,7 +26,6 @@ import torch
 from face_api_tarballs import store_face_api
 
 from arc2avatar.avatar.rig import apply_expression, setup_for_avatar
-from arc2avatar.cameras.model import orbit_cameras
 from arc2avatar.errors import InputError, MissingDependencyError, MissingWeightsError
 from arc2avatar.evaluate.face_measures import measure_face
 from arc2avatar.identity.dlib_faces import DlibFaceDetector
@@ -34,16 +33,11 @@ from arc2avatar.testing.faceapi import faceapi_landmarks
 from arc2avatar.testing.mediapipe_mesh import (MESH_EYE_IMAGE_LEFT, MESH_EYE_IMAGE_RIGHT, REQUIREMENTS, MediaPipeMeshConfig,
                                                mediapipe_face_mesh, mediapipe_folder,
                                                mesh_brow_eye_distance, mesh_eye_aspect_ratios, mesh_mouth_corners)
-from arc2avatar.testing.photos import astronaut_photo, grace_hopper_photo, photo_avatar
+from arc2avatar.testing.photos import TrackerView, astronaut_photo, grace_hopper_photo, photo_avatar, tracker_cameras
 
-SIZE, RADIUS, FOVY, LOOK_AT_Z = 512, 3.0, 0.7, 0.12
+SIZE = TrackerView().size
 ALL_AT_ONE = ["jaw_open", "smile", "blink_left", "blink_right", "brow_raise", "frown", "pucker", "cheek_puff",
               "mouth_left", "mouth_right"]
-
-
-def _cameras(azimuths: list[float]):
-    return orbit_cameras(RADIUS, 90.0, torch.tensor(azimuths, dtype=torch.float32), FOVY, SIZE, SIZE,
-                         target=torch.tensor([[0.0, 0.0, LOOK_AT_Z]]))
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +61,7 @@ def photo_demos(demo):
 
 def _render(demo, weights: dict[str, float], azimuths=(0.0,), background=(1.0, 1.0, 1.0)) -> np.ndarray:
     avatar, setup, _ = demo
-    images = apply_expression(avatar, setup, weights).render_cameras(_cameras(list(azimuths)), background)
+    images = apply_expression(avatar, setup, weights).render_cameras(tracker_cameras(azimuths), background)
     return (images * 255).round().to(torch.uint8).numpy()
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from arc2avatar._signals import kept_signal_handlers
+from arc2avatar.avatar.layout import CONFIG_NAME, LOG_NAME, PROGRESS_NAME  # torch-free constants
 from arc2avatar.cluster.spec import RemoteJob
 from arc2avatar.errors import Arc2AvatarError, MissingWeightsError
 from arc2avatar.pipeline.batch import Attempt, one_line, run_figures
@@ -43,8 +44,7 @@ log = logging.getLogger(__name__)
 POLL_S = 0.25  # how often the shipper looks for a new checkpoint, seconds
 OUT_NAME = "out"
 INPUTS_NAME = "inputs"
-PROGRESS_FILES = ("config.yaml", "log.jsonl", "progress.png")  # sent between checkpoints when they change
-LOG_NAME = "log.jsonl"  # avatar.layout.LOG_NAME: the run's JSON-lines log
+PROGRESS_FILES = (CONFIG_NAME, LOG_NAME, PROGRESS_NAME)  # sent between checkpoints when they change
 SCRATCH_PREFIX = "arc2avatar-job-"  # + HOST@PID-: a job's scratch folder
 
 

@@ -160,7 +160,7 @@ class Trainer:
         self.laplacian = uniform_laplacian(setup.upsampled.face_triangles(), int(setup.upsampled.head.face_mask.sum())).to(device)
         self.state = self._fresh_state(splats)
         self._face_index: FaceIndex | None = None
-        self._frozen_vertices: Tensor | None = None
+        self._frozen: tuple[int, Tensor | None] | None = None  # (splat count, frozen_rows)
 
     # ------------------------------------------------------------------ state and checkpoints
     def _fresh_state(self, splats: GaussianSplats) -> TrainerState:
@@ -263,7 +263,7 @@ class Trainer:
         state.bad_in_a_row = int(payload["bad_in_a_row"])
         state.elapsed_s = float(payload["elapsed_s"])
         self.state = state
-        self._face_index = None
+        self._face_index = self._frozen = None
         return state.iteration
 
     # ------------------------------------------------------------------ the loop
@@ -348,20 +348,25 @@ class Trainer:
 
     def frozen_rows(self) -> Tensor | None:
         """(N,) bool: the splats bound to a vertex of ``config.losses.frozen_regions`` (they keep
-        their initial values; ``LossWeights.frozen_regions``), or None when there are none."""
+        their initial values; ``LossWeights.frozen_regions``), or None when there are none.
+        Found once per splat set (like ``face_index``), not every step."""
+        splats = self.state.splats
+        if self._frozen is None or self._frozen[0] != splats.num_splats:
+            self._frozen = (splats.num_splats, self._find_frozen_rows(splats))
+        return self._frozen[1]
+
+    def _find_frozen_rows(self, splats: GaussianSplats) -> Tensor | None:
         regions = self.setup.upsampled.head.regions
         names = [name for name in self.config.losses.frozen_regions if name in regions]
         if not names:
             return None
-        if self._frozen_vertices is None:
-            vertices = torch.zeros_like(regions[names[0]], dtype=torch.bool)
-            for name in names:
-                vertices |= regions[name]
-            self._frozen_vertices = vertices.to(self.device)
-        splats = self.state.splats
+        vertices = torch.zeros_like(regions[names[0]], dtype=torch.bool)
+        for name in names:
+            vertices |= regions[name]
+        vertices = vertices.to(self.device)
         bound = splats.vertex_index >= 0
         rows = torch.zeros_like(bound)
-        rows[bound] = self._frozen_vertices[splats.vertex_index[bound]]
+        rows[bound] = vertices[splats.vertex_index[bound]]
         return rows if bool(rows.any()) else None
 
     def step(self, iteration: int) -> dict[str, Any]:
@@ -421,7 +426,7 @@ class Trainer:
                     state.densifier.accumulate(out.means2d.grad, out.radii, cameras.width, cameras.height)
                     report = state.densifier.step(iteration, splats, optimizer, state.device_generator)
                 if report.topology_changed:
-                    self._face_index = None
+                    self._face_index = self._frozen = None
             with timer.stage("optimizer"):
                 if cfg.losses.freeze_face_xyz:
                     zero_rows(splats, optimizer, self.face_index().rows, names=("means",))

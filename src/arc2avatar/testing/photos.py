@@ -11,6 +11,9 @@ Inception file in its real format, and an untrained photo-textured avatar (CPU, 
 * **Photo avatar.** One splat per template vertex coloured like the photo-textured oracle
   target (``pipeline.oracle.default_target``): what the demo's avatar converges toward, without
   the optimisation — enough for fast tests of the judge on splat renders.
+* **Tracker views.** The camera the expression trackers judge renders from (``TrackerView``:
+  512², r = 3.0, looking at the face; ``tracker_cameras``) and an avatar's renders at a list of
+  expressions (``expression_renders``), shared by the tests and the benchmarks that read them.
 """
 
 from __future__ import annotations
@@ -22,8 +25,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
 from arc2avatar.errors import MissingDependencyError
 from arc2avatar.avatar.model import Avatar
+from arc2avatar.avatar.rig import apply_expression, setup_for_avatar
+from arc2avatar.cameras.model import Cameras, orbit_cameras
 from arc2avatar.avatar.template import TemplateConfig, build_head
 from arc2avatar.pipeline.oracle import default_target
 from arc2avatar.splats.model import GaussianSplats
@@ -103,4 +111,39 @@ def photo_avatar(photo: np.ndarray | None, keypoints: np.ndarray | None, face_le
     return Avatar(splats, template=dict(setup.info), extra={"stage": "photo-textured template (untrained)"})
 
 
-__all__ = ["astronaut_photo", "grace_hopper_photo", "photo_avatar", "write_stand_in_inception"]
+
+@dataclass(frozen=True)
+class TrackerView:
+    """The frontal view the expression trackers read (docs/expressions.md, issue 24).
+
+    Attributes:
+        size: image side, pixels (the issue's 512²).
+        radius: camera distance from the head's centre, world units (the head fills the view).
+        fovy: vertical field of view, radians.
+        look_at_z: world height the camera looks at (the face's middle, not the head's centre).
+    """
+
+    size: int = 512
+    radius: float = 3.0
+    fovy: float = 0.7
+    look_at_z: float = 0.12
+
+
+def tracker_cameras(azimuths_deg: Sequence[float] = (0.0,), view: TrackerView = TrackerView()) -> Cameras:
+    """Cameras of ``view`` at eye level, one per azimuth (degrees; 0 = frontal)."""
+    return orbit_cameras(view.radius, 90.0, torch.tensor(list(azimuths_deg), dtype=torch.float32), view.fovy,
+                         view.size, view.size, target=torch.tensor([[0.0, 0.0, view.look_at_z]]))
+
+
+def expression_renders(avatar: Avatar, expressions: Sequence[Mapping[str, float]], cameras: Cameras | None = None,
+                       background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> list[np.ndarray]:
+    """The avatar at each expression (name → weight), rendered by ``cameras`` (default: the
+    frontal ``tracker_cameras``): one (C, H, W, 3) uint8 array per expression."""
+    cameras = tracker_cameras() if cameras is None else cameras
+    setup = setup_for_avatar(avatar)
+    return [(apply_expression(avatar, setup, dict(weights)).render_cameras(cameras, background) * 255)
+            .round().to(torch.uint8).numpy() for weights in expressions]
+
+
+__all__ = ["TrackerView", "astronaut_photo", "expression_renders", "grace_hopper_photo", "photo_avatar",
+           "tracker_cameras", "write_stand_in_inception"]
